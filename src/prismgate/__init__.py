@@ -1,0 +1,116 @@
+"""prismgate: one OpenAI-compatible API for image generation and vision, across providers.
+
+    from prismgate import image_generation
+    image = image_generation(prompt="A cute baby sea otter", model="mock/quickstart")
+
+Names load on first use, so `import prismgate` is fast and makes no network call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from prismgate._version import __version__
+
+if TYPE_CHECKING:
+    from prismgate.catalog import ModelInfo
+    from prismgate.config import Config, load_config
+    from prismgate.errors import (
+        APIConnectionError,
+        APIError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigError,
+        ContentPolicyViolationError,
+        NotFoundError,
+        PermissionDeniedError,
+        PrismgateError,
+        RateLimitError,
+        RequestTooLargeError,
+        ServiceUnavailableError,
+        Timeout,
+        UnsupportedParamsError,
+    )
+    from prismgate.gateway import CallOptions, Gateway
+    from prismgate.sdk import aimage_generation, get_model_info, image_generation, supports_vision
+    from prismgate.types import CallMeta, ImageGenerationRequest, ImageObject, ImageResponse
+
+_EXPORTS: dict[str, str] = {
+    "image_generation": "prismgate.sdk",
+    "aimage_generation": "prismgate.sdk",
+    "supports_vision": "prismgate.sdk",
+    "get_model_info": "prismgate.sdk",
+    "Gateway": "prismgate.gateway",
+    "CallOptions": "prismgate.gateway",
+    "Config": "prismgate.config",
+    "load_config": "prismgate.config",
+    "ModelInfo": "prismgate.catalog",
+    "CallMeta": "prismgate.types",
+    "ImageGenerationRequest": "prismgate.types",
+    "ImageObject": "prismgate.types",
+    "ImageResponse": "prismgate.types",
+    **{
+        name: "prismgate.errors"
+        for name in (
+            "APIConnectionError",
+            "APIError",
+            "AuthenticationError",
+            "BadRequestError",
+            "ConfigError",
+            "ContentPolicyViolationError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "PrismgateError",
+            "RateLimitError",
+            "RequestTooLargeError",
+            "ServiceUnavailableError",
+            "Timeout",
+            "UnsupportedParamsError",
+        )
+    },
+}
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CallMeta",
+    "CallOptions",
+    "Config",
+    "ConfigError",
+    "ContentPolicyViolationError",
+    "Gateway",
+    "ImageGenerationRequest",
+    "ImageObject",
+    "ImageResponse",
+    "ModelInfo",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PrismgateError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnsupportedParamsError",
+    "__version__",
+    "aimage_generation",
+    "get_model_info",
+    "image_generation",
+    "load_config",
+    "supports_vision",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prismgate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,18 @@
+"""The model catalog: capabilities, limits and prices, from `models.json` plus config overrides."""
+
+from prismgate.catalog.catalog import Catalog, builtin_catalog
+from prismgate.catalog.model_info import (
+    ImageCapabilities,
+    ImagePricing,
+    ModelInfo,
+    merge_model_info,
+)
+
+__all__ = [
+    "Catalog",
+    "ImageCapabilities",
+    "ImagePricing",
+    "ModelInfo",
+    "builtin_catalog",
+    "merge_model_info",
+]

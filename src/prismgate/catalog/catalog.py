@@ -1,0 +1,71 @@
+"""Model lookups over the catalog data file."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from importlib import resources
+
+import msgspec
+
+from prismgate.catalog.model_info import ModelInfo
+
+# Bedrock cross-region inference profiles prefix the base model id.
+_REGION_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
+
+
+class Catalog:
+    """Immutable lookups by `provider/model`, or by a bare model name."""
+
+    __slots__ = ("_by_bare_name", "_by_key")
+
+    def __init__(self, entries: Mapping[str, ModelInfo]) -> None:
+        self._by_key = dict(entries)
+        bare: dict[str, str] = {}
+        for key in entries:  # the data file lists a provider's own models first
+            bare.setdefault(key.partition("/")[2], key)
+        self._by_bare_name = bare
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def keys(self) -> list[str]:
+        """Every catalogued `provider/model` key."""
+        return list(self._by_key)
+
+    def lookup(self, model: str, provider: str | None = None) -> ModelInfo | None:
+        """The entry for `model` (`provider/model` or bare), or None if it is not catalogued.
+
+        With `provider`, `provider/model` is tried first, then the name as given.
+        """
+        if provider is not None and not model.startswith(provider + "/"):
+            found = self._find(f"{provider}/{model}")
+            if found is not None:
+                return found
+        return self._find(model)
+
+    def _find(self, name: str) -> ModelInfo | None:
+        if (info := self._by_key.get(name)) is not None:
+            return info
+        provider, _, model = name.partition("/")
+        if model:
+            stripped = _strip_region(model)
+            if (info := self._by_key.get(f"{provider}/{stripped}")) is not None:
+                return info
+            return None
+        key = self._by_bare_name.get(_strip_region(name))
+        return self._by_key[key] if key is not None else None
+
+
+def _strip_region(model: str) -> str:
+    for prefix in _REGION_PREFIXES:
+        if model.startswith(prefix):
+            return model[len(prefix) :]
+    return model
+
+
+@functools.cache
+def builtin_catalog() -> Catalog:
+    """The catalog shipped with prismgate (read once; immutable)."""
+    data = resources.files("prismgate.catalog").joinpath("models.json").read_bytes()
+    return Catalog(msgspec.json.decode(data, type=dict[str, ModelInfo]))

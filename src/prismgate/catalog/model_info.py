@@ -1,0 +1,92 @@
+"""What is known about a model: the shape of both a catalog entry and a `model_info` override."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Mode = Literal["chat", "completion", "embedding", "image_generation", "image_edit"]
+
+
+class ImagePricing(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """How an image model is billed, in USD.
+
+    `per_image` maps quality → size → price; the quality `"*"` matches any quality, the
+    size `"*"` any size. Token prices apply to gpt-image style models that report `usage`.
+    """
+
+    per_image: dict[str, dict[str, float]] | None = None
+    input_text_per_token: float | None = None
+    input_image_per_token: float | None = None
+    output_image_per_token: float | None = None
+    output_text_per_token: float | None = None
+
+
+class ImageCapabilities(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """What an image model accepts. `None` means "no fixed rule", and nothing is checked."""
+
+    # The optional OpenAI parameters the model has a meaning for; others are refused
+    # (or dropped with drop_params). `response_format` is absent for base64-only models:
+    # the gateway converts for them instead.
+    params: tuple[str, ...] | None = None
+    sizes: tuple[str, ...] | None = None
+    aspect_ratios: tuple[str, ...] | None = None
+    default_size: str | None = None
+    max_n: int | None = None
+    qualities: tuple[str, ...] | None = None
+    styles: tuple[str, ...] | None = None
+    output_formats: tuple[str, ...] | None = None
+    backgrounds: tuple[str, ...] | None = None
+    max_prompt_chars: int | None = None
+    # What the provider can return natively: ("url", "b64_json") or ("b64_json",).
+    response_formats: tuple[str, ...] | None = None
+    edits: bool | None = None
+    variations: bool | None = None
+    pricing: ImagePricing | None = None
+
+
+class ModelInfo(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """Capabilities, limits and prices of one model, under LiteLLM's `model_info` names."""
+
+    provider: str | None = None
+    mode: Mode | None = None
+    base_model: str | None = None
+    supports_vision: bool | None = None
+    supports_function_calling: bool | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    max_images_per_request: int | None = None
+    max_image_bytes: int | None = None
+    image: ImageCapabilities | None = None
+    id: str | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        # LiteLLM's get_model_info returns a dict; keep `info["supports_vision"]` working.
+        if key not in self.__struct_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The non-empty fields as plain data (what /model/info shows)."""
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def merge_model_info(base: ModelInfo | None, override: ModelInfo | None) -> ModelInfo | None:
+    """`override`'s set fields win over `base`'s; image capabilities merge field by field."""
+    if override is None or base is None:
+        return override if base is None else base
+    changes = _set_fields(override)
+    if base.image is not None and override.image is not None:
+        changes["image"] = msgspec.structs.replace(base.image, **_set_fields(override.image))
+    return msgspec.structs.replace(base, **changes)
+
+
+def _set_fields(struct: msgspec.Struct) -> dict[str, Any]:
+    return {
+        name: value
+        for name in struct.__struct_fields__
+        if (value := getattr(struct, name)) is not None
+    }

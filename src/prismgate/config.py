@@ -1,0 +1,269 @@
+"""Configuration: LiteLLM's `config.yaml`, plus prismgate's additions in `general_settings`.
+
+This is the one place environment variables are read. `load_config` takes a snapshot of
+the environment; `os.environ/NAME` references resolve against it at load time, and
+providers read default credentials (`OPENAI_API_KEY`, ...) from `Config.environ`, never
+from `os.environ`.
+
+Errors name the exact path (`model_list[2].litellm_params.api_base`). Unknown keys are
+logged as warnings and ignored, except in `litellm_params`, where LiteLLM sends them to
+the provider as request parameters, and so do we.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from prismgate.catalog import ModelInfo
+from prismgate.errors import ConfigError
+from prismgate.types.validation import plain_validation_error
+
+__all__ = [
+    "Config",
+    "GeneralSettings",
+    "LiteLLMParams",
+    "LiteLLMSettings",
+    "ModelEntry",
+    "RouterSettings",
+    "load_config",
+]
+
+log = logging.getLogger("prismgate.config")
+
+ENV_REFERENCE = "os.environ/"
+
+
+class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
+    pass
+
+
+class LiteLLMParams(_Section, frozen=True):
+    """How to call one deployment (`model_list[].litellm_params`)."""
+
+    model: str
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    max_retries: int | None = None
+    custom_llm_provider: str | None = None
+    drop_params: bool | None = None
+    organization: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    weight: float | None = None
+    # Cloud credentials, under LiteLLM's names.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region_name: str | None = None
+    aws_profile_name: str | None = None
+    aws_bedrock_runtime_endpoint: str | None = None
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | None = None
+    vertex_ai_project: str | None = None
+    vertex_ai_location: str | None = None
+    # Every other key: sent to the provider as a request parameter (LiteLLM's behaviour).
+    provider_params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ModelEntry(_Section, frozen=True):
+    """One deployment: the public `model_name`, how to call it, and what it can do."""
+
+    model_name: str
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo | None = None
+
+
+class MediaSettings(_Section, frozen=True):
+    """Image inputs: which private hosts may be fetched, and how large images may be."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    max_image_bytes: int = 20 * 1024 * 1024
+    oversize: Literal["downscale", "reject"] = "downscale"
+
+
+class ImageStoreSettings(_Section, frozen=True):
+    """Where base64-only answers are kept when a caller asked for URLs."""
+
+    type: Literal["local", "s3"] = "local"
+    path: str = "./prismgate-images"
+    public_base_url: str | None = None
+    url_ttl_seconds: int = 3600
+
+
+class GeneralSettings(_Section, frozen=True):
+    """`general_settings`: LiteLLM's keys, and prismgate's own additions."""
+
+    master_key: str | None = None
+    max_request_size_mb: float = 32
+    allow_client_provider_keys: bool = False
+    default_image_model: str = "gpt-image-1"
+    media: MediaSettings = msgspec.field(default_factory=MediaSettings)
+    image_store: ImageStoreSettings = msgspec.field(default_factory=ImageStoreSettings)
+    database_url: str | None = None
+
+
+class RouterSettings(_Section, frozen=True):
+    """`router_settings`: how model groups route, retry and fall back."""
+
+    routing_strategy: str = "simple-shuffle"
+    num_retries: int | None = None
+    timeout: float | None = None
+    allowed_fails: int | None = None
+    cooldown_time: float | None = None
+    retry_after: float | None = None
+    fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
+    content_policy_fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
+    default_fallbacks: list[str] = msgspec.field(default_factory=list)
+    model_group_alias: dict[str, str] = msgspec.field(default_factory=dict)
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+
+
+class LiteLLMSettings(_Section, frozen=True):
+    """`litellm_settings`: defaults for every call."""
+
+    drop_params: bool = False
+    num_retries: int | None = None
+    request_timeout: float | None = None
+    cache: bool = False
+    cache_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    set_verbose: bool = False
+
+
+class Config(_Section, frozen=True):
+    """The whole configuration, validated. Build it with `load_config`."""
+
+    model_list: list[ModelEntry] = msgspec.field(default_factory=list)
+    general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    router_settings: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
+    virtual_keys: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    portkey_configs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    # LiteLLM's `environment_variables`: added to the snapshot, never to os.environ.
+    environment_variables: dict[str, str] = msgspec.field(default_factory=dict)
+    # The environment snapshot taken at load time (not read from the file).
+    environ: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The environment and the keys hold secrets: a repr shows their shape only.
+        groups = sorted({entry.model_name for entry in self.model_list})
+        return f"Config(model groups={groups}, environ=<{len(self.environ)} variables>)"
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate a config from a YAML file, a mapping, or nothing (defaults).
+
+    `environ` defaults to a snapshot of `os.environ`. Raises ConfigError naming the exact
+    path of the first problem.
+    """
+    snapshot = dict(os.environ if environ is None else environ)
+    raw: Any = _read(source)
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping at the top level")
+    snapshot.update({str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()})
+    raw = _resolve_env(raw, snapshot, path="")
+    raw.pop("environ", None)
+    _gather_provider_params(raw)
+    for path in _unknown_keys(raw, Config, ""):
+        log.warning("config: unknown key %s is ignored", path)
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        where, detail = plain_validation_error(exc)
+        raise ConfigError(f"{where or '(top level)'}: {detail}") from None
+    return msgspec.structs.replace(config, environ=snapshot)
+
+
+def _read(source: str | os.PathLike[str] | Mapping[str, Any] | None) -> Any:
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return dict(source)
+    import yaml
+
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError(f"{path} is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+
+
+def _resolve_env(node: Any, environ: Mapping[str, str], path: str) -> Any:
+    if isinstance(node, str) and node.startswith(ENV_REFERENCE):
+        name = node[len(ENV_REFERENCE) :]
+        if name not in environ:
+            raise ConfigError(f"{path.lstrip('.')}: environment variable {name} is not set")
+        return environ[name]
+    if isinstance(node, dict):
+        return {k: _resolve_env(v, environ, f"{path}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_env(v, environ, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _gather_provider_params(raw: dict[str, Any]) -> None:
+    """Move unknown `litellm_params` keys into `provider_params`, saying so once each."""
+    known = set(LiteLLMParams.__struct_fields__) - {"provider_params"}
+    for i, entry in enumerate(raw.get("model_list") or []):
+        params = entry.get("litellm_params") if isinstance(entry, dict) else None
+        if not isinstance(params, dict):
+            continue
+        extra = {k: params.pop(k) for k in list(params) if k not in known}
+        if extra:
+            for key in extra:
+                log.warning(
+                    "config: model_list[%d].litellm_params.%s is not a prismgate setting; "
+                    "it is sent to the provider as a request parameter",
+                    i,
+                    key,
+                )
+            params["provider_params"] = extra
+
+
+def _unknown_keys(node: Any, kind: Any, path: str) -> list[str]:
+    """Paths of mapping keys that `kind` does not declare, found by walking its types."""
+    info = msgspec.inspect.type_info(kind)
+    return _walk(node, info, path)
+
+
+def _walk(node: Any, info: msgspec.inspect.Type, path: str) -> list[str]:
+    if isinstance(info, msgspec.inspect.UnionType):
+        found: list[str] = []
+        for option in info.types:
+            if isinstance(option, msgspec.inspect.StructType | msgspec.inspect.ListType):
+                found += _walk(node, option, path)
+        return found
+    if isinstance(info, msgspec.inspect.StructType) and isinstance(node, dict):
+        fields = {f.encode_name: f.type for f in info.fields}
+        unknown = [f"{path}.{k}".lstrip(".") for k in node if k not in fields]
+        for key, value in node.items():
+            if key in fields:
+                unknown += _walk(value, fields[key], f"{path}.{key}")
+        return unknown
+    if isinstance(info, msgspec.inspect.ListType) and isinstance(node, list):
+        return [
+            p for i, item in enumerate(node) for p in _walk(item, info.item_type, f"{path}[{i}]")
+        ]
+    return []

@@ -1,0 +1,54 @@
+"""What a call cost, in USD, from the catalog's prices (or `model_info` overrides)."""
+
+from __future__ import annotations
+
+from prismgate.catalog import ImageCapabilities
+from prismgate.types import ImageGenerationRequest, ImageResponse
+
+__all__ = ["image_cost"]
+
+
+def image_cost(
+    capabilities: ImageCapabilities | None,
+    request: ImageGenerationRequest,
+    response: ImageResponse,
+) -> float | None:
+    """Token-priced models pay for `usage`; the others per image by quality and size.
+
+    None only when the model has no price at all (an uncatalogued self-hosted model).
+    """
+    if capabilities is None or capabilities.pricing is None:
+        return None
+    pricing = capabilities.pricing
+    usage = response.usage
+    if usage is not None and pricing.output_image_per_token is not None:
+        inputs = usage.input_tokens_details
+        outputs = usage.output_tokens_details
+        text_in = inputs.text_tokens if inputs and inputs.text_tokens is not None else None
+        image_in = inputs.image_tokens if inputs and inputs.image_tokens else 0
+        if text_in is None:
+            text_in = usage.input_tokens - image_in
+        image_out = (
+            outputs.image_tokens
+            if outputs and outputs.image_tokens is not None
+            else usage.output_tokens
+        )
+        text_out = outputs.text_tokens if outputs and outputs.text_tokens else 0
+        return (
+            text_in * (pricing.input_text_per_token or 0.0)
+            + image_in * (pricing.input_image_per_token or 0.0)
+            + image_out * pricing.output_image_per_token
+            + text_out * (pricing.output_text_per_token or 0.0)
+        )
+    if pricing.per_image is None:
+        return None
+    quality = response.quality or request.quality or "*"
+    by_size = pricing.per_image.get(quality) or pricing.per_image.get("*")
+    if by_size is None:  # "auto" or an unpriced quality: the middle of the model's prices
+        tiers = list(pricing.per_image.values())
+        by_size = tiers[len(tiers) // 2]
+    size = response.size or request.size or capabilities.default_size or "*"
+    price = by_size.get(size, by_size.get("*"))
+    if price is None:  # an unlisted size: the model's most common (first) price
+        price = next(iter(by_size.values()))
+    return price * len(response.data)

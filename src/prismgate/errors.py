@@ -1,0 +1,236 @@
+"""The exception tree. Every failure a caller can see is one of these.
+
+    PrismgateError                      500 api_error
+    ├── AuthenticationError             401 authentication_error
+    ├── PermissionDeniedError           403 permission_error
+    ├── NotFoundError                   404 invalid_request_error   (code: model_not_found, ...)
+    ├── BadRequestError                 400 invalid_request_error
+    │   ├── UnsupportedParamsError      400 invalid_request_error   (code: unsupported_parameter)
+    │   └── ContentPolicyViolationError 400 invalid_request_error   (code: content_policy_violation)
+    ├── RequestTooLargeError            413 invalid_request_error   (code: request_too_large)
+    ├── RateLimitError                  429 rate_limit_error        (retry_after, when known)
+    ├── Timeout                         504 timeout                 (also a builtin TimeoutError)
+    ├── ServiceUnavailableError         503 service_unavailable
+    ├── APIError                        5xx api_error               (the upstream status kept)
+    └── APIConnectionError              502 api_connection_error
+
+Each error carries its HTTP `status`, the OpenAI `type`, `code` and `param`, the
+`provider` that produced it, and the `upstream_status` and `upstream_message` as the
+provider sent them (secrets redacted), and `retry_after` when the provider gave one.
+`body()` gives the OpenAI wire body.
+
+Upstream failures are translated once, at the provider boundary, by `from_upstream`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from prismgate.types.errors import ErrorBody, ErrorDetail
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ContentPolicyViolationError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PrismgateError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServiceUnavailableError",
+    "Timeout",
+    "UnsupportedParamsError",
+    "from_upstream",
+]
+
+
+class PrismgateError(Exception):
+    """Base of every error prismgate raises to a caller."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        provider: str | None = None,
+        upstream_status: int | None = None,
+        upstream_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.provider = provider
+        self.upstream_status = upstream_status
+        self.upstream_message = upstream_message
+        self.retry_after = retry_after  # seconds, from the provider's Retry-After
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status to answer with (an upstream 5xx keeps its own)."""
+        return self.status
+
+    def body(self) -> ErrorBody:
+        """The OpenAI-style error body for this error."""
+        return ErrorBody(
+            error=ErrorDetail(
+                message=self.message, type=self.type, param=self.param, code=self.code
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status_code})"
+
+
+class AuthenticationError(PrismgateError):
+    """The credentials were missing or wrong (401)."""
+
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(PrismgateError):
+    """The credentials are valid but may not do this (403)."""
+
+    status = 403
+    type = "permission_error"
+
+
+class NotFoundError(PrismgateError):
+    """The model, deployment or resource does not exist (404)."""
+
+    status = 404
+    type = "invalid_request_error"
+
+
+class BadRequestError(PrismgateError):
+    """The request is malformed or asks for something the model cannot do (400)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParamsError(BadRequestError):
+    """A parameter the model has no meaning for; `drop_params=True` drops it instead."""
+
+    default_code = "unsupported_parameter"
+
+
+class ContentPolicyViolationError(BadRequestError):
+    """The provider's safety system refused the prompt or every image."""
+
+    default_code = "content_policy_violation"
+
+
+class RequestTooLargeError(PrismgateError):
+    """The request body is larger than allowed (413)."""
+
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(PrismgateError):
+    """The provider (or the gateway) is rate limiting this caller (429)."""
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class Timeout(PrismgateError, TimeoutError):
+    """The provider did not answer in time (504); the upstream call was cancelled."""
+
+    status = 504
+    type = "timeout"
+    default_code = "timeout"
+
+
+class ServiceUnavailableError(PrismgateError):
+    """The provider is overloaded or down (503)."""
+
+    status = 503
+    type = "service_unavailable"
+    default_code = "service_unavailable"
+
+
+class APIError(PrismgateError):
+    """The provider failed with a 5xx; the upstream status is kept as ours."""
+
+    status = 500
+
+    @property
+    def status_code(self) -> int:
+        up = self.upstream_status
+        return up if up is not None and 500 <= up <= 599 else self.status
+
+
+class APIConnectionError(PrismgateError):
+    """The provider could not be reached, or the connection broke (502)."""
+
+    status = 502
+    type = "api_connection_error"
+    default_code = "connection_error"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid. The message names the exact path (`model_list[2]...`)."""
+
+
+_BY_STATUS: dict[int, type[PrismgateError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: Timeout,
+    409: BadRequestError,
+    413: RequestTooLargeError,
+    422: BadRequestError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+    504: Timeout,
+    529: ServiceUnavailableError,
+}
+
+_CONTENT_POLICY_CODES = frozenset(
+    {"content_policy_violation", "moderation_blocked", "content_filter"}
+)
+
+
+def from_upstream(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    code: str | None = None,
+    param: str | None = None,
+    retry_after: float | None = None,
+) -> PrismgateError:
+    """Translate a provider's failed answer into the tree, keeping its status and message.
+
+    `message` must already be redacted. The caller-facing message names the provider so
+    a user knows whose refusal it is.
+    """
+    if status == 400 and code in _CONTENT_POLICY_CODES:
+        cls: type[PrismgateError] = ContentPolicyViolationError
+    else:
+        cls = _BY_STATUS.get(status) or (APIError if status >= 500 else BadRequestError)
+    return cls(
+        f"{provider} returned {status}: {message}",
+        code=code,
+        param=param,
+        provider=provider,
+        upstream_status=status,
+        upstream_message=message,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,266 @@
+"""The Gateway: one async core behind the SDK and the proxy.
+
+Built once from a `Config`, it holds everything a call needs (catalog, deployments, the
+HTTP pool, the secret redactor) and no global state. A call goes: model name →
+deployment → the model's rules checked → provider call(s), fanned out when the model makes
+fewer images per call than asked → the answer normalised (response_format, cost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
+from prismgate.config import Config, load_config
+from prismgate.cost import image_cost
+from prismgate.errors import APIError, BadRequestError, PrismgateError
+from prismgate.media import data_url
+from prismgate.observability.redaction import Redactor
+from prismgate.providers import get_provider
+from prismgate.providers.base import Deployment, ImageGenerationCall, Provider
+from prismgate.providers.image_rules import check_image_request
+from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
+from prismgate.transport import HttpTransport, Transport
+from prismgate.types import (
+    CallMeta,
+    ImageGenerationRequest,
+    ImageResponse,
+    ImageUsage,
+    ImageUsageDetails,
+)
+
+__all__ = ["CallOptions", "Gateway"]
+
+DEFAULT_IMAGE_TIMEOUT = 600.0
+# Parallel upstream calls for one fanned-out request.
+MAX_FAN_OUT = 4
+_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
+_IMAGE_MODES = frozenset({"image_generation", "image_edit"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-call settings that are not part of the OpenAI request."""
+
+    overrides: CallerOverrides | None = None
+    timeout: float | None = None
+    drop_params: bool | None = None
+    # Provider-specific parameters, sent in the provider body as given.
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Gateway:
+    """Serves OpenAI-shaped calls from any configured provider.
+
+    Use it as an async context manager (or call `aclose()`) to release the HTTP pool.
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        transport: Transport | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.config = config if config is not None else load_config()
+        self.catalog = catalog if catalog is not None else builtin_catalog()
+        self.deployments = DeploymentResolver(self.config, self.catalog)
+        self._http = transport if transport is not None else HttpTransport()
+        self._redact = Redactor(_secrets(self.config))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the HTTP pool."""
+        close = getattr(self._http, "aclose", None)
+        if close is not None:
+            await close()
+
+    def model_info(self, model: str, custom_llm_provider: str | None = None) -> ModelInfo | None:
+        """What is known about `model` as this gateway serves it (catalog + model_info)."""
+        overrides = CallerOverrides(custom_llm_provider=custom_llm_provider)
+        return self.deployments.resolve(model, overrides).info
+
+    async def image_generation(
+        self, request: ImageGenerationRequest, options: CallOptions | None = None
+    ) -> ImageResponse:
+        """Generate images. Raises a `PrismgateError` for anything that goes wrong."""
+        options = options or CallOptions()
+        group = request.model or self.config.general_settings.default_image_model
+        deployment = self.deployments.resolve(group, options.overrides)
+        provider = get_provider(deployment.provider)
+        capability = provider.image_generation
+        info = deployment.info
+        if capability is None or (info and info.mode and info.mode not in _IMAGE_MODES):
+            raise BadRequestError(
+                f"{group} cannot generate images"
+                + (f" (it is a {info.mode} model)" if info and info.mode else ""),
+                param="model",
+                code="model_not_supported",
+            )
+        capabilities = info.image if info else None
+        drop_params = _first_set(
+            options.drop_params,
+            deployment.drop_params,
+            self.config.litellm_settings.drop_params,
+        )
+        checked = check_image_request(request, capabilities, model=group, drop_params=drop_params)
+        call = ImageGenerationCall(
+            request=checked.request,
+            deployment=deployment,
+            credentials=provider.credentials.resolve(
+                provider.name, deployment, self.config.environ
+            ),
+            capabilities=capabilities,
+            extra=_provider_extra(provider, deployment, options),
+            timeout=_first_set(
+                options.timeout,
+                deployment.timeout,
+                self.config.litellm_settings.request_timeout,
+                DEFAULT_IMAGE_TIMEOUT,
+            ),
+            redact=self._redact.including(deployment.api_key),
+        )
+        calls = _fan_out(call, capabilities)
+        response = await self._generate_all(capability, calls)
+        if not response.data:
+            raise APIError(f"{provider.name} answered without any image", provider=provider.name)
+        response = _deliver_as(request.response_format, response, capabilities)
+        response._hidden_params = CallMeta(
+            provider=provider.name,
+            model=deployment.model,
+            model_group=group,
+            api_base=call.credentials.api_base,
+            response_cost=image_cost(capabilities, request, response),
+            upstream_calls=len(calls),
+            dropped_params=checked.dropped,
+            adjusted=checked.adjusted,
+        )
+        return response
+
+    async def _generate_all(
+        self, capability: Any, calls: list[ImageGenerationCall]
+    ) -> ImageResponse:
+        if len(calls) == 1:
+            return await capability.generate(calls[0], self._http)  # type: ignore[no-any-return]
+        limit = asyncio.Semaphore(MAX_FAN_OUT)
+
+        async def one(call: ImageGenerationCall) -> ImageResponse:
+            async with limit:
+                return await capability.generate(call, self._http)  # type: ignore[no-any-return]
+
+        try:  # all or nothing: the first failure cancels the rest
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(call)) for call in calls]
+        except* PrismgateError as failures:
+            raise failures.exceptions[0] from None
+        return _merge([task.result() for task in tasks])
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _secrets(config: Config) -> list[str]:
+    found = [v for k, v in config.environ.items() if _SECRET_NAME.search(k)]
+    found.append(config.general_settings.master_key or "")
+    for entry in config.model_list:
+        params = entry.litellm_params
+        found += [params.api_key or "", params.aws_secret_access_key or ""]
+        found.append(params.aws_session_token or "")
+    for virtual_key in config.virtual_keys.values():
+        found.append(str(virtual_key.get("api_key") or ""))
+    return found
+
+
+def _provider_extra(
+    provider: Provider, deployment: Deployment, options: CallOptions
+) -> dict[str, Any]:
+    """Provider-specific body parameters: config defaults, then the caller's. Provider
+    settings (project, region, ...) configure the call and never enter the body."""
+    merged = {**deployment.params, **options.extra}
+    return {k: v for k, v in merged.items() if k not in provider.settings}
+
+
+def _fan_out(
+    call: ImageGenerationCall, capabilities: ImageCapabilities | None
+) -> list[ImageGenerationCall]:
+    """One call, or several when the model makes fewer images per call than asked."""
+    wanted = call.request.n or 1
+    per_call = capabilities.max_n if capabilities and capabilities.max_n else wanted
+    if wanted <= per_call:
+        return [call]
+    sizes = [per_call] * (wanted // per_call) + ([wanted % per_call] if wanted % per_call else [])
+    return [
+        dataclasses.replace(call, request=msgspec.structs.replace(call.request, n=size))
+        for size in sizes
+    ]
+
+
+def _merge(responses: list[ImageResponse]) -> ImageResponse:
+    usages = [r.usage for r in responses if r.usage is not None]
+    return msgspec.structs.replace(
+        responses[0],
+        created=max(r.created for r in responses),
+        data=[image for r in responses for image in r.data],
+        usage=_sum_usage(usages) if len(usages) == len(responses) else None,
+    )
+
+
+def _sum_usage(usages: list[ImageUsage]) -> ImageUsage:
+    def details(parts: list[ImageUsageDetails | None]) -> ImageUsageDetails | None:
+        present = [p for p in parts if p is not None]
+        if not present:
+            return None
+        return ImageUsageDetails(
+            text_tokens=sum(p.text_tokens or 0 for p in present),
+            image_tokens=sum(p.image_tokens or 0 for p in present),
+        )
+
+    return ImageUsage(
+        input_tokens=sum(u.input_tokens for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
+        total_tokens=sum(u.total_tokens for u in usages),
+        input_tokens_details=details([u.input_tokens_details for u in usages]),
+        output_tokens_details=details([u.output_tokens_details for u in usages]),
+    )
+
+
+def _deliver_as(
+    wanted: str | None, response: ImageResponse, capabilities: ImageCapabilities | None
+) -> ImageResponse:
+    """Honour `response_format` for models that could not be asked for it."""
+    sent_upstream = capabilities is None or "response_format" in (capabilities.params or ())
+    if wanted is None or sent_upstream:
+        return response
+    if wanted == "url":
+        data = [
+            msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
+            if image.b64_json and not image.url
+            else image
+            for image in response.data
+        ]
+        return msgspec.structs.replace(response, data=data)
+    if any(image.b64_json is None for image in response.data):
+        raise BadRequestError(
+            "this model answers with image URLs only; response_format=b64_json for it needs "
+            "the gateway's image fetcher, which is not available yet",
+            param="response_format",
+        )
+    return response

@@ -1,0 +1,36 @@
+"""The provider registry: a provider's name → the module that declares it, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+
+from prismgate.providers.base import Provider
+
+__all__ = ["Provider", "get_provider", "is_provider", "provider_names"]
+
+# name → (module, attribute). Modules load on first use, keeping `import prismgate` light.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "openai": ("prismgate.providers.openai", "OPENAI"),
+    "azure": ("prismgate.providers.azure", "AZURE"),
+    "xai": ("prismgate.providers.xai", "XAI"),
+    "xinference": ("prismgate.providers.openai", "XINFERENCE"),
+    "hosted_vllm": ("prismgate.providers.openai", "HOSTED_VLLM"),
+    "mock": ("prismgate.providers.mock", "MOCK"),
+}
+
+
+def provider_names() -> list[str]:
+    """Every provider prismgate knows, by the prefix used in `provider/model`."""
+    return sorted(_REGISTRY)
+
+
+def is_provider(name: str) -> bool:
+    """Whether `name` is a registered provider prefix."""
+    return name in _REGISTRY
+
+
+def get_provider(name: str) -> Provider:
+    """The provider registered as `name` (KeyError if there is none)."""
+    module, attribute = _REGISTRY[name]
+    provider: Provider = getattr(importlib.import_module(module), attribute)
+    return provider

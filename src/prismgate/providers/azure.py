@@ -1,0 +1,48 @@
+"""Azure OpenAI: the OpenAI wire behind a deployment URL, an `api-version`, and `api-key`.
+
+Two URL styles: the classic `…/openai/deployments/{deployment}/…?api-version=…` (the model
+moves into the path), and the v1 API (`api_base` ending in `/openai/v1`), used like OpenAI
+with the deployment name as the body's `model`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from prismgate.providers.base import Credentials, CredentialSpec, Deployment, Provider
+from prismgate.providers.openai_wire import OpenAIImageGeneration
+
+
+def _is_v1(credentials: Credentials) -> bool:
+    return credentials.api_base.endswith("/openai/v1")
+
+
+def _url(credentials: Credentials, deployment: Deployment, path: str) -> str:
+    if _is_v1(credentials):
+        return credentials.api_base + path
+    base = credentials.api_base.removesuffix("/openai")
+    version = quote(credentials.api_version or "", safe="")
+    return (
+        f"{base}/openai/deployments/{quote(deployment.model, safe='')}{path}?api-version={version}"
+    )
+
+
+def _headers(credentials: Credentials) -> dict[str, str]:
+    return {"api-key": credentials.api_key} if credentials.api_key else {}
+
+
+AZURE = Provider(
+    name="azure",
+    credentials=CredentialSpec(
+        api_key_env=("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
+        api_base_env=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
+        api_version_env=("AZURE_API_VERSION", "OPENAI_API_VERSION"),
+        # The first dated version with both DALL·E 3 and gpt-image-1.
+        default_api_version="2025-04-01-preview",
+    ),
+    image_generation=OpenAIImageGeneration(
+        provider="azure", url=_url, headers=_headers, model_in_body=_is_v1
+    ),
+)
+
+__all__ = ["AZURE"]

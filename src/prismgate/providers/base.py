@@ -1,0 +1,183 @@
+"""The provider contract, and the small engine that applies a provider's field table.
+
+A provider module declares data: where its credentials come from (`CredentialSpec`), a
+`FieldTable` per capability that says where each OpenAI parameter goes in its body, and
+one small object per capability it offers (`ImageGeneration`). Shared code never names a
+provider; it reaches them through the registry in `prismgate.providers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prismgate.catalog import ImageCapabilities, ModelInfo
+from prismgate.errors import AuthenticationError, BadRequestError
+from prismgate.observability.redaction import Redactor
+from prismgate.transport import Transport
+from prismgate.types import ImageGenerationRequest, ImageResponse
+
+__all__ = [
+    "CredentialSpec",
+    "Credentials",
+    "Deployment",
+    "Field",
+    "FieldTable",
+    "ImageGeneration",
+    "ImageGenerationCall",
+    "Provider",
+    "build_body",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One concrete target: a provider, its own model id, and how to reach it."""
+
+    provider: str
+    model: str
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    drop_params: bool | None = None
+    # Further `litellm_params`: provider settings, or defaults for the request body.
+    params: Mapping[str, Any] = field(default_factory=dict)
+    info: ModelInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The resolved address and secrets for one call."""
+
+    api_base: str
+    api_key: str | None = None
+    api_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSpec:
+    """Where a provider's credentials come from when the deployment does not set them."""
+
+    api_key_env: tuple[str, ...] = ()
+    api_base_env: tuple[str, ...] = ()
+    api_version_env: tuple[str, ...] = ()
+    default_api_base: str | None = None
+    default_api_version: str | None = None
+    key_required: bool = True
+    # OpenAI's key is needed at api.openai.com, not on a self-hosted server behind api_base.
+    key_optional_with_custom_base: bool = False
+
+    def resolve(
+        self, provider: str, deployment: Deployment, environ: Mapping[str, str]
+    ) -> Credentials:
+        """Deployment values first, then the environment snapshot, then the defaults."""
+        api_base = (
+            deployment.api_base or _first(environ, self.api_base_env) or self.default_api_base
+        )
+        if not api_base:
+            where = " or ".join(self.api_base_env) or "litellm_params.api_base"
+            raise BadRequestError(
+                f"{provider} needs an api_base: pass api_base or set {where}",
+                param="api_base",
+                provider=provider,
+            )
+        api_key = deployment.api_key or _first(environ, self.api_key_env)
+        custom_base = api_base != self.default_api_base
+        key_optional = not self.key_required or (self.key_optional_with_custom_base and custom_base)
+        if not api_key and not key_optional:
+            raise AuthenticationError(
+                f"no API key for {provider}: pass api_key or set {' or '.join(self.api_key_env)}",
+                provider=provider,
+                code="missing_api_key",
+            )
+        api_version = (
+            deployment.api_version
+            or _first(environ, self.api_version_env)
+            or self.default_api_version
+        )
+        return Credentials(api_base=api_base.rstrip("/"), api_key=api_key, api_version=api_version)
+
+
+def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    return next((environ[name] for name in names if environ.get(name)), None)
+
+
+Convert = Callable[[Any, ImageCapabilities | None], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """Where one OpenAI parameter goes in a provider's body.
+
+    `target` is a dotted path (`imageGenerationConfig.numberOfImages`). With no target,
+    `convert` returns a mapping of paths to values, so one input can fill several outputs
+    (`size` → `width` and `height`).
+    """
+
+    target: str | None = None
+    convert: Convert | None = None
+
+
+FieldTable = Mapping[str, Field]
+
+
+def build_body(
+    table: FieldTable, values: Mapping[str, Any], capabilities: ImageCapabilities | None
+) -> dict[str, Any]:
+    """Apply `table` to the set values. Parameters absent from the table are not sent."""
+    body: dict[str, Any] = {}
+    for name, value in values.items():
+        rule = table.get(name)
+        if value is None or rule is None:
+            continue
+        converted = rule.convert(value, capabilities) if rule.convert else value
+        if rule.target is None:
+            for path, part in converted.items():
+                _put(body, path, part)
+        else:
+            _put(body, rule.target, converted)
+    return body
+
+
+def _put(body: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for key in parents:
+        body = body.setdefault(key, {})
+    body[leaf] = value
+
+
+@dataclass(frozen=True, slots=True)
+class ImageGenerationCall:
+    """Everything a provider needs for one image generation call, already checked."""
+
+    request: ImageGenerationRequest
+    deployment: Deployment
+    credentials: Credentials
+    capabilities: ImageCapabilities | None
+    # Provider-specific parameters, sent as given (never dropped silently).
+    extra: Mapping[str, Any]
+    timeout: float
+    redact: Redactor
+
+
+class ImageGeneration(Protocol):
+    """The image generation capability of one provider."""
+
+    async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A provider: its name, credentials, and the capabilities it offers."""
+
+    name: str
+    credentials: CredentialSpec
+    image_generation: ImageGeneration | None = None
+    # Used for models the catalog does not list (self-hosted, or every `mock/` model).
+    default_info: ModelInfo | None = None
+    # Keyword arguments that configure the provider (project, region, ...): never sent
+    # in the request body.
+    settings: frozenset[str] = frozenset()

@@ -1,0 +1,179 @@
+"""The rules every image provider obeys, checked before any upstream call.
+
+They come from the model's `ImageCapabilities` (catalog data), so they hold the same way
+for every provider: a value the model cannot honour is a 400 that lists what it accepts,
+an unsupported parameter is a 400 unless the caller asked to drop it, and `auto` means
+the provider's default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import msgspec
+
+from prismgate.catalog import ImageCapabilities
+from prismgate.errors import BadRequestError, UnsupportedParamsError
+from prismgate.types import IMAGE_GENERATION_PARAMS, ImageGenerationRequest
+
+__all__ = [
+    "MAX_IMAGES_PER_REQUEST",
+    "CheckedImageRequest",
+    "check_image_request",
+    "match_aspect_ratio",
+    "parse_size",
+]
+
+# OpenAI's own ceiling on `n`; models that make fewer per call are fanned out up to it.
+MAX_IMAGES_PER_REQUEST = 10
+NEAR_RATIO_TOLERANCE = 0.02
+_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+
+# Parameters the gateway itself fulfils, whatever the model supports.
+_GATEWAY_PARAMS = frozenset({"response_format", "n"})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedImageRequest:
+    """The request as the provider will get it, and what was changed on the way."""
+
+    request: ImageGenerationRequest
+    dropped: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """`"1024x768"` → `(1024, 768)`; a 400 naming `size` for anything else."""
+    found = _SIZE.match(size)
+    if not found or int(found[1]) == 0 or int(found[2]) == 0:
+        raise BadRequestError(
+            f"size {size!r} is not of the form WIDTHxHEIGHT (for example 1024x1024)",
+            param="size",
+            code="invalid_value",
+        )
+    return int(found[1]), int(found[2])
+
+
+def _ratio_value(ratio: str) -> float:
+    width, _, height = ratio.partition(":")
+    return float(width) / float(height)
+
+
+def match_aspect_ratio(size: str, ratios: tuple[str, ...]) -> tuple[str, bool]:
+    """The accepted aspect ratio for `size`: `(ratio, exact)`.
+
+    A ratio within 2 % counts (and is reported by the caller as an adjustment); otherwise
+    a 400 lists the ratios the model accepts.
+    """
+    width, height = parse_size(size)
+    wanted = width / height
+    best = min(ratios, key=lambda r: abs(math.log(_ratio_value(r) / wanted)))
+    error = abs(_ratio_value(best) - wanted) / _ratio_value(best)
+    if error > NEAR_RATIO_TOLERANCE:
+        raise BadRequestError(
+            f"size {size!r} has an aspect ratio this model cannot make; it accepts sizes "
+            f"with the aspect ratios {', '.join(ratios)}",
+            param="size",
+            code="invalid_value",
+        )
+    return best, error < 1e-9
+
+
+def check_image_request(
+    request: ImageGenerationRequest,
+    capabilities: ImageCapabilities | None,
+    *,
+    model: str,
+    drop_params: bool,
+) -> CheckedImageRequest:
+    """Check `request` against the model's capabilities; see the module docstring."""
+    _check_prompt(request.prompt, capabilities, model)
+    n = request.n
+    if n is not None and not 1 <= n <= MAX_IMAGES_PER_REQUEST:
+        raise BadRequestError(
+            f"n must be between 1 and {MAX_IMAGES_PER_REQUEST}; got {n}",
+            param="n",
+            code="invalid_value",
+        )
+    if capabilities is None:  # unknown model (self-hosted): the provider decides
+        return CheckedImageRequest(request=request)
+
+    changes: dict[str, object] = {}
+    dropped: list[str] = []
+    adjusted: list[str] = []
+    accepted = capabilities.params
+    for name in IMAGE_GENERATION_PARAMS:
+        value = getattr(request, name)
+        if value is None or name in _GATEWAY_PARAMS:
+            continue
+        if value == "auto" and not _lists(capabilities, name, "auto"):
+            changes[name] = None  # `auto` is the provider's own default
+            continue
+        if accepted is not None and name not in accepted:
+            if drop_params:
+                changes[name] = None
+                dropped.append(name)
+                continue
+            raise UnsupportedParamsError(
+                f"{model} does not support {name!r}"
+                + (f"; it accepts {', '.join(accepted)}" if accepted else "")
+                + ". Remove it, or set drop_params=True to drop unsupported parameters.",
+                param=name,
+            )
+        _check_value(name, value, capabilities, model)
+        if name == "size" and capabilities.aspect_ratios and not capabilities.sizes:
+            ratio, exact = match_aspect_ratio(str(value), capabilities.aspect_ratios)
+            if not exact:
+                adjusted.append(f"size={value}->aspect_ratio={ratio}")
+    checked = msgspec.structs.replace(request, **changes) if changes else request
+    return CheckedImageRequest(request=checked, dropped=tuple(dropped), adjusted=tuple(adjusted))
+
+
+def _check_prompt(prompt: str, capabilities: ImageCapabilities | None, model: str) -> None:
+    if not prompt.strip():
+        raise BadRequestError("prompt must not be empty", param="prompt", code="invalid_value")
+    limit = capabilities.max_prompt_chars if capabilities else None
+    if limit is not None and len(prompt) > limit:
+        raise BadRequestError(
+            f"prompt is {len(prompt)} characters; {model} accepts at most {limit}",
+            param="prompt",
+            code="string_above_max_length",
+        )
+
+
+_ALLOWED = {
+    "quality": "qualities",
+    "style": "styles",
+    "output_format": "output_formats",
+    "background": "backgrounds",
+}
+
+
+def _lists(capabilities: ImageCapabilities, name: str, value: str) -> bool:
+    values = _allowed(capabilities, name)
+    return values is not None and value in values
+
+
+def _allowed(capabilities: ImageCapabilities, name: str) -> tuple[str, ...] | None:
+    if name == "size":
+        return capabilities.sizes
+    attribute = _ALLOWED.get(name)
+    return getattr(capabilities, attribute) if attribute else None
+
+
+def _check_value(name: str, value: object, capabilities: ImageCapabilities, model: str) -> None:
+    if name == "size":
+        parse_size(str(value))
+    if name == "output_compression" and not (isinstance(value, int) and 0 <= value <= 100):
+        raise BadRequestError(
+            "output_compression must be between 0 and 100", param=name, code="invalid_value"
+        )
+    allowed = _allowed(capabilities, name)
+    if allowed is not None and value not in allowed:
+        raise BadRequestError(
+            f"{name} {value!r} is not available for {model}; it accepts {', '.join(allowed)}",
+            param=name,
+            code="invalid_value",
+        )

@@ -1,0 +1,143 @@
+"""`mock/<name>`: a built-in, offline provider for quickstarts and client tests.
+
+It draws real images (PNG, JPEG or WebP) of the requested size with the prompt written
+on them. The same prompt, size, index and `seed` always give the same bytes. It is a
+development provider: it never calls anything and costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import textwrap
+import time
+from dataclasses import dataclass
+
+from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
+from prismgate.errors import BadRequestError
+from prismgate.providers.base import CredentialSpec, ImageGenerationCall, Provider
+from prismgate.providers.image_rules import parse_size
+from prismgate.transport import Transport
+from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse
+
+MIN_SIDE, MAX_SIDE = 16, 4096
+DEFAULT_SIZE = (1024, 1024)
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+_SAVE_OPTIONS: dict[str, dict[str, int]] = {
+    "png": {"compress_level": 1},
+    "jpeg": {"quality": 85},
+    "webp": {"quality": 80},
+}
+
+
+def render_image(
+    prompt: str,
+    width: int,
+    height: int,
+    fmt: str,
+    *,
+    index: int = 0,
+    seed: int = 0,
+    transparent: bool = False,
+) -> bytes:
+    """A deterministic picture of `prompt`, `width`x`height`, encoded as `fmt`."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    digest = hashlib.sha256(f"{seed}\0{index}\0{prompt}".encode()).digest()
+    background = (digest[0], digest[1], digest[2], 0 if transparent else 255)
+    ink = (255, 255, 255, 255) if sum(background[:3]) < 384 else (0, 0, 0, 255)
+    image = Image.new("RGBA" if transparent else "RGB", (width, height), background)
+    draw = ImageDraw.Draw(image)
+    for k in range(3):  # a few shapes, so images differ visibly, not only in colour
+        x0, y0 = digest[4 + k] * width // 256, digest[8 + k] * height // 256
+        x1, y1 = x0 + max(2, width // 4), y0 + max(2, height // 4)
+        draw.ellipse((x0, y0, x1, y1), fill=(digest[12 + k], digest[16 + k], digest[20 + k], 255))
+    font_size = max(8, min(width, height) // 14)
+    font = ImageFont.load_default(size=font_size)
+    columns = max(8, int(width / (font_size * 0.6)) - 2)
+    text = textwrap.fill(prompt, width=columns, max_lines=max(1, height // (font_size * 2)))
+    draw.multiline_text((font_size // 2, font_size // 2), text, fill=ink, font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, format=_PIL_FORMATS[fmt], **_SAVE_OPTIONS[fmt])
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class MockImageGeneration:
+    """Draws the images in a worker thread; honours n, size, output_format and background."""
+
+    async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
+        """Render `n` images for the call, without any network."""
+        request = call.request
+        unknown = set(call.extra) - {"seed"}
+        if unknown:
+            raise BadRequestError(
+                f"the mock provider has no parameter {sorted(unknown)[0]!r}; it takes: seed",
+                param=sorted(unknown)[0],
+                provider="mock",
+            )
+        width, height = parse_size(request.size) if request.size else DEFAULT_SIZE
+        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+            raise BadRequestError(
+                f"mock images are {MIN_SIDE} to {MAX_SIDE} pixels a side; got {width}x{height}",
+                param="size",
+                code="invalid_value",
+                provider="mock",
+            )
+        fmt = request.output_format or "png"
+        seed = int(call.extra.get("seed", 0))
+        transparent = request.background == "transparent"
+
+        def render(index: int) -> str:
+            image = render_image(
+                request.prompt,
+                width,
+                height,
+                fmt,
+                index=index,
+                seed=seed,
+                transparent=transparent,
+            )
+            return base64.b64encode(image).decode()
+
+        def render_all() -> list[str]:
+            return [render(index) for index in range(request.n or 1)]
+
+        images = await asyncio.to_thread(render_all)
+        revised = f"{request.prompt} (drawn by the prismgate mock provider)"
+        return ImageResponse(
+            created=int(time.time()),
+            data=[ImageObject(b64_json=image, revised_prompt=revised) for image in images],
+            size=f"{width}x{height}",
+            output_format=fmt,
+            quality=request.quality or "standard",
+            background="transparent" if transparent else "opaque",
+        )
+
+
+MOCK = Provider(
+    name="mock",
+    credentials=CredentialSpec(default_api_base="mock://local", key_required=False),
+    image_generation=MockImageGeneration(),
+    default_info=ModelInfo(
+        provider="mock",
+        mode="image_generation",
+        supports_vision=True,
+        image=ImageCapabilities(
+            # Base64 only, like most providers: the gateway delivers URLs when asked.
+            params=tuple(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),
+            max_n=10,
+            qualities=("auto", "standard", "hd", "low", "medium", "high"),
+            styles=("vivid", "natural"),
+            output_formats=("png", "jpeg", "webp"),
+            backgrounds=("auto", "transparent", "opaque"),
+            max_prompt_chars=32000,
+            response_formats=("b64_json",),
+            pricing=ImagePricing(per_image={"*": {"*": 0.0}}),
+        ),
+    ),
+)
+
+__all__ = ["MOCK", "render_image"]

@@ -1,0 +1,47 @@
+"""OpenAI, and self-hosted servers that speak its API (`openai/<name>` with an `api_base`,
+`xinference/`, `hosted_vllm/`)."""
+
+from __future__ import annotations
+
+from prismgate.catalog import ModelInfo
+from prismgate.providers.base import CredentialSpec, Provider
+from prismgate.providers.openai_wire import OpenAIImageGeneration
+
+OPENAI = Provider(
+    name="openai",
+    credentials=CredentialSpec(
+        api_key_env=("OPENAI_API_KEY",),
+        api_base_env=("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+        default_api_base="https://api.openai.com/v1",
+        key_optional_with_custom_base=True,
+    ),
+    image_generation=OpenAIImageGeneration(provider="openai"),
+)
+
+# Unknown models on a self-hosted server: nothing is assumed, the server decides.
+_SELF_HOSTED_INFO = ModelInfo(mode="image_generation", image=None)
+
+XINFERENCE = Provider(
+    name="xinference",
+    credentials=CredentialSpec(
+        api_key_env=("XINFERENCE_API_KEY",),
+        api_base_env=("XINFERENCE_API_BASE",),
+        default_api_base="http://127.0.0.1:9997/v1",
+        key_required=False,
+    ),
+    image_generation=OpenAIImageGeneration(provider="xinference"),
+    default_info=_SELF_HOSTED_INFO,
+)
+
+HOSTED_VLLM = Provider(
+    name="hosted_vllm",
+    credentials=CredentialSpec(
+        api_key_env=("HOSTED_VLLM_API_KEY",),
+        api_base_env=("HOSTED_VLLM_API_BASE",),
+        key_required=False,
+    ),
+    image_generation=OpenAIImageGeneration(provider="hosted_vllm"),
+    default_info=_SELF_HOSTED_INFO,
+)
+
+__all__ = ["HOSTED_VLLM", "OPENAI", "XINFERENCE"]

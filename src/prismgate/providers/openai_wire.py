@@ -1,0 +1,127 @@
+"""The OpenAI images wire, shared by every provider that speaks it (OpenAI, Azure, xAI,
+self-hosted OpenAI-compatible servers). Each of those modules only declares data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from prismgate.errors import PrismgateError, from_upstream
+from prismgate.observability.redaction import Redactor
+from prismgate.providers.base import (
+    Credentials,
+    Deployment,
+    Field,
+    FieldTable,
+    ImageGenerationCall,
+    build_body,
+)
+from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
+from prismgate.types import IMAGE_GENERATION_PARAMS, ImageResponse
+
+__all__ = ["OPENAI_IMAGE_FIELDS", "OpenAIImageGeneration", "bearer", "openai_error"]
+
+# OpenAI's own parameters reach an OpenAI-shaped API unchanged.
+OPENAI_IMAGE_FIELDS: FieldTable = {
+    "prompt": Field("prompt"),
+    **{name: Field(name) for name in IMAGE_GENERATION_PARAMS},
+}
+
+UrlFor = Callable[[Credentials, Deployment, str], str]
+HeadersFor = Callable[[Credentials], dict[str, str]]
+
+
+def bearer(credentials: Credentials) -> dict[str, str]:
+    """`Authorization: Bearer <key>`, or nothing for a keyless self-hosted server."""
+    if credentials.api_key:
+        return {"Authorization": f"Bearer {credentials.api_key}"}
+    return {}
+
+
+def _v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str:
+    return credentials.api_base + path
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+    param: str | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+
+
+def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) -> PrismgateError:
+    """Translate an OpenAI-shaped error answer, keeping its status, code and message."""
+    detail = _ErrorDetail()
+    try:
+        envelope = msgspec.json.decode(response.body, type=_ErrorEnvelope)
+        if isinstance(envelope.error, _ErrorDetail):
+            detail = envelope.error
+        elif isinstance(envelope.error, str):
+            detail = _ErrorDetail(message=envelope.error)
+    except msgspec.DecodeError:
+        pass
+    message = detail.message or response.body[:300].decode("utf-8", "replace") or "(empty body)"
+    retry_after = response.headers.get("retry-after")
+    return from_upstream(
+        response.status,
+        redact(message),
+        provider=provider,
+        code=None if detail.code is None else str(detail.code),
+        param=detail.param,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIImageGeneration:
+    """`POST …/images/generations` with an OpenAI body; the answer is OpenAI's ImagesResponse.
+
+    Unknown answer fields (Azure's content filter annotations, say) are dropped by decoding
+    into `ImageResponse`.
+    """
+
+    provider: str
+    fields: FieldTable = OPENAI_IMAGE_FIELDS
+    url: UrlFor = _v1_url
+    headers: HeadersFor = bearer
+    model_in_body: Callable[[Credentials], bool] = lambda _credentials: True
+
+    async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
+        """Build, send and decode one OpenAI-shaped image generation call."""
+        body = self.body(call)
+        request = UpstreamRequest(
+            method="POST",
+            url=self.url(call.credentials, call.deployment, "/images/generations"),
+            provider=self.provider,
+            headers={**self.headers(call.credentials), "Content-Type": "application/json"},
+            body=msgspec.json.encode(body),
+            timeout=call.timeout,
+        )
+        response = await http.send(request)
+        if response.status >= 400:
+            raise openai_error(self.provider, response, call.redact)
+        try:
+            return msgspec.json.decode(response.body, type=ImageResponse)
+        except msgspec.DecodeError as exc:
+            raise from_upstream(
+                502,
+                f"the answer was not an OpenAI images response ({exc})",
+                provider=self.provider,
+            ) from exc
+
+    def body(self, call: ImageGenerationCall) -> dict[str, Any]:
+        """The JSON body for `call`: mapped OpenAI fields, then provider extras as given."""
+        values: Mapping[str, Any] = msgspec.structs.asdict(call.request)
+        body: dict[str, Any] = {}
+        if self.model_in_body(call.credentials):
+            body["model"] = call.deployment.model
+        body.update(build_body(self.fields, values, call.capabilities))
+        body.update(call.extra)
+        return body

@@ -1,0 +1,37 @@
+"""xAI: OpenAI-shaped, but images take an `aspect_ratio` instead of a `size`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prismgate.catalog import ImageCapabilities
+from prismgate.providers.base import CredentialSpec, Field, Provider
+from prismgate.providers.image_rules import match_aspect_ratio
+from prismgate.providers.openai_wire import OPENAI_IMAGE_FIELDS, OpenAIImageGeneration
+
+# The ratios xAI documents, for models the catalog does not list yet.
+XAI_ASPECT_RATIOS = (
+    "1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2",
+    "9:19.5", "19.5:9", "9:20", "20:9", "1:2", "2:1",
+)  # fmt: skip
+
+
+def _aspect_ratio(size: Any, capabilities: ImageCapabilities | None) -> str:
+    ratios = (capabilities and capabilities.aspect_ratios) or XAI_ASPECT_RATIOS
+    return match_aspect_ratio(str(size), ratios)[0]
+
+
+XAI = Provider(
+    name="xai",
+    credentials=CredentialSpec(
+        api_key_env=("XAI_API_KEY",),
+        api_base_env=("XAI_API_BASE",),
+        default_api_base="https://api.x.ai/v1",
+    ),
+    image_generation=OpenAIImageGeneration(
+        provider="xai",
+        fields={**OPENAI_IMAGE_FIELDS, "size": Field("aspect_ratio", convert=_aspect_ratio)},
+    ),
+)
+
+__all__ = ["XAI", "XAI_ASPECT_RATIOS"]

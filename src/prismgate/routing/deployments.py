@@ -1,0 +1,125 @@
+"""Model names → deployments: the config's model groups, or `provider/model` directly."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from prismgate.catalog import Catalog, ModelInfo, merge_model_info
+from prismgate.config import Config, LiteLLMParams, ModelEntry
+from prismgate.errors import BadRequestError, NotFoundError
+from prismgate.providers import get_provider, is_provider, provider_names
+from prismgate.providers.base import Deployment
+
+__all__ = ["CallerOverrides", "DeploymentResolver", "split_model"]
+
+_CREDENTIAL_FIELDS = frozenset(LiteLLMParams.__struct_fields__) - {
+    "model", "api_key", "api_base", "api_version", "timeout", "stream_timeout", "max_retries",
+    "custom_llm_provider", "drop_params", "rpm", "tpm", "weight", "provider_params",
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallerOverrides:
+    """Where to send a call, as an SDK caller may say it (never taken from a proxy client)."""
+
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    custom_llm_provider: str | None = None
+
+
+def split_model(
+    name: str, catalog: Catalog, custom_llm_provider: str | None = None
+) -> tuple[str, str]:
+    """`"openai/llava-hf/llava"` → `("openai", "llava-hf/llava")`; a bare catalogued name
+    (`"dall-e-3"`) gets its catalog provider."""
+    if custom_llm_provider:
+        if not is_provider(custom_llm_provider):
+            raise BadRequestError(
+                f"unknown provider {custom_llm_provider!r}; known: {', '.join(provider_names())}",
+                param="custom_llm_provider",
+            )
+        return custom_llm_provider, name.removeprefix(custom_llm_provider + "/")
+    prefix, _, rest = name.partition("/")
+    if rest and is_provider(prefix):
+        return prefix, rest
+    info = catalog.lookup(name)
+    if info is not None and info.provider is not None:
+        return info.provider, name
+    raise BadRequestError(
+        f"cannot tell which provider serves {name!r}: name it as provider/model "
+        f"(for example openai/{name}); providers: {', '.join(provider_names())}",
+        param="model",
+        code="model_not_found",
+    )
+
+
+class DeploymentResolver:
+    """Finds the deployment for a model name. Built once from the config."""
+
+    def __init__(self, config: Config, catalog: Catalog) -> None:
+        self._catalog = catalog
+        groups: dict[str, list[ModelEntry]] = {}
+        for entry in config.model_list:
+            groups.setdefault(entry.model_name, []).append(entry)
+        self._groups = {name: tuple(entries) for name, entries in groups.items()}
+        self._aliases: Mapping[str, str] = config.router_settings.model_group_alias
+
+    @property
+    def groups(self) -> list[str]:
+        """The public model names (model groups) the config serves."""
+        return list(self._groups)
+
+    def resolve(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
+        """The deployment for `name`. With a model_list, only its groups are served."""
+        group = self._groups.get(self._aliases.get(name, name))
+        if group is not None:
+            deployment = self._from_entry(group[0])  # strategies come with routing
+        elif self._groups:
+            raise NotFoundError(
+                f"model {name!r} is not served here; available models: "
+                f"{', '.join(sorted(self._groups))}",
+                param="model",
+                code="model_not_found",
+            )
+        else:
+            custom = overrides.custom_llm_provider if overrides else None
+            provider, model = split_model(name, self._catalog, custom)
+            deployment = Deployment(
+                provider=provider, model=model, info=self._info(provider, model, None)
+            )
+        if overrides is None:
+            return deployment
+        return _with_overrides(deployment, overrides)
+
+    def _from_entry(self, entry: ModelEntry) -> Deployment:
+        params = entry.litellm_params
+        provider, model = split_model(params.model, self._catalog, params.custom_llm_provider)
+        settings = {k: v for k in _CREDENTIAL_FIELDS if (v := getattr(params, k)) is not None}
+        return Deployment(
+            provider=provider,
+            model=model,
+            api_key=params.api_key,
+            api_base=params.api_base,
+            api_version=params.api_version,
+            timeout=params.timeout,
+            max_retries=params.max_retries,
+            drop_params=params.drop_params,
+            params={**settings, **params.provider_params},
+            info=self._info(provider, model, entry.model_info),
+        )
+
+    def _info(self, provider: str, model: str, override: ModelInfo | None) -> ModelInfo | None:
+        base_model = override.base_model if override and override.base_model else model
+        found = self._catalog.lookup(base_model, provider)
+        return merge_model_info(found or get_provider(provider).default_info, override)
+
+
+def _with_overrides(deployment: Deployment, overrides: CallerOverrides) -> Deployment:
+    return dataclasses.replace(
+        deployment,
+        api_key=overrides.api_key or deployment.api_key,
+        api_base=overrides.api_base or deployment.api_base,
+        api_version=overrides.api_version or deployment.api_version,
+    )

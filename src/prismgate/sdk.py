@@ -1,0 +1,155 @@
+"""The LiteLLM-style SDK functions: thin wrappers over one `Gateway`.
+
+Without `gateway=`, each call builds a gateway from the environment (`OPENAI_API_KEY`,
+...) and closes it afterwards; pass a long-lived `Gateway` to reuse its connection pool
+and its config. The sync functions run the async ones; there is one implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from prismgate.catalog import ModelInfo, builtin_catalog
+from prismgate.config import load_config
+from prismgate.errors import NotFoundError, PrismgateError
+from prismgate.gateway import CallOptions, Gateway
+from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
+from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types.validation import convert_request
+
+__all__ = [
+    "aimage_generation",
+    "get_model_info",
+    "image_generation",
+    "supports_vision",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# OpenAI request fields that arrive as keyword arguments rather than named parameters.
+_REQUEST_KEYWORDS = frozenset(ImageGenerationRequest.__struct_fields__)
+
+
+def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The blocking twin of an async SDK function, with the same signature."""
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(function(*args, **kwargs))
+        # Called from inside an event loop (a notebook, say): run on a private loop.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, function(*args, **kwargs)).result()
+
+    run.__name__ = run.__qualname__ = function.__name__.removeprefix("a")
+    run.__doc__ = f"Blocking form of `{function.__name__}`; same arguments, same result."
+    return run
+
+
+async def aimage_generation(
+    prompt: str,
+    model: str | None = None,
+    n: int | None = None,
+    quality: str | None = None,
+    response_format: str | None = None,
+    size: str | None = None,
+    style: str | None = None,
+    user: str | None = None,
+    timeout: float | None = 600,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    custom_llm_provider: str | None = None,
+    *,
+    drop_params: bool | None = None,
+    gateway: Gateway | None = None,
+    **provider_params: Any,
+) -> ImageResponse:
+    """Generate images with any provider, in the OpenAI shape.
+
+    `model` is `provider/model` (`openai/dall-e-3`, `azure/<deployment>`, `mock/any`) or a
+    catalogued name (`dall-e-3`); it defaults to `general_settings.default_image_model`
+    (`gpt-image-1`). OpenAI's gpt-image fields (`background`, `output_format`,
+    `output_compression`, `moderation`) may be passed as keywords; any other keyword is a
+    provider-specific parameter and is sent in the provider's body as given
+    (`extra_body={...}` too). A parameter the model cannot honour raises
+    `UnsupportedParamsError`, unless `drop_params=True`.
+
+    The response's `_hidden_params` tells which provider served it and its cost.
+    """
+    fields: dict[str, Any] = {
+        "prompt": prompt,
+        "model": model,
+        "n": n,
+        "quality": quality,
+        "response_format": response_format,
+        "size": size,
+        "style": style,
+        "user": user,
+    }
+    extra = dict(provider_params)
+    extra.update(extra.pop("extra_body", None) or {})
+    for name in _REQUEST_KEYWORDS & extra.keys():
+        fields[name] = extra.pop(name)
+    request = convert_request(
+        {k: v for k, v in fields.items() if v is not None}, ImageGenerationRequest
+    )
+    options = CallOptions(
+        overrides=CallerOverrides(
+            api_key=api_key,
+            api_base=api_base,
+            api_version=api_version,
+            custom_llm_provider=custom_llm_provider,
+        ),
+        timeout=timeout,
+        drop_params=drop_params,
+        extra=extra,
+    )
+    if gateway is not None:
+        return await gateway.image_generation(request, options)
+    async with Gateway() as own:
+        return await own.image_generation(request, options)
+
+
+image_generation = _synchronous(aimage_generation)
+
+
+def _static_model_info(model: str, custom_llm_provider: str | None) -> ModelInfo | None:
+    resolver = DeploymentResolver(load_config(environ={}), builtin_catalog())
+    overrides = CallerOverrides(custom_llm_provider=custom_llm_provider)
+    try:
+        return resolver.resolve(model, overrides).info
+    except PrismgateError:
+        return None
+
+
+def supports_vision(model: str, custom_llm_provider: str | None = None) -> bool:
+    """Whether `model` (`provider/model` or a catalogued name) accepts images in chat.
+
+    Unknown models are False; describe a self-hosted one with `model_info` in the config.
+    """
+    info = _static_model_info(model, custom_llm_provider)
+    return bool(info and info.supports_vision)
+
+
+def get_model_info(model: str, custom_llm_provider: str | None = None) -> ModelInfo:
+    """The catalog's entry for `model`: mode, limits, capabilities and prices.
+
+    Raises NotFoundError for a model the catalog does not know.
+    """
+    info = _static_model_info(model, custom_llm_provider)
+    if info is None:
+        raise NotFoundError(
+            f"{model} is not in prismgate's model catalog; describe it with model_info "
+            "in the config",
+            param="model",
+            code="model_not_found",
+        )
+    return info

@@ -1,0 +1,30 @@
+"""What the gateway did for a call: attached to SDK responses, sent as proxy headers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
+    """How a call was served. SDK responses carry it as `_hidden_params` (LiteLLM's name);
+    `meta["response_cost"]` works as it does for LiteLLM users."""
+
+    provider: str
+    model: str
+    model_group: str
+    api_base: str | None = None
+    response_cost: float | None = None
+    upstream_calls: int = 1
+    dropped_params: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__struct_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """dict-style access, for code written against LiteLLM's `_hidden_params` dict."""
+        return getattr(self, key, default) if key in self.__struct_fields__ else default

@@ -1,0 +1,36 @@
+"""Turning caller data into typed requests, with errors that name the field."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from prismgate.errors import BadRequestError
+
+__all__ = ["convert_request", "plain_validation_error"]
+
+T = TypeVar("T")
+
+_DOLLAR_PATH = re.compile(r"`\$\.?([^`]*)`")
+
+
+def plain_validation_error(exc: msgspec.ValidationError) -> tuple[str | None, str]:
+    """msgspec's "Expected `int`, got `str` - at `$.n`" → `("n", "Expected `int`, got `str`")`."""
+    message = str(exc)
+    found = _DOLLAR_PATH.search(message)
+    if not found:
+        return None, message
+    detail = message[: found.start()].removesuffix(" - at ").strip()
+    return found.group(1) or None, detail
+
+
+def convert_request(data: dict[str, Any], kind: type[T]) -> T:
+    """`data` as a `kind` Struct; a 400 naming the offending field when it does not fit."""
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        path, detail = plain_validation_error(exc)
+        where = f"{path}: " if path else ""
+        raise BadRequestError(f"{where}{detail}", param=path, code="invalid_type") from None
