@@ -42,13 +42,24 @@ def image_cost(
         )
     if pricing.per_image is None:
         return None
-    quality = response.quality or request.quality or "*"
-    by_size = pricing.per_image.get(quality) or pricing.per_image.get("*")
-    if by_size is None:  # "auto" or an unpriced quality: the middle of the model's prices
-        tiers = list(pricing.per_image.values())
-        by_size = tiers[len(tiers) // 2]
+    by_size = _prices_for_quality(
+        pricing.per_image, response.quality or request.quality, capabilities.qualities
+    )
     size = response.size or request.size or capabilities.default_size or "*"
     price = by_size.get(size, by_size.get("*"))
     if price is None:  # an unlisted size: the model's most common (first) price
         price = next(iter(by_size.values()))
     return price * len(response.data)
+
+
+def _prices_for_quality(
+    per_image: dict[str, dict[str, float]], quality: str | None, qualities: tuple[str, ...] | None
+) -> dict[str, float]:
+    """The size → price table for `quality`; unset means the model's default quality,
+    which the catalog lists first. An unpriced one (gpt-image's `auto`) costs the middle tier.
+    """
+    for candidate in (quality, "*", quality is None and qualities and qualities[0]):
+        if candidate and candidate in per_image:
+            return per_image[candidate]
+    tiers = list(per_image.values())
+    return tiers[len(tiers) // 2]

@@ -201,14 +201,23 @@ def _provider_extra(
 def _fan_out(
     call: ImageGenerationCall, capabilities: ImageCapabilities | None
 ) -> list[ImageGenerationCall]:
-    """One call, or several when the model makes fewer images per call than asked."""
+    """One call, or several when the model makes fewer images per call than asked.
+
+    A model without an `n` field makes one image per call and is never sent `n`.
+    """
     wanted = call.request.n or 1
-    per_call = capabilities.max_n if capabilities and capabilities.max_n else wanted
-    if wanted <= per_call:
+    takes_n = capabilities is None or capabilities.params is None or "n" in capabilities.params
+    if takes_n:
+        per_call = capabilities.max_n if capabilities and capabilities.max_n else wanted
+    else:
+        per_call = 1
+    if wanted <= per_call and (takes_n or call.request.n is None):
         return [call]
     sizes = [per_call] * (wanted // per_call) + ([wanted % per_call] if wanted % per_call else [])
     return [
-        dataclasses.replace(call, request=msgspec.structs.replace(call.request, n=size))
+        dataclasses.replace(
+            call, request=msgspec.structs.replace(call.request, n=size if takes_n else None)
+        )
         for size in sizes
     ]
 

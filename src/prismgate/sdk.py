@@ -35,14 +35,20 @@ T = TypeVar("T")
 _REQUEST_KEYWORDS = frozenset(ImageGenerationRequest.__struct_fields__)
 
 
+def _inside_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     """The blocking twin of an async SDK function, with the same signature."""
 
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if not _inside_event_loop():
             return asyncio.run(function(*args, **kwargs))
         # Called from inside an event loop (a notebook, say): run on a private loop.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:

@@ -36,12 +36,11 @@ class Catalog:
     def lookup(self, model: str, provider: str | None = None) -> ModelInfo | None:
         """The entry for `model` (`provider/model` or bare), or None if it is not catalogued.
 
-        With `provider`, `provider/model` is tried first, then the name as given.
+        With `provider`, only that provider's entries are searched: `mock/dall-e-3` is not
+        OpenAI's dall-e-3 (a deployment names its real model with `model_info.base_model`).
         """
         if provider is not None and not model.startswith(provider + "/"):
-            found = self._find(f"{provider}/{model}")
-            if found is not None:
-                return found
+            model = f"{provider}/{model}"
         return self._find(model)
 
     def _find(self, name: str) -> ModelInfo | None:

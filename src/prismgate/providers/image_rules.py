@@ -37,7 +37,11 @@ _GATEWAY_PARAMS = frozenset({"response_format", "n"})
 
 @dataclass(frozen=True, slots=True)
 class CheckedImageRequest:
-    """The request as the provider will get it, and what was changed on the way."""
+    """The request as the provider will get it, and what was changed on the way.
+
+    `response_format` is removed for models that cannot take it (the caller's wish stays
+    on the original request, and the gateway fulfils it).
+    """
 
     request: ImageGenerationRequest
     dropped: tuple[str, ...] = ()
@@ -104,6 +108,9 @@ def check_image_request(
     dropped: list[str] = []
     adjusted: list[str] = []
     accepted = capabilities.params
+    if accepted is not None and "response_format" not in accepted:
+        # The gateway delivers the format itself; the provider must not see the field.
+        changes["response_format"] = None
     for name in IMAGE_GENERATION_PARAMS:
         value = getattr(request, name)
         if value is None or name in _GATEWAY_PARAMS:
@@ -164,14 +171,16 @@ def _allowed(capabilities: ImageCapabilities, name: str) -> tuple[str, ...] | No
 
 
 def _check_value(name: str, value: object, capabilities: ImageCapabilities, model: str) -> None:
-    if name == "size":
-        parse_size(str(value))
     if name == "output_compression" and not (isinstance(value, int) and 0 <= value <= 100):
         raise BadRequestError(
             "output_compression must be between 0 and 100", param=name, code="invalid_value"
         )
     allowed = _allowed(capabilities, name)
-    if allowed is not None and value not in allowed:
+    if allowed is None:
+        if name == "size":  # free sizes (or aspect ratios): the form must still be right
+            parse_size(str(value))
+        return
+    if value not in allowed:
         raise BadRequestError(
             f"{name} {value!r} is not available for {model}; it accepts {', '.join(allowed)}",
             param=name,

@@ -4,7 +4,7 @@ self-hosted OpenAI-compatible servers). Each of those modules only declares data
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -88,7 +88,7 @@ class OpenAIImageGeneration:
     """
 
     provider: str
-    fields: FieldTable = OPENAI_IMAGE_FIELDS
+    fields: FieldTable = field(default_factory=lambda: OPENAI_IMAGE_FIELDS)
     url: UrlFor = _v1_url
     headers: HeadersFor = bearer
     model_in_body: Callable[[Credentials], bool] = lambda _credentials: True

@@ -32,5 +32,22 @@ def convert_request(data: dict[str, Any], kind: type[T]) -> T:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         path, detail = plain_validation_error(exc)
+        choices = _literal_choices(kind, path) if detail.startswith("Invalid enum") else None
+        if choices:
+            detail += f"; expected one of {', '.join(map(str, choices))}"
         where = f"{path}: " if path else ""
-        raise BadRequestError(f"{where}{detail}", param=path, code="invalid_type") from None
+        raise BadRequestError(f"{where}{detail}", param=path, code="invalid_value") from None
+
+
+def _literal_choices(kind: type[Any], field: str | None) -> tuple[Any, ...] | None:
+    """The allowed values of a top-level Literal field, to tell the caller what fits."""
+    info = msgspec.inspect.type_info(kind)
+    if field is None or not isinstance(info, msgspec.inspect.StructType):
+        return None
+    for candidate in info.fields:
+        if candidate.encode_name == field:
+            options = getattr(candidate.type, "types", (candidate.type,))
+            for option in options:
+                if isinstance(option, msgspec.inspect.LiteralType):
+                    return option.values
+    return None

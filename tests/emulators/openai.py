@@ -1,0 +1,464 @@
+"""A real loopback HTTP server that speaks the OpenAI images wire format.
+
+Four flavors: ``openai`` (api.openai.com), ``azure`` (Azure OpenAI, classic and v1
+routes), ``xai`` (api.x.ai) and ``compatible`` (a lenient self-hosted server).
+The server runs aiohttp in a background thread with its own event loop, records
+every request it receives and can be told to fail the next requests in several
+ways (error status, delay, connection reset, truncated body).
+
+    with OpenAIEmulator(flavor="openai") as emu:
+        emu.fail_next("status", status=429, retry_after=1)
+        ...  # point a client at f"{emu.base_url}/v1"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import socket
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from aiohttp import web
+
+from . import openai_rules as rules
+from .images import MIME_TYPES, make_image
+from .openai_rules import ApiError, JsonObject, ModelSpec
+
+Flavor = Literal["openai", "azure", "xai", "compatible"]
+FaultKind = Literal["status", "delay", "reset", "truncate"]
+
+DEFAULT_API_KEY = "sk-emulator-test-key-0001"
+DEFAULT_DEPLOYMENTS: dict[str, str] = {
+    "dall-e-3": "dall-e-3",
+    "gpt-image-1": "gpt-image-1",
+    "dall-e-2": "dall-e-2",
+}
+
+_FLAVORS: tuple[str, ...] = ("openai", "azure", "xai", "compatible")
+_FAULT_KINDS: tuple[str, ...] = ("status", "delay", "reset", "truncate")
+
+_AZURE_CLASSIC = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/images/generations")
+_AZURE_V1 = "/openai/v1/images/generations"
+_OPENAI_GENERATIONS = "/v1/images/generations"
+_FILE = re.compile(r"/files/(?P<name>[0-9a-f]{32}\.(?P<ext>png|jpeg|webp))")
+
+_AZURE_BAD_KEY = (
+    "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide "
+    "a valid key for an active subscription and use a correct regional API endpoint for your "
+    "resource."
+)
+_AZURE_NO_DEPLOYMENT = (
+    "The API deployment for this resource does not exist. If you created the deployment within "
+    "the last 5 minutes, please wait a moment and try again."
+)
+_NO_KEY = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request as the emulator saw it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
+    json: JsonObject | None  # the body, when it is a JSON object
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    kind: FaultKind
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float | None = None
+
+
+class OpenAIEmulator:
+    """See the module docstring. ``requests`` lists every request received, in order."""
+
+    def __init__(
+        self,
+        flavor: Flavor = "openai",
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        deployments: dict[str, str] | None = None,
+        require_key: bool | None = None,
+    ) -> None:
+        if flavor not in _FLAVORS:
+            raise ValueError(f"unknown flavor {flavor!r}; expected one of {_FLAVORS}")
+        self.flavor: Flavor = flavor
+        self.api_key = api_key
+        # Self-hosted servers (vLLM, xinference) usually run without a key, or ignore it.
+        self.require_key = flavor != "compatible" if require_key is None else require_key
+        self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
+        self.requests: list[Received] = []
+        self._faults: deque[Fault] = deque()  # one entry per request to fail
+        self._lock = threading.Lock()
+        self._files: dict[str, bytes] = {}
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("the emulator is not running; call start() first")
+        return f"http://127.0.0.1:{self._port}"
+
+    def start(self) -> OpenAIEmulator:
+        if self._thread is not None:
+            raise RuntimeError("the emulator is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        loop = asyncio.new_event_loop()
+        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=0.5)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.SockSite(runner, sock).start())
+        except BaseException:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
+        self._loop = loop
+        self._thread = threading.Thread(
+            target=self._serve, args=(loop, runner), name=f"emulator-{self.flavor}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @staticmethod
+    def _serve(loop: asyncio.AbstractEventLoop, runner: web.AppRunner) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            # Cancel in-flight handlers (e.g. a long "delay" fault) so stopping is immediate.
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(runner.cleanup())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = self._loop = self._port = None
+
+    def __enter__(self) -> OpenAIEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ test controls
+
+    def fail_next(
+        self,
+        kind: FaultKind,
+        *,
+        times: int = 1,
+        status: int | None = None,
+        retry_after: float | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Fail the next ``times`` requests (after any faults already queued).
+
+        ``status``: answer ``status`` with the flavor's error body (plus Retry-After and
+        retry-after-ms headers when ``retry_after`` is given). ``delay``: sleep ``delay``
+        seconds, then answer normally. ``reset``: drop the connection (TCP RST) without
+        answering. ``truncate``: announce the full Content-Length, send half the body, close.
+        A ``delay`` given with another kind sleeps first, then applies that kind.
+        """
+        if kind not in _FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {_FAULT_KINDS}")
+        if kind == "status" and (status is None or not 100 <= status <= 599):
+            raise ValueError("fail_next('status') needs status=<100..599>")
+        if kind == "delay" and (delay is None or delay < 0):
+            raise ValueError("fail_next('delay') needs delay=<seconds>")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._faults.extend([Fault(kind, status, retry_after, delay)] * times)
+
+    def reset(self) -> None:
+        """Forget recorded requests and pending faults (stored images stay available)."""
+        with self._lock:
+            self.requests.clear()
+            self._faults.clear()
+
+    def _take_fault(self) -> Fault | None:
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(_add_request_id)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        self.requests.append(
+            Received(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers={name.lower(): value for name, value in request.headers.items()},
+                json=parsed if isinstance(parsed, dict) else None,
+                raw=raw,
+            )
+        )
+        fault = self._take_fault()
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.kind == "reset":
+                return _abort(request)
+            if fault.kind == "status":
+                assert fault.status is not None
+                error = rules.injected_error(fault.status, azure=self.flavor == "azure")
+                return _error_response(error, retry_after=fault.retry_after)
+        try:
+            response = self._route(request, raw)
+        except ApiError as error:
+            response = _error_response(error)
+        if fault is not None and fault.kind == "truncate":
+            return await _truncate(request, response)
+        return response
+
+    def _route(self, request: web.Request, raw: bytes) -> web.Response:
+        path, method = request.path, request.method
+        if method == "GET" and (match := _FILE.fullmatch(path)):
+            return self._serve_file(match["name"], match["ext"])
+        if self.flavor != "azure":
+            if method == "POST" and path == _OPENAI_GENERATIONS:
+                self._check_bearer(request)
+                return self._generate(rules.parse_json_object(raw), deployment=None)
+            raise ApiError(404, f"Invalid URL ({method} {path})")
+        classic = _AZURE_CLASSIC.fullmatch(path)
+        if method != "POST" or (classic is None and path != _AZURE_V1):
+            raise rules.azure_error(404, "404", "Resource not found")
+        self._check_azure_key(request)
+        if classic is not None and not request.query.get("api-version"):
+            raise rules.azure_error(404, "404", "Resource not found")
+        body = rules.parse_json_object(raw)
+        if classic is not None:
+            return self._generate(body, deployment=classic["deployment"])
+        deployment = body.get("model")
+        if deployment is None:
+            raise rules.missing("model")
+        rules.Text().check("model", deployment)
+        return self._generate(body, deployment=deployment)
+
+    def _serve_file(self, name: str, ext: str) -> web.Response:
+        data = self._files.get(name)
+        if data is None:
+            raise ApiError(404, f"File not found: {name}")
+        return web.Response(body=data, content_type=MIME_TYPES[ext])
+
+    def _check_bearer(self, request: web.Request) -> None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if not self.require_key or (scheme.lower() == "bearer" and key.strip() == self.api_key):
+            return
+        if not key.strip():
+            raise ApiError(401, _NO_KEY, code="invalid_api_key")
+        message = f"Incorrect API key provided: {rules.mask_key(key.strip())}."
+        raise ApiError(401, message, code="invalid_api_key")
+
+    def _check_azure_key(self, request: web.Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        bearer_ok = scheme.lower() == "bearer" and token.strip() == self.api_key
+        if request.headers.get("api-key") != self.api_key and not bearer_ok:
+            raise rules.azure_error(401, "401", _AZURE_BAD_KEY)
+
+    # ------------------------------------------------------------------ generation
+
+    def _resolve(self, body: JsonObject, deployment: str | None) -> ModelSpec:
+        if self.flavor == "compatible":
+            return rules.COMPATIBLE
+        if deployment is not None:  # azure
+            model = self.deployments.get(deployment)
+            if model is None:
+                raise rules.azure_error(404, "DeploymentNotFound", _AZURE_NO_DEPLOYMENT)
+            spec = rules.OPENAI_MODELS.get(model)
+            if spec is None:
+                raise rules.model_not_found(model)
+            return spec
+        model = body.get("model")
+        if model is None:
+            raise rules.missing("model")
+        rules.Text().check("model", model)
+        models = rules.XAI_MODELS if self.flavor == "xai" else rules.OPENAI_MODELS
+        spec = models.get(model)
+        if spec is None:
+            raise rules.model_not_found(model)
+        return spec
+
+    def _generate(self, body: JsonObject, *, deployment: str | None) -> web.Response:
+        spec = self._resolve(body, deployment)
+        rules.validate(spec, body)
+        prompt: str = body["prompt"]
+        if rules.is_blocked(prompt):
+            raise self._blocked(spec)
+        width, height = rules.output_size(spec, body)
+        count: int = body.get("n") or 1
+        seed = zlib.crc32(prompt.encode())
+        if spec.gpt_image:
+            return self._gpt_image_answer(body, prompt, width, height, count, seed)
+        as_b64 = body.get("response_format") == "b64_json"
+        items: list[JsonObject] = []
+        for index in range(count):
+            image = make_image(width, height, "png", seed + index)
+            item: JsonObject = {"b64_json": _b64(image)} if as_b64 else {"url": self._store(image)}
+            if spec.revises_prompt:
+                item["revised_prompt"] = f"A detailed rendering of: {prompt}"
+            if self.flavor == "azure" and spec.family == "dall-e-3":
+                item["content_filter_results"] = rules.content_filter_results()
+                item["prompt_filter_results"] = rules.prompt_filter_results()
+            items.append(item)
+        return web.json_response({"created": int(time.time()), "data": items})
+
+    def _gpt_image_answer(
+        self, body: JsonObject, prompt: str, width: int, height: int, count: int, seed: int
+    ) -> web.Response:
+        fmt: str = body.get("output_format") or "png"
+        transparent = body.get("background") == "transparent"
+        quality: str = body.get("quality") or "auto"
+        quality = "medium" if quality == "auto" else quality
+        compression: int | None = body.get("output_compression")
+        images = [
+            make_image(
+                width,
+                height,
+                fmt,
+                seed + index,
+                transparent=transparent,
+                quality=None if fmt == "png" else compression,
+            )
+            for index in range(count)
+        ]
+        meta: JsonObject = {
+            "background": "transparent" if transparent else "opaque",
+            "output_format": fmt,
+            "quality": quality,
+            "size": f"{width}x{height}",
+        }
+        created = int(time.time())
+        if not body.get("stream"):
+            return web.json_response(
+                {
+                    "created": created,
+                    "data": [{"b64_json": _b64(image)} for image in images],
+                    **meta,
+                    "usage": rules.usage(prompt, quality, width, height, count),
+                }
+            )
+        # Streaming: the whole SSE exchange in one body (partials, then the final image).
+        events: list[str] = []
+        single_usage = rules.usage(prompt, quality, width, height, 1)
+        for image in images:
+            base = {"b64_json": _b64(image), "created_at": created, **meta}
+            for index in range(body.get("partial_images") or 0):
+                partial = {**base, "partial_image_index": index}
+                events.append(_sse("image_generation.partial_image", partial))
+            events.append(_sse("image_generation.completed", {**base, "usage": single_usage}))
+        return web.Response(text="".join(events), content_type="text/event-stream")
+
+    def _blocked(self, spec: ModelSpec) -> ApiError:
+        if self.flavor == "azure":
+            inner = {
+                "code": "ResponsibleAIPolicyViolation",
+                "content_filter_results": rules.content_filter_results(blocked=True),
+            }
+            message = (
+                f"{rules.SAFETY_MESSAGE} Your prompt may contain text that is not allowed by "
+                "our safety system."
+            )
+            return ApiError(
+                400, message, code="content_policy_violation", extra={"inner_error": inner}
+            )
+        return ApiError(400, rules.SAFETY_MESSAGE, code=spec.blocked_code)
+
+    def _store(self, image: bytes) -> str:
+        name = f"{uuid.uuid4().hex}.png"
+        self._files[name] = image
+        return f"{self.base_url}/files/{name}"
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _sse(event: str, payload: JsonObject) -> str:
+    return f"event: {event}\ndata: {json.dumps({'type': event, **payload})}\n\n"
+
+
+async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
+
+
+def _error_response(error: ApiError, *, retry_after: float | None = None) -> web.Response:
+    headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers["Retry-After"] = f"{retry_after:g}"
+        headers["retry-after-ms"] = str(round(retry_after * 1000))
+    return web.json_response(error.to_body(), status=error.status, headers=headers)
+
+
+def _abort(request: web.Request) -> web.Response:
+    """Drop the connection with a TCP RST; the returned response is never sent."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return web.Response(status=500)
+
+
+async def _truncate(request: web.Request, full: web.Response) -> web.StreamResponse:
+    """Send ``full``'s headers with its real Content-Length, but only half its body."""
+    body = full.body if isinstance(full.body, bytes) else b""
+    response = web.StreamResponse(status=full.status, headers=full.headers)
+    response.content_length = max(len(body), 1)
+    await response.prepare(request)
+    await response.write(body[: len(body) // 2])  # always less than announced
+    if request.transport is not None:
+        request.transport.close()
+    return response

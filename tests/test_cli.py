@@ -1,0 +1,58 @@
+"""The `prismgate` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+import prismgate
+
+
+def prismgate_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from prismgate.cli import main; main()", *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, cwd=cwd, timeout=60)
+
+
+def test_version(tmp_path: Path) -> None:
+    done = prismgate_command("--version", cwd=tmp_path)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"prismgate {prismgate.__version__}"
+
+
+def test_generate_writes_real_images(tmp_path: Path) -> None:
+    done = prismgate_command(
+        "generate", "A cute baby sea otter", "--n", "2", "--size", "320x240", "--out", "out",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 2
+    for path in files:
+        with Image.open(path) as image:
+            assert (image.format, image.size) == ("PNG", (320, 240))
+    assert "served by mock/quickstart, cost $0.0000" in done.stdout
+
+
+def test_generate_reports_errors_without_a_traceback(tmp_path: Path) -> None:
+    done = prismgate_command("generate", "x", "--model", "mock/x", "--size", "huge", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "BadRequestError (400): size 'huge' is not of the form WIDTHxHEIGHT" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "model_list:\n  - model_name: otters\n    litellm_params: {model: mock/otters}\n"
+    )
+    done = prismgate_command("check-config", str(good), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "otters" in done.stdout and "valid, 1 deployments" in done.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list:\n  - model_name: otters\n    litellm_params: {model: 3}\n")
+    done = prismgate_command("check-config", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "model_list[0].litellm_params.model: Expected `str`, got `int`" in done.stderr
