@@ -76,21 +76,32 @@ async def test_chat_models_cannot_generate_images(compatible_emulator: OpenAIEmu
     assert caught.value.message == "chat-only cannot generate images (it is a chat model)"
 
 
-async def test_drop_params_from_litellm_settings(compatible_emulator: OpenAIEmulator) -> None:
+@pytest.mark.parametrize("drop", [True, False])
+async def test_drop_params_from_litellm_settings_and_model_info_limits(drop: bool) -> None:
+    # model_info narrows what the model takes; litellm_settings decides refuse or drop.
     config = load_config(
         {
-            "litellm_settings": {"drop_params": True},
-            "model_list": [{"model_name": "img", "litellm_params": {"model": "mock/m"}}],
+            "litellm_settings": {"drop_params": drop},
+            "model_list": [
+                {
+                    "model_name": "img",
+                    "litellm_params": {"model": "mock/m"},
+                    "model_info": {"image": {"params": ["n", "size"]}},
+                }
+            ],
         },
         environ={},
     )
-    # mock models have no `user` meaning? They do; use an output format only png/jpeg/webp know.
+    request = ImageGenerationRequest(prompt="x", model="img", size="64x64", style="vivid")
     async with Gateway(config) as gateway:
-        response = await gateway.image_generation(
-            ImageGenerationRequest(prompt="x", model="img", size="64x64", style="vivid")
-        )
+        if not drop:
+            with pytest.raises(prismgate.UnsupportedParamsError, match="accepts n, size"):
+                await gateway.image_generation(request)
+            return
+        response = await gateway.image_generation(request)
     assert response._hidden_params is not None
-    assert response._hidden_params.dropped_params == ()
+    assert response._hidden_params.dropped_params == ("style",)
+    assert len(response.data) == 1
 
 
 async def test_secrets_from_config_never_reach_an_error(
@@ -111,3 +122,30 @@ async def test_bare_names_need_a_provider() -> None:
         "cannot tell which provider serves 'sdxl': name it as provider/model (for example "
         "openai/sdxl)"
     )
+
+
+async def test_provider_settings_never_enter_the_body(compatible_emulator: OpenAIEmulator) -> None:
+    config = load_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "img",
+                    "litellm_params": {
+                        "model": "openai/sdxl",
+                        "api_base": compatible_emulator.base_url + "/v1",
+                        "organization": "org-from-config",
+                        "aws_region_name": "us-east-1",
+                    },
+                }
+            ]
+        },
+        environ={},
+    )
+    async with Gateway(config) as gateway:
+        await gateway.image_generation(
+            ImageGenerationRequest(prompt="x", model="img"),
+            CallOptions(extra={"vertex_project": "p", "steps": 4}),
+        )
+    sent = compatible_emulator.requests[-1]
+    assert sent.json == {"model": "sdxl", "prompt": "x", "steps": 4}
+    assert sent.headers["openai-organization"] == "org-from-config"

@@ -24,9 +24,9 @@ from prismgate.errors import APIError, BadRequestError, PrismgateError
 from prismgate.media import data_url
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
-from prismgate.providers.base import Deployment, ImageGenerationCall, Provider
-from prismgate.providers.image_rules import check_image_request
-from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
+from prismgate.providers.base import Deployment, ImageGeneration, ImageGenerationCall, Provider
+from prismgate.providers.image_rules import accepts, check_image_request
+from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, DeploymentResolver
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -121,6 +121,7 @@ class Gateway:
             self.config.litellm_settings.drop_params,
         )
         checked = check_image_request(request, capabilities, model=group, drop_params=drop_params)
+        extra, settings = _split_extra(provider, deployment, options)
         call = ImageGenerationCall(
             request=checked.request,
             deployment=deployment,
@@ -128,7 +129,8 @@ class Gateway:
                 provider.name, deployment, self.config.environ
             ),
             capabilities=capabilities,
-            extra=_provider_extra(provider, deployment, options),
+            extra=extra,
+            settings=settings,
             timeout=_first_set(
                 options.timeout,
                 deployment.timeout,
@@ -155,15 +157,15 @@ class Gateway:
         return response
 
     async def _generate_all(
-        self, capability: Any, calls: list[ImageGenerationCall]
+        self, capability: ImageGeneration, calls: list[ImageGenerationCall]
     ) -> ImageResponse:
         if len(calls) == 1:
-            return await capability.generate(calls[0], self._http)  # type: ignore[no-any-return]
+            return await capability.generate(calls[0], self._http)
         limit = asyncio.Semaphore(MAX_FAN_OUT)
 
         async def one(call: ImageGenerationCall) -> ImageResponse:
             async with limit:
-                return await capability.generate(call, self._http)  # type: ignore[no-any-return]
+                return await capability.generate(call, self._http)
 
         try:  # all or nothing: the first failure cancels the rest
             async with asyncio.TaskGroup() as group:
@@ -189,13 +191,18 @@ def _secrets(config: Config) -> list[str]:
     return found
 
 
-def _provider_extra(
+def _split_extra(
     provider: Provider, deployment: Deployment, options: CallOptions
-) -> dict[str, Any]:
-    """Provider-specific body parameters: config defaults, then the caller's. Provider
-    settings (project, region, ...) configure the call and never enter the body."""
-    merged = {**deployment.params, **options.extra}
-    return {k: v for k, v in merged.items() if k not in provider.settings}
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(body extras, settings): config defaults first, then the caller's keywords. A caller
+    keyword naming a provider setting (`vertex_project`, ...) configures the call instead
+    of entering the body."""
+    setting_names = provider.settings | PROVIDER_SETTINGS
+    extra = dict(deployment.params)
+    settings = dict(deployment.settings)
+    for key, value in options.extra.items():
+        (settings if key in setting_names else extra)[key] = value
+    return extra, settings
 
 
 def _fan_out(
@@ -206,7 +213,7 @@ def _fan_out(
     A model without an `n` field makes one image per call and is never sent `n`.
     """
     wanted = call.request.n or 1
-    takes_n = capabilities is None or capabilities.params is None or "n" in capabilities.params
+    takes_n = accepts(capabilities, "n")
     if takes_n:
         per_call = capabilities.max_n if capabilities and capabilities.max_n else wanted
     else:
@@ -255,8 +262,7 @@ def _deliver_as(
     wanted: str | None, response: ImageResponse, capabilities: ImageCapabilities | None
 ) -> ImageResponse:
     """Honour `response_format` for models that could not be asked for it."""
-    sent_upstream = capabilities is None or "response_format" in (capabilities.params or ())
-    if wanted is None or sent_upstream:
+    if wanted is None or accepts(capabilities, "response_format"):
         return response
     if wanted == "url":
         data = [

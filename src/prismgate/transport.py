@@ -6,6 +6,8 @@ aiohttp is imported on first use, so `import prismgate` stays fast.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -16,7 +18,13 @@ from prismgate.errors import APIConnectionError, APIError, Timeout
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["HttpTransport", "Transport", "UpstreamRequest", "UpstreamResponse"]
+__all__ = [
+    "HttpTransport",
+    "Transport",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "retry_after_seconds",
+]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # Ten 4K images as base64 fit well inside this; anything larger is not an image answer.
@@ -43,6 +51,28 @@ class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """A provider's wait hint in seconds: `retry-after-ms`, or `Retry-After` as seconds
+    or as an HTTP date. None when absent or unreadable."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
 
 
 class Transport(Protocol):

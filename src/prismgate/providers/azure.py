@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from prismgate.providers.base import Credentials, CredentialSpec, Deployment, Provider
+from prismgate.providers.base import (
+    Credentials,
+    CredentialSpec,
+    Deployment,
+    ImageGenerationCall,
+    Provider,
+)
 from prismgate.providers.openai_wire import OpenAIImageGeneration
 
 
@@ -27,8 +33,9 @@ def _url(credentials: Credentials, deployment: Deployment, path: str) -> str:
     )
 
 
-def _headers(credentials: Credentials) -> dict[str, str]:
-    return {"api-key": credentials.api_key} if credentials.api_key else {}
+def _headers(call: ImageGenerationCall) -> dict[str, str]:
+    key = call.credentials.api_key
+    return {"api-key": key} if key else {}
 
 
 AZURE = Provider(

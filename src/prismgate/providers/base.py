@@ -43,7 +43,9 @@ class Deployment:
     timeout: float | None = None
     max_retries: int | None = None
     drop_params: bool | None = None
-    # Further `litellm_params`: provider settings, or defaults for the request body.
+    # How to reach the provider beyond key and base (organization, region, project, ...).
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    # Defaults for the provider's request body (unknown `litellm_params`).
     params: Mapping[str, Any] = field(default_factory=dict)
     info: ModelInfo | None = None
 
@@ -159,6 +161,8 @@ class ImageGenerationCall:
     capabilities: ImageCapabilities | None
     # Provider-specific parameters, sent as given (never dropped silently).
     extra: Mapping[str, Any]
+    # Provider settings (organization, region, project, ...): they never enter the body.
+    settings: Mapping[str, Any]
     timeout: float
     redact: Redactor
 
@@ -178,6 +182,5 @@ class Provider:
     image_generation: ImageGeneration | None = None
     # Used for models the catalog does not list (self-hosted, or every `mock/` model).
     default_info: ModelInfo | None = None
-    # Keyword arguments that configure the provider (project, region, ...): never sent
-    # in the request body.
+    # Caller keywords that configure this provider rather than fill its body.
     settings: frozenset[str] = frozenset()

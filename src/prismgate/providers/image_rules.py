@@ -21,6 +21,7 @@ from prismgate.types import IMAGE_GENERATION_PARAMS, ImageGenerationRequest
 __all__ = [
     "MAX_IMAGES_PER_REQUEST",
     "CheckedImageRequest",
+    "accepts",
     "check_image_request",
     "match_aspect_ratio",
     "parse_size",
@@ -46,6 +47,11 @@ class CheckedImageRequest:
     request: ImageGenerationRequest
     dropped: tuple[str, ...] = ()
     adjusted: tuple[str, ...] = ()
+
+
+def accepts(capabilities: ImageCapabilities | None, param: str) -> bool:
+    """Whether the provider itself takes `param` (unknown models: assume it does)."""
+    return capabilities is None or capabilities.params is None or param in capabilities.params
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -108,7 +114,7 @@ def check_image_request(
     dropped: list[str] = []
     adjusted: list[str] = []
     accepted = capabilities.params
-    if accepted is not None and "response_format" not in accepted:
+    if not accepts(capabilities, "response_format"):
         # The gateway delivers the format itself; the provider must not see the field.
         changes["response_format"] = None
     for name in IMAGE_GENERATION_PARAMS:

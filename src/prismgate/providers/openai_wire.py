@@ -19,7 +19,12 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     build_body,
 )
-from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
+from prismgate.transport import (
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+    retry_after_seconds,
+)
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageResponse
 
 __all__ = ["OPENAI_IMAGE_FIELDS", "OpenAIImageGeneration", "bearer", "openai_error"]
@@ -31,14 +36,18 @@ OPENAI_IMAGE_FIELDS: FieldTable = {
 }
 
 UrlFor = Callable[[Credentials, Deployment, str], str]
-HeadersFor = Callable[[Credentials], dict[str, str]]
+HeadersFor = Callable[[ImageGenerationCall], dict[str, str]]
 
 
-def bearer(credentials: Credentials) -> dict[str, str]:
-    """`Authorization: Bearer <key>`, or nothing for a keyless self-hosted server."""
-    if credentials.api_key:
-        return {"Authorization": f"Bearer {credentials.api_key}"}
-    return {}
+def bearer(call: ImageGenerationCall) -> dict[str, str]:
+    """`Authorization: Bearer <key>` (none for a keyless self-hosted server), and
+    `OpenAI-Organization` when the deployment names one."""
+    headers = {}
+    if call.credentials.api_key:
+        headers["Authorization"] = f"Bearer {call.credentials.api_key}"
+    if organization := call.settings.get("organization"):
+        headers["OpenAI-Organization"] = str(organization)
+    return headers
 
 
 def _v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str:
@@ -68,14 +77,13 @@ def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) ->
     except msgspec.DecodeError:
         pass
     message = detail.message or response.body[:300].decode("utf-8", "replace") or "(empty body)"
-    retry_after = response.headers.get("retry-after")
     return from_upstream(
         response.status,
         redact(message),
         provider=provider,
         code=None if detail.code is None else str(detail.code),
         param=detail.param,
-        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        retry_after=retry_after_seconds(response.headers),
     )
 
 
@@ -100,7 +108,7 @@ class OpenAIImageGeneration:
             method="POST",
             url=self.url(call.credentials, call.deployment, "/images/generations"),
             provider=self.provider,
-            headers={**self.headers(call.credentials), "Content-Type": "application/json"},
+            headers={**self.headers(call), "Content-Type": "application/json"},
             body=msgspec.json.encode(body),
             timeout=call.timeout,
         )

@@ -11,9 +11,11 @@ from prismgate.errors import BadRequestError, NotFoundError
 from prismgate.providers import get_provider, is_provider, provider_names
 from prismgate.providers.base import Deployment
 
-__all__ = ["CallerOverrides", "DeploymentResolver", "split_model"]
+__all__ = ["PROVIDER_SETTINGS", "CallerOverrides", "DeploymentResolver", "split_model"]
 
-_CREDENTIAL_FIELDS = frozenset(LiteLLMParams.__struct_fields__) - {
+# `litellm_params` that configure how a provider is reached (organization, aws_*, vertex_*),
+# as opposed to the fields a Deployment names and the routing settings.
+PROVIDER_SETTINGS = frozenset(LiteLLMParams.__struct_fields__) - {
     "model", "api_key", "api_base", "api_version", "timeout", "stream_timeout", "max_retries",
     "custom_llm_provider", "drop_params", "rpm", "tpm", "weight", "provider_params",
 }  # fmt: skip
@@ -32,8 +34,8 @@ class CallerOverrides:
 def split_model(
     name: str, catalog: Catalog, custom_llm_provider: str | None = None
 ) -> tuple[str, str]:
-    """`"openai/llava-hf/llava"` → `("openai", "llava-hf/llava")`; a bare catalogued name
-    (`"dall-e-3"`) gets its catalog provider."""
+    """`"<provider>/org/model"` → `("<provider>", "org/model")`; a bare catalogued name
+    gets the provider the catalog lists for it."""
     if custom_llm_provider:
         if not is_provider(custom_llm_provider):
             raise BadRequestError(
@@ -96,7 +98,7 @@ class DeploymentResolver:
     def _from_entry(self, entry: ModelEntry) -> Deployment:
         params = entry.litellm_params
         provider, model = split_model(params.model, self._catalog, params.custom_llm_provider)
-        settings = {k: v for k in _CREDENTIAL_FIELDS if (v := getattr(params, k)) is not None}
+        settings = {k: v for k in PROVIDER_SETTINGS if (v := getattr(params, k)) is not None}
         return Deployment(
             provider=provider,
             model=model,
@@ -106,7 +108,8 @@ class DeploymentResolver:
             timeout=params.timeout,
             max_retries=params.max_retries,
             drop_params=params.drop_params,
-            params={**settings, **params.provider_params},
+            settings=settings,
+            params=params.provider_params,
             info=self._info(provider, model, entry.model_info),
         )
 
