@@ -8,6 +8,7 @@ prismgate --version
 from __future__ import annotations
 
 import base64
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +21,9 @@ from prismgate._version import __version__
 app = typer.Typer(
     name="prismgate",
     help="An OpenAI-compatible gateway for image generation and vision.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    invoke_without_command=True,
 )
 console = Console()
 errors = Console(stderr=True)
@@ -36,14 +37,105 @@ def _version(value: bool) -> None:
         raise typer.Exit
 
 
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="A LiteLLM-style config.yaml.")
+]
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", "--num_workers", min=1, help="Worker processes.")
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(help="Allow listening beyond loopback without a master key."),
+]
+
+
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    config: ConfigOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 4000,
+    workers: WorkersOption = 1,
+    insecure: InsecureOption = False,
 ) -> None:
-    """An OpenAI-compatible gateway for image generation and vision."""
+    """An OpenAI-compatible gateway for image generation and vision.
+
+    `prismgate --config FILE` serves FILE, as `litellm --config FILE` does.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        console.print(ctx.get_help())
+        raise typer.Exit
+    serve(config=config, host=host, port=port, workers=workers, insecure=insecure)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 4000,
+    workers: WorkersOption = 1,
+    insecure: InsecureOption = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+) -> None:
+    """Run the OpenAI-compatible proxy."""
+    import os
+
+    import uvicorn
+
+    from prismgate.config import CONFIG_PATH_VARIABLE, load_config
+    from prismgate.errors import ConfigError
+
+    try:
+        loaded = load_config(config)  # fail here, naming the path, not in each worker
+    except ConfigError as error:
+        errors.print(f"[red]config error:[/] {error}")
+        raise typer.Exit(2) from None
+    master_key = loaded.general_settings.master_key
+    if master_key is None and not insecure and not _is_loopback(host):
+        errors.print(
+            f"[red]refusing to listen on {host} without a master key:[/] set "
+            "general_settings.master_key, or pass --insecure"
+        )
+        raise typer.Exit(2)
+    groups = list(dict.fromkeys(entry.model_name for entry in loaded.model_list))
+    console.print(
+        f"prismgate {__version__} listening on http://{host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}); "
+        f"auth: {'master key' if master_key else 'none'}"
+    )
+    console.print(f"serving {len(groups)} model groups: {', '.join(groups) or '(none)'}")
+    if config is not None:
+        os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
+    uvicorn.run(
+        "prismgate.proxy.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        date_header=False,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.command()

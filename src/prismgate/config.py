@@ -25,18 +25,27 @@ from prismgate.errors import ConfigError
 from prismgate.types.validation import plain_validation_error
 
 __all__ = [
+    "CONFIG_PATH_VARIABLE",
     "Config",
     "GeneralSettings",
     "LiteLLMParams",
     "LiteLLMSettings",
     "ModelEntry",
     "RouterSettings",
+    "config_path_from_environment",
     "load_config",
 ]
 
 log = logging.getLogger("prismgate.config")
 
 ENV_REFERENCE = "os.environ/"
+# How `prismgate serve` tells its worker processes which config to load.
+CONFIG_PATH_VARIABLE = "PRISMGATE_CONFIG"
+
+
+def config_path_from_environment() -> str | None:
+    """The config file named by PRISMGATE_CONFIG, if any."""
+    return os.environ.get(CONFIG_PATH_VARIABLE) or None
 
 
 class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):

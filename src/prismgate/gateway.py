@@ -54,12 +54,19 @@ class CallOptions:
     drop_params: bool | None = None
     # Provider-specific parameters, sent in the provider body as given.
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Portkey's direct-provider mode: `model` is the provider's own model and only the
+    # caller's credentials are used (never the config's, never the environment's).
+    direct: bool = False
+    # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
+    trace_id: str | None = None
+    metadata: Mapping[str, str] | None = None
 
 
 class Gateway:
     """Serves OpenAI-shaped calls from any configured provider.
 
     Use it as an async context manager (or call `aclose()`) to release the HTTP pool.
+    `direct_models=False` serves only the config's model groups (what the proxy does).
     """
 
     def __init__(
@@ -68,10 +75,13 @@ class Gateway:
         *,
         transport: Transport | None = None,
         catalog: Catalog | None = None,
+        direct_models: bool = True,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.catalog = catalog if catalog is not None else builtin_catalog()
-        self.deployments = DeploymentResolver(self.config, self.catalog)
+        self.deployments = DeploymentResolver(
+            self.config, self.catalog, direct_models=direct_models
+        )
         self._http = transport if transport is not None else HttpTransport()
         self._redact = Redactor(_secrets(self.config))
 
@@ -92,6 +102,15 @@ class Gateway:
         if close is not None:
             await close()
 
+    @property
+    def transport(self) -> Transport:
+        """The HTTP pool this gateway sends with."""
+        return self._http
+
+    def redact(self, text: str) -> str:
+        """`text` without any secret this gateway knows of, or anything shaped like one."""
+        return self._redact(text)
+
     def model_info(self, model: str, custom_llm_provider: str | None = None) -> ModelInfo | None:
         """What is known about `model` as this gateway serves it (catalog + model_info)."""
         overrides = CallerOverrides(custom_llm_provider=custom_llm_provider)
@@ -103,7 +122,12 @@ class Gateway:
         """Generate images. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
         group = request.model or self.config.general_settings.default_image_model
-        deployment = self.deployments.resolve(group, options.overrides)
+        if options.direct:
+            deployment = self.deployments.direct(group, options.overrides)
+            environ: Mapping[str, str] = {}
+        else:
+            deployment = self.deployments.resolve(group, options.overrides)
+            environ = self.config.environ
         provider = get_provider(deployment.provider)
         capability = provider.image_generation
         info = deployment.info
@@ -125,9 +149,7 @@ class Gateway:
         call = ImageGenerationCall(
             request=checked.request,
             deployment=deployment,
-            credentials=provider.credentials.resolve(
-                provider.name, deployment, self.config.environ
-            ),
+            credentials=provider.credentials.resolve(provider.name, deployment, environ),
             capabilities=capabilities,
             extra=extra,
             settings=settings,
@@ -153,6 +175,8 @@ class Gateway:
             upstream_calls=len(calls),
             dropped_params=checked.dropped,
             adjusted=checked.adjusted,
+            trace_id=options.trace_id,
+            metadata=dict(options.metadata) if options.metadata else None,
         )
         return response
 

@@ -6,7 +6,7 @@ import importlib
 
 from prismgate.providers.base import Provider
 
-__all__ = ["Provider", "get_provider", "is_provider", "provider_names"]
+__all__ = ["Provider", "canonical_provider", "get_provider", "is_provider", "provider_names"]
 
 # name → (module, attribute). Modules load on first use, keeping `import prismgate` light.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -17,6 +17,20 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hosted_vllm": ("prismgate.providers.openai", "HOSTED_VLLM"),
     "mock": ("prismgate.providers.mock", "MOCK"),
 }
+
+
+# Other spellings callers use for a provider (Portkey's `x-portkey-provider` values).
+_ALIASES: dict[str, str] = {
+    "azure-openai": "azure",
+    "x-ai": "xai",
+    "openai-compatible": "openai",
+}
+
+
+def canonical_provider(name: str) -> str | None:
+    """Our name for a provider spelled `name` (ours, or an alias), or None."""
+    name = _ALIASES.get(name, name)
+    return name if name in _REGISTRY else None
 
 
 def provider_names() -> list[str]:

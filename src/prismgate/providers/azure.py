@@ -7,16 +7,18 @@ with the deployment name as the body's `model`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 from prismgate.providers.base import (
     Credentials,
     CredentialSpec,
     Deployment,
-    ImageGenerationCall,
     Provider,
 )
 from prismgate.providers.openai_wire import OpenAIImageGeneration
+from prismgate.transport import UpstreamRequest
 
 
 def _is_v1(credentials: Credentials) -> bool:
@@ -33,9 +35,19 @@ def _url(credentials: Credentials, deployment: Deployment, path: str) -> str:
     )
 
 
-def _headers(call: ImageGenerationCall) -> dict[str, str]:
-    key = call.credentials.api_key
-    return {"api-key": key} if key else {}
+def _headers(credentials: Credentials, _settings: Mapping[str, Any]) -> dict[str, str]:
+    return {"api-key": credentials.api_key} if credentials.api_key else {}
+
+
+def _models_probe(credentials: Credentials, settings: Mapping[str, Any]) -> UpstreamRequest:
+    if _is_v1(credentials):
+        url = credentials.api_base + "/models"
+    else:
+        base = credentials.api_base.removesuffix("/openai")
+        url = f"{base}/openai/models?api-version={quote(credentials.api_version or '', safe='')}"
+    return UpstreamRequest(
+        method="GET", url=url, provider="azure", headers=_headers(credentials, settings)
+    )
 
 
 AZURE = Provider(
@@ -50,6 +62,7 @@ AZURE = Provider(
     image_generation=OpenAIImageGeneration(
         provider="azure", url=_url, headers=_headers, model_in_body=_is_v1
     ),
+    health_probe=_models_probe,
 )
 
 __all__ = ["AZURE"]

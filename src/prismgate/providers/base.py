@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
 from prismgate.observability.redaction import Redactor
-from prismgate.transport import Transport
+from prismgate.transport import Transport, UpstreamRequest
 from prismgate.types import ImageGenerationRequest, ImageResponse
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Deployment",
     "Field",
     "FieldTable",
+    "HealthProbe",
     "ImageGeneration",
     "ImageGenerationCall",
     "Provider",
@@ -173,6 +174,9 @@ class ImageGeneration(Protocol):
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
 
 
+HealthProbe = Callable[[Credentials, Mapping[str, Any]], UpstreamRequest]
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     """A provider: its name, credentials, and the capabilities it offers."""
@@ -180,6 +184,8 @@ class Provider:
     name: str
     credentials: CredentialSpec
     image_generation: ImageGeneration | None = None
+    # A free call that proves the key works (listing models); never a paid generation.
+    health_probe: HealthProbe | None = None
     # Used for models the catalog does not list (self-hosted, or every `mock/` model).
     default_info: ModelInfo | None = None
     # Caller keywords that configure this provider rather than fill its body.

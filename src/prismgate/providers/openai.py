@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prismgate.catalog import ModelInfo
 from prismgate.providers.base import CredentialSpec, Provider
-from prismgate.providers.openai_wire import OpenAIImageGeneration
+from prismgate.providers.openai_wire import OpenAIImageGeneration, models_probe
 
 OPENAI = Provider(
     name="openai",
@@ -16,6 +16,7 @@ OPENAI = Provider(
         key_optional_with_custom_base=True,
     ),
     image_generation=OpenAIImageGeneration(provider="openai"),
+    health_probe=models_probe(),
 )
 
 # Unknown models on a self-hosted server: nothing is assumed, the server decides.
@@ -30,6 +31,7 @@ XINFERENCE = Provider(
         key_required=False,
     ),
     image_generation=OpenAIImageGeneration(provider="xinference"),
+    health_probe=models_probe(),
     default_info=_SELF_HOSTED_INFO,
 )
 
@@ -41,6 +43,7 @@ HOSTED_VLLM = Provider(
         key_required=False,
     ),
     image_generation=OpenAIImageGeneration(provider="hosted_vllm"),
+    health_probe=models_probe(),
     default_info=_SELF_HOSTED_INFO,
 )
 

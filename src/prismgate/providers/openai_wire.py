@@ -16,6 +16,7 @@ from prismgate.providers.base import (
     Deployment,
     Field,
     FieldTable,
+    HealthProbe,
     ImageGenerationCall,
     build_body,
 )
@@ -27,7 +28,13 @@ from prismgate.transport import (
 )
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageResponse
 
-__all__ = ["OPENAI_IMAGE_FIELDS", "OpenAIImageGeneration", "bearer", "openai_error"]
+__all__ = [
+    "OPENAI_IMAGE_FIELDS",
+    "OpenAIImageGeneration",
+    "bearer",
+    "models_probe",
+    "openai_error",
+]
 
 # OpenAI's own parameters reach an OpenAI-shaped API unchanged.
 OPENAI_IMAGE_FIELDS: FieldTable = {
@@ -36,18 +43,33 @@ OPENAI_IMAGE_FIELDS: FieldTable = {
 }
 
 UrlFor = Callable[[Credentials, Deployment, str], str]
-HeadersFor = Callable[[ImageGenerationCall], dict[str, str]]
+HeadersFor = Callable[[Credentials, Mapping[str, Any]], dict[str, str]]
 
 
-def bearer(call: ImageGenerationCall) -> dict[str, str]:
+def bearer(credentials: Credentials, settings: Mapping[str, Any]) -> dict[str, str]:
     """`Authorization: Bearer <key>` (none for a keyless self-hosted server), and
     `OpenAI-Organization` when the deployment names one."""
     headers = {}
-    if call.credentials.api_key:
-        headers["Authorization"] = f"Bearer {call.credentials.api_key}"
-    if organization := call.settings.get("organization"):
+    if credentials.api_key:
+        headers["Authorization"] = f"Bearer {credentials.api_key}"
+    if organization := settings.get("organization"):
         headers["OpenAI-Organization"] = str(organization)
     return headers
+
+
+def models_probe(url: str = "/models", headers: HeadersFor = bearer) -> HealthProbe:
+    """A health probe that lists models: free, and it proves the key and the host."""
+
+    def probe(credentials: Credentials, settings: Mapping[str, Any]) -> UpstreamRequest:
+        return UpstreamRequest(
+            method="GET",
+            url=credentials.api_base + url,
+            provider="health",
+            headers=headers(credentials, settings),
+            timeout=10.0,
+        )
+
+    return probe
 
 
 def _v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str:
@@ -108,7 +130,10 @@ class OpenAIImageGeneration:
             method="POST",
             url=self.url(call.credentials, call.deployment, "/images/generations"),
             provider=self.provider,
-            headers={**self.headers(call), "Content-Type": "application/json"},
+            headers={
+                **self.headers(call.credentials, call.settings),
+                "Content-Type": "application/json",
+            },
             body=msgspec.json.encode(body),
             timeout=call.timeout,
         )

@@ -7,7 +7,11 @@ from typing import Any
 from prismgate.catalog import ImageCapabilities
 from prismgate.providers.base import CredentialSpec, Field, Provider
 from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.providers.openai_wire import OPENAI_IMAGE_FIELDS, OpenAIImageGeneration
+from prismgate.providers.openai_wire import (
+    OPENAI_IMAGE_FIELDS,
+    OpenAIImageGeneration,
+    models_probe,
+)
 
 # The ratios xAI documents, for models the catalog does not list yet.
 XAI_ASPECT_RATIOS = (
@@ -32,6 +36,7 @@ XAI = Provider(
         provider="xai",
         fields={**OPENAI_IMAGE_FIELDS, "size": Field("aspect_ratio", convert=_aspect_ratio)},
     ),
+    health_probe=models_probe(),
 )
 
 __all__ = ["XAI", "XAI_ASPECT_RATIOS"]

@@ -60,8 +60,11 @@ def split_model(
 class DeploymentResolver:
     """Finds the deployment for a model name. Built once from the config."""
 
-    def __init__(self, config: Config, catalog: Catalog) -> None:
+    def __init__(self, config: Config, catalog: Catalog, *, direct_models: bool = True) -> None:
         self._catalog = catalog
+        # Without a model_list, `provider/model` names are served directly (the SDK); the
+        # proxy turns this off, so it serves exactly the configured model groups.
+        self._direct_models = direct_models
         groups: dict[str, list[ModelEntry]] = {}
         for entry in config.model_list:
             groups.setdefault(entry.model_name, []).append(entry)
@@ -70,30 +73,38 @@ class DeploymentResolver:
 
     @property
     def groups(self) -> list[str]:
-        """The public model names (model groups) the config serves."""
+        """The public model names (model groups) the config serves, in config order."""
         return list(self._groups)
+
+    def deployments_of(self, group: str) -> list[tuple[ModelEntry, Deployment]]:
+        """Each config entry of `group` with the deployment it resolves to."""
+        return [(entry, self._from_entry(entry)) for entry in self._groups[group]]
 
     def resolve(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
         """The deployment for `name`. With a model_list, only its groups are served."""
         group = self._groups.get(self._aliases.get(name, name))
         if group is not None:
             deployment = self._from_entry(group[0])  # strategies come with routing
-        elif self._groups:
+        elif self._groups or not self._direct_models:
             raise NotFoundError(
                 f"model {name!r} is not served here; available models: "
-                f"{', '.join(sorted(self._groups))}",
+                f"{', '.join(sorted(self._groups)) or '(none configured)'}",
                 param="model",
                 code="model_not_found",
             )
         else:
-            custom = overrides.custom_llm_provider if overrides else None
-            provider, model = split_model(name, self._catalog, custom)
-            deployment = Deployment(
-                provider=provider, model=model, info=self._info(provider, model, None)
-            )
-        if overrides is None:
-            return deployment
-        return _with_overrides(deployment, overrides)
+            return self.direct(name, overrides)
+        return _with_overrides(deployment, overrides) if overrides else deployment
+
+    def direct(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
+        """A deployment from the caller's own provider and credentials, ignoring the
+        model_list (Portkey's direct-provider mode)."""
+        custom = overrides.custom_llm_provider if overrides else None
+        provider, model = split_model(name, self._catalog, custom)
+        deployment = Deployment(
+            provider=provider, model=model, info=self._info(provider, model, None)
+        )
+        return _with_overrides(deployment, overrides) if overrides else deployment
 
     def _from_entry(self, entry: ModelEntry) -> Deployment:
         params = entry.litellm_params

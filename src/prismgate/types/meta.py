@@ -19,6 +19,8 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     upstream_calls: int = 1
     dropped_params: tuple[str, ...] = ()
     adjusted: tuple[str, ...] = ()
+    trace_id: str | None = None
+    metadata: dict[str, str] | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__struct_fields__:

@@ -1,0 +1,92 @@
+"""`create_app(config)`: the proxy as an ASGI application.
+
+The middleware order, outermost first:
+
+    RequestContext   request id and trace id on every answer; no traceback ever leaves
+    MasterKeyAuth    the master key, on the raw ASGI path
+    Starlette        routes → handlers; PrismgateError → OpenAI error body
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp
+
+from prismgate.config import Config, config_path_from_environment, load_config
+from prismgate.errors import NotFoundError, PrismgateError
+from prismgate.gateway import Gateway
+from prismgate.proxy.auth import MasterKeyAuth
+from prismgate.proxy.middleware import RequestContext
+from prismgate.proxy.responses import error_response, json_response
+from prismgate.proxy.routes import ROUTES
+from prismgate.proxy.state import ProxyState
+from prismgate.types import ErrorBody, ErrorDetail
+
+__all__ = ["create_app", "create_app_from_environment"]
+
+log = logging.getLogger("prismgate.proxy")
+
+
+async def _prismgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PrismgateError)
+    if exc.status_code >= 500:
+        log.warning(
+            "request %s failed: %s", request.scope.get("state", {}).get("request_id"), exc.message
+        )
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # The router's own refusals (no such path, wrong method), as OpenAI error bodies.
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(
+            NotFoundError(
+                f"no endpoint {request.method} {request.url.path}; see /openapi.json",
+                code="unknown_url",
+            )
+        )
+    detail = ErrorDetail(
+        message=f"{request.method} {request.url.path}: {exc.detail}",
+        type="invalid_request_error",
+        code="method_not_allowed" if exc.status_code == 405 else None,
+    )
+    return json_response(ErrorBody(error=detail), status=exc.status_code, headers=exc.headers)
+
+
+def create_app(config: Config | None = None, *, gateway: Gateway | None = None) -> ASGIApp:
+    """The proxy for `config`. It serves exactly the config's model groups.
+
+    Pass `gateway` to share one with other code; otherwise the app owns one and closes
+    it on shutdown.
+    """
+    config = config if config is not None else load_config()
+    owned = gateway is None
+    served = gateway if gateway is not None else Gateway(config, direct_models=False)
+    state = ProxyState(config, served)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await served.aclose()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        exception_handlers={PrismgateError: _prismgate_error, HTTPException: _http_error},
+    )
+    app.state.proxy = state
+    return RequestContext(MasterKeyAuth(app, config.general_settings.master_key))
+
+
+def create_app_from_environment() -> ASGIApp:
+    """The app for the config file named by PRISMGATE_CONFIG (each `serve` worker)."""
+    return create_app(load_config(config_path_from_environment()))

@@ -1,0 +1,52 @@
+"""Reading request bodies: the size limit counts bytes received, and JSON is decoded once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+
+from prismgate.errors import BadRequestError, RequestTooLargeError
+
+__all__ = ["decode_json_object", "read_body"]
+
+_decoder = msgspec.json.Decoder()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing it (413) as soon as more than `limit` bytes arrived.
+
+    Content-Length is not trusted: a client can lie, or send chunks.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(
+        f"the request body is larger than {limit // (1024 * 1024)} MiB; "
+        "send a smaller request, or raise general_settings.max_request_size_mb"
+    )
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; a 400 saying what is wrong otherwise."""
+    if not body:
+        raise BadRequestError("the request body is empty; send a JSON object")
+    try:
+        data = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return data

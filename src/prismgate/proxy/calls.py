@@ -1,0 +1,66 @@
+"""From an HTTP request to CallOptions: Portkey headers, direct-provider mode, and the
+rule that a proxy client can never reconfigure a deployment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
+from prismgate.gateway import CallOptions
+from prismgate.providers import canonical_provider, provider_names
+from prismgate.proxy.portkey import read_portkey_headers
+from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
+
+__all__ = ["call_options"]
+
+# Portkey features that arrive with the routing work; refused clearly until then.
+_NOT_YET = ("x-portkey-config", "x-portkey-virtual-key")
+
+
+def call_options(
+    request: Request, extra: dict[str, Any], *, allow_provider_keys: bool
+) -> CallOptions:
+    """The options for one proxied call. Unknown body fields are provider parameters."""
+    for header in _NOT_YET:
+        if request.headers.get(header):
+            raise BadRequestError(
+                f"{header} is not supported by this gateway yet; name a model from /v1/models",
+                param=header,
+            )
+    for name in extra:
+        if name in PROVIDER_SETTINGS:
+            raise BadRequestError(
+                f"{name!r} configures a deployment and cannot be set per request; "
+                "set it in the gateway's config",
+                param=name,
+            )
+    portkey = read_portkey_headers(request.headers)
+    options = CallOptions(extra=extra, trace_id=portkey.trace_id, metadata=portkey.metadata)
+    if portkey.provider is None:
+        return options
+    if not allow_provider_keys:
+        raise PermissionDeniedError(
+            "direct provider mode (x-portkey-provider) is turned off on this gateway; use a "
+            "model from /v1/models, or set general_settings.allow_client_provider_keys: true",
+            param="x-portkey-provider",
+        )
+    provider = canonical_provider(portkey.provider)
+    if provider is None:
+        raise BadRequestError(
+            f"unknown provider {portkey.provider!r}; known: {', '.join(provider_names())}",
+            param="x-portkey-provider",
+        )
+    if portkey.provider_key is None:
+        raise AuthenticationError(
+            "direct provider mode needs your provider key as 'Authorization: Bearer <key>'"
+        )
+    overrides = CallerOverrides(api_key=portkey.provider_key, custom_llm_provider=provider)
+    return CallOptions(
+        overrides=overrides,
+        extra=extra,
+        direct=True,
+        trace_id=portkey.trace_id,
+        metadata=portkey.metadata,
+    )

@@ -1,0 +1,88 @@
+"""Health: liveness and readiness (no key), and `/health`, which checks every deployment
+without a paid call: credentials present, and a free model listing where there is one."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from prismgate._version import __version__
+from prismgate.errors import PrismgateError
+from prismgate.gateway import Gateway
+from prismgate.providers import get_provider
+from prismgate.providers.base import Deployment
+from prismgate.proxy.responses import json_response
+from prismgate.proxy.schemas import EndpointHealth, HealthReport
+from prismgate.proxy.state import ProxyState
+
+__all__ = ["health", "liveliness", "readiness"]
+
+_ALIVE = b'"I\'m alive!"'
+
+
+async def liveliness(request: Request) -> Response:
+    """The process answers."""
+    return json_response(_ALIVE)
+
+
+async def readiness(request: Request) -> Response:
+    """The config is loaded and the gateway can take calls."""
+    state: ProxyState = request.app.state.proxy
+    return json_response({"status": "healthy", "version": __version__, "models": state.groups})
+
+
+async def health(request: Request) -> Response:
+    """Check every deployment concurrently; see the module docstring."""
+    state: ProxyState = request.app.state.proxy
+    gateway = state.gateway
+    pairs = [
+        (group, deployment)
+        for group in gateway.deployments.groups
+        for _, deployment in gateway.deployments.deployments_of(group)
+    ]
+    results = await asyncio.gather(*(_check(gateway, g, d) for g, d in pairs))
+    healthy = [r for r in results if r.error is None]
+    unhealthy = [r for r in results if r.error is not None]
+    report = HealthReport(
+        healthy_endpoints=healthy,
+        unhealthy_endpoints=unhealthy,
+        healthy_count=len(healthy),
+        unhealthy_count=len(unhealthy),
+    )
+    return json_response(report)
+
+
+async def _check(gateway: Gateway, group: str, deployment: Deployment) -> EndpointHealth:
+    provider = get_provider(deployment.provider)
+    result = EndpointHealth(model=group, provider=provider.name, checks={})
+    try:
+        credentials = provider.credentials.resolve(
+            provider.name, deployment, gateway.config.environ
+        )
+    except PrismgateError as error:
+        result.checks["credentials"] = "missing"
+        result.error = error.message
+        return result
+    result.api_base = gateway.redact(credentials.api_base)
+    result.checks["credentials"] = "present"
+    if provider.health_probe is None:
+        result.checks["list_models"] = "not needed (offline provider)"
+        return result
+    probe = provider.health_probe(credentials, deployment.settings)
+    try:
+        answer = await gateway.transport.send(probe)
+    except PrismgateError as error:
+        result.checks["list_models"] = "unreachable"
+        result.error = gateway.redact(error.message)
+        return result
+    result.checks["list_models"] = str(answer.status)
+    if answer.status >= 400:
+        rejected = answer.status in (401, 403)
+        result.error = (
+            "the provider rejected the credentials"
+            if rejected
+            else (f"the provider answered {answer.status} to a model listing")
+        )
+    return result

@@ -1,0 +1,78 @@
+"""`GET /openapi.json`, generated from the same Structs the handlers decode and encode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from prismgate._version import __version__
+from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList
+from prismgate.types import ErrorBody, ImageGenerationRequest, ImageResponse
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(kind: type) -> dict[str, str]:
+    return {"$ref": _REF.format(name=kind.__name__)}
+
+
+def _json(kind: type, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(kind)}}}
+
+
+def _operation(summary: str, answer: type, *, body: type | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": _json(answer, "Success"), "default": _json(ErrorBody, "Error")},
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 document of the proxy, encoded."""
+    kinds = (ImageGenerationRequest, ImageResponse, ErrorBody, ModelList, ModelInfoList,
+             GroupInfoList, HealthReport)  # fmt: skip
+    _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
+    generate = _operation("Generate images", ImageResponse, body=ImageGenerationRequest)
+    paths: dict[str, Any] = {
+        "/v1/images/generations": {"post": generate},
+        "/images/generations": {"post": generate},
+        "/openai/deployments/{deployment}/images/generations": {
+            "post": {
+                **generate,
+                "parameters": [
+                    {
+                        "name": "deployment",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+            }
+        },
+        "/v1/models": {"get": _operation("List model groups", ModelList)},
+        "/models": {"get": _operation("List model groups", ModelList)},
+        "/model/info": {"get": _operation("Deployments and capabilities", ModelInfoList)},
+        "/v1/model/info": {"get": _operation("Deployments and capabilities", ModelInfoList)},
+        "/model_group/info": {"get": _operation("Model groups", GroupInfoList)},
+        "/health": {"get": _operation("Check every deployment", HealthReport)},
+    }
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "prismgate", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+    return msgspec.json.encode(document)

@@ -1,0 +1,68 @@
+"""Portkey's request headers: trace id, metadata, and direct-provider mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from starlette.datastructures import Headers
+
+from prismgate.errors import BadRequestError
+
+__all__ = ["PortkeyHeaders", "read_portkey_headers"]
+
+# What the portkey-ai client sends when the caller gave no provider key.
+PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
+MAX_TRACE_ID = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PortkeyHeaders:
+    """The x-portkey-* headers prismgate honours."""
+
+    trace_id: str | None = None
+    metadata: dict[str, str] | None = None
+    provider: str | None = None
+    provider_key: str | None = None
+
+
+def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
+    """Parse the x-portkey-* headers; a 400 naming the header when one is malformed."""
+    trace_id = headers.get("x-portkey-trace-id") or None
+    if trace_id is not None and (len(trace_id) > MAX_TRACE_ID or not trace_id.isprintable()):
+        raise BadRequestError(
+            f"x-portkey-trace-id must be printable and at most {MAX_TRACE_ID} characters",
+            param="x-portkey-trace-id",
+        )
+    provider = headers.get("x-portkey-provider") or None
+    provider_key = None
+    if provider is not None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        provider_key = None if token in PLACEHOLDER_KEYS else token
+    return PortkeyHeaders(
+        trace_id=trace_id,
+        metadata=_metadata(headers.get("x-portkey-metadata")),
+        provider=provider,
+        provider_key=provider_key,
+    )
+
+
+def _metadata(raw: str | None) -> dict[str, str] | None:
+    if not raw:
+        return None
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise BadRequestError(
+            'x-portkey-metadata must be a JSON object, for example {"_user": "alice"}',
+            param="x-portkey-metadata",
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequestError(
+            "x-portkey-metadata must be a JSON object", param="x-portkey-metadata"
+        )
+    return {
+        str(k): v if isinstance(v, str) else msgspec.json.encode(v).decode()
+        for k, v in data.items()
+    }

@@ -1,0 +1,38 @@
+"""The proxy's paths: a plain table of (path, handler)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from prismgate.proxy.handlers import health, images, models
+from prismgate.proxy.responses import json_response
+from prismgate.proxy.state import ProxyState
+
+__all__ = ["ROUTES"]
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI document, built once at startup."""
+    state: ProxyState = request.app.state.proxy
+    return json_response(state.openapi_body)
+
+
+ROUTES = [
+    Route("/v1/images/generations", images.generations, methods=["POST"]),
+    Route("/images/generations", images.generations, methods=["POST"]),
+    Route(
+        "/openai/deployments/{deployment}/images/generations", images.generations, methods=["POST"]
+    ),
+    Route("/v1/models", models.list_models, methods=["GET"]),
+    Route("/models", models.list_models, methods=["GET"]),
+    Route("/model/info", models.model_info, methods=["GET"]),
+    Route("/v1/model/info", models.model_info, methods=["GET"]),
+    Route("/model_group/info", models.model_group_info, methods=["GET"]),
+    Route("/health/liveliness", health.liveliness, methods=["GET"]),
+    Route("/health/liveness", health.liveliness, methods=["GET"]),
+    Route("/health/readiness", health.readiness, methods=["GET"]),
+    Route("/health", health.health, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+]

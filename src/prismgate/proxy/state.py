@@ -1,0 +1,98 @@
+"""What every handler shares: the gateway, limits, and answers computed once at startup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from prismgate.config import Config, ModelEntry
+from prismgate.gateway import Gateway
+from prismgate.observability.redaction import Redactor
+from prismgate.providers.base import Deployment
+from prismgate.proxy.openapi import openapi_document
+from prismgate.proxy.schemas import (
+    GroupInfo,
+    GroupInfoList,
+    ModelCard,
+    ModelInfoEntry,
+    ModelInfoList,
+    ModelList,
+)
+
+__all__ = ["ProxyState"]
+
+# litellm_params shown by /model/info: where a deployment points, never its secrets.
+_SHOWN_PARAMS = (
+    "model", "api_base", "api_version", "timeout", "max_retries", "rpm", "tpm", "weight",
+    "custom_llm_provider", "drop_params", "aws_region_name", "vertex_project",
+    "vertex_location", "vertex_ai_project", "vertex_ai_location",
+)  # fmt: skip
+
+
+class ProxyState:
+    """Built once per worker from the config."""
+
+    def __init__(self, config: Config, gateway: Gateway) -> None:
+        self.config = config
+        self.gateway = gateway
+        settings = config.general_settings
+        self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
+        self.allow_client_provider_keys = settings.allow_client_provider_keys
+        redact = Redactor([entry.litellm_params.api_key for entry in config.model_list])
+        groups = [(g, gateway.deployments.deployments_of(g)) for g in gateway.deployments.groups]
+        encode = msgspec.json.encode
+        self.models_body = encode(ModelList(data=[ModelCard(id=name) for name, _ in groups]))
+        self.model_info_body = encode(
+            ModelInfoList(
+                data=[_model_info(entry, deployment, redact) for _, pairs in groups
+                      for entry, deployment in pairs]
+            )
+        )  # fmt: skip
+        self.group_info_body = encode(
+            GroupInfoList(data=[_group_info(name, pairs) for name, pairs in groups])
+        )
+        self.groups = [name for name, _ in groups]
+        self.openapi_body = openapi_document()
+
+
+def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> ModelInfoEntry:
+    params = entry.litellm_params
+    shown: dict[str, Any] = {
+        name: value for name in _SHOWN_PARAMS if (value := getattr(params, name)) is not None
+    }
+    if "api_base" in shown:
+        shown["api_base"] = redact(str(shown["api_base"]))
+    info = deployment.info.to_dict() if deployment.info else {}
+    info["provider"] = deployment.provider
+    return ModelInfoEntry(model_name=entry.model_name, litellm_params=shown, model_info=info)
+
+
+def _group_info(name: str, pairs: list[tuple[ModelEntry, Deployment]]) -> GroupInfo:
+    infos = [deployment.info for _, deployment in pairs]
+    first = next((info for info in infos if info is not None), None)
+    image = first.image if first else None
+    return GroupInfo(
+        model_group=name,
+        providers=sorted({deployment.provider for _, deployment in pairs}),
+        mode=first.mode if first else None,
+        max_input_tokens=first.max_input_tokens if first else None,
+        max_output_tokens=first.max_output_tokens if first else None,
+        input_cost_per_token=first.input_cost_per_token if first else None,
+        output_cost_per_token=first.output_cost_per_token if first else None,
+        # A group can do what every one of its deployments can do.
+        supports_vision=all(bool(info and info.supports_vision) for info in infos),
+        supports_function_calling=all(
+            bool(info and info.supports_function_calling) for info in infos
+        ),
+        tpm=sum(entry.litellm_params.tpm or 0 for entry, _ in pairs) or None,
+        rpm=sum(entry.litellm_params.rpm or 0 for entry, _ in pairs) or None,
+        image_sizes=image.sizes if image else None,
+        image_aspect_ratios=image.aspect_ratios if image else None,
+        image_max_n=image.max_n if image else None,
+        image_qualities=image.qualities if image else None,
+        image_styles=image.styles if image else None,
+        image_output_formats=image.output_formats if image else None,
+        # The gateway delivers both, whatever the provider returns.
+        image_response_formats=("url", "b64_json") if first and first.image else None,
+    )
