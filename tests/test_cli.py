@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import prismgate
@@ -56,3 +57,65 @@ def test_check_config(tmp_path: Path) -> None:
     done = prismgate_command("check-config", str(bad), cwd=tmp_path)
     assert done.returncode == 2
     assert "model_list[0].litellm_params.model: Expected `str`, got `int`" in done.stderr
+
+
+QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("form", [["serve", "--config"], ["--config"]])
+def test_serve_starts_the_proxy(tmp_path: Path, form: list[str]) -> None:
+    import time
+
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-c", "from prismgate.cli import main; main()", *form,
+               str(QUICKSTART), "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/health/liveliness")
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, "the server exited"
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        assert answer.json() == "I'm alive!"
+        image = httpx.post(
+            f"http://127.0.0.1:{port}/v1/images/generations",
+            json={"model": "dall-e-3", "prompt": "A cute baby sea otter", "size": "64x64"},
+        )
+        assert image.status_code == 200
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=10)
+    assert f"listening on http://127.0.0.1:{port} (1 worker); auth: none" in output
+    assert "serving 3 model groups: dall-e-3, gpt-image-1, llava-hf" in output
+
+
+def test_serve_refuses_open_network_without_a_master_key(tmp_path: Path) -> None:
+    done = prismgate_command(
+        "serve", "--config", str(QUICKSTART), "--host", "0.0.0.0", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a master key" in done.stderr
+
+
+def test_serve_names_the_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, timeout: soon}\n"
+    )
+    done = prismgate_command("serve", "--config", str(bad), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "model_list[0].litellm_params.timeout: Expected `float | null`, got `str`" in done.stderr

@@ -26,7 +26,7 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole for logs and grep
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 

@@ -267,7 +267,15 @@ class OpenAIEmulator:
             if method == "POST" and path == _OPENAI_GENERATIONS:
                 self._check_bearer(request)
                 return self._generate(rules.parse_json_object(raw), deployment=None)
+            if method == "GET" and path == "/v1/models":
+                self._check_bearer(request)
+                return self._model_list(rules.models_for(self.flavor))
             raise ApiError(404, f"Invalid URL ({method} {path})")
+        if method == "GET" and path in ("/openai/models", "/openai/v1/models"):
+            self._check_azure_key(request)
+            if path == "/openai/models" and not request.query.get("api-version"):
+                raise rules.azure_error(404, "404", "Resource not found")
+            return self._model_list(sorted(self.deployments.values()))
         classic = _AZURE_CLASSIC.fullmatch(path)
         if method != "POST" or (classic is None and path != _AZURE_V1):
             raise rules.azure_error(404, "404", "Resource not found")
@@ -282,6 +290,13 @@ class OpenAIEmulator:
             raise rules.missing("model")
         rules.Text().check("model", deployment)
         return self._generate(body, deployment=deployment)
+
+    @staticmethod
+    def _model_list(names: list[str]) -> web.Response:
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "emulator"} for name in names
+        ]
+        return web.json_response({"object": "list", "data": data})
 
     def _serve_file(self, name: str, ext: str) -> web.Response:
         data = self._files.get(name)

@@ -352,6 +352,15 @@ XAI_MODELS: dict[str, ModelSpec] = {
 }
 
 
+def models_for(flavor: str) -> list[str]:
+    """What `GET /v1/models` lists for a flavor (a self-hosted server names its own)."""
+    if flavor == "xai":
+        return sorted(XAI_MODELS)
+    if flavor == "compatible":
+        return ["local-model"]
+    return sorted(OPENAI_MODELS)
+
+
 # ---------------------------------------------------------------------------- checks
 
 

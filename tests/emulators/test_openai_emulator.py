@@ -954,3 +954,24 @@ def test_reset_clears_requests_and_faults(http: httpx.Client, openai_emu: OpenAI
     openai_emu.reset()
     assert openai_emu.requests == []
     assert post(http, openai_emu, DALL_E_2).status_code == 200
+
+
+@pytest.mark.parametrize("flavor", ["openai", "xai", "compatible"])
+def test_model_listing(http: httpx.Client, servers: dict[str, OpenAIEmulator], flavor: str) -> None:
+    emu = _fresh(servers, flavor)
+    headers = {"Authorization": f"Bearer {emu.api_key}"}
+    listing = http.get(emu.base_url + "/v1/models", headers=headers)
+    assert listing.status_code == 200
+    assert listing.json()["object"] == "list" and listing.json()["data"]
+    if flavor == "openai":
+        assert http.get(emu.base_url + "/v1/models").status_code == 401
+
+
+def test_azure_model_listing(http: httpx.Client, servers: dict[str, OpenAIEmulator]) -> None:
+    emu = _fresh(servers, "azure")
+    headers = {"api-key": emu.api_key}
+    classic = http.get(emu.base_url + "/openai/models?api-version=2024-10-21", headers=headers)
+    assert classic.status_code == 200
+    assert {m["id"] for m in classic.json()["data"]} == set(emu.deployments.values())
+    assert http.get(emu.base_url + "/openai/models", headers=headers).status_code == 404
+    assert http.get(emu.base_url + "/openai/v1/models", headers=headers).status_code == 200

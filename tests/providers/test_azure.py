@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from tests.emulators import OpenAIEmulator
-from tests.golden import assert_golden
-from tests.images import image_bytes, opened
 
 import prismgate
 from prismgate import Gateway, aimage_generation, image_generation, load_config
+from tests.emulators import OpenAIEmulator
+from tests.golden import assert_golden
+from tests.images import image_bytes, opened
 
 
 def test_seed_example_azure_from_environment(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.images import image_bytes, opened
 
 import prismgate
 from prismgate import aimage_generation, image_generation
+from tests.images import image_bytes, opened
 
 
 def test_seed_example_against_mock() -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from tests.emulators import OpenAIEmulator
-from tests.golden import assert_golden
-from tests.images import image_bytes, opened
 
 import prismgate
 from prismgate import image_generation
+from tests.emulators import OpenAIEmulator
+from tests.golden import assert_golden
+from tests.images import image_bytes, opened
 
 PROMPT = "A cute baby sea otter"
 

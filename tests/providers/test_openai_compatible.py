@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from prismgate import image_generation
 from tests.emulators import OpenAIEmulator
 from tests.golden import assert_golden
 from tests.images import image_bytes, opened
-
-from prismgate import image_generation
 
 
 def test_seed_example_openai_compatible(compatible_emulator: OpenAIEmulator) -> None:

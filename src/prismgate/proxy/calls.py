@@ -4,6 +4,7 @@ rule that a proxy client can never reconfigure a deployment."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -20,7 +21,11 @@ _NOT_YET = ("x-portkey-config", "x-portkey-virtual-key")
 
 
 def call_options(
-    request: Request, extra: dict[str, Any], *, allow_provider_keys: bool
+    request: Request,
+    extra: dict[str, Any],
+    *,
+    allow_provider_keys: bool,
+    allowed_hosts: frozenset[str],
 ) -> CallOptions:
     """The options for one proxied call. Unknown body fields are provider parameters."""
     for header in _NOT_YET:
@@ -39,6 +44,11 @@ def call_options(
     portkey = read_portkey_headers(request.headers)
     options = CallOptions(extra=extra, trace_id=portkey.trace_id, metadata=portkey.metadata)
     if portkey.provider is None:
+        if portkey.custom_host is not None:
+            raise BadRequestError(
+                "x-portkey-custom-host works only with x-portkey-provider (direct provider mode)",
+                param="x-portkey-custom-host",
+            )
         return options
     if not allow_provider_keys:
         raise PermissionDeniedError(
@@ -56,7 +66,11 @@ def call_options(
         raise AuthenticationError(
             "direct provider mode needs your provider key as 'Authorization: Bearer <key>'"
         )
-    overrides = CallerOverrides(api_key=portkey.provider_key, custom_llm_provider=provider)
+    overrides = CallerOverrides(
+        api_key=portkey.provider_key,
+        api_base=_checked_custom_host(portkey.custom_host, allowed_hosts),
+        custom_llm_provider=provider,
+    )
     return CallOptions(
         overrides=overrides,
         extra=extra,
@@ -64,3 +78,26 @@ def call_options(
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
     )
+
+
+def _checked_custom_host(url: str | None, allowed_hosts: frozenset[str]) -> str | None:
+    """A caller-chosen provider address, only if the operator allowed its host.
+
+    Until the safe fetcher's address rules cover custom hosts, the allowlist is the rule:
+    nothing the operator did not name can be reached through the gateway.
+    """
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise BadRequestError(
+            "x-portkey-custom-host must be an http(s) URL such as https://host/v1",
+            param="x-portkey-custom-host",
+        )
+    if parts.hostname not in allowed_hosts and parts.netloc not in allowed_hosts:
+        raise PermissionDeniedError(
+            "x-portkey-custom-host is not allowed: its host is not in "
+            "general_settings.media.allowed_hosts",
+            param="x-portkey-custom-host",
+        )
+    return url

@@ -24,6 +24,7 @@ class PortkeyHeaders:
     metadata: dict[str, str] | None = None
     provider: str | None = None
     provider_key: str | None = None
+    custom_host: str | None = None
 
 
 def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
@@ -45,6 +46,7 @@ def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
         metadata=_metadata(headers.get("x-portkey-metadata")),
         provider=provider,
         provider_key=provider_key,
+        custom_host=headers.get("x-portkey-custom-host") or None,
     )
 
 

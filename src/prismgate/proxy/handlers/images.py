@@ -26,7 +26,12 @@ async def generations(request: Request) -> Response:
     # Unknown fields are provider parameters (OpenAI SDK's extra_body lands here too).
     extra = {name: data.pop(name) for name in list(data) if name not in _REQUEST_FIELDS}
     image_request = convert_request(data, ImageGenerationRequest)
-    options = call_options(request, extra, allow_provider_keys=state.allow_client_provider_keys)
+    options = call_options(
+        request,
+        extra,
+        allow_provider_keys=state.allow_client_provider_keys,
+        allowed_hosts=state.allowed_hosts,
+    )
     response = await state.gateway.image_generation(image_request, options)
     return json_response(response, headers=_headers(response))
 
