@@ -57,6 +57,9 @@ class CallOptions:
     # Portkey's direct-provider mode: `model` is the provider's own model and only the
     # caller's credentials are used (never the config's, never the environment's).
     direct: bool = False
+    # The caller sends the provider's answer on as it is when no change is needed (the
+    # proxy); SDK callers always get decoded images.
+    relay: bool = False
     # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
     trace_id: str | None = None
     metadata: Mapping[str, str] | None = None
@@ -162,6 +165,11 @@ class Gateway:
             redact=self._redact.including(deployment.api_key),
         )
         calls = _fan_out(call, capabilities)
+        converting = request.response_format is not None and not accepts(
+            capabilities, "response_format"
+        )
+        if options.relay and len(calls) == 1 and not converting:
+            calls = [dataclasses.replace(call, relay=True)]
         response = await self._generate_all(capability, calls)
         if not response.data:
             raise APIError(f"{provider.name} answered without any image", provider=provider.name)

@@ -233,3 +233,35 @@ def test_unknown_path_and_method(serve: Callable[..., RunningProxy]) -> None:
     wrong = httpx.get(proxy.base_url + "/v1/images/generations")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_plain_openai_answers_are_relayed_unchanged(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
+) -> None:
+    proxy = serve(emulated_dall_e_3(openai_emulator))
+    answer = httpx.post(
+        proxy.base_url + "/v1/images/generations",
+        json={**SEED_BODY, "response_format": "b64_json"},
+    )
+    assert answer.status_code == 200
+    # The emulator writes JSON with a space after each separator; a re-encoded answer
+    # would be compact. These bytes are the provider's own.
+    assert answer.content.startswith(b'{"created": ')
+    assert decoded_size(answer.json()["data"][0]["b64_json"]) == (1024, 1024)
+    assert answer.headers["x-prismgate-response-cost"] == "0.040000"
+
+
+def test_answers_that_need_a_change_are_not_relayed(
+    serve: Callable[..., RunningProxy], azure_emulator: OpenAIEmulator
+) -> None:
+    proxy = serve(
+        {"model_list": [model("dall-e-3", "azure/dall-e-3", api_base=azure_emulator.base_url,
+                              api_key=azure_emulator.api_key)]}
+    )  # fmt: skip
+    answer = httpx.post(
+        proxy.base_url + "/v1/images/generations",
+        json={**SEED_BODY, "response_format": "b64_json"},
+    )
+    assert answer.status_code == 200
+    assert b"content_filter_results" not in answer.content  # Azure's annotations stripped
+    assert answer.content.startswith(b'{"created":1')

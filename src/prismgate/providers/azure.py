@@ -60,7 +60,11 @@ AZURE = Provider(
         default_api_version="2025-04-01-preview",
     ),
     image_generation=OpenAIImageGeneration(
-        provider="azure", url=_url, headers=_headers, model_in_body=_is_v1
+        provider="azure",
+        url=_url,
+        headers=_headers,
+        model_in_body=_is_v1,
+        relayable=False,  # its content filter annotations are stripped
     ),
     health_probe=_models_probe,
 )

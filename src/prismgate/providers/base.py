@@ -166,6 +166,9 @@ class ImageGenerationCall:
     settings: Mapping[str, Any]
     timeout: float
     redact: Redactor
+    # The caller takes the provider's answer as-is when it is already OpenAI's shape
+    # (the proxy), so the image payload need not be decoded.
+    relay: bool = False
 
 
 class ImageGeneration(Protocol):

@@ -26,7 +26,7 @@ from prismgate.transport import (
     UpstreamResponse,
     retry_after_seconds,
 )
-from prismgate.types import IMAGE_GENERATION_PARAMS, ImageResponse
+from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse, ImageUsage
 
 __all__ = [
     "OPENAI_IMAGE_FIELDS",
@@ -76,6 +76,18 @@ def _v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str
     return credentials.api_base + path
 
 
+class _Skim(msgspec.Struct):
+    """What cost and logs need from an images answer; each image stays raw bytes."""
+
+    created: int
+    data: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    usage: ImageUsage | None = None
+    background: str | None = None
+    output_format: str | None = None
+    quality: str | None = None
+    size: str | None = None
+
+
 class _ErrorDetail(msgspec.Struct):
     message: str | None = None
     type: str | None = None
@@ -85,6 +97,21 @@ class _ErrorDetail(msgspec.Struct):
 
 class _ErrorEnvelope(msgspec.Struct):
     error: _ErrorDetail | str | None = None
+
+
+def _skimmed(body: bytes) -> ImageResponse:
+    skim = msgspec.json.decode(body, type=_Skim)
+    response = ImageResponse(
+        created=skim.created,
+        data=[ImageObject() for _ in skim.data],
+        usage=skim.usage,
+        background=skim.background,
+        output_format=skim.output_format,
+        quality=skim.quality,
+        size=skim.size,
+    )
+    response.relayed_body = body
+    return response
 
 
 def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) -> PrismgateError:
@@ -122,6 +149,9 @@ class OpenAIImageGeneration:
     url: UrlFor = _v1_url
     headers: HeadersFor = bearer
     model_in_body: Callable[[Credentials], bool] = lambda _credentials: True
+    # Whether this provider's answers are plain OpenAI (nothing to strip), so they can be
+    # relayed without decoding the images.
+    relayable: bool = True
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """Build, send and decode one OpenAI-shaped image generation call."""
@@ -141,6 +171,8 @@ class OpenAIImageGeneration:
         if response.status >= 400:
             raise openai_error(self.provider, response, call.redact)
         try:
+            if call.relay and self.relayable:
+                return _skimmed(response.body)
             return msgspec.json.decode(response.body, type=ImageResponse)
         except msgspec.DecodeError as exc:
             raise from_upstream(

@@ -42,7 +42,9 @@ def call_options(
                 param=name,
             )
     portkey = read_portkey_headers(request.headers)
-    options = CallOptions(extra=extra, trace_id=portkey.trace_id, metadata=portkey.metadata)
+    options = CallOptions(
+        extra=extra, relay=True, trace_id=portkey.trace_id, metadata=portkey.metadata
+    )
     if portkey.provider is None:
         if portkey.custom_host is not None:
             raise BadRequestError(
@@ -74,6 +76,7 @@ def call_options(
     return CallOptions(
         overrides=overrides,
         extra=extra,
+        relay=True,
         direct=True,
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,

@@ -86,3 +86,18 @@ class ImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True)
     def _hidden_params(self, meta: CallMeta) -> None:
         # Kept in the instance __dict__ (dict=True), so it is never encoded.
         self.__dict__["_call_meta"] = meta
+
+    @property
+    def relayed_body(self) -> bytes | None:
+        """The provider's own answer, when it is already this response's wire form.
+
+        Set only for answers the proxy may relay unchanged; its `data` items are then
+        empty placeholders (the count is right; the images are in these bytes). Any copy
+        made with `msgspec.structs.replace` drops it, as it should.
+        """
+        body: bytes | None = self.__dict__.get("_relayed_body")
+        return body
+
+    @relayed_body.setter
+    def relayed_body(self, body: bytes) -> None:
+        self.__dict__["_relayed_body"] = body

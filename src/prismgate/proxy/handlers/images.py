@@ -33,7 +33,7 @@ async def generations(request: Request) -> Response:
         allowed_hosts=state.allowed_hosts,
     )
     response = await state.gateway.image_generation(image_request, options)
-    return json_response(response, headers=_headers(response))
+    return json_response(response.relayed_body or response, headers=_headers(response))
 
 
 def _headers(response: ImageResponse) -> dict[str, str]:
