@@ -149,3 +149,20 @@ async def test_provider_settings_never_enter_the_body(compatible_emulator: OpenA
     sent = compatible_emulator.requests[-1]
     assert sent.json == {"model": "sdxl", "prompt": "x", "steps": 4}
     assert sent.headers["openai-organization"] == "org-from-config"
+
+
+def test_unresolvable_deployments_fail_at_startup_naming_the_path() -> None:
+    config = load_config(
+        {
+            "model_list": [
+                {"model_name": "ok", "litellm_params": {"model": "mock/m"}},
+                {"model_name": "broken", "litellm_params": {"model": "no-such-model"}},
+            ]
+        },
+        environ={},
+    )
+    with pytest.raises(prismgate.ConfigError) as caught:
+        Gateway(config)
+    assert str(caught.value).startswith(
+        "model_list[1].litellm_params.model: cannot tell which provider serves 'no-such-model'"
+    )

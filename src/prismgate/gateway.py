@@ -162,7 +162,8 @@ class Gateway:
                 self.config.litellm_settings.request_timeout,
                 DEFAULT_IMAGE_TIMEOUT,
             ),
-            redact=self._redact.including(deployment.api_key),
+            # The config's keys are known already; a caller's own key is added for this call.
+            redact=self._redact.including(options.overrides.api_key if options.overrides else None),
         )
         calls = _fan_out(call, capabilities)
         converting = request.response_format is not None and not accepts(

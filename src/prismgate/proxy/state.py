@@ -69,7 +69,7 @@ def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> 
     return ModelInfoEntry(model_name=entry.model_name, litellm_params=shown, model_info=info)
 
 
-def _group_info(name: str, pairs: list[tuple[ModelEntry, Deployment]]) -> GroupInfo:
+def _group_info(name: str, pairs: tuple[tuple[ModelEntry, Deployment], ...]) -> GroupInfo:
     infos = [deployment.info for _, deployment in pairs]
     first = next((info for info in infos if info is not None), None)
     image = first.image if first else None

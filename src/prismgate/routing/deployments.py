@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from prismgate.catalog import Catalog, ModelInfo, merge_model_info
 from prismgate.config import Config, LiteLLMParams, ModelEntry
-from prismgate.errors import BadRequestError, NotFoundError
+from prismgate.errors import BadRequestError, ConfigError, NotFoundError, PrismgateError
 from prismgate.providers import get_provider, is_provider, provider_names
 from prismgate.providers.base import Deployment
 
@@ -65,10 +65,17 @@ class DeploymentResolver:
         # Without a model_list, `provider/model` names are served directly (the SDK); the
         # proxy turns this off, so it serves exactly the configured model groups.
         self._direct_models = direct_models
-        groups: dict[str, list[ModelEntry]] = {}
-        for entry in config.model_list:
-            groups.setdefault(entry.model_name, []).append(entry)
-        self._groups = {name: tuple(entries) for name, entries in groups.items()}
+        # Resolved once: a call only looks its group up.
+        groups: dict[str, list[tuple[ModelEntry, Deployment]]] = {}
+        for index, entry in enumerate(config.model_list):
+            try:
+                deployment = self._from_entry(entry)
+            except PrismgateError as error:
+                raise ConfigError(
+                    f"model_list[{index}].litellm_params.model: {error.message}"
+                ) from None
+            groups.setdefault(entry.model_name, []).append((entry, deployment))
+        self._groups = {name: tuple(pairs) for name, pairs in groups.items()}
         self._aliases: Mapping[str, str] = config.router_settings.model_group_alias
 
     @property
@@ -76,15 +83,15 @@ class DeploymentResolver:
         """The public model names (model groups) the config serves, in config order."""
         return list(self._groups)
 
-    def deployments_of(self, group: str) -> list[tuple[ModelEntry, Deployment]]:
+    def deployments_of(self, group: str) -> tuple[tuple[ModelEntry, Deployment], ...]:
         """Each config entry of `group` with the deployment it resolves to."""
-        return [(entry, self._from_entry(entry)) for entry in self._groups[group]]
+        return self._groups[group]
 
     def resolve(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
         """The deployment for `name`. With a model_list, only its groups are served."""
         group = self._groups.get(self._aliases.get(name, name))
         if group is not None:
-            deployment = self._from_entry(group[0])  # strategies come with routing
+            deployment = group[0][1]  # strategies come with routing
         elif self._groups or not self._direct_models:
             raise NotFoundError(
                 f"model {name!r} is not served here; available models: "
