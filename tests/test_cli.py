@@ -119,3 +119,14 @@ def test_serve_names_the_config_error(tmp_path: Path) -> None:
     done = prismgate_command("serve", "--config", str(bad), cwd=tmp_path)
     assert done.returncode == 2
     assert "model_list[0].litellm_params.timeout: Expected `float | null`, got `str`" in done.stderr
+
+
+def test_serve_names_an_unresolvable_model(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list:\n  - model_name: x\n    litellm_params: {model: dall-e-9}\n")
+    for command in (("serve", "--config", str(bad)), ("check-config", str(bad))):
+        done = prismgate_command(*command, cwd=tmp_path)
+        assert done.returncode == 2
+        assert (
+            "model_list[0].litellm_params.model: cannot tell which provider serves" in done.stderr
+        )

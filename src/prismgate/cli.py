@@ -10,13 +10,16 @@ from __future__ import annotations
 import base64
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from prismgate._version import __version__
+
+if TYPE_CHECKING:
+    from prismgate.config import Config
 
 app = typer.Typer(
     name="prismgate",
@@ -29,6 +32,22 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole for logs and grep
 
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+def _checked_config(path: Path | None) -> Config:
+    """The config at `path`, with every deployment resolved; exit 2 naming the problem."""
+    from prismgate.catalog import builtin_catalog
+    from prismgate.config import load_config
+    from prismgate.errors import ConfigError
+    from prismgate.routing import DeploymentResolver
+
+    try:
+        loaded = load_config(path)
+        DeploymentResolver(loaded, builtin_catalog(), direct_models=False)
+    except ConfigError as error:
+        errors.print(f"[red]config error:[/] {error}")
+        raise typer.Exit(2) from None
+    return loaded
 
 
 def _version(value: bool) -> None:
@@ -90,14 +109,9 @@ def serve(
 
     import uvicorn
 
-    from prismgate.config import CONFIG_PATH_VARIABLE, load_config
-    from prismgate.errors import ConfigError
+    from prismgate.config import CONFIG_PATH_VARIABLE
 
-    try:
-        loaded = load_config(config)  # fail here, naming the path, not in each worker
-    except ConfigError as error:
-        errors.print(f"[red]config error:[/] {error}")
-        raise typer.Exit(2) from None
+    loaded = _checked_config(config)  # fail here, naming the path, not in each worker
     master_key = loaded.general_settings.master_key
     if master_key is None and not insecure and not _is_loopback(host):
         errors.print(
@@ -192,14 +206,7 @@ def generate(
 @app.command("check-config")
 def check_config(path: Annotated[Path, typer.Argument(help="The config.yaml to check.")]) -> None:
     """Validate a config file and list the model groups it serves."""
-    from prismgate.config import load_config
-    from prismgate.errors import ConfigError
-
-    try:
-        loaded = load_config(path)
-    except ConfigError as error:
-        errors.print(f"[red]config error:[/] {error}")
-        raise typer.Exit(2) from None
+    loaded = _checked_config(path)
     table = Table("model group", "deployment", "api_base")
     for entry in loaded.model_list:
         params = entry.litellm_params
