@@ -85,6 +85,7 @@ class Fault:
     status: int | None = None
     retry_after: float | None = None
     delay: float | None = None
+    message: str | None = None
 
 
 class OpenAIEmulator:
@@ -187,8 +188,12 @@ class OpenAIEmulator:
         status: int | None = None,
         retry_after: float | None = None,
         delay: float | None = None,
+        message: str | None = None,
     ) -> None:
         """Fail the next ``times`` requests (after any faults already queued).
+
+        ``message`` replaces the error message of a ``status`` fault (to see what a gateway
+        does with an upstream that echoes something it should not).
 
         ``status``: answer ``status`` with the flavor's error body (plus Retry-After and
         retry-after-ms headers when ``retry_after`` is given). ``delay``: sleep ``delay``
@@ -205,7 +210,7 @@ class OpenAIEmulator:
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
-            self._faults.extend([Fault(kind, status, retry_after, delay)] * times)
+            self._faults.extend([Fault(kind, status, retry_after, delay, message)] * times)
 
     def reset(self) -> None:
         """Forget recorded requests and pending faults (stored images stay available)."""
@@ -250,6 +255,8 @@ class OpenAIEmulator:
             if fault.kind == "status":
                 assert fault.status is not None
                 error = rules.injected_error(fault.status, azure=self.flavor == "azure")
+                if fault.message is not None:
+                    error.message = fault.message
                 return _error_response(error, retry_after=fault.retry_after)
         try:
             response = self._route(request, raw)

@@ -265,3 +265,23 @@ def test_answers_that_need_a_change_are_not_relayed(
     assert answer.status_code == 200
     assert b"content_filter_results" not in answer.content  # Azure's annotations stripped
     assert answer.content.startswith(b'{"created":1')
+
+
+def test_an_upstream_echoing_the_key_never_leaks_it(
+    serve: Callable[..., RunningProxy],
+    openai_emulator: OpenAIEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    key = openai_emulator.api_key
+    proxy = serve(emulated_dall_e_3(openai_emulator))
+    openai_emulator.fail_next(
+        "status", status=500, message=f"backend saw api key {key} (Authorization: Bearer {key})"
+    )
+    with caplog.at_level("DEBUG"):
+        answer = httpx.post(proxy.base_url + "/v1/images/generations", json=SEED_BODY)
+    assert answer.status_code == 500
+    assert key not in answer.text
+    assert "backend saw api key [REDACTED]" in answer.json()["error"]["message"]
+    assert caplog.records, "the failure was logged"
+    for record in caplog.records:
+        assert key not in record.getMessage()

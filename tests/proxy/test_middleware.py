@@ -1,0 +1,33 @@
+"""RequestContext: ids on every answer, and a bug never shows its traceback."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from prismgate.proxy.middleware import RequestContext
+
+
+async def broken_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("internal detail: db password hunter2")
+
+
+async def test_unexpected_errors_become_a_plain_500(caplog: pytest.LogCaptureFixture) -> None:
+    transport = httpx.ASGITransport(app=RequestContext(broken_app), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        answer = await client.get("/anything", headers={"x-portkey-trace-id": "t-1"})
+    assert answer.status_code == 500
+    request_id = answer.headers["x-request-id"]
+    assert answer.json() == {
+        "error": {
+            "message": f"internal error; quote request id {request_id} when reporting it",
+            "type": "api_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert answer.headers["x-portkey-trace-id"] == "t-1"
+    assert "hunter2" not in answer.text and "Traceback" not in answer.text
+    # The operator's log has the detail, tied to the same request id.
+    assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
