@@ -110,6 +110,11 @@ class Gateway:
         """The HTTP pool this gateway sends with."""
         return self._http
 
+    @property
+    def redactor(self) -> Redactor:
+        """Removes every secret this gateway knows of, and anything shaped like one."""
+        return self._redact
+
     def redact(self, text: str) -> str:
         """`text` without any secret this gateway knows of, or anything shaped like one."""
         return self._redact(text)

@@ -31,3 +31,22 @@ async def test_unexpected_errors_become_a_plain_500(caplog: pytest.LogCaptureFix
     assert "hunter2" not in answer.text and "Traceback" not in answer.text
     # The operator's log has the detail, tied to the same request id.
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_log_records_are_redacted_tracebacks_included(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from prismgate.observability.logging import redact_logger
+    from prismgate.observability.redaction import Redactor
+
+    logger = logging.getLogger("prismgate.test-redaction")
+    redact_logger(logger, Redactor(["hunter2-password"]))
+    try:
+        raise RuntimeError("connect failed with hunter2-password and Bearer sk-abcdefghijkl")
+    except RuntimeError:
+        logger.exception("request %s failed for %s", "r-1", "hunter2-password")
+    (record,) = [r for r in caplog.records if r.name == "prismgate.test-redaction"]
+    text = logging.Formatter().format(record)
+    assert "request r-1 failed for [REDACTED]" in text
+    assert "RuntimeError: connect failed with [REDACTED]" in text
+    assert "hunter2" not in text and "sk-abcdefghijkl" not in text

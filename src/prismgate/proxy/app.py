@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 from prismgate.config import Config, config_path_from_environment, load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
+from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import MasterKeyAuth
 from prismgate.proxy.middleware import RequestContext
 from prismgate.proxy.responses import error_response, json_response
@@ -71,6 +72,7 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
     owned = gateway is None
     served = gateway if gateway is not None else Gateway(config, direct_models=False)
     state = ProxyState(config, served)
+    redact_logger(log, served.redactor)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
