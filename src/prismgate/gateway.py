@@ -85,7 +85,12 @@ class Gateway:
         self.deployments = DeploymentResolver(
             self.config, self.catalog, direct_models=direct_models
         )
-        self._http = transport if transport is not None else HttpTransport()
+        # The gateway closes only the pool it made; a transport passed in is the caller's.
+        self._own_http: HttpTransport | None = None
+        if transport is None:
+            self._own_http = HttpTransport()
+            transport = self._own_http
+        self._http: Transport = transport
         self._redact = Redactor(_secrets(self.config))
 
     async def __aenter__(self) -> Self:
@@ -100,10 +105,9 @@ class Gateway:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP pool."""
-        close = getattr(self._http, "aclose", None)
-        if close is not None:
-            await close()
+        """Release the HTTP pool this gateway made."""
+        if self._own_http is not None:
+            await self._own_http.aclose()
 
     @property
     def transport(self) -> Transport:
