@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.emulators import OpenAIEmulator
+
+# Properties are about correctness; time is measured by bench/, not by a per-example
+# deadline that a busy two-core machine can miss.
+settings.register_profile("prismgate", deadline=None)
+settings.load_profile("prismgate")
 
 PROVIDER_ENV = (
     "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE",
