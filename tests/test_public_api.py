@@ -32,29 +32,21 @@ def test_sync_and_async_share_one_signature() -> None:
     assert prismgate.image_generation.__name__ == "image_generation"
 
 
-def _import_time_us(statement: str) -> int:
-    """Cumulative microseconds of the top-level imports `statement` performs."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", statement],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    total = 0
-    for line in done.stderr.splitlines():
-        parts = line.split("|")
-        # Top-level modules are the ones whose name has no leading indentation.
-        if len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  "):
-            try:
-                total += int(parts[1])
-            except ValueError:
-                continue
-    return total
+# Loaded on first use only; `import prismgate` stays fast (its time is measured by
+# `python -X importtime`, reported with the benchmarks, not asserted in a test).
+HEAVY = ("aiohttp", "PIL", "yaml", "starlette", "uvicorn", "typer", "rich", "botocore")
 
 
-def test_import_is_fast_and_lazy() -> None:
-    statement = "import prismgate, sys; assert 'aiohttp' not in sys.modules, 'aiohttp loaded'"
-    assert _import_time_us(statement) < 150_000
-    sdk = "from prismgate import image_generation; import sys; assert 'aiohttp' not in sys.modules"
-    assert _import_time_us(sdk) < 150_000
+def _loaded_after(statement: str) -> set[str]:
+    probe = f"{statement}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_import_is_lazy() -> None:
+    assert not set(HEAVY) & _loaded_after("import prismgate")
+    sdk = _loaded_after("from prismgate import image_generation, supports_vision")
+    assert not {"aiohttp", "PIL", "yaml", "starlette", "uvicorn", "typer"} & sdk
 
 
 def test_import_makes_no_network_call() -> None:
