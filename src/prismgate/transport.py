@@ -161,7 +161,8 @@ class HttpTransport:
             )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_chunked(1 << 16):
+        # Chunks as they arrived: no re-slicing of multi-megabyte image answers.
+        async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > limit:
                 raise APIError(
@@ -170,7 +171,7 @@ class HttpTransport:
                     upstream_status=response.status,
                 )
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def aclose(self) -> None:
         """Close the pool. The transport can be used again afterwards (it reopens)."""
