@@ -24,6 +24,7 @@ from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import MasterKeyAuth
+from prismgate.proxy.memory import tune_allocator
 from prismgate.proxy.middleware import RequestContext
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
@@ -91,4 +92,5 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 
 def create_app_from_environment() -> ASGIApp:
     """The app for the config file named by PRISMGATE_CONFIG (each `serve` worker)."""
+    tune_allocator()  # a serving process only: it changes the whole process's malloc
     return create_app(load_config(config_path_from_environment()))
