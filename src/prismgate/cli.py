@@ -140,6 +140,8 @@ def serve(
         log_level=log_level,
         server_header=False,
         date_header=False,
+        # X-Forwarded-* from clients are not trusted (and not parsed on every request).
+        proxy_headers=False,
     )
 
 

@@ -158,6 +158,9 @@ class Gateway:
         )
         checked = check_image_request(request, capabilities, model=group, drop_params=drop_params)
         extra, settings = _split_extra(provider, deployment, options)
+        converting = request.response_format is not None and not accepts(
+            capabilities, "response_format"
+        )
         call = ImageGenerationCall(
             request=checked.request,
             deployment=deployment,
@@ -173,13 +176,9 @@ class Gateway:
             ),
             # The config's keys are known already; a caller's own key is added for this call.
             redact=self._redact.including(options.overrides.api_key if options.overrides else None),
+            relay=options.relay and not converting,
         )
         calls = _fan_out(call, capabilities)
-        converting = request.response_format is not None and not accepts(
-            capabilities, "response_format"
-        )
-        if options.relay and len(calls) == 1 and not converting:
-            calls = [dataclasses.replace(call, relay=True)]
         response = await self._generate_all(capability, calls)
         if not response.data:
             raise APIError(f"{provider.name} answered without any image", provider=provider.name)
@@ -264,8 +263,11 @@ def _fan_out(
         return [call]
     sizes = [per_call] * (wanted // per_call) + ([wanted % per_call] if wanted % per_call else [])
     return [
+        # Merged answers are re-encoded, so none of them is relayed as it came.
         dataclasses.replace(
-            call, request=msgspec.structs.replace(call.request, n=size if takes_n else None)
+            call,
+            request=msgspec.structs.replace(call.request, n=size if takes_n else None),
+            relay=False,
         )
         for size in sizes
     ]
