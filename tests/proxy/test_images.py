@@ -285,3 +285,19 @@ def test_an_upstream_echoing_the_key_never_leaks_it(
     assert caplog.records, "the failure was logged"
     for record in caplog.records:
         assert key not in record.getMessage()
+
+
+def test_fanned_out_answers_are_merged_with_their_images(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
+) -> None:
+    proxy = serve(emulated_dall_e_3(openai_emulator))
+    answer = httpx.post(
+        proxy.base_url + "/v1/images/generations",
+        json={**SEED_BODY, "n": 3, "response_format": "b64_json"},
+    )
+    assert answer.status_code == 200
+    images = answer.json()["data"]
+    assert len(images) == 3
+    assert all(decoded_size(image["b64_json"]) == (1024, 1024) for image in images)
+    assert [r.json["n"] for r in openai_emulator.requests] == [1, 1, 1]
+    assert answer.headers["x-prismgate-response-cost"] == "0.120000"
