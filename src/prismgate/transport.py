@@ -6,9 +6,11 @@ aiohttp is imported on first use, so `import prismgate` stays fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -23,6 +25,7 @@ __all__ = [
     "Transport",
     "UpstreamRequest",
     "UpstreamResponse",
+    "UpstreamStream",
     "retry_after_seconds",
 ]
 
@@ -75,10 +78,27 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return max(0.0, moment.timestamp() - time.time())
 
 
+class UpstreamStream(Protocol):
+    """A provider's answer whose body is read as it arrives."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body, piece by piece."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole (remaining) body: for error answers."""
+        ...
+
+
 class Transport(Protocol):
-    """Sends one request upstream. The one method every provider needs."""
+    """Sends requests upstream: whole answers, or streamed ones."""
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+
+    def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]: ...
 
 
 class HttpTransport:
@@ -116,7 +136,7 @@ class HttpTransport:
         session = self._open()
         host = urlsplit(request.url).netloc
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
-        try:
+        with _translated(request.provider, host, request.timeout):
             async with session.request(
                 request.method,
                 request.url,
@@ -128,27 +148,26 @@ class HttpTransport:
                 body = await self._read(response, request.provider)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 return UpstreamResponse(status=response.status, headers=headers, body=body)
-        except TimeoutError as exc:
-            raise Timeout(
-                f"{request.provider} did not answer within {request.timeout:g} s ({host})",
-                provider=request.provider,
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise APIConnectionError(
-                f"could not connect to {request.provider} at {host}: {exc.os_error.strerror}",
-                provider=request.provider,
-            ) from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise APIConnectionError(
-                f"the connection to {request.provider} at {host} broke before the answer was "
-                "complete",
-                provider=request.provider,
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise APIConnectionError(
-                f"the call to {request.provider} at {host} failed: {type(exc).__name__}",
-                provider=request.provider,
-            ) from exc
+
+    @contextlib.asynccontextmanager
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
+        """Open `request` and hand over its answer to be read as it arrives. Leaving the
+        block closes the upstream connection (a caller that went away cancels it)."""
+        import aiohttp
+
+        session = self._open()
+        host = urlsplit(request.url).netloc
+        timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
+        with _translated(request.provider, host, request.timeout):
+            async with session.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                data=request.body,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as response:
+                yield _AiohttpStream(response)
 
     async def _read(self, response: aiohttp.ClientResponse, provider: str) -> bytes:
         limit = self._max_response_bytes
@@ -180,3 +199,45 @@ class HttpTransport:
             self._session = None
             # Let aiohttp finish closing the connections (its documented grace period).
             await asyncio.sleep(0)
+
+
+class _AiohttpStream:
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.status = response.status
+        self.headers: Mapping[str, str] = {k.lower(): v for k, v in response.headers.items()}
+        self._response = response
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.content.iter_any():
+            yield chunk
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+
+@contextlib.contextmanager
+def _translated(provider: str, host: str, seconds: float) -> Iterator[None]:
+    """aiohttp's failures, translated at this boundary into the gateway's errors."""
+    import aiohttp
+
+    try:
+        yield
+    except TimeoutError as exc:
+        raise Timeout(
+            f"{provider} did not answer within {seconds:g} s ({host})", provider=provider
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise APIConnectionError(
+            f"could not connect to {provider} at {host}: {exc.os_error.strerror}",
+            provider=provider,
+        ) from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        raise APIConnectionError(
+            f"the connection to {provider} at {host} broke before the answer was complete",
+            provider=provider,
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(
+            f"the call to {provider} at {host} failed: {type(exc).__name__}",
+            provider=provider,
+        ) from exc
