@@ -9,11 +9,12 @@ import prismgate
 
 PUBLIC = {
     "APIConnectionError", "APIError", "AuthenticationError", "BadRequestError", "CallMeta",
-    "CallOptions", "Config", "ConfigError", "ContentPolicyViolationError", "Gateway",
-    "ImageGenerationRequest", "ImageObject", "ImageResponse", "ModelInfo", "NotFoundError",
-    "PermissionDeniedError", "PrismgateError", "RateLimitError", "RequestTooLargeError",
-    "ServiceUnavailableError", "Timeout", "UnsupportedParamsError", "__version__",
-    "aimage_generation", "get_model_info", "image_generation", "load_config", "supports_vision",
+    "CallOptions", "ChatChunk", "ChatCompletion", "Config", "ConfigError",
+    "ContentPolicyViolationError", "Gateway", "ImageGenerationRequest", "ImageObject",
+    "ImageResponse", "ModelInfo", "NotFoundError", "PermissionDeniedError", "PrismgateError",
+    "RateLimitError", "RequestTooLargeError", "ServiceUnavailableError", "Timeout",
+    "UnsupportedParamsError", "__version__", "acompletion", "aimage_generation", "completion",
+    "get_model_info", "image_generation", "load_config", "supports_vision",
 }  # fmt: skip
 
 

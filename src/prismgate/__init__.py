@@ -33,11 +33,21 @@ if TYPE_CHECKING:
         UnsupportedParamsError,
     )
     from prismgate.gateway import CallOptions, Gateway
-    from prismgate.sdk import aimage_generation, get_model_info, image_generation, supports_vision
+    from prismgate.sdk import (
+        acompletion,
+        aimage_generation,
+        completion,
+        get_model_info,
+        image_generation,
+        supports_vision,
+    )
     from prismgate.types import CallMeta, ImageGenerationRequest, ImageObject, ImageResponse
+    from prismgate.types.chat import ChatChunk, ChatCompletion
 
 _EXPORTS: dict[str, str] = {
     "image_generation": "prismgate.sdk",
+    "completion": "prismgate.sdk",
+    "acompletion": "prismgate.sdk",
     "aimage_generation": "prismgate.sdk",
     "supports_vision": "prismgate.sdk",
     "get_model_info": "prismgate.sdk",
@@ -50,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "ImageGenerationRequest": "prismgate.types",
     "ImageObject": "prismgate.types",
     "ImageResponse": "prismgate.types",
+    "ChatCompletion": "prismgate.types.chat",
+    "ChatChunk": "prismgate.types.chat",
     **{
         name: "prismgate.errors"
         for name in (
@@ -78,6 +90,8 @@ __all__ = [
     "BadRequestError",
     "CallMeta",
     "CallOptions",
+    "ChatChunk",
+    "ChatCompletion",
     "Config",
     "ConfigError",
     "ContentPolicyViolationError",
@@ -95,7 +109,9 @@ __all__ = [
     "Timeout",
     "UnsupportedParamsError",
     "__version__",
+    "acompletion",
     "aimage_generation",
+    "completion",
     "get_model_info",
     "image_generation",
     "load_config",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prismgate.catalog import ImageCapabilities
+from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types.chat import ChatUsage
 
-__all__ = ["image_cost"]
+__all__ = ["chat_cost", "image_cost"]
 
 
 def image_cost(
@@ -63,3 +64,12 @@ def _prices_for_quality(
             return per_image[candidate]
     tiers = list(per_image.values())
     return tiers[len(tiers) // 2]
+
+
+def chat_cost(info: ModelInfo | None, usage: ChatUsage | None) -> float | None:
+    """Prompt and completion tokens at the model's per-token prices; None if unpriced."""
+    if info is None or usage is None or info.input_cost_per_token is None:
+        return None
+    return usage.prompt_tokens * info.input_cost_per_token + usage.completion_tokens * (
+        info.output_cost_per_token or 0.0
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,12 +19,20 @@ import msgspec
 
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
-from prismgate.cost import image_cost
+from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import APIError, BadRequestError, PrismgateError
 from prismgate.media import data_url
+from prismgate.media.vision import prepare_url_images
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
-from prismgate.providers.base import Deployment, ImageGeneration, ImageGenerationCall, Provider
+from prismgate.providers.base import (
+    ChatCall,
+    ChatCompletions,
+    Deployment,
+    ImageGeneration,
+    ImageGenerationCall,
+    Provider,
+)
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, DeploymentResolver
 from prismgate.transport import HttpTransport, Transport
@@ -35,6 +43,7 @@ from prismgate.types import (
     ImageUsage,
     ImageUsageDetails,
 )
+from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
 __all__ = ["CallOptions", "Gateway"]
 
@@ -134,13 +143,7 @@ class Gateway:
         """Generate images. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
         group = request.model or self.config.general_settings.default_image_model
-        if options.direct:
-            deployment = self.deployments.direct(group, options.overrides)
-            environ: Mapping[str, str] = {}
-        else:
-            deployment = self.deployments.resolve(group, options.overrides)
-            environ = self.config.environ
-        provider = get_provider(deployment.provider)
+        deployment, provider, environ = self._route(group, options)
         capability = provider.image_generation
         info = deployment.info
         if capability is None or (info and info.mode and info.mode not in _IMAGE_MODES):
@@ -196,6 +199,91 @@ class Gateway:
             metadata=dict(options.metadata) if options.metadata else None,
         )
         return response
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest, options: CallOptions | None = None
+    ) -> ChatCompletion:
+        """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
+        options = options or CallOptions()
+        chat, call, provider = self._chat_call(request, options)
+        completion = await chat.complete(call, self._http)
+        completion._hidden_params = CallMeta(
+            provider=provider.name,
+            model=call.deployment.model,
+            model_group=request.model,
+            api_base=call.credentials.api_base,
+            response_cost=chat_cost(call.deployment.info, completion.usage),
+            trace_id=options.trace_id,
+            metadata=dict(options.metadata) if options.metadata else None,
+        )
+        return completion
+
+    async def chat_completion_stream(
+        self, request: ChatCompletionRequest, options: CallOptions | None = None
+    ) -> AsyncIterator[bytes]:
+        """A streamed chat completion as OpenAI server-sent events, ending with
+        `data: [DONE]`. Failures before the first event raise (the caller can still answer
+        with an error status); later ones become an error event that ends the stream."""
+        options = options or CallOptions()
+        chat, call, _ = self._chat_call(request, options)
+        events = chat.stream(call, self._http)
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            raise APIError(
+                f"{call.deployment.provider} ended the stream without an answer"
+            ) from None
+        return _guarded_stream(first, events, self._redact)
+
+    def _chat_call(
+        self, request: ChatCompletionRequest, options: CallOptions
+    ) -> tuple[ChatCompletions, ChatCall, Provider]:
+        deployment, provider, environ = self._route(request.model, options)
+        if provider.chat is None:
+            raise BadRequestError(
+                f"{request.model} cannot chat (its provider {provider.name} has no chat API)",
+                param="model",
+                code="model_not_supported",
+            )
+        info = deployment.info
+        if request.has_images() and info is not None and info.supports_vision is False:
+            raise BadRequestError(
+                f"{request.model} does not accept images (supports_vision: false); use a "
+                "vision model, or set model_info.supports_vision: true if it can see",
+                param="messages",
+                code="model_not_vision_capable",
+            )
+        prepared = prepare_url_images(
+            request, provider.image_limits, oversize=self.config.general_settings.media.oversize
+        )
+        extra, settings = _split_extra(provider, deployment, options)
+        call = ChatCall(
+            request=prepared,
+            deployment=deployment,
+            credentials=provider.credentials.resolve(provider.name, deployment, environ),
+            extra=extra,
+            settings=settings,
+            timeout=_first_set(
+                options.timeout,
+                deployment.timeout,
+                self.config.litellm_settings.request_timeout,
+                DEFAULT_IMAGE_TIMEOUT,
+            ),
+            redact=self._redact.including(options.overrides.api_key if options.overrides else None),
+            relay=options.relay,
+        )
+        return provider.chat, call, provider
+
+    def _route(
+        self, group: str, options: CallOptions
+    ) -> tuple[Deployment, Provider, Mapping[str, str]]:
+        """The deployment for `group`, its provider, and where credentials may come from:
+        direct-provider calls use only the caller's own (never the environment)."""
+        if options.direct:
+            deployment = self.deployments.direct(group, options.overrides)
+            return deployment, get_provider(deployment.provider), {}
+        deployment = self.deployments.resolve(group, options.overrides)
+        return deployment, get_provider(deployment.provider), self.config.environ
 
     async def _generate_all(
         self, capability: ImageGeneration, calls: list[ImageGenerationCall]
@@ -323,3 +411,19 @@ def _deliver_as(
             param="response_format",
         )
     return response
+
+
+async def _guarded_stream(
+    first: bytes, events: AsyncGenerator[bytes, None], redact: Redactor
+) -> AsyncIterator[bytes]:
+    """The events, and if the provider fails mid-stream, an OpenAI error event to end it
+    cleanly. Closing this generator (a caller that left) closes the upstream call."""
+    try:
+        yield first
+        async for event in events:
+            yield event
+    except PrismgateError as error:
+        body = msgspec.json.encode(error.body()).decode()
+        yield f"\n\ndata: {redact(body)}\n\ndata: [DONE]\n\n".encode()
+    finally:
+        await events.aclose()

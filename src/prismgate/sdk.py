@@ -10,19 +10,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
+
+import msgspec
 
 from prismgate.catalog import ModelInfo, builtin_catalog
 from prismgate.config import load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import CallOptions, Gateway
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
+from prismgate.streaming import chunks_from_events, iterate_in_thread
 from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types.chat import ChatChunk, ChatCompletion, ChatCompletionRequest, ChatMessage
 from prismgate.types.validation import convert_request
 
 __all__ = [
+    "acompletion",
     "aimage_generation",
+    "completion",
     "get_model_info",
     "image_generation",
     "supports_vision",
@@ -43,16 +49,20 @@ def _inside_event_loop() -> bool:
     return True
 
 
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    if not _inside_event_loop():
+        return asyncio.run(coroutine)
+    # Called from inside an event loop (a notebook, say): run on a private loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
     """The blocking twin of an async SDK function, with the same signature."""
 
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        if not _inside_event_loop():
-            return asyncio.run(function(*args, **kwargs))
-        # Called from inside an event loop (a notebook, say): run on a private loop.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, function(*args, **kwargs)).result()
+        return _run(function(*args, **kwargs))
 
     run.__name__ = run.__qualname__ = function.__name__.removeprefix("a")
     run.__doc__ = f"Blocking form of `{function.__name__}`; same arguments, same result."
@@ -125,6 +135,131 @@ async def aimage_generation(
 
 
 image_generation = _synchronous(aimage_generation)
+
+
+_CHAT_KEYWORDS = frozenset(ChatCompletionRequest.__struct_fields__)
+
+
+def _chat_request(
+    model: str, messages: Sequence[Mapping[str, Any] | ChatMessage], fields: dict[str, Any]
+) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    extra = dict(fields.pop("provider_params"))
+    extra.update(extra.pop("extra_body", None) or {})
+    for name in _CHAT_KEYWORDS & extra.keys():
+        fields[name] = extra.pop(name)
+    plain = [m if isinstance(m, Mapping) else msgspec.to_builtins(m) for m in messages]
+    data = {"model": model, "messages": plain, **{k: v for k, v in fields.items() if v is not None}}
+    return convert_request(data, ChatCompletionRequest), extra
+
+
+async def acompletion(
+    model: str,
+    messages: Sequence[Mapping[str, Any] | ChatMessage],
+    stream: bool | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: str | list[str] | None = None,
+    user: str | None = None,
+    timeout: float | None = 600,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    custom_llm_provider: str | None = None,
+    *,
+    drop_params: bool | None = None,
+    gateway: Gateway | None = None,
+    **provider_params: Any,
+) -> ChatCompletion | AsyncIterator[ChatChunk]:
+    """A chat completion from any provider, images in messages included.
+
+    `messages` are OpenAI's (`image_url` parts with an https, http, data or gs:// URL,
+    `detail`, and LiteLLM's `format`). With `stream=True` the result is an async iterator
+    of `ChatChunk`; otherwise a `ChatCompletion`. Other OpenAI fields and provider
+    parameters are keywords, as in `aimage_generation`.
+    """
+    request, extra = _chat_request(
+        model,
+        messages,
+        {
+            "stream": stream, "max_tokens": max_tokens, "temperature": temperature,
+            "top_p": top_p, "stop": stop, "user": user, "provider_params": provider_params,
+        },
+    )  # fmt: skip
+    options = CallOptions(
+        overrides=CallerOverrides(
+            api_key=api_key,
+            api_base=api_base,
+            api_version=api_version,
+            custom_llm_provider=custom_llm_provider,
+        ),
+        timeout=timeout,
+        drop_params=drop_params,
+        extra=extra,
+    )
+    if stream:
+        return _stream(request, options, gateway)
+    if gateway is not None:
+        return await gateway.chat_completion(request, options)
+    async with Gateway() as own:
+        return await own.chat_completion(request, options)
+
+
+async def _stream(
+    request: ChatCompletionRequest, options: CallOptions, gateway: Gateway | None
+) -> AsyncIterator[ChatChunk]:
+    serving = gateway if gateway is not None else Gateway()
+    try:
+        events = await serving.chat_completion_stream(request, options)
+        async for chunk in chunks_from_events(events):
+            yield chunk
+    finally:
+        if gateway is None:  # this call made it, this call closes it
+            await serving.aclose()
+
+
+def completion(
+    model: str,
+    messages: Sequence[Mapping[str, Any] | ChatMessage],
+    stream: bool | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: str | list[str] | None = None,
+    user: str | None = None,
+    timeout: float | None = 600,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    custom_llm_provider: str | None = None,
+    *,
+    drop_params: bool | None = None,
+    gateway: Gateway | None = None,
+    **provider_params: Any,
+) -> ChatCompletion | Iterator[ChatChunk]:
+    """Blocking form of `acompletion`; with `stream=True`, a blocking iterator of chunks."""
+    arguments = dict(
+        model=model, messages=messages, stream=stream, max_tokens=max_tokens,
+        temperature=temperature, top_p=top_p, stop=stop, user=user, timeout=timeout,
+        api_key=api_key, api_base=api_base, api_version=api_version,
+        custom_llm_provider=custom_llm_provider, drop_params=drop_params, gateway=gateway,
+        **provider_params,
+    )  # fmt: skip
+    if stream:
+
+        def chunks() -> AsyncIterator[ChatChunk]:
+            async def run() -> AsyncIterator[ChatChunk]:
+                streamed = await acompletion(**arguments)
+                assert not isinstance(streamed, ChatCompletion)
+                async for chunk in streamed:
+                    yield chunk
+
+            return run()
+
+        return iterate_in_thread(chunks)
+    result = _run(acompletion(**arguments))
+    assert isinstance(result, ChatCompletion)
+    return result
 
 
 def _static_model_info(model: str, custom_llm_provider: str | None) -> ModelInfo | None:

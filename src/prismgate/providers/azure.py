@@ -17,6 +17,8 @@ from prismgate.providers.base import (
     Deployment,
     Provider,
 )
+from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
+from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import OpenAIImageGeneration
 from prismgate.transport import UpstreamRequest
 
@@ -66,6 +68,8 @@ AZURE = Provider(
         model_in_body=_is_v1,
         relayable=False,  # its content filter annotations are stripped
     ),
+    chat=OpenAIChat(provider="azure", url=_url, headers=_headers, model_in_body=_is_v1),
+    image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=_models_probe,
 )
 

@@ -8,17 +8,21 @@ provider; it reaches them through the registry in `prismgate.providers`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
+from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
 from prismgate.transport import Transport, UpstreamRequest
 from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
 __all__ = [
+    "ChatCall",
+    "ChatCompletions",
     "CredentialSpec",
     "Credentials",
     "Deployment",
@@ -177,6 +181,33 @@ class ImageGeneration(Protocol):
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """Everything a provider needs for one chat completion, images already prepared."""
+
+    request: ChatCompletionRequest
+    deployment: Deployment
+    credentials: Credentials
+    extra: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    timeout: float
+    redact: Redactor
+    relay: bool = False
+
+
+class ChatCompletions(Protocol):
+    """The chat capability of one provider, images included."""
+
+    async def complete(self, call: ChatCall, http: Transport) -> ChatCompletion:
+        """One whole answer."""
+        ...
+
+    def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:
+        """The answer as OpenAI server-sent events (`data: {chunk}` lines, then
+        `data: [DONE]`), whatever the provider's own streaming format."""
+        ...
+
+
 HealthProbe = Callable[[Credentials, Mapping[str, Any]], UpstreamRequest]
 
 
@@ -187,6 +218,9 @@ class Provider:
     name: str
     credentials: CredentialSpec
     image_generation: ImageGeneration | None = None
+    chat: ChatCompletions | None = None
+    # What one image in a chat message may be, for this provider.
+    image_limits: ImageLimits | None = None
     # A free call that proves the key works (listing models); never a paid generation.
     health_probe: HealthProbe | None = None
     # Used for models the catalog does not list (self-hosted, or every `mock/` model).

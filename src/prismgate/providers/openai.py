@@ -4,8 +4,16 @@
 from __future__ import annotations
 
 from prismgate.catalog import ModelInfo
+from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
+from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import OpenAIImageGeneration, models_probe
+
+# OpenAI's vision input: PNG, JPEG, WebP and non-animated GIF, up to 20 MB an image.
+OPENAI_IMAGE_LIMITS = ImageLimits(
+    media_types=frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
+    max_bytes=20 * 1024 * 1024,
+)
 
 OPENAI = Provider(
     name="openai",
@@ -16,6 +24,8 @@ OPENAI = Provider(
         key_optional_with_custom_base=True,
     ),
     image_generation=OpenAIImageGeneration(provider="openai"),
+    chat=OpenAIChat(provider="openai"),
+    image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
 )
 
@@ -31,6 +41,8 @@ XINFERENCE = Provider(
         key_required=False,
     ),
     image_generation=OpenAIImageGeneration(provider="xinference"),
+    chat=OpenAIChat(provider="xinference"),
+    image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
     default_info=_SELF_HOSTED_INFO,
 )
@@ -43,8 +55,10 @@ HOSTED_VLLM = Provider(
         key_required=False,
     ),
     image_generation=OpenAIImageGeneration(provider="hosted_vllm"),
+    chat=OpenAIChat(provider="hosted_vllm"),
+    image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
     default_info=_SELF_HOSTED_INFO,
 )
 
-__all__ = ["HOSTED_VLLM", "OPENAI", "XINFERENCE"]
+__all__ = ["HOSTED_VLLM", "OPENAI", "OPENAI_IMAGE_LIMITS", "XINFERENCE"]

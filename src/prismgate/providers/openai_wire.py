@@ -34,6 +34,7 @@ __all__ = [
     "bearer",
     "models_probe",
     "openai_error",
+    "v1_url",
 ]
 
 # OpenAI's own parameters reach an OpenAI-shaped API unchanged.
@@ -72,7 +73,8 @@ def models_probe(url: str = "/models", headers: HeadersFor = bearer) -> HealthPr
     return probe
 
 
-def _v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str:
+def v1_url(credentials: Credentials, _deployment: Deployment, path: str) -> str:
+    """`{api_base}{path}`: the URL of an OpenAI-style API."""
     return credentials.api_base + path
 
 
@@ -146,7 +148,7 @@ class OpenAIImageGeneration:
 
     provider: str
     fields: FieldTable = field(default_factory=lambda: OPENAI_IMAGE_FIELDS)
-    url: UrlFor = _v1_url
+    url: UrlFor = v1_url
     headers: HeadersFor = bearer
     model_in_body: Callable[[Credentials], bool] = lambda _credentials: True
     # Whether this provider's answers are plain OpenAI (nothing to strip), so they can be

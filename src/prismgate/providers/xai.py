@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from prismgate.catalog import ImageCapabilities
+from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Field, Provider
 from prismgate.providers.image_rules import match_aspect_ratio
+from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import (
     OPENAI_IMAGE_FIELDS,
     OpenAIImageGeneration,
@@ -35,6 +37,11 @@ XAI = Provider(
     image_generation=OpenAIImageGeneration(
         provider="xai",
         fields={**OPENAI_IMAGE_FIELDS, "size": Field("aspect_ratio", convert=_aspect_ratio)},
+    ),
+    chat=OpenAIChat(provider="xai"),
+    # xAI's vision input: JPEG and PNG only, up to 20 MiB; others are transcoded.
+    image_limits=ImageLimits(
+        media_types=frozenset({"image/jpeg", "image/png"}), max_bytes=20 * 1024 * 1024
     ),
     health_probe=models_probe(),
 )

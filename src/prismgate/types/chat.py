@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AudioPart",
     "ChatChoice",
+    "ChatChunk",
     "ChatCompletion",
     "ChatCompletionRequest",
     "ChatMessage",
@@ -163,3 +164,31 @@ class ChatCompletion(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True
     @_hidden_params.setter
     def _hidden_params(self, meta: CallMeta) -> None:
         self.__dict__["_call_meta"] = meta
+
+
+class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What one streamed chunk adds to the answer."""
+
+    role: str | None = None
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One choice in a streamed chunk."""
+
+    index: int = 0
+    delta: ChunkDelta = msgspec.field(default_factory=ChunkDelta)
+    finish_reason: str | None = None
+
+
+class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One `chat.completion.chunk` of a streamed answer."""
+
+    id: str = ""
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    object: str = "chat.completion.chunk"
+    usage: ChatUsage | None = None

@@ -1,0 +1,417 @@
+"""The safe fetcher: downloads a caller's image URL without letting it reach inside.
+
+Each hop of a fetch (the URL, then each redirect, at most three) is checked before any
+connection is made: http or https, no credentials, an allowed port, and a host that is
+a public address (`addresses.py`) or a name whose every address is public. Names are
+resolved once, by the connector's resolver, which hands the connector only addresses it
+checked: the socket goes to a checked address while the URL's name stays in the Host
+header and the TLS handshake (SNI and certificate). A gate on socket creation checks the
+address once more, whatever path it came by. Hosts the operator allowlisted
+(`general_settings.media.allowed_hosts`, `host` or `host:port`) skip the address rules.
+
+The body is read under a byte cap and a deadline, and its type is sniffed from its bytes.
+Successful fetches are cached per (scope, URL): one caller's fetch never answers another's.
+
+Refusals are 400s that say what to change without describing the inside of the network:
+private, loopback, metadata and unresolvable hosts all get the same message. No message
+carries the URL, whose query string may hold a signature.
+
+aiohttp is imported on first use, so `import prismgate` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prismgate.errors import BadRequestError, ConfigError
+from prismgate.media.addresses import host_address, is_public_address
+from prismgate.media.formats import sniff_image_type
+
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohappyeyeballs import AddrInfoType
+    from aiohttp.abc import AbstractResolver
+    from yarl import URL
+
+    from prismgate.config import MediaSettings
+
+__all__ = ["FetchedImage", "Resolve", "SafeFetcher"]
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+"""Resolves a host name and port to IP address strings (`getaddrinfo` by default)."""
+
+MAX_URL_LENGTH = 8192
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_HEADERS = {"User-Agent": "prismgate", "Accept": "image/*", "Accept-Encoding": "identity"}
+
+_ADDRESS = (
+    "the image URL's host is not a public address this gateway fetches from; use a public "
+    "https URL or send the image as a data URL"
+)
+_SCHEME = "the image URL must be an http or https URL; send other images as a data URL"
+_CREDENTIALS = (
+    "the image URL must not contain a user name or password; use a URL that needs no "
+    "login, or send the image as a data URL"
+)
+_INVALID = "the image URL is not a valid URL"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedImage:
+    """Bytes fetched from an image URL.
+
+    `media_type` is sniffed from the bytes (never the Content-Type or the extension); it
+    is None when they are no image format the gateway knows, and the caller decides.
+    `url` is where the bytes came from, after redirects; it may hold a signed query.
+    """
+
+    data: bytes
+    media_type: str | None
+    url: str
+
+
+class _AddressRefused(OSError):
+    """Raised inside aiohttp's connector when an address fails the rules.
+
+    An OSError, so aiohttp wraps it as a connector error instead of a crash; the same
+    errno and text every time, so aiohappyeyeballs passes it on unmerged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(errno.EACCES, "address refused by the safe fetcher")
+
+
+def _gated_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The connector's socket factory: the last check, on the address about to be dialled."""
+    family, kind, proto, _, sockaddr = addr_info
+    try:
+        ip = host_address(str(sockaddr[0]))
+    except ValueError:
+        ip = None
+    if ip is None or not is_public_address(ip):
+        raise _AddressRefused
+    return socket.socket(family, kind, proto)
+
+
+async def _getaddrinfo(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _checking_resolver(resolve: Resolve, *, check: bool) -> AbstractResolver:
+    """An aiohttp resolver that resolves once and, if `check`, refuses a name unless every
+    address is public. It returns the checked addresses with the name kept as `hostname`,
+    so aiohttp connects to them and still sends the name in Host and SNI."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    class CheckingResolver(AbstractResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            results: list[ResolveResult] = []
+            for text in await resolve(host, port):
+                try:
+                    ip = host_address(text)
+                except ValueError:
+                    ip = None
+                if ip is None or (check and not is_public_address(ip)):
+                    raise _AddressRefused
+                found = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+                if family in (socket.AF_UNSPEC, found):
+                    # Checked: the canonical form is dialled. Allowlisted: as resolved,
+                    # which keeps an IPv6 zone id.
+                    address = str(ip) if check else text
+                    flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+                    results.append(
+                        ResolveResult(
+                            hostname=host, host=address, port=port, family=found, proto=0,
+                            flags=flags,
+                        )
+                    )  # fmt: skip
+            if not results:
+                raise OSError(errno.ENOENT, "no address")
+            return results
+
+        async def close(self) -> None:
+            return None
+
+    return CheckingResolver()
+
+
+class _Allowlist:
+    """`allowed_hosts`: a bare host may be reached on any port, `host:port` on that port."""
+
+    __slots__ = ("_any_port", "_pairs")
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        from yarl import URL
+
+        self._any_port: set[str] = set()
+        self._pairs: set[tuple[str, int]] = set()
+        for index, entry in enumerate(entries):
+            where = f"general_settings.media.allowed_hosts[{index}]"
+            try:
+                url = URL(f"http://{entry.strip()}")
+            except ValueError:
+                url = None
+            if url is None or not url.raw_host or url.raw_authority != url.raw_authority.strip():
+                raise ConfigError(f"{where}: {entry!r} is not a host or host:port")
+            if url.raw_path not in ("", "/") or url.raw_user is not None or url.raw_query_string:
+                raise ConfigError(f"{where}: {entry!r} is not a host or host:port")
+            host = _host_key(url.raw_host)
+            if url.explicit_port is None:
+                self._any_port.add(host)
+            else:
+                self._pairs.add((host, url.explicit_port))
+
+    def permits(self, host: str, port: int) -> bool:
+        """Whether the operator allowed `host` (as yarl spells it) on `port`."""
+        key = _host_key(host)
+        return key in self._any_port or (key, port) in self._pairs
+
+
+def _host_key(host: str) -> str:
+    return host.lower().removesuffix(".")
+
+
+class _ImageCache:
+    """A small LRU of successful fetches, bounded by entries, bytes and age."""
+
+    def __init__(self, *, max_entries: int, max_bytes: int, ttl: float) -> None:
+        self._items: OrderedDict[tuple[str, str], tuple[float, FetchedImage]] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._ttl = ttl
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str]) -> FetchedImage | None:
+        found = self._items.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            self._drop(key)
+            return None
+        self._items.move_to_end(key)
+        return found[1]
+
+    def put(self, key: tuple[str, str], image: FetchedImage) -> None:
+        if self._max_entries <= 0 or len(image.data) > self._max_bytes:
+            return
+        if key in self._items:
+            self._drop(key)
+        self._items[key] = (time.monotonic() + self._ttl, image)
+        self._bytes += len(image.data)
+        while len(self._items) > self._max_entries or self._bytes > self._max_bytes:
+            self._drop(next(iter(self._items)))
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        _, image = self._items.pop(key)
+        self._bytes -= len(image.data)
+
+
+class SafeFetcher:
+    """Fetches image URLs for callers, refusing any that could reach inside the network.
+
+    Built once (per gateway) from `MediaSettings`; sessions open inside the running loop
+    on first use. `resolve` replaces DNS (tests map names with it).
+    """
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        *,
+        connect_timeout: float = 5.0,
+        total_timeout: float = 20.0,
+        max_redirects: int = 3,
+        ports: Iterable[int] = (80, 443),
+        cache_entries: int = 64,
+        cache_bytes: int = 64 * 1024 * 1024,
+        cache_ttl: float = 300.0,
+        resolve: Resolve | None = None,
+    ) -> None:
+        self._allowlist = _Allowlist(settings.allowed_hosts)
+        self._max_bytes = settings.max_image_bytes
+        self._connect_timeout = connect_timeout
+        self._total_timeout = total_timeout
+        self._max_redirects = max_redirects
+        self._ports = frozenset(ports)
+        self._cache = _ImageCache(max_entries=cache_entries, max_bytes=cache_bytes, ttl=cache_ttl)
+        self._resolve = resolve or _getaddrinfo
+        # Two pools: checked addresses only, and the operator's allowlisted hosts.
+        self._guarded: aiohttp.ClientSession | None = None
+        self._allowlisted: aiohttp.ClientSession | None = None
+
+    async def fetch(self, url: str, *, scope: str, param: str = "image_url") -> FetchedImage:
+        """The image at `url`, fetched for the caller identified by `scope` (a tenant or
+        key id: cached images are never shared across scopes).
+
+        Raises BadRequestError (400, naming `param`) when the URL is refused or the fetch
+        fails: the URL is the caller's, and so is the fix.
+        """
+        key = (scope, url)
+        if (cached := self._cache.get(key)) is not None:
+            return cached
+        try:
+            async with asyncio.timeout(self._total_timeout):
+                image = await self._follow(url, param)
+        except TimeoutError:
+            raise _failure(
+                f"could not fetch the image: the server did not answer within "
+                f"{self._total_timeout:g} s",
+                param,
+            ) from None
+        self._cache.put(key, image)
+        return image
+
+    async def aclose(self) -> None:
+        """Close the connection pools. The fetcher can be used again afterwards."""
+        for session in (self._guarded, self._allowlisted):
+            if session is not None:
+                await session.close()
+        self._guarded = self._allowlisted = None
+        await asyncio.sleep(0)  # let aiohttp finish closing the connections
+
+    async def _follow(self, url: str, param: str) -> FetchedImage:
+        from yarl import URL
+
+        if len(url) > MAX_URL_LENGTH:
+            raise _failure(f"the image URL is longer than {MAX_URL_LENGTH} characters", param)
+        try:
+            target = URL(url)
+        except (TypeError, ValueError):
+            raise _failure(_INVALID, param) from None
+        for hops in range(self._max_redirects + 1):
+            allowlisted = self._check_hop(target, param)
+            async with self._request(target, allowlisted, param) as response:
+                if response.status not in _REDIRECTS:
+                    if not 200 <= response.status < 300:
+                        raise _failure(
+                            f"could not fetch the image: the server answered {response.status}",
+                            param,
+                        )
+                    data = await self._read(response, param)
+                    return FetchedImage(data, sniff_image_type(data[:16]), str(target))
+                location = response.headers.get("Location")
+            if hops == self._max_redirects:
+                raise _failure(
+                    f"the image URL redirected more than {self._max_redirects} times", param
+                )
+            try:
+                target = target.join(URL(location or "")).with_fragment(None)
+            except (TypeError, ValueError):
+                raise _failure("the image URL redirected to an invalid URL", param) from None
+            if not location:
+                raise _failure("the image URL redirected without saying where", param)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _check_hop(self, url: URL, param: str) -> bool:
+        """Refuse a URL the rules forbid; True when its host is allowlisted."""
+        if url.scheme not in ("http", "https"):
+            raise _failure(_SCHEME, param)
+        if url.raw_user is not None or url.raw_password is not None:
+            raise _failure(_CREDENTIALS, param)
+        host, port = url.raw_host, url.port
+        if not host or port is None:
+            raise _failure("the image URL has no host", param)
+        if self._allowlist.permits(host, port):
+            return True
+        if port not in self._ports:
+            allowed = ", ".join(str(p) for p in sorted(self._ports))
+            raise _failure(
+                f"the image URL uses port {port}; images are fetched from ports {allowed} only",
+                param,
+            )
+        try:
+            ip = host_address(host)
+        except ValueError:
+            raise _failure(_INVALID, param) from None
+        if ip is not None and not is_public_address(ip):
+            raise _failure(_ADDRESS, param)
+        return False
+
+    @asynccontextmanager
+    async def _request(
+        self, url: URL, allowlisted: bool, param: str
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET `url` without following redirects, with aiohttp's errors translated."""
+        import aiohttp
+
+        session = self._session(allowlisted)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout)
+        try:
+            async with session.get(url, allow_redirects=False, timeout=timeout) as response:
+                yield response
+        except aiohttp.ClientConnectorDNSError:
+            raise _failure(_ADDRESS, param) from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise _failure(
+                "could not fetch the image: the server's TLS certificate was not accepted", param
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, _AddressRefused):
+                raise _failure(_ADDRESS, param) from None
+            raise _failure("could not fetch the image: the server could not be reached", param)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
+            raise _failure(
+                "could not fetch the image: the connection broke before the image was complete",
+                param,
+            ) from None
+        except aiohttp.InvalidURL:
+            raise _failure(_INVALID, param) from None  # its text would carry the URL
+        except aiohttp.ClientError as exc:
+            raise _failure(
+                f"could not fetch the image: the server's answer was not valid HTTP "
+                f"({type(exc).__name__})",
+                param,
+            ) from None
+
+    async def _read(self, response: aiohttp.ClientResponse, param: str) -> bytes:
+        limit = self._max_bytes
+        too_large = f"the image is larger than the {limit}-byte limit"
+        if response.content_length is not None and response.content_length > limit:
+            raise _failure(too_large, param)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise _failure(too_large, param)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _session(self, allowlisted: bool) -> aiohttp.ClientSession:
+        import aiohttp
+
+        session = self._allowlisted if allowlisted else self._guarded
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=_checking_resolver(self._resolve, check=not allowlisted),
+                use_dns_cache=False,  # every new connection resolves, and is checked, anew
+                socket_factory=None if allowlisted else _gated_socket,
+            )
+            # No cookies, no proxy from the environment, bytes as sent (no gzip bombs).
+            session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                auto_decompress=False,
+                headers=_HEADERS,
+                skip_auto_headers=("User-Agent",),
+            )
+            if allowlisted:
+                self._allowlisted = session
+            else:
+                self._guarded = session
+        return session
+
+
+def _failure(message: str, param: str) -> BadRequestError:
+    return BadRequestError(message, param=param, code="invalid_image_url")

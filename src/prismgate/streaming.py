@@ -1,0 +1,77 @@
+"""Reading OpenAI server-sent events back into typed chunks (for SDK callers)."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import msgspec
+
+from prismgate.errors import APIError
+from prismgate.types.chat import ChatChunk
+
+__all__ = ["chunks_from_events", "iterate_in_thread"]
+
+_ErrorEnvelope = msgspec.json.Decoder(dict[str, dict[str, object]])
+
+
+async def chunks_from_events(events: AsyncIterator[bytes]) -> AsyncIterator[ChatChunk]:
+    """`data:` lines → ChatChunk, until `[DONE]`. An error event raises APIError."""
+    decoder = msgspec.json.Decoder(ChatChunk)
+    pending = b""
+    async for piece in events:
+        pending += piece
+        *lines, pending = pending.split(b"\n")
+        for raw_line in lines:
+            line = raw_line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                return
+            if payload.startswith(b'{"error"'):
+                detail = _ErrorEnvelope.decode(payload)["error"]
+                raise APIError(str(detail.get("message", "the stream failed")))
+            yield decoder.decode(payload)
+
+
+def iterate_in_thread(make: Callable[[], AsyncIterator[ChatChunk]]) -> Iterator[ChatChunk]:
+    """A blocking iterator over an async one, run on its own event loop in a thread.
+
+    Leaving the loop early stops the producer, which closes the upstream call.
+    """
+    items: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=64)
+    stop = threading.Event()
+
+    async def produce() -> None:
+        try:
+            async for item in make():
+                if stop.is_set():
+                    break
+                items.put(("item", item))
+        except BaseException as error:  # handed to the consumer, raised there
+            items.put(("error", error))
+        else:
+            items.put(("done", None))
+
+    thread = threading.Thread(target=asyncio.run, args=(produce(),), daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            assert isinstance(value, ChatChunk)
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a blocked producer finish its put
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
