@@ -1,7 +1,8 @@
 """`mock/<name>`: a built-in, offline provider for quickstarts and client tests.
 
 It draws real images (PNG, JPEG or WebP) of the requested size with the prompt written
-on them. The same prompt, size, index and `seed` always give the same bytes. It is a
+on them; the same prompt, size, index and `seed` always give the same bytes. Asked to
+chat, it describes the images it received, as the gateway delivered them. It is a
 development provider: it never calls anything and costs nothing.
 """
 
@@ -13,14 +14,29 @@ import hashlib
 import io
 import textwrap
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+
+import msgspec
 
 from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
 from prismgate.errors import BadRequestError
-from prismgate.providers.base import CredentialSpec, ImageGenerationCall, Provider
+from prismgate.media.images import ImageLimits, image_bytes_from_b64, parse_data_url
+from prismgate.providers.base import ChatCall, CredentialSpec, ImageGenerationCall, Provider
 from prismgate.providers.image_rules import parse_size
 from prismgate.transport import Transport
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse
+from prismgate.types.chat import (
+    ChatChoice,
+    ChatChunk,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatUsage,
+    ChunkChoice,
+    ChunkDelta,
+    ResponseMessage,
+    TextPart,
+)
 
 MIN_SIDE, MAX_SIDE = 16, 4096
 DEFAULT_SIZE = (1024, 1024)
@@ -117,10 +133,85 @@ class MockImageGeneration:
         )
 
 
+def describe_images(request: ChatCompletionRequest) -> str:
+    """What the mock model answers: the images it got, as the gateway delivered them."""
+    from PIL import Image
+
+    seen: list[str] = []
+    for message in request.messages:
+        for part in message.image_parts():
+            data_url = parse_data_url(part.image.url)
+            if data_url is None:
+                seen.append(f"a linked image ({part.image.url.split('?')[0]})")
+                continue
+            declared, payload = data_url
+            with Image.open(io.BytesIO(image_bytes_from_b64(payload))) as image:
+                seen.append(f"{image.width}x{image.height} {declared}")
+    last = next((m for m in reversed(request.messages) if m.role == "user"), request.messages[-1])
+    said = (
+        last.content
+        if isinstance(last.content, str)
+        else " ".join(p.text for p in last.content or () if isinstance(p, TextPart))
+    )
+    images = f"I see {len(seen)} image(s): {'; '.join(seen)}." if seen else "I see no image."
+    return f"{images} You said: {said}"
+
+
+@dataclass(frozen=True, slots=True)
+class MockChat:
+    """Answers by describing the images it received; streams word by word."""
+
+    async def complete(self, call: ChatCall, http: Transport) -> ChatCompletion:
+        """One deterministic answer."""
+        text = await asyncio.to_thread(describe_images, call.request)
+        prompt_tokens = sum(len(str(m.content).split()) for m in call.request.messages)
+        return ChatCompletion(
+            id=f"chatcmpl-mock-{hashlib.sha256(text.encode()).hexdigest()[:16]}",
+            created=int(time.time()),
+            model=call.deployment.model,
+            choices=[
+                ChatChoice(
+                    index=0,
+                    message=ResponseMessage(content=text),
+                    finish_reason="stop",
+                )
+            ],
+            usage=ChatUsage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(text.split()),
+                total_tokens=prompt_tokens + len(text.split()),
+            ),
+        )
+
+    async def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:
+        """The same answer as OpenAI chunks, one word each, then usage and [DONE]."""
+        answer = await self.complete(call, http)
+        words = (answer.choices[0].message.content or "").split(" ")
+        encode = msgspec.json.encode
+        for index, word in enumerate(words):
+            delta = ChunkDelta(role="assistant" if index == 0 else None,
+                               content=word if index == 0 else " " + word)  # fmt: skip
+            chunk = ChatChunk(
+                id=answer.id, created=answer.created, model=answer.model,
+                choices=[ChunkChoice(delta=delta)],
+            )  # fmt: skip
+            yield b"data: " + encode(chunk) + b"\n\n"
+        last = ChatChunk(
+            id=answer.id, created=answer.created, model=answer.model,
+            choices=[ChunkChoice(finish_reason="stop")], usage=answer.usage,
+        )  # fmt: skip
+        yield b"data: " + encode(last) + b"\n\ndata: [DONE]\n\n"
+
+
 MOCK = Provider(
     name="mock",
     credentials=CredentialSpec(default_api_base="mock://local", key_required=False),
     image_generation=MockImageGeneration(),
+    chat=MockChat(),
+    image_limits=ImageLimits(
+        media_types=frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
+        max_bytes=20 * 1024 * 1024,
+    ),
     default_info=ModelInfo(
         provider="mock",
         mode="image_generation",
@@ -140,4 +231,4 @@ MOCK = Provider(
     ),
 )
 
-__all__ = ["MOCK", "render_image"]
+__all__ = ["MOCK", "describe_images", "render_image"]

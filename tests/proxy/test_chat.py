@@ -1,0 +1,92 @@
+"""`POST /v1/chat/completions` through the real server, whole and streamed."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+
+import httpx
+import openai
+from PIL import Image
+
+from tests.proxy.conftest import RunningProxy, model
+
+
+def png_data_url(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+CONFIG = {
+    "model_list": [
+        model("llava-hf", "mock/llava-hf", model_info={"supports_vision": True}),
+        model("text-only", "mock/text", model_info={"supports_vision": False}),
+    ]
+}
+MESSAGES = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What's in this image?"},
+            {"type": "image_url", "image_url": {"url": png_data_url(32, 16), "detail": "low"}},
+        ],
+    }
+]
+
+
+def test_openai_sdk_vision_chat(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    client = openai.OpenAI(api_key="x", base_url=proxy.base_url + "/v1")
+    answer = client.chat.completions.create(model="llava-hf", messages=MESSAGES)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == (
+        "I see 1 image(s): 32x16 image/png. You said: What's in this image?"
+    )
+    assert answer.usage is not None and answer.usage.total_tokens > 0
+
+
+def test_openai_sdk_streaming(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    client = openai.OpenAI(api_key="x", base_url=proxy.base_url + "/v1")
+    stream = client.chat.completions.create(model="llava-hf", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "I see 1 image(s): 32x16 image/png. You said: What's in this image?"
+
+
+def test_raw_stream_ends_with_done(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    with httpx.stream(
+        "POST",
+        proxy.base_url + "/chat/completions",
+        json={"model": "llava-hf", "messages": MESSAGES, "stream": True},
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        body = b"".join(answer.iter_bytes())
+    assert body.rstrip().endswith(b"data: [DONE]")
+    assert answer.headers["x-request-id"]
+
+
+def test_vision_awareness_refuses_before_any_call(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    answer = httpx.post(
+        proxy.base_url + "/v1/chat/completions", json={"model": "text-only", "messages": MESSAGES}
+    )
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "model_not_vision_capable"
+    assert "text-only does not accept images (supports_vision: false)" in error["message"]
+
+
+def test_azure_style_chat_path_and_bad_parts(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    azure = openai.AzureOpenAI(api_key="x", azure_endpoint=proxy.base_url, api_version="2024-10-21")
+    answer = azure.chat.completions.create(model="llava-hf", messages=MESSAGES)  # type: ignore[arg-type]
+    assert (answer.choices[0].message.content or "").startswith("I see 1 image(s)")
+    bad = httpx.post(
+        proxy.base_url + "/v1/chat/completions",
+        json={"model": "llava-hf", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
+    )
+    assert bad.status_code == 400
+    assert "messages[0].content" in bad.json()["error"]["message"]
