@@ -16,6 +16,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "xinference": ("prismgate.providers.openai", "XINFERENCE"),
     "hosted_vllm": ("prismgate.providers.openai", "HOSTED_VLLM"),
     "mock": ("prismgate.providers.mock", "MOCK"),
+    "anthropic": ("prismgate.providers.anthropic", "ANTHROPIC"),
 }
 
 
