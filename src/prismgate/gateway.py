@@ -9,6 +9,7 @@ fewer images per call than asked → the answer normalised (response_format, cos
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -22,7 +23,8 @@ from prismgate.config import Config, load_config
 from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import APIError, BadRequestError, PrismgateError
 from prismgate.media import data_url
-from prismgate.media.vision import prepare_url_images
+from prismgate.media.fetch import FetchedImage, SafeFetcher
+from prismgate.media.vision import inline_remote_images, prepare_url_images
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
 from prismgate.providers.base import (
@@ -69,6 +71,8 @@ class CallOptions:
     # The caller sends the provider's answer on as it is when no change is needed (the
     # proxy); SDK callers always get decoded images.
     relay: bool = False
+    # Who is calling, for caches that must never be shared across callers.
+    scope: str = "sdk"
     # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
     trace_id: str | None = None
     metadata: Mapping[str, str] | None = None
@@ -101,6 +105,7 @@ class Gateway:
             transport = self._own_http
         self._http: Transport = transport
         self._redact = Redactor(_secrets(self.config))
+        self.fetcher = SafeFetcher(self.config.general_settings.media)
 
     async def __aenter__(self) -> Self:
         return self
@@ -114,7 +119,8 @@ class Gateway:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP pool this gateway made."""
+        """Release the HTTP pool this gateway made, and the image fetcher's."""
+        await self.fetcher.aclose()
         if self._own_http is not None:
             await self._own_http.aclose()
 
@@ -185,7 +191,7 @@ class Gateway:
         response = await self._generate_all(capability, calls)
         if not response.data:
             raise APIError(f"{provider.name} answered without any image", provider=provider.name)
-        response = _deliver_as(request.response_format, response, capabilities)
+        response = await self._deliver_as(request.response_format, response, capabilities, options)
         response._hidden_params = CallMeta(
             provider=provider.name,
             model=deployment.model,
@@ -205,7 +211,7 @@ class Gateway:
     ) -> ChatCompletion:
         """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
-        chat, call, provider = self._chat_call(request, options)
+        chat, call, provider = await self._chat_call(request, options)
         completion = await chat.complete(call, self._http)
         completion._hidden_params = CallMeta(
             provider=provider.name,
@@ -225,7 +231,7 @@ class Gateway:
         `data: [DONE]`. Failures before the first event raise (the caller can still answer
         with an error status); later ones become an error event that ends the stream."""
         options = options or CallOptions()
-        chat, call, _ = self._chat_call(request, options)
+        chat, call, _ = await self._chat_call(request, options)
         events = chat.stream(call, self._http)
         try:
             first = await anext(events)
@@ -235,7 +241,7 @@ class Gateway:
             ) from None
         return _guarded_stream(first, events, self._redact)
 
-    def _chat_call(
+    async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions
     ) -> tuple[ChatCompletions, ChatCall, Provider]:
         deployment, provider, environ = self._route(request.model, options)
@@ -253,8 +259,14 @@ class Gateway:
                 param="messages",
                 code="model_not_vision_capable",
             )
+        limits = provider.image_limits
+
+        async def fetch(url: str) -> FetchedImage:
+            return await self.fetcher.fetch(url, scope=options.scope)
+
+        inlined = await inline_remote_images(request, limits, fetch)
         prepared = prepare_url_images(
-            request, provider.image_limits, oversize=self.config.general_settings.media.oversize
+            inlined, limits, oversize=self.config.general_settings.media.oversize
         )
         extra, settings = _split_extra(provider, deployment, options)
         call = ChatCall(
@@ -273,6 +285,35 @@ class Gateway:
             relay=options.relay,
         )
         return provider.chat, call, provider
+
+    async def _deliver_as(
+        self,
+        wanted: str | None,
+        response: ImageResponse,
+        capabilities: ImageCapabilities | None,
+        options: CallOptions,
+    ) -> ImageResponse:
+        """Honour `response_format` for models that could not be asked for it: base64
+        answers become data URLs, URL answers are fetched (safely) and encoded."""
+        if wanted is None or accepts(capabilities, "response_format"):
+            return response
+        if wanted == "url":
+            data = [
+                msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
+                if image.b64_json and not image.url
+                else image
+                for image in response.data
+            ]
+            return msgspec.structs.replace(response, data=data)
+        encoded = []
+        for image in response.data:
+            if image.b64_json is None and image.url is not None:
+                fetched = await self.fetcher.fetch(image.url, scope=options.scope)
+                b64 = base64.b64encode(fetched.data).decode()
+                encoded.append(msgspec.structs.replace(image, b64_json=b64, url=None))
+            else:
+                encoded.append(image)
+        return msgspec.structs.replace(response, data=encoded)
 
     def _route(
         self, group: str, options: CallOptions
@@ -388,29 +429,6 @@ def _sum_usage(usages: list[ImageUsage]) -> ImageUsage:
         input_tokens_details=details([u.input_tokens_details for u in usages]),
         output_tokens_details=details([u.output_tokens_details for u in usages]),
     )
-
-
-def _deliver_as(
-    wanted: str | None, response: ImageResponse, capabilities: ImageCapabilities | None
-) -> ImageResponse:
-    """Honour `response_format` for models that could not be asked for it."""
-    if wanted is None or accepts(capabilities, "response_format"):
-        return response
-    if wanted == "url":
-        data = [
-            msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
-            if image.b64_json and not image.url
-            else image
-            for image in response.data
-        ]
-        return msgspec.structs.replace(response, data=data)
-    if any(image.b64_json is None for image in response.data):
-        raise BadRequestError(
-            "this model answers with image URLs only; response_format=b64_json for it needs "
-            "the gateway's image fetcher, which is not available yet",
-            param="response_format",
-        )
-    return response
 
 
 async def _guarded_stream(

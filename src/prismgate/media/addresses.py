@@ -9,6 +9,8 @@ Pure functions, no I/O. The safe fetcher asks two questions of every hop:
   unicast addresses may; IPv6 forms that carry an IPv4 address inside (mapped,
   compatible, 6to4, NAT64, Teredo) are judged by the IPv4 address they carry.
 
+`HostAllowlist` holds the operator's exceptions: hosts reached although private.
+
 When unsure, the answer is no: a refused image URL costs the caller a data URL, a
 wrongly allowed one can cost the operator their cloud credentials.
 """
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-__all__ = ["CLOUD_METADATA_ADDRESSES", "host_address", "is_public_address"]
+from prismgate.errors import ConfigError
+
+__all__ = ["CLOUD_METADATA_ADDRESSES", "HostAllowlist", "host_address", "is_public_address"]
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -82,6 +87,7 @@ _LAST_32_BITS_V4: tuple[IPv6Network, ...] = (
 
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)", re.IGNORECASE)
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+_NOT_IN_HOST = frozenset("/@?#\\ \t")
 
 
 def is_public_address(ip: IPAddress) -> bool:
@@ -159,3 +165,46 @@ def _ipv4_from_parts(parts: list[str], host: str) -> IPv4Address:
     for index, number in enumerate(leading):
         value |= number << (24 - 8 * index)
     return IPv4Address(value)
+
+
+class HostAllowlist:
+    """`general_settings.media.allowed_hosts`: hosts the fetcher may reach although they
+    are not public. A bare `host` is allowed on any port, `host:port` on that port only.
+
+    Hosts are compared as URLs spell them (lower-case, IDNA, IPv6 compressed, no
+    trailing dot); an address is allowed only in the spelling the operator wrote, so
+    `127.0.0.1:8000` does not allow `2130706433:8000`.
+    """
+
+    __slots__ = ("_any_port", "_pairs")
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        """Raises ConfigError naming the entry that is no `host` or `host:port`."""
+        from yarl import URL  # aiohttp's URL parser, so hosts are spelled as it sends them
+
+        self._any_port: set[str] = set()
+        self._pairs: set[tuple[str, int]] = set()
+        for index, entry in enumerate(entries):
+            text = entry.strip()
+            try:
+                url = URL(f"http://{text}") if text and not _NOT_IN_HOST & set(text) else None
+            except ValueError:
+                url = None
+            if url is None or not url.raw_host:
+                raise ConfigError(
+                    f"general_settings.media.allowed_hosts[{index}]: {entry!r} is not a host "
+                    "or host:port"
+                )
+            if url.explicit_port is None:
+                self._any_port.add(_host_key(url.raw_host))
+            else:
+                self._pairs.add((_host_key(url.raw_host), url.explicit_port))
+
+    def permits(self, host: str, port: int) -> bool:
+        """Whether the operator allowed `host` (as a URL spells it) on `port`."""
+        key = _host_key(host)
+        return key in self._any_port or (key, port) in self._pairs
+
+
+def _host_key(host: str) -> str:
+    return host.lower().removesuffix(".")

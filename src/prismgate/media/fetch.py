@@ -31,8 +31,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prismgate.errors import BadRequestError, ConfigError
-from prismgate.media.addresses import host_address, is_public_address
+from prismgate.errors import BadRequestError
+from prismgate.media.addresses import HostAllowlist, host_address, is_public_address
 from prismgate.media.formats import sniff_image_type
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ Resolve = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_URL_LENGTH = 8192
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_HEADERS = {"User-Agent": "prismgate", "Accept": "image/*", "Accept-Encoding": "identity"}
 
 _ADDRESS = (
     "the image URL's host is not a public address this gateway fetches from; use a public "
@@ -146,42 +145,6 @@ def _checking_resolver(resolve: Resolve, *, check: bool) -> AbstractResolver:
     return CheckingResolver()
 
 
-class _Allowlist:
-    """`allowed_hosts`: a bare host may be reached on any port, `host:port` on that port."""
-
-    __slots__ = ("_any_port", "_pairs")
-
-    def __init__(self, entries: Iterable[str]) -> None:
-        from yarl import URL
-
-        self._any_port: set[str] = set()
-        self._pairs: set[tuple[str, int]] = set()
-        for index, entry in enumerate(entries):
-            where = f"general_settings.media.allowed_hosts[{index}]"
-            try:
-                url = URL(f"http://{entry.strip()}")
-            except ValueError:
-                url = None
-            if url is None or not url.raw_host or url.raw_authority != url.raw_authority.strip():
-                raise ConfigError(f"{where}: {entry!r} is not a host or host:port")
-            if url.raw_path not in ("", "/") or url.raw_user is not None or url.raw_query_string:
-                raise ConfigError(f"{where}: {entry!r} is not a host or host:port")
-            host = _host_key(url.raw_host)
-            if url.explicit_port is None:
-                self._any_port.add(host)
-            else:
-                self._pairs.add((host, url.explicit_port))
-
-    def permits(self, host: str, port: int) -> bool:
-        """Whether the operator allowed `host` (as yarl spells it) on `port`."""
-        key = _host_key(host)
-        return key in self._any_port or (key, port) in self._pairs
-
-
-def _host_key(host: str) -> str:
-    return host.lower().removesuffix(".")
-
-
 class _ImageCache:
     """A small LRU of successful fetches, bounded by entries, bytes and age."""
 
@@ -237,7 +200,7 @@ class SafeFetcher:
         cache_ttl: float = 300.0,
         resolve: Resolve | None = None,
     ) -> None:
-        self._allowlist = _Allowlist(settings.allowed_hosts)
+        self._allowlist = HostAllowlist(settings.allowed_hosts)
         self._max_bytes = settings.max_image_bytes
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
@@ -288,7 +251,8 @@ class SafeFetcher:
             target = URL(url)
         except (TypeError, ValueError):
             raise _failure(_INVALID, param) from None
-        for hops in range(self._max_redirects + 1):
+        redirects = 0
+        while True:
             allowlisted = self._check_hop(target, param)
             async with self._request(target, allowlisted, param) as response:
                 if response.status not in _REDIRECTS:
@@ -300,17 +264,17 @@ class SafeFetcher:
                     data = await self._read(response, param)
                     return FetchedImage(data, sniff_image_type(data[:16]), str(target))
                 location = response.headers.get("Location")
-            if hops == self._max_redirects:
+            redirects += 1
+            if redirects > self._max_redirects:
                 raise _failure(
                     f"the image URL redirected more than {self._max_redirects} times", param
                 )
-            try:
-                target = target.join(URL(location or "")).with_fragment(None)
-            except (TypeError, ValueError):
-                raise _failure("the image URL redirected to an invalid URL", param) from None
             if not location:
                 raise _failure("the image URL redirected without saying where", param)
-        raise AssertionError("unreachable: the loop returns or raises")
+            try:
+                target = target.join(URL(location)).with_fragment(None)
+            except (TypeError, ValueError):
+                raise _failure("the image URL redirected to an invalid URL", param) from None
 
     def _check_hop(self, url: URL, param: str) -> bool:
         """Refuse a URL the rules forbid; True when its host is allowlisted."""
@@ -351,14 +315,21 @@ class SafeFetcher:
                 yield response
         except aiohttp.ClientConnectorDNSError:
             raise _failure(_ADDRESS, param) from None
-        except aiohttp.ClientConnectorCertificateError:
+        except aiohttp.ClientSSLError as exc:
             raise _failure(
-                "could not fetch the image: the server's TLS certificate was not accepted", param
-            ) from None
+                "could not fetch the image: the TLS connection to the server failed", param
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, _AddressRefused):
                 raise _failure(_ADDRESS, param) from None
-            raise _failure("could not fetch the image: the server could not be reached", param)
+            raise _failure(
+                "could not fetch the image: the server could not be reached", param
+            ) from exc
+        except TimeoutError:
+            raise _failure(
+                f"could not fetch the image: no connection within {self._connect_timeout:g} s",
+                param,
+            ) from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
             raise _failure(
                 "could not fetch the image: the connection broke before the image was complete",
@@ -403,7 +374,11 @@ class SafeFetcher:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 auto_decompress=False,
-                headers=_HEADERS,
+                headers={
+                    "User-Agent": "prismgate",
+                    "Accept": "image/*",
+                    "Accept-Encoding": "identity",
+                },
                 skip_auto_headers=("User-Agent",),
             )
             if allowlisted:

@@ -32,6 +32,9 @@ class ImageLimits:
     media_types: frozenset[str]
     max_bytes: int
     max_side: int | None = None
+    # Remote URLs the provider fetches itself; others are fetched by the gateway (through
+    # the safe fetcher) and sent inline.
+    url_schemes: frozenset[str] = frozenset({"https"})
 
 
 def parse_data_url(url: str) -> tuple[str, str] | None:

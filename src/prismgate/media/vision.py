@@ -5,10 +5,12 @@ and prismgate's own `format` field is never forwarded."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
 from prismgate.errors import BadRequestError
+from prismgate.media.fetch import FetchedImage
 from prismgate.media.images import (
     ImageLimits,
     Oversize,
@@ -26,7 +28,49 @@ from prismgate.types.chat import (
     ImageURL,
 )
 
-__all__ = ["prepare_url_images"]
+__all__ = ["inline_remote_images", "prepare_url_images"]
+
+FetchImage = Callable[[str], Awaitable[FetchedImage]]
+
+
+async def inline_remote_images(
+    request: ChatCompletionRequest, limits: ImageLimits | None, fetch: FetchImage
+) -> ChatCompletionRequest:
+    """Remote images the provider would not fetch itself, fetched (safely) and inlined as
+    data URLs; the others stay as they are."""
+    schemes = limits.url_schemes if limits else frozenset({"https", "http"})
+
+    def remote(part: ImagePart) -> bool:
+        scheme = part.image.url.partition(":")[0].lower()
+        return scheme in ("http", "https") and scheme not in schemes
+
+    if not any(remote(p) for m in request.messages for p in m.image_parts()):
+        return request
+    messages = []
+    for message in request.messages:
+        if not isinstance(message.content, list) or not any(map(remote, message.image_parts())):
+            messages.append(message)
+            continue
+        content: list[ContentPart] = []
+        for part in message.content:
+            if isinstance(part, ImagePart) and remote(part):
+                fetched = await fetch(part.image.url)
+                if fetched.media_type is None:
+                    raise BadRequestError(
+                        "an image URL did not lead to a PNG, JPEG, GIF or WebP image",
+                        param="image_url",
+                        code="invalid_image",
+                    )
+                inline = (
+                    f"data:{fetched.media_type};base64,{base64.b64encode(fetched.data).decode()}"
+                )
+                image = part.image
+                content.append(ImagePart(image_url=ImageURL(url=inline, detail=image.detail,
+                                                            format=image.format)))  # fmt: skip
+            else:
+                content.append(part)
+        messages.append(msgspec.structs.replace(message, content=content))
+    return msgspec.structs.replace(request, messages=messages)
 
 
 def prepare_url_images(

@@ -211,6 +211,7 @@ MOCK = Provider(
     image_limits=ImageLimits(
         media_types=frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
         max_bytes=20 * 1024 * 1024,
+        url_schemes=frozenset({"https", "http"}),  # links are only named, never fetched
     ),
     default_info=ModelInfo(
         provider="mock",

@@ -13,6 +13,8 @@ from prismgate.providers.openai_wire import OpenAIImageGeneration, models_probe
 OPENAI_IMAGE_LIMITS = ImageLimits(
     media_types=frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
     max_bytes=20 * 1024 * 1024,
+    # OpenAI-style servers fetch URLs themselves (self-hosted ones often on plain http).
+    url_schemes=frozenset({"https", "http"}),
 )
 
 OPENAI = Provider(

@@ -3,6 +3,7 @@ rule that a proxy client can never reconfigure a deployment."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,7 +11,9 @@ from starlette.requests import Request
 
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from prismgate.gateway import CallOptions
+from prismgate.media import HostAllowlist
 from prismgate.providers import canonical_provider, provider_names
+from prismgate.proxy.auth import presented_key
 from prismgate.proxy.portkey import read_portkey_headers
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
 
@@ -25,7 +28,7 @@ def call_options(
     extra: dict[str, Any],
     *,
     allow_provider_keys: bool,
-    allowed_hosts: frozenset[str],
+    allowed_hosts: HostAllowlist,
 ) -> CallOptions:
     """The options for one proxied call. Unknown body fields are provider parameters."""
     for header in _NOT_YET:
@@ -42,8 +45,9 @@ def call_options(
                 param=name,
             )
     portkey = read_portkey_headers(request.headers)
+    scope = _caller_scope(dict(request.headers))
     options = CallOptions(
-        extra=extra, relay=True, trace_id=portkey.trace_id, metadata=portkey.metadata
+        extra=extra, relay=True, scope=scope, trace_id=portkey.trace_id, metadata=portkey.metadata
     )
     if portkey.provider is None:
         if portkey.custom_host is not None:
@@ -78,12 +82,19 @@ def call_options(
         extra=extra,
         relay=True,
         direct=True,
+        scope=scope,
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
     )
 
 
-def _checked_custom_host(url: str | None, allowed_hosts: frozenset[str]) -> str | None:
+def _caller_scope(headers: dict[str, str]) -> str:
+    """Who is calling, for per-caller caches: a digest of their key (never the key)."""
+    key = presented_key(headers) or ""
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def _checked_custom_host(url: str | None, allowed_hosts: HostAllowlist) -> str | None:
     """A caller-chosen provider address, only if the operator allowed its host.
 
     Until the safe fetcher's address rules cover custom hosts, the allowlist is the rule:
@@ -97,7 +108,8 @@ def _checked_custom_host(url: str | None, allowed_hosts: frozenset[str]) -> str 
             "x-portkey-custom-host must be an http(s) URL such as https://host/v1",
             param="x-portkey-custom-host",
         )
-    if parts.hostname not in allowed_hosts and parts.netloc not in allowed_hosts:
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not allowed_hosts.permits(parts.hostname, port):
         raise PermissionDeniedError(
             "x-portkey-custom-host is not allowed: its host is not in "
             "general_settings.media.allowed_hosts",

@@ -8,6 +8,7 @@ import msgspec
 
 from prismgate.config import Config, ModelEntry
 from prismgate.gateway import Gateway
+from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import Deployment
 from prismgate.proxy.openapi import openapi_document
@@ -39,7 +40,7 @@ class ProxyState:
         settings = config.general_settings
         self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
         self.allow_client_provider_keys = settings.allow_client_provider_keys
-        self.allowed_hosts = frozenset(settings.media.allowed_hosts)
+        self.allowed_hosts = HostAllowlist(settings.media.allowed_hosts)
         redact = Redactor([entry.litellm_params.api_key for entry in config.model_list])
         groups = [(g, gateway.deployments.deployments_of(g)) for g in gateway.deployments.groups]
         encode = msgspec.json.encode
