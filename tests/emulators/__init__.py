@@ -1,13 +1,37 @@
 """Provider emulators: real loopback HTTP servers that stand in for upstream APIs in tests."""
 
+from .anthropic import ANTHROPIC_MODELS, DEFAULT_ANTHROPIC_KEY, AnthropicEmulator
+from .bedrock import (
+    BEDROCK_MODELS,
+    DEFAULT_ACCESS_KEY_ID,
+    DEFAULT_SECRET_ACCESS_KEY,
+    BedrockEmulator,
+)
+from .google import CLOUD_PLATFORM, DEFAULT_GOOGLE_API_KEY, DEFAULT_PROJECT, GoogleEmulator
 from .images import make_image
-from .openai import DEFAULT_API_KEY, DEFAULT_DEPLOYMENTS, Fault, OpenAIEmulator, Received
+from .openai import DEFAULT_API_KEY, DEFAULT_DEPLOYMENTS, OpenAIEmulator
+from .server import EmulatorServer, Fault, FaultKind, Received
+from .vision import SeenImage
 
 __all__ = [
+    "ANTHROPIC_MODELS",
+    "BEDROCK_MODELS",
+    "CLOUD_PLATFORM",
+    "DEFAULT_ACCESS_KEY_ID",
+    "DEFAULT_ANTHROPIC_KEY",
     "DEFAULT_API_KEY",
     "DEFAULT_DEPLOYMENTS",
+    "DEFAULT_GOOGLE_API_KEY",
+    "DEFAULT_PROJECT",
+    "DEFAULT_SECRET_ACCESS_KEY",
+    "AnthropicEmulator",
+    "BedrockEmulator",
+    "EmulatorServer",
     "Fault",
+    "FaultKind",
+    "GoogleEmulator",
     "OpenAIEmulator",
     "Received",
+    "SeenImage",
     "make_image",
 ]

@@ -13,19 +13,12 @@ ways (error status, delay, connection reset, truncated body).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
-import socket
-import struct
-import threading
 import time
 import uuid
 import zlib
-from collections import deque
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Literal
 
 from aiohttp import web
@@ -33,9 +26,19 @@ from aiohttp import web
 from . import openai_rules as rules
 from .images import MIME_TYPES, make_image
 from .openai_rules import ApiError, JsonObject, ModelSpec
+from .server import EmulatorServer, Fault, FaultKind, Received, retry_headers
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_DEPLOYMENTS",
+    "Fault",
+    "FaultKind",
+    "Flavor",
+    "OpenAIEmulator",
+    "Received",
+]
 
 Flavor = Literal["openai", "azure", "xai", "compatible"]
-FaultKind = Literal["status", "delay", "reset", "truncate"]
 
 DEFAULT_API_KEY = "sk-emulator-test-key-0001"
 DEFAULT_DEPLOYMENTS: dict[str, str] = {
@@ -67,29 +70,16 @@ _NO_KEY = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One request as the emulator saw it."""
+class OpenAIEmulator(EmulatorServer):
+    """See the module docstring. ``requests`` lists every request received, in order.
 
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]  # names lower-cased
-    json: JsonObject | None  # the body, when it is a JSON object
-    raw: bytes
+    Faults (:meth:`fail_next`): ``status`` answers with the flavor's error body, plus
+    Retry-After and retry-after-ms headers when ``retry_after`` is given; ``delay``,
+    ``reset`` and ``truncate`` as in :mod:`tests.emulators.server`. ``reset()`` keeps the
+    stored images available.
+    """
 
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    kind: FaultKind
-    status: int | None = None
-    retry_after: float | None = None
-    delay: float | None = None
-    message: str | None = None
-
-
-class OpenAIEmulator:
-    """See the module docstring. ``requests`` lists every request received, in order."""
+    fault_kinds = _FAULT_KINDS
 
     def __init__(
         self,
@@ -101,170 +91,36 @@ class OpenAIEmulator:
     ) -> None:
         if flavor not in _FLAVORS:
             raise ValueError(f"unknown flavor {flavor!r}; expected one of {_FLAVORS}")
+        super().__init__()
+        self.name = flavor
         self.flavor: Flavor = flavor
         self.api_key = api_key
         # Self-hosted servers (vLLM, xinference) usually run without a key, or ignore it.
         self.require_key = flavor != "compatible" if require_key is None else require_key
         self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
-        self.requests: list[Received] = []
-        self._faults: deque[Fault] = deque()  # one entry per request to fail
-        self._lock = threading.Lock()
         self._files: dict[str, bytes] = {}
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("the emulator is not running; call start() first")
-        return f"http://127.0.0.1:{self._port}"
-
-    def start(self) -> OpenAIEmulator:
-        if self._thread is not None:
-            raise RuntimeError("the emulator is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        loop = asyncio.new_event_loop()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=0.5)
-        try:
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, sock).start())
-        except BaseException:
-            loop.run_until_complete(runner.cleanup())
-            loop.close()
-            sock.close()
-            raise
-        self._port = sock.getsockname()[1]
-        self._loop = loop
-        self._thread = threading.Thread(
-            target=self._serve, args=(loop, runner), name=f"emulator-{self.flavor}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    @staticmethod
-    def _serve(loop: asyncio.AbstractEventLoop, runner: web.AppRunner) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            # Cancel in-flight handlers (e.g. a long "delay" fault) so stopping is immediate.
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(runner.cleanup())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._thread = self._loop = self._port = None
-
-    def __enter__(self) -> OpenAIEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # ------------------------------------------------------------------ test controls
-
-    def fail_next(
-        self,
-        kind: FaultKind,
-        *,
-        times: int = 1,
-        status: int | None = None,
-        retry_after: float | None = None,
-        delay: float | None = None,
-        message: str | None = None,
-    ) -> None:
-        """Fail the next ``times`` requests (after any faults already queued).
-
-        ``message`` replaces the error message of a ``status`` fault (to see what a gateway
-        does with an upstream that echoes something it should not).
-
-        ``status``: answer ``status`` with the flavor's error body (plus Retry-After and
-        retry-after-ms headers when ``retry_after`` is given). ``delay``: sleep ``delay``
-        seconds, then answer normally. ``reset``: drop the connection (TCP RST) without
-        answering. ``truncate``: announce the full Content-Length, send half the body, close.
-        A ``delay`` given with another kind sleeps first, then applies that kind.
-        """
-        if kind not in _FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {_FAULT_KINDS}")
-        if kind == "status" and (status is None or not 100 <= status <= 599):
-            raise ValueError("fail_next('status') needs status=<100..599>")
-        if kind == "delay" and (delay is None or delay < 0):
-            raise ValueError("fail_next('delay') needs delay=<seconds>")
-        if times < 1:
-            raise ValueError("times must be at least 1")
-        with self._lock:
-            self._faults.extend([Fault(kind, status, retry_after, delay, message)] * times)
-
-    def reset(self) -> None:
-        """Forget recorded requests and pending faults (stored images stay available)."""
-        with self._lock:
-            self.requests.clear()
-            self._faults.clear()
-
-    def _take_fault(self) -> Fault | None:
-        with self._lock:
-            return self._faults.popleft() if self._faults else None
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        app.on_response_prepare.append(_add_request_id)
-        return app
+    def _status_fault(self, request: web.Request, fault: Fault) -> web.Response:
+        assert fault.status is not None
+        error = rules.injected_error(fault.status, azure=self.flavor == "azure")
+        if fault.message is not None:
+            error.message = fault.message
+        return _error_response(error, retry_after=fault.retry_after)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
+    async def _on_response_prepare(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> None:
+        response.headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
+
+    async def _dispatch(
+        self, request: web.Request, raw: bytes, fault: Fault | None
+    ) -> web.StreamResponse:
         try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = None
-        self.requests.append(
-            Received(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers={name.lower(): value for name, value in request.headers.items()},
-                json=parsed if isinstance(parsed, dict) else None,
-                raw=raw,
-            )
-        )
-        fault = self._take_fault()
-        if fault is not None:
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
-            if fault.kind == "reset":
-                return _abort(request)
-            if fault.kind == "status":
-                assert fault.status is not None
-                error = rules.injected_error(fault.status, azure=self.flavor == "azure")
-                if fault.message is not None:
-                    error.message = fault.message
-                return _error_response(error, retry_after=fault.retry_after)
-        try:
-            response = self._route(request, raw)
+            return self._route(request, raw)
         except ApiError as error:
-            response = _error_response(error)
-        if fault is not None and fault.kind == "truncate":
-            return await _truncate(request, response)
-        return response
+            return _error_response(error)
 
     def _route(self, request: web.Request, raw: bytes) -> web.Response:
         path, method = request.path, request.method
@@ -451,36 +307,6 @@ def _sse(event: str, payload: JsonObject) -> str:
     return f"event: {event}\ndata: {json.dumps({'type': event, **payload})}\n\n"
 
 
-async def _add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.setdefault("x-request-id", f"req_{uuid.uuid4().hex}")
-
-
 def _error_response(error: ApiError, *, retry_after: float | None = None) -> web.Response:
-    headers: dict[str, str] = {}
-    if retry_after is not None:
-        headers["Retry-After"] = f"{retry_after:g}"
-        headers["retry-after-ms"] = str(round(retry_after * 1000))
+    headers = retry_headers(retry_after, with_ms=True)
     return web.json_response(error.to_body(), status=error.status, headers=headers)
-
-
-def _abort(request: web.Request) -> web.Response:
-    """Drop the connection with a TCP RST; the returned response is never sent."""
-    transport = request.transport
-    if transport is not None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-    return web.Response(status=500)
-
-
-async def _truncate(request: web.Request, full: web.Response) -> web.StreamResponse:
-    """Send ``full``'s headers with its real Content-Length, but only half its body."""
-    body = full.body if isinstance(full.body, bytes) else b""
-    response = web.StreamResponse(status=full.status, headers=full.headers)
-    response.content_length = max(len(body), 1)
-    await response.prepare(request)
-    await response.write(body[: len(body) // 2])  # always less than announced
-    if request.transport is not None:
-        request.transport.close()
-    return response
