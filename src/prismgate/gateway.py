@@ -34,6 +34,7 @@ from prismgate.providers.base import (
     ImageGeneration,
     ImageGenerationCall,
     Provider,
+    ProviderCache,
 )
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, DeploymentResolver
@@ -106,6 +107,7 @@ class Gateway:
         self._http: Transport = transport
         self._redact = Redactor(_secrets(self.config))
         self.fetcher = SafeFetcher(self.config.general_settings.media)
+        self.provider_cache = ProviderCache()
 
     async def __aenter__(self) -> Self:
         return self
@@ -283,6 +285,7 @@ class Gateway:
             ),
             redact=self._redact.including(options.overrides.api_key if options.overrides else None),
             relay=options.relay,
+            cache=self.provider_cache,
         )
         return provider.chat, call, provider
 

@@ -102,7 +102,7 @@ def _prepared_image(
     image: ImageURL, limits: ImageLimits | None, oversize: Oversize, number: int
 ) -> ImageURL:
     url = image.url
-    if url.startswith("gs://"):
+    if url.startswith("gs://") and (limits is None or "gs" not in limits.url_schemes):
         raise BadRequestError(
             f"image {number}: gs:// URLs work only with Vertex AI models; send an https URL "
             "or a data URL",

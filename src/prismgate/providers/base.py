@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
@@ -19,6 +19,8 @@ from prismgate.observability.redaction import Redactor
 from prismgate.transport import Transport, UpstreamRequest
 from prismgate.types import ImageGenerationRequest, ImageResponse
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
+
+T = TypeVar("T")
 
 __all__ = [
     "ChatCall",
@@ -32,6 +34,7 @@ __all__ = [
     "ImageGeneration",
     "ImageGenerationCall",
     "Provider",
+    "ProviderCache",
     "build_body",
 ]
 
@@ -181,6 +184,22 @@ class ImageGeneration(Protocol):
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
 
 
+class ProviderCache:
+    """Per-gateway memory for providers: credential objects and tokens that are costly to
+    make (Google OAuth tokens, AWS credential chains), kept until they expire. It lives on
+    the Gateway, so nothing is shared between gateways or held in module globals."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, ...], Any] = {}
+
+    def get_or_create(self, key: tuple[str, ...], create: Callable[[], T]) -> T:
+        """The value for `key`, made by `create` the first time it is asked for."""
+        if key not in self._items:
+            self._items[key] = create()
+        value: T = self._items[key]
+        return value
+
+
 @dataclass(frozen=True, slots=True)
 class ChatCall:
     """Everything a provider needs for one chat completion, images already prepared."""
@@ -193,6 +212,7 @@ class ChatCall:
     timeout: float
     redact: Redactor
     relay: bool = False
+    cache: ProviderCache = field(default_factory=ProviderCache)
 
 
 class ChatCompletions(Protocol):
