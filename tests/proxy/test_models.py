@@ -79,3 +79,15 @@ def test_openapi_is_generated_from_the_structs(serve: Callable[..., RunningProxy
     assert request["required"] == ["prompt"]
     assert set(request["properties"]["response_format"]["anyOf"][0]["enum"]) == {"url", "b64_json"}
     assert "ImageResponse" in document["components"]["schemas"]
+
+
+def test_openapi_describes_chat(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    document = httpx.get(proxy.base_url + "/openapi.json").json()
+    chat = document["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletionRequest"
+    }
+    image_url = document["components"]["schemas"]["ImageURL"]
+    assert set(image_url["properties"]) == {"url", "detail", "format"}
+    assert "/openai/deployments/{deployment}/chat/completions" in document["paths"]

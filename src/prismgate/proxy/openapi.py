@@ -9,6 +9,7 @@ import msgspec
 from prismgate._version import __version__
 from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList
 from prismgate.types import ErrorBody, ImageGenerationRequest, ImageResponse
+from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
 __all__ = ["openapi_document"]
 
@@ -38,25 +39,28 @@ def _operation(summary: str, answer: type, *, body: type | None = None) -> dict[
 
 def openapi_document() -> bytes:
     """The OpenAPI 3.1 document of the proxy, encoded."""
-    kinds = (ImageGenerationRequest, ImageResponse, ErrorBody, ModelList, ModelInfoList,
-             GroupInfoList, HealthReport)  # fmt: skip
+    kinds = (ImageGenerationRequest, ImageResponse, ChatCompletionRequest, ChatCompletion,
+             ErrorBody, ModelList, ModelInfoList, GroupInfoList, HealthReport)  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     generate = _operation("Generate images", ImageResponse, body=ImageGenerationRequest)
+    chat = _operation(
+        "Chat, with images; `stream: true` answers with text/event-stream",
+        ChatCompletion,
+        body=ChatCompletionRequest,
+    )
+    deployment = [
+        {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
     paths: dict[str, Any] = {
         "/v1/images/generations": {"post": generate},
         "/images/generations": {"post": generate},
         "/openai/deployments/{deployment}/images/generations": {
-            "post": {
-                **generate,
-                "parameters": [
-                    {
-                        "name": "deployment",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-            }
+            "post": {**generate, "parameters": deployment}
+        },
+        "/v1/chat/completions": {"post": chat},
+        "/chat/completions": {"post": chat},
+        "/openai/deployments/{deployment}/chat/completions": {
+            "post": {**chat, "parameters": deployment}
         },
         "/v1/models": {"get": _operation("List model groups", ModelList)},
         "/models": {"get": _operation("List model groups", ModelList)},
