@@ -166,3 +166,55 @@ def test_unresolvable_deployments_fail_at_startup_naming_the_path() -> None:
     assert str(caught.value).startswith(
         "model_list[1].litellm_params.model: cannot tell which provider serves 'no-such-model'"
     )
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings", "ambient"),
+    [
+        ("bedrock", {"aws_region_name": "us-east-1"},
+         {"AWS_ACCESS_KEY_ID": "AKIAAMBIENTSERVERKEY0", "AWS_SECRET_ACCESS_KEY": "server"}),
+        ("vertex_ai", {"vertex_project": "p", "vertex_location": "us-central1"},
+         {"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/server-identity.json"}),
+    ],
+)  # fmt: skip
+async def test_direct_mode_never_lends_the_servers_cloud_identity(
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+    settings: dict[str, str],
+    ambient: dict[str, str],
+) -> None:
+    # The server's identity sits where botocore's chain and Google's ADC look for it (the
+    # process environment). A direct-mode caller bringing no credentials is refused.
+    from prismgate.routing.deployments import CallerOverrides
+    from prismgate.types.chat import ChatCompletionRequest
+    from prismgate.types.validation import convert_request
+
+    for name, value in ambient.items():
+        monkeypatch.setenv(name, value)
+    request = convert_request(
+        {"model": "some-model", "messages": [{"role": "user", "content": "hi"}]},
+        ChatCompletionRequest,
+    )
+    options = CallOptions(
+        direct=True, overrides=CallerOverrides(custom_llm_provider=provider), extra=settings
+    )
+    async with Gateway(load_config(environ={}), direct_models=False) as gateway:
+        with pytest.raises(prismgate.AuthenticationError, match="never used"):
+            await gateway.chat_completion(request, options)
+
+
+def test_service_account_keys_are_redacted() -> None:
+    import json
+
+    private_key = (
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+    )
+    credentials = json.dumps({"type": "service_account", "private_key": private_key})
+    config = load_config(
+        {"model_list": [{"model_name": "g", "litellm_params": {
+            "model": "vertex_ai/gemini-1.5-pro", "vertex_credentials": credentials}}]},
+        environ={},
+    )  # fmt: skip
+    gateway = Gateway(config)
+    leaked = f"upstream echoed {credentials} and MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    assert "MIIEvQ" not in gateway.redact(leaked)

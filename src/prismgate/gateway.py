@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
@@ -286,6 +287,8 @@ class Gateway:
             redact=self._redact.including(options.overrides.api_key if options.overrides else None),
             relay=options.relay,
             cache=self.provider_cache,
+            caller_credentials_only=options.direct,
+            environ=environ,
         )
         return provider.chat, call, provider
 
@@ -359,9 +362,22 @@ def _secrets(config: Config) -> list[str]:
         params = entry.litellm_params
         found += [params.api_key or "", params.aws_secret_access_key or ""]
         found.append(params.aws_session_token or "")
+        found += _service_account_secrets(params.vertex_credentials)
     for virtual_key in config.virtual_keys.values():
         found.append(str(virtual_key.get("api_key") or ""))
     return found
+
+
+def _service_account_secrets(credentials: str | None) -> list[str]:
+    """A service-account JSON, and its private key on its own (it may be echoed alone)."""
+    if not credentials:
+        return []
+    try:
+        info = json.loads(credentials)
+    except ValueError:  # a path to the file, not its contents
+        return []
+    key = info.get("private_key") if isinstance(info, dict) else None
+    return [credentials, *([key, *key.splitlines()] if isinstance(key, str) else [])]
 
 
 def _split_extra(

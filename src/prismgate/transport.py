@@ -13,12 +13,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from prismgate.errors import APIConnectionError, APIError, Timeout
 
 if TYPE_CHECKING:
     import aiohttp
+    import yarl
 
 __all__ = [
     "HttpTransport",
@@ -139,7 +140,7 @@ class HttpTransport:
         with _translated(request.provider, host, request.timeout):
             async with session.request(
                 request.method,
-                request.url,
+                _wire_url(request.url),
                 headers=dict(request.headers),
                 data=request.body,
                 timeout=timeout,
@@ -161,7 +162,7 @@ class HttpTransport:
         with _translated(request.provider, host, request.timeout):
             async with session.request(
                 request.method,
-                request.url,
+                _wire_url(request.url),
                 headers=dict(request.headers),
                 data=request.body,
                 timeout=timeout,
@@ -199,6 +200,21 @@ class HttpTransport:
             self._session = None
             # Let aiohttp finish closing the connections (its documented grace period).
             await asyncio.sleep(0)
+
+
+# Characters a URL may carry as they are; "%" keeps existing escapes as they were written.
+_URL_SAFE = "%:/?#[]@!$&'()*+,;=~"
+
+
+def _wire_url(url: str) -> yarl.URL:
+    """`url` as it goes on the wire: its percent-escapes kept byte for byte, since a
+    signature may cover them (SigV4 signs Bedrock's `%3A` in model ids, which yarl would
+    otherwise decode to `:`); characters a URL cannot carry (spaces, quotes) escaped."""
+    from yarl import URL
+
+    if not url.isascii():  # an internationalised host: let yarl apply IDNA as before
+        return URL(url)
+    return URL(quote(url, safe=_URL_SAFE), encoded=True)
 
 
 class _AiohttpStream:

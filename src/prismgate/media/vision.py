@@ -111,7 +111,9 @@ def _prepared_image(
         )
     data_url = parse_data_url(url)
     if data_url is None:  # a remote URL: the provider fetches it
-        return ImageURL(url=url, detail=image.detail)
+        # gs:// objects carry no type the gateway can read: the caller's `format` names it.
+        media_type = image.format if url.startswith("gs://") else None
+        return ImageURL(url=url, detail=image.detail, format=media_type)
     declared, payload = data_url
     media_type = image.format or sniff_b64(payload)
     if media_type is None:

@@ -17,6 +17,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hosted_vllm": ("prismgate.providers.openai", "HOSTED_VLLM"),
     "mock": ("prismgate.providers.mock", "MOCK"),
     "anthropic": ("prismgate.providers.anthropic", "ANTHROPIC"),
+    "vertex_ai": ("prismgate.providers.google", "VERTEX_AI"),
+    "gemini": ("prismgate.providers.google", "GEMINI"),
+    "bedrock": ("prismgate.providers.bedrock", "BEDROCK"),
 }
 
 

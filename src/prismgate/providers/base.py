@@ -212,7 +212,14 @@ class ChatCall:
     timeout: float
     redact: Redactor
     relay: bool = False
+    # Portkey's direct-provider mode: only the caller's own credentials. Providers must
+    # not fall back to ambient ones (botocore's chain, Google's ADC): those are the
+    # server's identity.
+    caller_credentials_only: bool = False
     cache: ProviderCache = field(default_factory=ProviderCache)
+    # The config's environment snapshot (empty for direct-provider calls), for providers
+    # whose credentials are more than a key (AWS_ACCESS_KEY_ID, AWS_REGION, ...).
+    environ: Mapping[str, str] = field(default_factory=dict)
 
 
 class ChatCompletions(Protocol):

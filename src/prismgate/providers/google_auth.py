@@ -1,0 +1,401 @@
+"""How a Gemini call reaches Google (URL and credentials, on Vertex AI or the Gemini API),
+and how Google's refusals (`google.rpc.Status` errors) are read.
+
+Vertex's project and location come from the call's settings (`vertex_project`, or LiteLLM's
+`vertex_ai_project`; the same for the location), then the environment snapshot, then (the
+project) the credentials; they shape the URL only, never the body. Its token comes from
+google-auth: `vertex_credentials` (a service-account JSON, or its path) or Application
+Default Credentials. One Credentials object per source lives in the gateway's
+ProviderCache, keyed by a digest (never the secret), refreshed only when no longer valid
+or refused; loading and refreshing are blocking I/O, run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+
+from prismgate.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    PrismgateError,
+    ServiceUnavailableError,
+    from_upstream,
+)
+from prismgate.observability.redaction import Redactor
+from prismgate.providers.base import ChatCall
+from prismgate.transport import (
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamStream,
+    retry_after_seconds,
+)
+
+__all__ = [
+    "GoogleErrorDetail",
+    "generate",
+    "generate_stream",
+    "status_error",
+    "vertex_access",
+    "vertex_host",
+]
+
+PROVIDER = "vertex_ai"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+PROJECT_SETTINGS = ("vertex_project", "vertex_ai_project")
+LOCATION_SETTINGS = ("vertex_location", "vertex_ai_location")
+PROJECT_ENV = ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT")
+LOCATION_ENV = ("VERTEXAI_LOCATION", "GOOGLE_CLOUD_LOCATION")
+DEFAULT_LOCATION = "us-central1"
+# Both end up in the URL (the location in the host name): nothing else may get through.
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,127}")
+_LOCATION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_MODEL_SAFE = "@.-_"  # model ids are quoted into the path: no `/`, `?` or `:` of their own
+
+
+async def generate(
+    call: ChatCall, provider: str, body: bytes, http: Transport, *, vertex: bool
+) -> UpstreamResponse:
+    """POST `body` to `:generateContent`. A Vertex token Google refuses (revoked, or
+    expired early) is replaced once; a failed answer raises."""
+    request, token = await _request(call, provider, body, vertex=vertex, stream=False)
+    response = await http.send(request)
+    if response.status == 401 and token is not None:
+        request, _ = await _request(call, provider, body, vertex=vertex, stream=False,
+                                    rejected=token)  # fmt: skip
+        response = await http.send(request)
+    if response.status >= 400:
+        raise _google_error(provider, response.status, response.body, response.headers,
+                            call.redact)  # fmt: skip
+    return response
+
+
+@contextlib.asynccontextmanager
+async def generate_stream(
+    call: ChatCall, provider: str, body: bytes, http: Transport, *, vertex: bool
+) -> AsyncIterator[UpstreamStream]:
+    """`:streamGenerateContent?alt=sse`, opened, under the same rules as `generate`."""
+    request, token = await _request(call, provider, body, vertex=vertex, stream=True)
+    async with contextlib.AsyncExitStack() as opened:
+        upstream = await opened.enter_async_context(http.stream(request))
+        if upstream.status == 401 and token is not None:
+            await opened.aclose()
+            request, _ = await _request(call, provider, body, vertex=vertex, stream=True,
+                                        rejected=token)  # fmt: skip
+            upstream = await opened.enter_async_context(http.stream(request))
+        if upstream.status >= 400:
+            raise _google_error(provider, upstream.status, await upstream.read(),
+                                upstream.headers, call.redact)  # fmt: skip
+        yield upstream
+
+
+async def _request(
+    call: ChatCall,
+    provider: str,
+    body: bytes,
+    *,
+    vertex: bool,
+    stream: bool,
+    rejected: str | None = None,
+) -> tuple[UpstreamRequest, str | None]:
+    """The request, and the Vertex token in it (None on the Gemini API, whose key goes in
+    the `x-goog-api-key` header only: a key in a URL ends up in logs)."""
+    method = "streamGenerateContent" if stream else "generateContent"
+    headers = {"content-type": "application/json"}
+    token: str | None = None
+    model = quote(call.deployment.model.removeprefix("models/"), safe=_MODEL_SAFE)
+    if vertex:
+        models, token = await vertex_access(call, rejected=rejected)
+        headers["authorization"] = f"Bearer {token}"
+    else:
+        models = f"{call.credentials.api_base}/v1beta/models"
+        headers["x-goog-api-key"] = call.credentials.api_key or ""
+    url = f"{models}/{model}:{method}"
+    if stream:
+        url += "?alt=sse"
+    request = UpstreamRequest(method="POST", url=url, provider=provider, headers=headers,
+                              body=body, timeout=call.timeout)  # fmt: skip
+    return request, token
+
+
+class GoogleErrorDetail(msgspec.Struct):
+    """Google's error (`google.rpc.Status`): HTTP code, message, and status name."""
+
+    code: int = 0
+    message: str = ""
+    status: str = ""
+    details: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class _Error(msgspec.Struct):
+    error: GoogleErrorDetail = msgspec.field(default_factory=GoogleErrorDetail)
+
+
+def _google_error(
+    provider: str, status: int, body: bytes, headers: Mapping[str, str], redact: Redactor
+) -> PrismgateError:
+    """Google's `{"error": {code, message, status}}` into the tree, HTTP status kept."""
+    try:
+        detail = msgspec.json.decode(body, type=_Error).error
+    except msgspec.DecodeError:
+        detail = GoogleErrorDetail(message=body[:300].decode("utf-8", "replace"))
+    return status_error(provider, detail, redact, status=status,
+                        retry_after=retry_after_seconds(headers))  # fmt: skip
+
+
+def status_error(
+    provider: str, detail: GoogleErrorDetail, redact: Redactor, *, status: int | None = None,
+    retry_after: float | None = None,
+) -> PrismgateError:  # fmt: skip
+    """One Google error (an answer's, or a stream's `{"error": ...}` event) into the tree;
+    `status` defaults to the error's own code (a 500 when it has none)."""
+    if status is None:
+        status = detail.code if detail.code >= 400 else 500
+    return from_upstream(
+        status,
+        redact(detail.message or detail.status or f"HTTP {status}"),
+        provider=provider,
+        code=detail.status or None,
+        retry_after=retry_after if retry_after is not None else _retry_delay(detail.details),
+    )
+
+
+def _retry_delay(details: list[dict[str, Any]]) -> float | None:
+    """`google.rpc.RetryInfo`'s `retryDelay` ("1.5s"), when Google sent no header."""
+    for detail in details:
+        delay = detail.get("retryDelay")
+        if str(detail.get("@type", "")).endswith("RetryInfo") and isinstance(delay, str):
+            try:
+                return float(delay.removesuffix("s"))
+            except ValueError:
+                return None
+    return None
+
+
+def vertex_host(location: str) -> str:
+    """Google's host for `location`: regional, or the global one."""
+    if location == "global":
+        return "https://aiplatform.googleapis.com"
+    return f"https://{location}-aiplatform.googleapis.com"
+
+
+async def vertex_access(call: ChatCall, *, rejected: str | None = None) -> tuple[str, str]:
+    """(the URL of the project's publisher models, a token) for `call`. `rejected`: a
+    token Google has just refused, so a new one is made even if it looks valid."""
+    if call.credentials.api_key:  # not silently ignored: the caller meant something
+        raise BadRequestError("vertex_ai takes vertex_credentials or Application Default "
+                              "Credentials, not api_key (Gemini API keys: use gemini/)",
+                              param="api_key", provider=PROVIDER)  # fmt: skip
+    source = _credential_source(call.settings.get("vertex_credentials"))
+    if source is None and call.caller_credentials_only:
+        # ADC is the server's own identity: never lent to a direct-mode caller.
+        raise AuthenticationError(
+            "direct provider mode needs your own Vertex credentials; the gateway's own "
+            "Google identity is never used for it",
+            provider="vertex_ai",
+            code="missing_credentials",
+        )
+    key = ("google", "vertex_credentials", _digest(source))
+    tokens = call.cache.get_or_create(key, lambda: _TokenSource(source))
+    token = None if rejected else tokens.valid_token()
+    if token is None:
+        token = await _refreshed(tokens, rejected, call.redact)
+    environ = call.environ  # the config's snapshot: this module never reads os.environ
+    project = _setting(call.settings, PROJECT_SETTINGS) or _first(environ, PROJECT_ENV)
+    project = project or tokens.project
+    if not project:
+        raise BadRequestError(
+            "vertex_ai needs a project: pass vertex_project (or vertex_ai_project) or set "
+            f"{' or '.join(PROJECT_ENV)}",
+            param="vertex_project",
+            provider=PROVIDER,
+        )
+    location = (
+        _setting(call.settings, LOCATION_SETTINGS)
+        or _first(environ, LOCATION_ENV)
+        or DEFAULT_LOCATION
+    )
+    _check("vertex_project", project, _PROJECT)
+    _check("vertex_location", location, _LOCATION)
+    # A caller's api_base (an emulator, a private endpoint) replaces scheme and host.
+    base = (call.deployment.api_base or vertex_host(location)).rstrip("/")
+    return f"{base}/v1/projects/{project}/locations/{location}/publishers/google/models", token
+
+
+def _setting(settings: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
+    return next((str(settings[name]) for name in names if settings.get(name)), None)
+
+
+def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    return next((environ[name] for name in names if environ.get(name)), None)
+
+
+def _check(name: str, value: str, pattern: re.Pattern[str]) -> None:
+    if not pattern.fullmatch(value):
+        raise BadRequestError(
+            f"{name} {value!r} is not a valid Google Cloud {name.removeprefix('vertex_')}",
+            param=name,
+            provider=PROVIDER,
+        )
+
+
+# A service-account JSON as text or a mapping, a path to one, or None (ADC).
+_Source = str | dict[str, Any] | None
+
+
+def _credential_source(value: object) -> _Source:
+    if isinstance(value, str | Mapping | None):
+        return dict(value) if isinstance(value, Mapping) else value or None
+    raise BadRequestError(
+        "vertex_credentials must be a service-account JSON (text or object) or a file path",
+        param="vertex_credentials",
+        provider=PROVIDER,
+    )
+
+
+def _digest(source: _Source) -> str:
+    if source is None:
+        return "application-default"
+    text = source if isinstance(source, str) else json.dumps(source, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _TokenSource:
+    """One google-auth Credentials object; loaded and refreshed under a thread lock, so
+    concurrent calls make one token between them."""
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        self._credentials: Any = None
+        self._request: Any = None
+        self.project: str | None = None
+
+    def valid_token(self) -> str | None:
+        """The cached token while google-auth deems it valid (not near its expiry)."""
+        credentials = self._credentials
+        if credentials is not None and credentials.valid:
+            return str(credentials.token)
+        return None
+
+    def refreshed_token(self, rejected: str | None) -> str:
+        """Blocking: load the credentials if needed, and make a new token unless another
+        thread has just made one."""
+        with self._lock:
+            if self._credentials is None:
+                import google.auth.transport.requests
+
+                self._credentials, self.project = _load(self._source)
+                self._request = google.auth.transport.requests.Request()
+            credentials = self._credentials
+            if not credentials.valid or credentials.token == rejected:
+                credentials.refresh(self._request)
+            return str(credentials.token)
+
+
+def _load(source: _Source) -> tuple[Any, str | None]:
+    """(credentials, their project) from `source`; blocking (files, ADC's metadata probe)."""
+    import google.auth
+    from google.oauth2 import service_account
+
+    if source is None:
+        credentials, project = google.auth.default(scopes=[CLOUD_PLATFORM])
+        return credentials, project
+    info = source if isinstance(source, dict) else _read_json(source)
+    if info.get("type") != "service_account":
+        raise BadRequestError(
+            f"vertex_credentials of type {info.get('type')!r} are not supported: give a "
+            "service-account key, or use Application Default Credentials for other kinds",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        )
+    try:
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=[CLOUD_PLATFORM]
+        )
+    except (ValueError, KeyError, TypeError):
+        # google-auth's message may quote the key material: it is not passed on.
+        raise BadRequestError(
+            "vertex_credentials: the service-account JSON is incomplete or its key is invalid",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        ) from None
+    return credentials, info.get("project_id")
+
+
+def _read_json(text_or_path: str) -> dict[str, Any]:
+    text = text_or_path
+    if not text.lstrip().startswith("{"):
+        try:
+            text = Path(text_or_path).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadRequestError(
+                f"vertex_credentials: cannot read the file {text_or_path!r} "
+                f"({exc.strerror or type(exc).__name__})",
+                param="vertex_credentials",
+                provider=PROVIDER,
+            ) from None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise BadRequestError(
+            "vertex_credentials is not a JSON object (a service-account key, or its path)",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        )
+    return info
+
+
+async def _refreshed(tokens: _TokenSource, rejected: str | None, redact: Redactor) -> str:
+    """A fresh token, made in a worker thread; google-auth's failures translated."""
+    try:
+        from google.auth import exceptions
+    except ImportError:
+        raise PrismgateError(
+            "Vertex AI needs google-auth: pip install 'prismgate[vertex]'",
+            provider=PROVIDER,
+            code="missing_dependency",
+        ) from None
+
+    try:
+        return await asyncio.to_thread(tokens.refreshed_token, rejected)
+    except exceptions.DefaultCredentialsError:
+        raise AuthenticationError(
+            "vertex_ai found no credentials: pass vertex_credentials (a service-account JSON "
+            "or its path) or set up Application Default Credentials",
+            provider=PROVIDER,
+            code="missing_credentials",
+        ) from None
+    except exceptions.RefreshError as exc:
+        reason = redact(_reason(exc))
+        if exc.retryable:  # Google's token endpoint failed, not the credentials
+            raise ServiceUnavailableError(f"Google's token endpoint failed: {reason}",
+                                          provider=PROVIDER) from None  # fmt: skip
+        raise AuthenticationError(
+            f"Google refused the vertex_ai credentials: {reason}",
+            provider=PROVIDER,
+            code="invalid_credentials",
+        ) from None
+    except exceptions.TransportError as exc:
+        raise APIConnectionError(
+            f"could not reach Google's token endpoint: {redact(_reason(exc))}", provider=PROVIDER
+        ) from None
+
+
+def _reason(exc: Exception) -> str:
+    # google-auth puts a readable message first and the raw answer after it.
+    return str(exc.args[0] if exc.args else type(exc).__name__)[:300]
