@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -218,48 +219,33 @@ async def _stream(
             await serving.aclose()
 
 
-def completion(
-    model: str,
-    messages: Sequence[Mapping[str, Any] | ChatMessage],
-    stream: bool | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    stop: str | list[str] | None = None,
-    user: str | None = None,
-    timeout: float | None = 600,
-    api_key: str | None = None,
-    api_base: str | None = None,
-    api_version: str | None = None,
-    custom_llm_provider: str | None = None,
-    *,
-    drop_params: bool | None = None,
-    gateway: Gateway | None = None,
-    **provider_params: Any,
-) -> ChatCompletion | Iterator[ChatChunk]:
-    """Blocking form of `acompletion`; with `stream=True`, a blocking iterator of chunks."""
-    arguments = dict(
-        model=model, messages=messages, stream=stream, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, stop=stop, user=user, timeout=timeout,
-        api_key=api_key, api_base=api_base, api_version=api_version,
-        custom_llm_provider=custom_llm_provider, drop_params=drop_params, gateway=gateway,
-        **provider_params,
-    )  # fmt: skip
-    if stream:
+def _synchronous_chat(
+    function: Callable[P, Coroutine[Any, Any, ChatCompletion | AsyncIterator[ChatChunk]]],
+) -> Callable[P, ChatCompletion | Iterator[ChatChunk]]:
+    """The blocking twin of `acompletion`: a streamed answer becomes a blocking iterator."""
+    signature = inspect.signature(function)
 
-        def chunks() -> AsyncIterator[ChatChunk]:
-            async def run() -> AsyncIterator[ChatChunk]:
-                streamed = await acompletion(**arguments)
-                assert not isinstance(streamed, ChatCompletion)
-                async for chunk in streamed:
-                    yield chunk
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> ChatCompletion | Iterator[ChatChunk]:
+        if not signature.bind(*args, **kwargs).arguments.get("stream"):
+            result = _run(function(*args, **kwargs))
+            assert isinstance(result, ChatCompletion)
+            return result
 
-            return run()
+        async def chunks() -> AsyncIterator[ChatChunk]:
+            streamed = await function(*args, **kwargs)
+            assert not isinstance(streamed, ChatCompletion)
+            async for chunk in streamed:
+                yield chunk
 
         return iterate_in_thread(chunks)
-    result = _run(acompletion(**arguments))
-    assert isinstance(result, ChatCompletion)
-    return result
+
+    run.__name__ = run.__qualname__ = "completion"
+    run.__doc__ = "Blocking form of `acompletion`; with `stream=True`, a blocking iterator."
+    return run
+
+
+completion = _synchronous_chat(acompletion)
 
 
 def _static_model_info(model: str, custom_llm_provider: str | None) -> ModelInfo | None:

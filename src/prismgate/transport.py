@@ -132,28 +132,21 @@ class HttpTransport:
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
         """Send `request`; raise Timeout or APIConnectionError when the wire fails."""
-        import aiohttp
-
-        session = self._open()
-        host = urlsplit(request.url).netloc
-        timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
-        with _translated(request.provider, host, request.timeout):
-            async with session.request(
-                request.method,
-                _wire_url(request.url),
-                headers=dict(request.headers),
-                data=request.body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await self._read(response, request.provider)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return UpstreamResponse(status=response.status, headers=headers, body=body)
+        async with self._opened(request) as response:
+            body = await self._read(response, request.provider)
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return UpstreamResponse(status=response.status, headers=headers, body=body)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
         """Open `request` and hand over its answer to be read as it arrives. Leaving the
         block closes the upstream connection (a caller that went away cancels it)."""
+        async with self._opened(request) as response:
+            yield _AiohttpStream(response)
+
+    @contextlib.asynccontextmanager
+    async def _opened(self, request: UpstreamRequest) -> AsyncIterator[aiohttp.ClientResponse]:
+        # Failures while connecting or reading the answer surface here, translated.
         import aiohttp
 
         session = self._open()
@@ -168,7 +161,7 @@ class HttpTransport:
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
-                yield _AiohttpStream(response)
+                yield response
 
     async def _read(self, response: aiohttp.ClientResponse, provider: str) -> bytes:
         limit = self._max_response_bytes

@@ -4,9 +4,10 @@ rule that a proxy client can never reconfigure a deployment."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 from starlette.requests import Request
 
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
@@ -14,10 +15,17 @@ from prismgate.gateway import CallOptions
 from prismgate.media import HostAllowlist
 from prismgate.providers import canonical_provider, provider_names
 from prismgate.proxy.auth import presented_key
+from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.portkey import read_portkey_headers
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
+from prismgate.types.validation import convert_request
 
-__all__ = ["call_options"]
+if TYPE_CHECKING:
+    from prismgate.proxy.state import ProxyState
+
+__all__ = ["call_options", "decoded_call"]
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 # Portkey features that arrive with the routing work; refused clearly until then.
 _NOT_YET = ("x-portkey-config", "x-portkey-virtual-key")
@@ -86,6 +94,24 @@ def call_options(
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
     )
+
+
+async def decoded_call(request: Request, kind: type[T], state: ProxyState) -> tuple[T, CallOptions]:
+    """The body decoded once into `kind` (the Azure-style path naming the model), with
+    unknown fields kept as provider parameters, and the call's options."""
+    data = decode_json_object(await read_body(request, state.max_body_bytes))
+    if (deployment := request.path_params.get("deployment")) is not None:
+        data["model"] = deployment
+    known = kind.__struct_fields__
+    extra = {name: data.pop(name) for name in list(data) if name not in known}
+    typed = convert_request(data, kind)
+    options = call_options(
+        request,
+        extra,
+        allow_provider_keys=state.allow_client_provider_keys,
+        allowed_hosts=state.allowed_hosts,
+    )
+    return typed, options
 
 
 def _caller_scope(headers: dict[str, str]) -> str:
