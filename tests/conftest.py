@@ -8,6 +8,7 @@ import pytest
 from hypothesis import settings
 
 from tests.emulators import OpenAIEmulator
+from tests.serving import serve  # noqa: F401  (the fixture, for every test)
 
 # Properties are about correctness; time is measured by bench/, not by a per-example
 # deadline that a busy two-core machine can miss.

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from PIL import Image
 
 import prismgate
 from prismgate import completion
 from tests.emulators.anthropic import AnthropicEmulator
+from tests.serving import RunningProxy
 
 MODEL = "anthropic/claude-3-7-sonnet-latest"
 
@@ -115,3 +118,21 @@ def test_anthropic_errors_keep_their_meaning(anthropic: AnthropicEmulator) -> No
                    api_key="sk-ant-wrong-key-123", api_base=anthropic.base_url)  # fmt: skip
     with pytest.raises(prismgate.UnsupportedParamsError, match="presence_penalty"):
         ask(anthropic, presence_penalty=0.5)
+
+
+def test_a_caller_that_leaves_cancels_the_upstream_stream(
+    anthropic: AnthropicEmulator, serve: Callable[..., RunningProxy]
+) -> None:
+    anthropic.stream_delay = 0.3  # a slow answer: the caller leaves long before its end
+    proxy = serve(
+        {"model_list": [{"model_name": "claude", "litellm_params": {
+            "model": MODEL, "api_base": anthropic.base_url, "api_key": anthropic.api_key}}]}
+    )  # fmt: skip
+    body = {"model": "claude", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream("POST", proxy.base_url + "/v1/chat/completions", json=body) as answer:
+        assert answer.status_code == 200
+        next(answer.iter_bytes())  # the first event arrived; now hang up
+    deadline = time.monotonic() + 5
+    while anthropic.streams_abandoned == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert anthropic.streams_abandoned == 1  # the gateway closed its upstream call too
