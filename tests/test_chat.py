@@ -118,3 +118,19 @@ def test_a_type_the_provider_refuses_is_transcoded() -> None:
     data, media_type = fit_image(png(20, 20, "WEBP"), "image/webp", limits, oversize="reject")
     assert media_type == "image/png"
     assert data.startswith(b"\x89PNG")
+
+
+def test_model_info_keyword_overrides_capabilities_and_is_never_sent() -> None:
+    # LiteLLM lets a call describe its model; the mock model here is told it cannot see.
+    with pytest.raises(prismgate.BadRequestError, match="supports_vision: false"):
+        completion(
+            model="mock/llava",
+            messages=vision_message(data_url(png(4, 4), "image/png")),
+            model_info={"supports_vision": False},
+        )
+    answer = completion(
+        model="mock/llava",
+        messages=[{"role": "user", "content": "hi"}],
+        model_info={"supports_vision": True},
+    )
+    assert isinstance(answer, prismgate.ChatCompletion)

@@ -18,7 +18,7 @@ import msgspec
 
 from prismgate.catalog import ModelInfo, builtin_catalog
 from prismgate.config import load_config
-from prismgate.errors import NotFoundError, PrismgateError
+from prismgate.errors import BadRequestError, NotFoundError, PrismgateError
 from prismgate.gateway import CallOptions, Gateway
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.streaming import chunks_from_events, iterate_in_thread
@@ -113,6 +113,7 @@ async def aimage_generation(
     }
     extra = dict(provider_params)
     extra.update(extra.pop("extra_body", None) or {})
+    model_info = _model_info(extra.pop("model_info", None))
     for name in _REQUEST_KEYWORDS & extra.keys():
         fields[name] = extra.pop(name)
     request = convert_request(
@@ -124,6 +125,7 @@ async def aimage_generation(
             api_base=api_base,
             api_version=api_version,
             custom_llm_provider=custom_llm_provider,
+            model_info=model_info,
         ),
         timeout=timeout,
         drop_params=drop_params,
@@ -141,16 +143,27 @@ image_generation = _synchronous(aimage_generation)
 _CHAT_KEYWORDS = frozenset(ChatCompletionRequest.__struct_fields__)
 
 
+def _model_info(value: object) -> ModelInfo | None:
+    """LiteLLM's `model_info=` keyword: capabilities for this call, not a body field."""
+    if value is None or isinstance(value, ModelInfo):
+        return value
+    if not isinstance(value, dict):
+        raise BadRequestError("model_info must be a mapping of capabilities", param="model_info")
+    return convert_request(value, ModelInfo)
+
+
 def _chat_request(
     model: str, messages: Sequence[Mapping[str, Any] | ChatMessage], fields: dict[str, Any]
-) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+) -> tuple[ChatCompletionRequest, dict[str, Any], ModelInfo | None]:
     extra = dict(fields.pop("provider_params"))
     extra.update(extra.pop("extra_body", None) or {})
+    fields["model_info"] = _model_info(extra.pop("model_info", None))
     for name in _CHAT_KEYWORDS & extra.keys():
         fields[name] = extra.pop(name)
+    model_info = fields.pop("model_info")
     plain = [m if isinstance(m, Mapping) else msgspec.to_builtins(m) for m in messages]
     data = {"model": model, "messages": plain, **{k: v for k, v in fields.items() if v is not None}}
-    return convert_request(data, ChatCompletionRequest), extra
+    return convert_request(data, ChatCompletionRequest), extra, model_info
 
 
 async def acompletion(
@@ -179,7 +192,7 @@ async def acompletion(
     of `ChatChunk`; otherwise a `ChatCompletion`. Other OpenAI fields and provider
     parameters are keywords, as in `aimage_generation`.
     """
-    request, extra = _chat_request(
+    request, extra, model_info = _chat_request(
         model,
         messages,
         {
@@ -193,6 +206,7 @@ async def acompletion(
             api_base=api_base,
             api_version=api_version,
             custom_llm_provider=custom_llm_provider,
+            model_info=model_info,
         ),
         timeout=timeout,
         drop_params=drop_params,

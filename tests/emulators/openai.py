@@ -2,6 +2,9 @@
 
 Four flavors: ``openai`` (api.openai.com), ``azure`` (Azure OpenAI, classic and v1
 routes), ``xai`` (api.x.ai) and ``compatible`` (a lenient self-hosted server).
+Besides images it answers chat completions (vision included; see ``openai_chat.py``):
+``POST /v1/chat/completions``, and on Azure ``/openai/deployments/{d}/chat/completions``
+and ``/openai/v1/chat/completions``; any Azure deployment name serves chat.
 The server runs aiohttp in a background thread with its own event loop, records
 every request it receives and can be told to fail the next requests in several
 ways (error status, delay, connection reset, truncated body).
@@ -23,10 +26,12 @@ from typing import Literal
 
 from aiohttp import web
 
+from . import openai_chat as chat
 from . import openai_rules as rules
 from .images import MIME_TYPES, make_image
 from .openai_rules import ApiError, JsonObject, ModelSpec
 from .server import EmulatorServer, Fault, FaultKind, Received, retry_headers
+from .vision import SeenImage
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -48,10 +53,13 @@ DEFAULT_DEPLOYMENTS: dict[str, str] = {
 }
 
 _FLAVORS: tuple[str, ...] = ("openai", "azure", "xai", "compatible")
-_FAULT_KINDS: tuple[str, ...] = ("status", "delay", "reset", "truncate")
+_FAULT_KINDS: tuple[str, ...] = ("status", "delay", "reset", "truncate", "stream_error")
 
 _AZURE_CLASSIC = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/images/generations")
 _AZURE_V1 = "/openai/v1/images/generations"
+_AZURE_CLASSIC_CHAT = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
+_AZURE_V1_CHAT = "/openai/v1/chat/completions"
+_OPENAI_CHAT = "/v1/chat/completions"
 _OPENAI_GENERATIONS = "/v1/images/generations"
 _FILE = re.compile(r"/files/(?P<name>[0-9a-f]{32}\.(?P<ext>png|jpeg|webp))")
 
@@ -75,8 +83,10 @@ class OpenAIEmulator(EmulatorServer):
 
     Faults (:meth:`fail_next`): ``status`` answers with the flavor's error body, plus
     Retry-After and retry-after-ms headers when ``retry_after`` is given; ``delay``,
-    ``reset`` and ``truncate`` as in :mod:`tests.emulators.server`. ``reset()`` keeps the
-    stored images available.
+    ``reset`` and ``truncate`` as in :mod:`tests.emulators.server`; ``stream_error`` sends
+    an error event after the first text delta of a streamed chat answer, and answers any
+    other request with that error (500 unless ``status``). ``reset()`` keeps the stored
+    images available. ``images`` lists every image of every accepted chat request.
     """
 
     fault_kinds = _FAULT_KINDS
@@ -99,6 +109,12 @@ class OpenAIEmulator(EmulatorServer):
         self.require_key = flavor != "compatible" if require_key is None else require_key
         self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
         self._files: dict[str, bytes] = {}
+        self.images: list[SeenImage] = []
+
+    def reset(self) -> None:
+        """Forget recorded requests, seen chat images and pending faults."""
+        super().reset()
+        self.images.clear()
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -118,9 +134,45 @@ class OpenAIEmulator(EmulatorServer):
         self, request: web.Request, raw: bytes, fault: Fault | None
     ) -> web.StreamResponse:
         try:
+            target = self._chat_target(request)
+            if target is not None:
+                return await self._chat(request, raw, fault, target)
+            if fault is not None and fault.kind == "stream_error":
+                return self._status_fault(request, Fault("status", status=fault.status or 500))
             return self._route(request, raw)
         except ApiError as error:
             return _error_response(error)
+
+    def _chat_target(self, request: web.Request) -> tuple[str | None] | None:
+        """``None``: not a chat route; else the Azure classic deployment (or ``None``)."""
+        if request.method != "POST":
+            return None
+        if self.flavor != "azure":
+            return (None,) if request.path == _OPENAI_CHAT else None
+        if request.path == _AZURE_V1_CHAT:
+            return (None,)
+        match = _AZURE_CLASSIC_CHAT.fullmatch(request.path)
+        return (match["deployment"],) if match else None
+
+    async def _chat(
+        self, request: web.Request, raw: bytes, fault: Fault | None, target: tuple[str | None]
+    ) -> web.StreamResponse:
+        (deployment,) = target
+        if self.flavor == "azure":
+            self._check_azure_key(request)
+            if deployment is not None and not request.query.get("api-version"):
+                raise rules.azure_error(404, "404", "Resource not found")
+        else:
+            self._check_bearer(request)
+        body = chat.parse_body(raw)
+        conversation = chat.validate(body, self.flavor, model=deployment)
+        if fault is not None and fault.kind == "stream_error" and not conversation.stream:
+            status = fault.status or 500
+            return self._status_fault(
+                request, Fault("status", status=status, message=fault.message)
+            )
+        self.images.extend(conversation.images)
+        return await chat.respond(request, conversation, fault)
 
     def _route(self, request: web.Request, raw: bytes) -> web.Response:
         path, method = request.path, request.method

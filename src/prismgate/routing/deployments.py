@@ -29,6 +29,8 @@ class CallerOverrides:
     api_base: str | None = None
     api_version: str | None = None
     custom_llm_provider: str | None = None
+    # LiteLLM's per-call `model_info`: what this model can do, over the catalog's word.
+    model_info: ModelInfo | None = None
 
 
 def split_model(
@@ -143,4 +145,5 @@ def _with_overrides(deployment: Deployment, overrides: CallerOverrides) -> Deplo
         api_key=overrides.api_key or deployment.api_key,
         api_base=overrides.api_base or deployment.api_base,
         api_version=overrides.api_version or deployment.api_version,
+        info=merge_model_info(deployment.info, overrides.model_info),
     )
