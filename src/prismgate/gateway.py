@@ -180,14 +180,8 @@ class Gateway:
             capabilities=capabilities,
             extra=extra,
             settings=settings,
-            timeout=_first_set(
-                options.timeout,
-                deployment.timeout,
-                self.config.litellm_settings.request_timeout,
-                DEFAULT_IMAGE_TIMEOUT,
-            ),
-            # The config's keys are known already; a caller's own key is added for this call.
-            redact=self._redact.including(options.overrides.api_key if options.overrides else None),
+            timeout=self._timeout(options, deployment),
+            redact=self._call_redactor(options),
             relay=options.relay and not converting,
         )
         calls = _fan_out(call, capabilities)
@@ -278,13 +272,8 @@ class Gateway:
             credentials=provider.credentials.resolve(provider.name, deployment, environ),
             extra=extra,
             settings=settings,
-            timeout=_first_set(
-                options.timeout,
-                deployment.timeout,
-                self.config.litellm_settings.request_timeout,
-                DEFAULT_IMAGE_TIMEOUT,
-            ),
-            redact=self._redact.including(options.overrides.api_key if options.overrides else None),
+            timeout=self._timeout(options, deployment),
+            redact=self._call_redactor(options),
             relay=options.relay,
             cache=self.provider_cache,
             caller_credentials_only=options.direct,
@@ -320,6 +309,19 @@ class Gateway:
             else:
                 encoded.append(image)
         return msgspec.structs.replace(response, data=encoded)
+
+    def _timeout(self, options: CallOptions, deployment: Deployment) -> float:
+        timeout: float = _first_set(
+            options.timeout,
+            deployment.timeout,
+            self.config.litellm_settings.request_timeout,
+            DEFAULT_IMAGE_TIMEOUT,
+        )
+        return timeout
+
+    def _call_redactor(self, options: CallOptions) -> Redactor:
+        # The config's keys are known already; a caller's own key is added for this call.
+        return self._redact.including(options.overrides.api_key if options.overrides else None)
 
     def _route(
         self, group: str, options: CallOptions

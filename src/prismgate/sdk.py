@@ -42,6 +42,16 @@ T = TypeVar("T")
 _REQUEST_KEYWORDS = frozenset(ImageGenerationRequest.__struct_fields__)
 
 
+def _call_options(
+    overrides: CallerOverrides,
+    timeout: float | None,
+    drop_params: bool | None,
+    extra: dict[str, Any],
+) -> CallOptions:
+    # An SDK caller may point a call anywhere and configure its provider (trusted).
+    return CallOptions(overrides=overrides, timeout=timeout, drop_params=drop_params, extra=extra)
+
+
 def _inside_event_loop() -> bool:
     try:
         asyncio.get_running_loop()
@@ -119,17 +129,17 @@ async def aimage_generation(
     request = convert_request(
         {k: v for k, v in fields.items() if v is not None}, ImageGenerationRequest
     )
-    options = CallOptions(
-        overrides=CallerOverrides(
+    options = _call_options(
+        CallerOverrides(
             api_key=api_key,
             api_base=api_base,
             api_version=api_version,
             custom_llm_provider=custom_llm_provider,
             model_info=model_info,
         ),
-        timeout=timeout,
-        drop_params=drop_params,
-        extra=extra,
+        timeout,
+        drop_params,
+        extra,
     )
     if gateway is not None:
         return await gateway.image_generation(request, options)
@@ -200,17 +210,17 @@ async def acompletion(
             "top_p": top_p, "stop": stop, "user": user, "provider_params": provider_params,
         },
     )  # fmt: skip
-    options = CallOptions(
-        overrides=CallerOverrides(
+    options = _call_options(
+        CallerOverrides(
             api_key=api_key,
             api_base=api_base,
             api_version=api_version,
             custom_llm_provider=custom_llm_provider,
             model_info=model_info,
         ),
-        timeout=timeout,
-        drop_params=drop_params,
-        extra=extra,
+        timeout,
+        drop_params,
+        extra,
     )
     if stream:
         return _stream(request, options, gateway)
