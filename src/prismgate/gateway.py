@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -23,8 +24,9 @@ from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_cat
 from prismgate.config import Config, load_config
 from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import APIError, BadRequestError, PrismgateError
-from prismgate.media import data_url
+from prismgate.media import data_url, sniff_image_type
 from prismgate.media.fetch import FetchedImage, SafeFetcher
+from prismgate.media.store import ImageStore, SignedLinks
 from prismgate.media.vision import inline_remote_images, prepare_url_images
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
@@ -43,6 +45,7 @@ from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
     ImageGenerationRequest,
+    ImageObject,
     ImageResponse,
     ImageUsage,
     ImageUsageDetails,
@@ -75,6 +78,9 @@ class CallOptions:
     relay: bool = False
     # Who is calling, for caches that must never be shared across callers.
     scope: str = "sdk"
+    # Where this caller reaches the gateway: base64-only images asked for as `url` become
+    # signed links under it (the proxy sets it; SDK callers get data URLs).
+    image_base_url: str | None = None
     # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
     trace_id: str | None = None
     metadata: Mapping[str, str] | None = None
@@ -108,6 +114,7 @@ class Gateway:
         self._http: Transport = transport
         self._redact = Redactor(_secrets(self.config))
         self.fetcher = SafeFetcher(self.config.general_settings.media)
+        self.image_store = ImageStore(self.config.general_settings.image_store)
         self.provider_cache = ProviderCache()
 
     async def __aenter__(self) -> Self:
@@ -126,6 +133,13 @@ class Gateway:
         await self.fetcher.aclose()
         if self._own_http is not None:
             await self._own_http.aclose()
+
+    @functools.cached_property
+    def image_links(self) -> SignedLinks:
+        """Signs and checks links to stored images (the key is made on first use)."""
+        settings = self.config.general_settings
+        key = self.image_store.signing_key(settings.master_key)
+        return SignedLinks(key, settings.image_store.url_ttl_seconds)
 
     @property
     def transport(self) -> Transport:
@@ -293,13 +307,8 @@ class Gateway:
         if wanted is None or accepts(capabilities, "response_format"):
             return response
         if wanted == "url":
-            data = [
-                msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
-                if image.b64_json and not image.url
-                else image
-                for image in response.data
-            ]
-            return msgspec.structs.replace(response, data=data)
+            linked = [await self._as_url(image, options) for image in response.data]
+            return msgspec.structs.replace(response, data=linked)
         encoded = []
         for image in response.data:
             if image.b64_json is None and image.url is not None:
@@ -309,6 +318,18 @@ class Gateway:
             else:
                 encoded.append(image)
         return msgspec.structs.replace(response, data=encoded)
+
+    async def _as_url(self, image: ImageObject, options: CallOptions) -> ImageObject:
+        """A base64 image as a link: signed and stored when the caller has a base URL
+        (the proxy), a data URL otherwise."""
+        if image.b64_json is None or image.url is not None:
+            return image
+        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
+        if base is None:
+            return msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
+        data = base64.b64decode(image.b64_json)
+        name = await self.image_store.put(data, sniff_image_type(data[:16]) or "image/png")
+        return msgspec.structs.replace(image, url=self.image_links.link(base, name), b64_json=None)
 
     def _timeout(self, options: CallOptions, deployment: Deployment) -> float:
         timeout: float = _first_set(

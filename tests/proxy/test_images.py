@@ -59,14 +59,18 @@ def test_seed_openai_sdk_example(serve: Callable[..., RunningProxy], suffix: str
     assert decoded_size(image.data[0].b64_json) == (1024, 1024)
 
 
-def test_url_for_a_base64_model(serve: Callable[..., RunningProxy]) -> None:
-    proxy = serve(quickstart_config())
+def test_url_for_a_base64_model(serve: Callable[..., RunningProxy], tmp_path: Path) -> None:
+    proxy = serve(
+        {**quickstart_config(), "general_settings": {"image_store": {"path": str(tmp_path)}}}
+    )
     client = openai.OpenAI(api_key="sk-1234", base_url=proxy.base_url + "/v1")
     image = client.images.generate(
         prompt="an otter", model="gpt-image-1", response_format="url", size="1024x1024"
     )
     assert image.data is not None and image.data[0].url
-    assert image.data[0].url.startswith("data:image/png;base64,")
+    # A signed link to the stored image, served by the proxy itself.
+    assert image.data[0].url.startswith(proxy.base_url + "/v1/images/files/")
+    assert httpx.get(image.data[0].url).status_code == 200
 
 
 def test_proxied_to_openai_with_cost(

@@ -11,8 +11,10 @@ from prismgate.proxy.responses import error_response
 
 __all__ = ["PUBLIC_PATHS", "MasterKeyAuth", "presented_key"]
 
-# Exactly these paths answer without a key (the router sees the same raw path).
+# Exactly these paths answer without a key (the router sees the same raw path), and
+# stored images, whose links carry their own signature.
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
+PUBLIC_PREFIX = "/v1/images/files/"
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -36,7 +38,8 @@ class MasterKeyAuth:
         self._key = master_key.encode() if master_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._key is None or scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if self._key is None or not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

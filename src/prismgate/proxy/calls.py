@@ -54,8 +54,14 @@ def call_options(
             )
     portkey = read_portkey_headers(request.headers)
     scope = _caller_scope(dict(request.headers))
+    image_base_url = str(request.base_url).rstrip("/")
     options = CallOptions(
-        extra=extra, relay=True, scope=scope, trace_id=portkey.trace_id, metadata=portkey.metadata
+        extra=extra,
+        relay=True,
+        scope=scope,
+        image_base_url=image_base_url,
+        trace_id=portkey.trace_id,
+        metadata=portkey.metadata,
     )
     if portkey.provider is None:
         if portkey.custom_host is not None:
@@ -91,6 +97,7 @@ def call_options(
         relay=True,
         direct=True,
         scope=scope,
+        image_base_url=image_base_url,
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
     )

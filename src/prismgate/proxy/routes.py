@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prismgate.proxy.handlers import chat, health, images, models
+from prismgate.proxy.handlers import chat, files, health, images, models
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
 
@@ -28,6 +28,7 @@ ROUTES = [
     Route("/v1/chat/completions", chat.completions, methods=["POST"]),
     Route("/chat/completions", chat.completions, methods=["POST"]),
     Route("/openai/deployments/{deployment}/chat/completions", chat.completions, methods=["POST"]),
+    Route("/v1/images/files/{name}", files.image_file, methods=["GET"]),
     Route("/v1/models", models.list_models, methods=["GET"]),
     Route("/models", models.list_models, methods=["GET"]),
     Route("/model/info", models.model_info, methods=["GET"]),
