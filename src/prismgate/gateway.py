@@ -23,7 +23,7 @@ import msgspec
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.cost import chat_cost, image_cost
-from prismgate.errors import APIError, BadRequestError, PrismgateError
+from prismgate.errors import APIError, BadRequestError, PrismgateError, UnsupportedParamsError
 from prismgate.media import data_url, sniff_image_type
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.store import ImageStore, SignedLinks
@@ -230,6 +230,7 @@ class Gateway:
             model_group=request.model,
             api_base=call.credentials.api_base,
             response_cost=chat_cost(call.deployment.info, completion.usage),
+            dropped_params=call.dropped,
             trace_id=options.trace_id,
             metadata=dict(options.metadata) if options.metadata else None,
         )
@@ -270,6 +271,16 @@ class Gateway:
                 param="messages",
                 code="model_not_vision_capable",
             )
+        request, dropped = _drop_or_refuse(
+            request,
+            provider.chat_unsupported,
+            model=request.model,
+            drop=_first_set(
+                options.drop_params,
+                deployment.drop_params,
+                self.config.litellm_settings.drop_params,
+            ),
+        )
         limits = provider.image_limits
 
         async def fetch(url: str) -> FetchedImage:
@@ -292,6 +303,7 @@ class Gateway:
             cache=self.provider_cache,
             caller_credentials_only=options.direct,
             environ=environ,
+            dropped=dropped,
         )
         return provider.chat, call, provider
 
@@ -389,6 +401,22 @@ def _secrets(config: Config) -> list[str]:
     for virtual_key in config.virtual_keys.values():
         found.append(str(virtual_key.get("api_key") or ""))
     return found
+
+
+def _drop_or_refuse(
+    request: ChatCompletionRequest, unsupported: frozenset[str], *, model: str, drop: bool
+) -> tuple[ChatCompletionRequest, tuple[str, ...]]:
+    """Fields the provider has no meaning for: a 400 naming each, or dropped on request."""
+    present = sorted(name for name in unsupported if getattr(request, name) is not None)
+    if not present:
+        return request, ()
+    if not drop:
+        raise UnsupportedParamsError(
+            f"{model} does not support {present[0]!r}. Remove it, or set drop_params=True "
+            "to drop unsupported parameters.",
+            param=present[0],
+        )
+    return msgspec.structs.replace(request, **dict.fromkeys(present)), tuple(present)
 
 
 def _service_account_secrets(credentials: str | None) -> list[str]:

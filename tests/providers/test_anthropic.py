@@ -136,3 +136,17 @@ def test_a_caller_that_leaves_cancels_the_upstream_stream(
     while anthropic.streams_abandoned == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert anthropic.streams_abandoned == 1  # the gateway closed its upstream call too
+
+
+def test_drop_params_drops_what_claude_has_no_meaning_for(anthropic: AnthropicEmulator) -> None:
+    with pytest.raises(prismgate.UnsupportedParamsError) as caught:
+        ask(anthropic, seed=7, presence_penalty=0.2)
+    assert caught.value.param == "presence_penalty"
+    assert "drop_params=True" in caught.value.message
+    assert anthropic.requests == []
+    answer = ask(anthropic, seed=7, presence_penalty=0.2, drop_params=True)
+    assert isinstance(answer, prismgate.ChatCompletion)
+    sent = anthropic.requests[-1].json
+    assert sent is not None and "seed" not in sent and "presence_penalty" not in sent
+    assert answer._hidden_params is not None
+    assert answer._hidden_params.dropped_params == ("presence_penalty", "seed")

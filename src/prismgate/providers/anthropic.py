@@ -119,12 +119,6 @@ def _assistant_message(message: ChatMessage) -> dict[str, Any]:
 
 def messages_body(request: ChatCompletionRequest, model: str, max_tokens: int) -> dict[str, Any]:
     """The Messages API body for an OpenAI chat request."""
-    for name in _UNSUPPORTED:
-        if getattr(request, name) is not None:
-            raise UnsupportedParamsError(
-                f"Anthropic models do not support {name!r}; remove it, or set drop_params=True",
-                param=name,
-            )
     if request.n not in (None, 1):
         raise UnsupportedParamsError("Anthropic models make one choice per call (n=1)", param="n")
     system: list[str] = []
@@ -336,6 +330,7 @@ ANTHROPIC = Provider(
         default_api_base="https://api.anthropic.com",
     ),
     chat=AnthropicChat(),
+    chat_unsupported=frozenset(_UNSUPPORTED),
     # 5 MB an image, at most 8000 px a side, and only these four types.
     image_limits=ImageLimits(
         media_types=frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"}),

@@ -216,6 +216,8 @@ class ChatCall:
     # not fall back to ambient ones (botocore's chain, Google's ADC): those are the
     # server's identity.
     caller_credentials_only: bool = False
+    # OpenAI fields dropped (drop_params) because the provider has no meaning for them.
+    dropped: tuple[str, ...] = ()
     cache: ProviderCache = field(default_factory=ProviderCache)
     # The config's environment snapshot (empty for direct-provider calls), for providers
     # whose credentials are more than a key (AWS_ACCESS_KEY_ID, AWS_REGION, ...).
@@ -246,6 +248,9 @@ class Provider:
     credentials: CredentialSpec
     image_generation: ImageGeneration | None = None
     chat: ChatCompletions | None = None
+    # OpenAI chat fields this provider has no meaning for: refused with a 400 naming them,
+    # or dropped when the caller set drop_params (the gateway does it, for every provider).
+    chat_unsupported: frozenset[str] = frozenset()
     # What one image in a chat message may be, for this provider.
     image_limits: ImageLimits | None = None
     # A free call that proves the key works (listing models); never a paid generation.

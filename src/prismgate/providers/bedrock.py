@@ -28,6 +28,7 @@ from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import ChatCall, CredentialSpec, Provider
 from prismgate.providers.bedrock_converse import (
+    CHAT_UNSUPPORTED,
     FORMATS,
     StreamTranslator,
     completion,
@@ -287,6 +288,7 @@ BEDROCK = Provider(
         key_required=False,
     ),
     chat=BedrockChat(),
+    chat_unsupported=frozenset(CHAT_UNSUPPORTED),
     # 3.75 MB and 8000 px an image, four types, and no URL sources: every remote image is
     # fetched by the gateway and sent as bytes.
     image_limits=ImageLimits(

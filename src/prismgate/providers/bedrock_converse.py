@@ -42,7 +42,7 @@ _STOP_REASONS = {
     "model_context_window_exceeded": "length",
 }
 # OpenAI fields with no Converse meaning: refused rather than ignored.
-_UNSUPPORTED = (
+CHAT_UNSUPPORTED = (
     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed",
 )  # fmt: skip
 # Converse fields a caller may set as provider parameters; the rest are the model's own
@@ -132,11 +132,8 @@ def _turn(message: ChatMessage) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _refuse_unsupported(request: ChatCompletionRequest) -> None:
-    for name in _UNSUPPORTED:
-        if getattr(request, name) is not None:
-            raise UnsupportedParamsError(
-                f"Bedrock's Converse API does not support {name!r}; remove it", param=name
-            )
+    # Fields with no meaning at all are the gateway's to refuse or drop (CHAT_UNSUPPORTED);
+    # these are values Converse cannot honour.
     if request.n not in (None, 1):
         raise UnsupportedParamsError("Bedrock makes one choice per call (n=1)", param="n")
     if request.response_format is not None and request.response_format.get("type") != "text":

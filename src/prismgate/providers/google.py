@@ -22,7 +22,6 @@ from prismgate.errors import (
     APIError,
     BadRequestError,
     ContentPolicyViolationError,
-    UnsupportedParamsError,
 )
 from prismgate.media.images import ImageLimits, parse_data_url
 from prismgate.observability.redaction import Redactor
@@ -100,11 +99,6 @@ _GENERATION: FieldTable = {
 def contents_body(request: ChatCompletionRequest, *, vertex: bool) -> dict[str, Any]:
     """The `generateContent` body for an OpenAI chat request (`user` is not sent: it
     labels the caller for the gateway's logs, Google has no field for it)."""
-    for name in _UNSUPPORTED:
-        if getattr(request, name) is not None:
-            raise UnsupportedParamsError(
-                f"Gemini models here do not support {name!r}; remove it", param=name
-            )
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     details: set[str] = set()
@@ -371,6 +365,7 @@ VERTEX_AI = Provider(
     # The project, location and OAuth token are resolved per call (google_auth).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
+    chat_unsupported=frozenset(_UNSUPPORTED),
     # 7 MB inline per image. gs:// URLs go to Google as they are; http(s) images are
     # fetched by the gateway and sent inline.
     image_limits=ImageLimits(
@@ -386,6 +381,7 @@ GEMINI = Provider(
         default_api_base=GEMINI_API_BASE,
     ),
     chat=GoogleChat(provider="gemini", vertex=False),
+    chat_unsupported=frozenset(_UNSUPPORTED),
     # Every image is inline (no gs://); 20 MB an image keeps well inside the request cap.
     image_limits=ImageLimits(
         media_types=IMAGE_TYPES, max_bytes=20 * 1024 * 1024, url_schemes=frozenset()
