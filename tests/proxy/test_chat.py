@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Callable
 
 import httpx
@@ -90,3 +91,22 @@ def test_azure_style_chat_path_and_bad_parts(serve: Callable[..., RunningProxy])
     )
     assert bad.status_code == 400
     assert "messages[0].content" in bad.json()["error"]["message"]
+
+
+def test_answers_carry_every_field_of_openais_wire(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    body = {"model": "llava-hf", "messages": [{"role": "user", "content": "hi"}]}
+    whole = httpx.post(proxy.base_url + "/v1/chat/completions", json=body).json()
+    assert whole["object"] == "chat.completion"
+    choice = whole["choices"][0]
+    assert (choice["index"], choice["message"]["role"]) == (0, "assistant")
+    assert set(whole["usage"]) >= {"prompt_tokens", "completion_tokens", "total_tokens"}
+    with httpx.stream(
+        "POST", proxy.base_url + "/v1/chat/completions", json={**body, "stream": True}
+    ) as answer:
+        events = [line for line in answer.iter_lines() if line.startswith("data: {")]
+    first = json.loads(events[0].removeprefix("data: "))
+    assert first["object"] == "chat.completion.chunk"
+    assert first["choices"][0]["index"] == 0
+    assert first["choices"][0]["delta"]["role"] == "assistant"
+    assert "finish_reason" in first["choices"][0]

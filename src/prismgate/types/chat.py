@@ -116,7 +116,7 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
         return any(message.image_parts() for message in self.messages)
 
 
-class ResponseMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ResponseMessage(msgspec.Struct, kw_only=True):
     """The assistant's answer."""
 
     role: str = "assistant"
@@ -125,7 +125,7 @@ class ResponseMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     refusal: str | None = None
 
 
-class ChatChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChatChoice(msgspec.Struct, kw_only=True):
     """One choice of a chat completion."""
 
     index: int
@@ -134,7 +134,7 @@ class ChatChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
     logprobs: dict[str, Any] | None = None
 
 
-class ChatUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChatUsage(msgspec.Struct, kw_only=True):
     """Token counts of a chat completion."""
 
     prompt_tokens: int = 0
@@ -144,8 +144,9 @@ class ChatUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
     completion_tokens_details: dict[str, Any] | None = None
 
 
-class ChatCompletion(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
-    """OpenAI's chat completion object."""
+class ChatCompletion(msgspec.Struct, kw_only=True, dict=True):
+    """OpenAI's chat completion object. Answer types encode every field, as OpenAI's wire
+    does (`object`, `role`, a choice's `index` are always there, even at their defaults)."""
 
     id: str
     created: int
@@ -175,7 +176,7 @@ class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
     refusal: str | None = None
 
 
-class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChunkChoice(msgspec.Struct, kw_only=True):
     """One choice in a streamed chunk."""
 
     index: int = 0
@@ -183,7 +184,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
     finish_reason: str | None = None
 
 
-class ChatChunk(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChatChunk(msgspec.Struct, kw_only=True):
     """One `chat.completion.chunk` of a streamed answer."""
 
     id: str = ""
