@@ -51,7 +51,7 @@ class ImageUsageDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
     image_tokens: int | None = None
 
 
-class ImageUsage(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ImageUsage(msgspec.Struct, kw_only=True):
     """Token usage of a gpt-image call; the basis of its cost."""
 
     input_tokens: int = 0
