@@ -121,11 +121,7 @@ async def aimage_generation(
         "style": style,
         "user": user,
     }
-    extra = dict(provider_params)
-    extra.update(extra.pop("extra_body", None) or {})
-    model_info = _model_info(extra.pop("model_info", None))
-    for name in _REQUEST_KEYWORDS & extra.keys():
-        fields[name] = extra.pop(name)
+    extra, model_info = _keywords(provider_params, fields, _REQUEST_KEYWORDS)
     request = convert_request(
         {k: v for k, v in fields.items() if v is not None}, ImageGenerationRequest
     )
@@ -153,6 +149,19 @@ image_generation = _synchronous(aimage_generation)
 _CHAT_KEYWORDS = frozenset(ChatCompletionRequest.__struct_fields__)
 
 
+def _keywords(
+    provider_params: Mapping[str, Any], fields: dict[str, Any], request_fields: frozenset[str]
+) -> tuple[dict[str, Any], ModelInfo | None]:
+    """Sort an SDK call's extra keywords: OpenAI request fields go into `fields`,
+    `model_info` describes the model, `extra_body` and the rest are provider parameters."""
+    extra = dict(provider_params)
+    extra.update(extra.pop("extra_body", None) or {})
+    model_info = _model_info(extra.pop("model_info", None))
+    for name in request_fields & extra.keys():
+        fields[name] = extra.pop(name)
+    return extra, model_info
+
+
 def _model_info(value: object) -> ModelInfo | None:
     """LiteLLM's `model_info=` keyword: capabilities for this call, not a body field."""
     if value is None or isinstance(value, ModelInfo):
@@ -165,12 +174,7 @@ def _model_info(value: object) -> ModelInfo | None:
 def _chat_request(
     model: str, messages: Sequence[Mapping[str, Any] | ChatMessage], fields: dict[str, Any]
 ) -> tuple[ChatCompletionRequest, dict[str, Any], ModelInfo | None]:
-    extra = dict(fields.pop("provider_params"))
-    extra.update(extra.pop("extra_body", None) or {})
-    fields["model_info"] = _model_info(extra.pop("model_info", None))
-    for name in _CHAT_KEYWORDS & extra.keys():
-        fields[name] = extra.pop(name)
-    model_info = fields.pop("model_info")
+    extra, model_info = _keywords(fields.pop("provider_params"), fields, _CHAT_KEYWORDS)
     plain = [m if isinstance(m, Mapping) else msgspec.to_builtins(m) for m in messages]
     data = {"model": model, "messages": plain, **{k: v for k, v in fields.items() if v is not None}}
     return convert_request(data, ChatCompletionRequest), extra, model_info

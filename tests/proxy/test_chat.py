@@ -110,3 +110,13 @@ def test_answers_carry_every_field_of_openais_wire(serve: Callable[..., RunningP
     assert first["choices"][0]["index"] == 0
     assert first["choices"][0]["delta"]["role"] == "assistant"
     assert "finish_reason" in first["choices"][0]
+
+
+def test_chat_answers_say_how_they_were_served(serve: Callable[..., RunningProxy]) -> None:
+    proxy = serve(CONFIG)
+    answer = httpx.post(
+        proxy.base_url + "/v1/chat/completions",
+        json={"model": "llava-hf", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert answer.headers["x-portkey-provider"] == "mock"
+    assert answer.headers["x-prismgate-response-cost"] == "0.000000"

@@ -217,6 +217,9 @@ MOCK = Provider(
         provider="mock",
         mode="image_generation",
         supports_vision=True,
+        # It never calls anything: its chat is free, like its images.
+        input_cost_per_token=0.0,
+        output_cost_per_token=0.0,
         image=ImageCapabilities(
             # Base64 only, like most providers: the gateway delivers URLs when asked.
             params=tuple(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),

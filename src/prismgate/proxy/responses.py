@@ -9,8 +9,9 @@ import msgspec
 from starlette.responses import Response
 
 from prismgate.errors import PrismgateError
+from prismgate.types.meta import CallMeta
 
-__all__ = ["error_response", "json_response"]
+__all__ = ["error_response", "json_response", "served_headers"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -29,3 +30,18 @@ def error_response(error: PrismgateError) -> Response:
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     return json_response(error.body(), status=error.status_code, headers=headers)
+
+
+def served_headers(meta: CallMeta | None) -> dict[str, str]:
+    """Response headers saying how a call was served: provider, cost, and what the
+    gateway changed (Portkey's names where Portkey has one)."""
+    if meta is None:
+        return {}
+    headers = {"x-portkey-provider": meta.provider, "x-portkey-cache-status": "DISABLED"}
+    if meta.response_cost is not None:
+        headers["x-prismgate-response-cost"] = f"{meta.response_cost:.6f}"
+    if meta.adjusted:
+        headers["x-prismgate-adjusted"] = ", ".join(meta.adjusted)
+    if meta.dropped_params:
+        headers["x-prismgate-dropped-params"] = ", ".join(meta.dropped_params)
+    return headers

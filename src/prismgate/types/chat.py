@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
-if TYPE_CHECKING:
-    from prismgate.types.meta import CallMeta
+from prismgate.types.meta import WithCallMeta
 
 __all__ = [
     "AudioPart",
@@ -144,7 +143,7 @@ class ChatUsage(msgspec.Struct, kw_only=True):
     completion_tokens_details: dict[str, Any] | None = None
 
 
-class ChatCompletion(msgspec.Struct, kw_only=True, dict=True):
+class ChatCompletion(msgspec.Struct, WithCallMeta, kw_only=True, dict=True):
     """OpenAI's chat completion object. Answer types encode every field, as OpenAI's wire
     does (`object`, `role`, a choice's `index` are always there, even at their defaults)."""
 
@@ -155,16 +154,6 @@ class ChatCompletion(msgspec.Struct, kw_only=True, dict=True):
     object: str = "chat.completion"
     usage: ChatUsage | None = None
     system_fingerprint: str | None = None
-
-    @property
-    def _hidden_params(self) -> CallMeta | None:
-        """How the call was served (provider, model, cost, ...), under LiteLLM's name."""
-        meta: CallMeta | None = self.__dict__.get("_call_meta")
-        return meta
-
-    @_hidden_params.setter
-    def _hidden_params(self, meta: CallMeta) -> None:
-        self.__dict__["_call_meta"] = meta
 
 
 class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import msgspec
 
-if TYPE_CHECKING:
-    from prismgate.types.meta import CallMeta
+from prismgate.types.meta import WithCallMeta
 
 ResponseFormat = Literal["url", "b64_json"]
 
@@ -61,7 +60,7 @@ class ImageUsage(msgspec.Struct, kw_only=True):
     output_tokens_details: ImageUsageDetails | None = None
 
 
-class ImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True):
+class ImageResponse(msgspec.Struct, WithCallMeta, kw_only=True, omit_defaults=True, dict=True):
     """OpenAI's `ImagesResponse`.
 
     `dict=True` lets the gateway attach `_hidden_params` (provider, cost, adjustments), as
@@ -75,17 +74,6 @@ class ImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True, dict=True)
     output_format: str | None = None
     quality: str | None = None
     size: str | None = None
-
-    @property
-    def _hidden_params(self) -> CallMeta | None:
-        """How the call was served (provider, model, cost, ...), under LiteLLM's name."""
-        meta: CallMeta | None = self.__dict__.get("_call_meta")
-        return meta
-
-    @_hidden_params.setter
-    def _hidden_params(self, meta: CallMeta) -> None:
-        # Kept in the instance __dict__ (dict=True), so it is never encoded.
-        self.__dict__["_call_meta"] = meta
 
     @property
     def relayed_body(self) -> bytes | None:

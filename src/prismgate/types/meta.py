@@ -30,3 +30,20 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     def get(self, key: str, default: Any = None) -> Any:
         """dict-style access, for code written against LiteLLM's `_hidden_params` dict."""
         return getattr(self, key, default) if key in self.__struct_fields__ else default
+
+
+class WithCallMeta:
+    """Gives an answer type `_hidden_params`: how the call was served, under LiteLLM's
+    name. It lives in the instance `__dict__` (the Struct is made with `dict=True`), so it
+    is never encoded, and a `msgspec.structs.replace` copy does not carry it."""
+
+    __slots__ = ()
+
+    @property
+    def _hidden_params(self) -> CallMeta | None:
+        meta: CallMeta | None = self.__dict__.get("_call_meta")
+        return meta
+
+    @_hidden_params.setter
+    def _hidden_params(self, meta: CallMeta) -> None:
+        self.__dict__["_call_meta"] = meta

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from prismgate.proxy.calls import decoded_call
-from prismgate.proxy.responses import json_response
+from prismgate.proxy.responses import json_response, served_headers
 from prismgate.proxy.state import ProxyState
-from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
+from prismgate.types.chat import ChatCompletionRequest
 
 __all__ = ["completions"]
 
@@ -24,14 +24,4 @@ async def completions(request: Request) -> Response:
         events = await state.gateway.chat_completion_stream(chat_request, options)
         return StreamingResponse(events, media_type="text/event-stream", headers=_STREAM_HEADERS)
     completion = await state.gateway.chat_completion(chat_request, options)
-    return json_response(completion, headers=_headers(completion))
-
-
-def _headers(completion: ChatCompletion) -> dict[str, str]:
-    meta = completion._hidden_params
-    if meta is None:
-        return {}
-    headers = {"x-portkey-provider": meta.provider, "x-portkey-cache-status": "DISABLED"}
-    if meta.response_cost is not None:
-        headers["x-prismgate-response-cost"] = f"{meta.response_cost:.6f}"
-    return headers
+    return json_response(completion, headers=served_headers(completion._hidden_params))

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prismgate.proxy.calls import decoded_call
-from prismgate.proxy.responses import json_response
+from prismgate.proxy.responses import json_response, served_headers
 from prismgate.proxy.state import ProxyState
-from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types import ImageGenerationRequest
 
 __all__ = ["generations"]
 
@@ -18,18 +18,6 @@ async def generations(request: Request) -> Response:
     state: ProxyState = request.app.state.proxy
     image_request, options = await decoded_call(request, ImageGenerationRequest, state)
     response = await state.gateway.image_generation(image_request, options)
-    return json_response(response.relayed_body or response, headers=_headers(response))
-
-
-def _headers(response: ImageResponse) -> dict[str, str]:
-    meta = response._hidden_params
-    if meta is None:
-        return {}
-    headers = {"x-portkey-provider": meta.provider, "x-portkey-cache-status": "DISABLED"}
-    if meta.response_cost is not None:
-        headers["x-prismgate-response-cost"] = f"{meta.response_cost:.6f}"
-    if meta.adjusted:
-        headers["x-prismgate-adjusted"] = ", ".join(meta.adjusted)
-    if meta.dropped_params:
-        headers["x-prismgate-dropped-params"] = ", ".join(meta.dropped_params)
-    return headers
+    return json_response(
+        response.relayed_body or response, headers=served_headers(response._hidden_params)
+    )
