@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prismgate.catalog import ImageCapabilities, ModelInfo
-from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types import ImageRequest, ImageResponse
 from prismgate.types.chat import ChatUsage
 
 __all__ = ["chat_cost", "image_cost"]
@@ -11,7 +11,7 @@ __all__ = ["chat_cost", "image_cost"]
 
 def image_cost(
     capabilities: ImageCapabilities | None,
-    request: ImageGenerationRequest,
+    request: ImageRequest,
     response: ImageResponse,
 ) -> float | None:
     """Token-priced models pay for `usage`; the others per image by quality and size.
@@ -44,7 +44,9 @@ def image_cost(
     if pricing.per_image is None:
         return None
     by_size = _prices_for_quality(
-        pricing.per_image, response.quality or request.quality, capabilities.qualities
+        pricing.per_image,
+        response.quality or getattr(request, "quality", None),
+        capabilities.qualities,
     )
     size = response.size or request.size or capabilities.default_size or "*"
     price = by_size.get(size, by_size.get("*"))

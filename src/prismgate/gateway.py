@@ -14,16 +14,23 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import msgspec
 
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.cost import chat_cost, image_cost
-from prismgate.errors import APIError, BadRequestError, PrismgateError, UnsupportedParamsError
+from prismgate.errors import (
+    APIError,
+    BadRequestError,
+    ContentPolicyViolationError,
+    PrismgateError,
+    UnsupportedParamsError,
+)
 from prismgate.media import data_url, sniff_image_type
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.store import ImageStore, SignedLinks
@@ -34,8 +41,7 @@ from prismgate.providers.base import (
     ChatCall,
     ChatCompletions,
     Deployment,
-    ImageGeneration,
-    ImageGenerationCall,
+    ImageCall,
     Provider,
     ProviderCache,
 )
@@ -44,11 +50,14 @@ from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, De
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
+    ImageEditRequest,
     ImageGenerationRequest,
     ImageObject,
+    ImageRequest,
     ImageResponse,
     ImageUsage,
     ImageUsageDetails,
+    ImageVariationRequest,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
@@ -59,6 +68,7 @@ DEFAULT_IMAGE_TIMEOUT = 600.0
 MAX_FAN_OUT = 4
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 _IMAGE_MODES = frozenset({"image_generation", "image_edit"})
+R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,19 +174,29 @@ class Gateway:
         self, request: ImageGenerationRequest, options: CallOptions | None = None
     ) -> ImageResponse:
         """Generate images. Raises a `PrismgateError` for anything that goes wrong."""
-        options = options or CallOptions()
+        return await self._images(request, options or CallOptions())
+
+    async def image_edit(
+        self, request: ImageEditRequest, options: CallOptions | None = None
+    ) -> ImageResponse:
+        """Edit images (input images, an optional mask, a prompt), as OpenAI's
+        `/v1/images/edits`. Raises a `PrismgateError` for anything that goes wrong."""
+        return await self._images(request, options or CallOptions())
+
+    async def image_variation(
+        self, request: ImageVariationRequest, options: CallOptions | None = None
+    ) -> ImageResponse:
+        """Variations of one image, as OpenAI's `/v1/images/variations`."""
+        return await self._images(request, options or CallOptions())
+
+    async def _images(self, request: ImageRequest, options: CallOptions) -> ImageResponse:
+        """One path for generations, edits and variations: route, check the model's
+        rules, fan out, deliver the asked format, and price the answer."""
         group = request.model or self.config.general_settings.default_image_model
         deployment, provider, environ = self._route(group, options)
-        capability = provider.image_generation
         info = deployment.info
-        if capability is None or (info and info.mode and info.mode not in _IMAGE_MODES):
-            raise BadRequestError(
-                f"{group} cannot generate images"
-                + (f" (it is a {info.mode} model)" if info and info.mode else ""),
-                param="model",
-                code="model_not_supported",
-            )
         capabilities = info.image if info else None
+        operation = _image_operation(provider, request, info, group)
         drop_params = _first_set(
             options.drop_params,
             deployment.drop_params,
@@ -187,7 +207,7 @@ class Gateway:
         converting = request.response_format is not None and not accepts(
             capabilities, "response_format"
         )
-        call = ImageGenerationCall(
+        call: ImageCall[Any] = ImageCall(
             request=checked.request,
             deployment=deployment,
             credentials=provider.credentials.resolve(provider.name, deployment, environ),
@@ -197,11 +217,14 @@ class Gateway:
             timeout=self._timeout(options, deployment),
             redact=self._call_redactor(options),
             relay=options.relay and not converting,
+            caller_credentials_only=options.direct,
+            cache=self.provider_cache,
+            environ=environ,
         )
         calls = _fan_out(call, capabilities)
-        response = await self._generate_all(capability, calls)
+        response = await self._run_all(operation, calls)
         if not response.data:
-            raise APIError(f"{provider.name} answered without any image", provider=provider.name)
+            raise _withheld_or_empty(provider.name, response.filtered)
         response = await self._deliver_as(request.response_format, response, capabilities, options)
         response._hidden_params = CallMeta(
             provider=provider.name,
@@ -212,6 +235,7 @@ class Gateway:
             upstream_calls=len(calls),
             dropped_params=checked.dropped,
             adjusted=checked.adjusted,
+            filtered=len(response.filtered),
             trace_id=options.trace_id,
             metadata=dict(options.metadata) if options.metadata else None,
         )
@@ -367,23 +391,72 @@ class Gateway:
         deployment = self.deployments.resolve(group, options.overrides)
         return deployment, get_provider(deployment.provider), self.config.environ
 
-    async def _generate_all(
-        self, capability: ImageGeneration, calls: list[ImageGenerationCall]
-    ) -> ImageResponse:
+    async def _run_all(self, operation: _Operation, calls: list[ImageCall[Any]]) -> ImageResponse:
+        """Run the calls (at most MAX_FAN_OUT at once), all or nothing; a fanned-out call
+        the safety filter refused counts as its images withheld, not as a failure."""
         if len(calls) == 1:
-            return await capability.generate(calls[0], self._http)
+            return await operation(calls[0], self._http)
         limit = asyncio.Semaphore(MAX_FAN_OUT)
 
-        async def one(call: ImageGenerationCall) -> ImageResponse:
+        async def one(call: ImageCall[Any]) -> ImageResponse:
             async with limit:
-                return await capability.generate(call, self._http)
+                try:
+                    return await operation(call, self._http)
+                except ContentPolicyViolationError as refused:
+                    withheld = ImageResponse(created=int(time.time()))
+                    withheld.filtered = (refused.message,) * (call.request.n or 1)
+                    return withheld
 
-        try:  # all or nothing: the first failure cancels the rest
+        try:  # the first failure cancels the rest
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(one(call)) for call in calls]
         except* PrismgateError as failures:
             raise failures.exceptions[0] from None
         return _merge([task.result() for task in tasks])
+
+
+_Operation = Callable[[ImageCall[Any], Transport], Awaitable[ImageResponse]]
+
+
+def _image_operation(
+    provider: Provider, request: ImageRequest, info: ModelInfo | None, group: str
+) -> _Operation:
+    """The provider method that serves `request`, or a 400 saying the model cannot."""
+    capabilities = info.image if info else None
+    operation: _Operation | None = None
+    if isinstance(request, ImageEditRequest):
+        verb, allowed = "edit images", capabilities is None or capabilities.edits is not False
+        if provider.image_edit is not None and allowed:
+            operation = provider.image_edit.edit
+    elif isinstance(request, ImageVariationRequest):
+        verb = "make image variations"
+        allowed = capabilities is None or capabilities.variations is not False
+        if provider.image_variation is not None and allowed:
+            operation = provider.image_variation.vary
+    else:
+        verb = "generate images"
+        if provider.image_generation is not None:
+            operation = provider.image_generation.generate
+    if operation is None or (info and info.mode and info.mode not in _IMAGE_MODES):
+        raise BadRequestError(
+            f"{group} cannot {verb}"
+            + (f" (it is a {info.mode} model)" if info and info.mode not in _IMAGE_MODES else ""),
+            param="model",
+            code="model_not_supported",
+        )
+    return operation
+
+
+def _withheld_or_empty(provider: str, reasons: tuple[str, ...]) -> PrismgateError:
+    """No image came back: the safety filter's refusal (with its reasons), or a fault."""
+    if not reasons:
+        return APIError(f"{provider} answered without any image", provider=provider)
+    unique = "; ".join(dict.fromkeys(reasons))
+    return ContentPolicyViolationError(
+        f"{provider}'s safety filter withheld every image ({len(reasons)}): {unique}. "
+        "Change the prompt (or the input image) and try again.",
+        provider=provider,
+    )
 
 
 def _first_set(*values: Any) -> Any:
@@ -445,9 +518,7 @@ def _split_extra(
     return extra, settings
 
 
-def _fan_out(
-    call: ImageGenerationCall, capabilities: ImageCapabilities | None
-) -> list[ImageGenerationCall]:
+def _fan_out(call: ImageCall[R], capabilities: ImageCapabilities | None) -> list[ImageCall[R]]:
     """One call, or several when the model makes fewer images per call than asked.
 
     A model without an `n` field makes one image per call and is never sent `n`.
@@ -474,12 +545,14 @@ def _fan_out(
 
 def _merge(responses: list[ImageResponse]) -> ImageResponse:
     usages = [r.usage for r in responses if r.usage is not None]
-    return msgspec.structs.replace(
+    merged = msgspec.structs.replace(
         responses[0],
         created=max(r.created for r in responses),
         data=[image for r in responses for image in r.data],
         usage=_sum_usage(usages) if len(usages) == len(responses) else None,
     )
+    merged.filtered = tuple(reason for r in responses for reason in r.filtered)
+    return merged
 
 
 def _sum_usage(usages: list[ImageUsage]) -> ImageUsage:

@@ -20,7 +20,8 @@ from prismgate.catalog.model_info import ImageCapabilities, ImagePricing, ModelI
 SIZE_RE = re.compile(r"^\d+x\d+$")
 RATIO_RE = re.compile(r"^\d+(\.\d+)?:\d+(\.\d+)?$")
 
-# The optional OpenAI image parameters a catalog entry may claim to honour.
+# The optional image parameters a catalog entry may claim to honour: OpenAI's (generation
+# and edits), and the negative prompt many other providers take.
 OPENAI_IMAGE_PARAMS = frozenset(
     {
         "n",
@@ -33,6 +34,8 @@ OPENAI_IMAGE_PARAMS = frozenset(
         "output_format",
         "output_compression",
         "moderation",
+        "input_fidelity",
+        "negative_prompt",
     }
 )
 

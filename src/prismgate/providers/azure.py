@@ -19,7 +19,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
 from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import OpenAIImageGeneration
+from prismgate.providers.openai_wire import OpenAIImageGeneration, openai_families
 from prismgate.transport import UpstreamRequest
 
 
@@ -63,6 +63,7 @@ AZURE = Provider(
     ),
     image_generation=OpenAIImageGeneration(
         provider="azure",
+        families=openai_families("azure"),
         url=_url,
         headers=_headers,
         model_in_body=_is_v1,

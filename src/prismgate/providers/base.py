@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
 from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
 from prismgate.transport import Transport, UpstreamRequest
-from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types import (
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageResponse,
+    ImageVariationRequest,
+)
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
 T = TypeVar("T")
+R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 
 __all__ = [
     "ChatCall",
@@ -31,8 +37,14 @@ __all__ = [
     "Field",
     "FieldTable",
     "HealthProbe",
+    "ImageCall",
+    "ImageEditCall",
+    "ImageEdits",
+    "ImageFamily",
     "ImageGeneration",
     "ImageGenerationCall",
+    "ImageVariationCall",
+    "ImageVariations",
     "Provider",
     "ProviderCache",
     "build_body",
@@ -129,17 +141,48 @@ class Field:
 
     target: str | None = None
     convert: Convert | None = None
+    # How the value is changed on the way, for the README's parameter tables (a field
+    # with a `convert` must say it: the tables are generated from these).
+    note: str = ""
 
 
 FieldTable = Mapping[str, Field]
 
 
+@dataclass(frozen=True, slots=True)
+class ImageFamily:
+    """Image models of one provider that share a wire body (Stability SDXL on Bedrock,
+    Imagen on Vertex, ...). The README's tables of how each OpenAI parameter is honoured
+    are generated from these, so they cannot drift from the code.
+
+    `models` are catalog ids (the first one stands for the family in the tables);
+    `fields` maps OpenAI parameters (and named provider extras) to the wire body.
+    """
+
+    name: str
+    models: tuple[str, ...]
+    fields: FieldTable
+    # Operations beyond generation this family offers: "edit", "variation".
+    operations: tuple[str, ...] = ()
+
+
 def build_body(
-    table: FieldTable, values: Mapping[str, Any], capabilities: ImageCapabilities | None
+    table: FieldTable,
+    values: Mapping[str, Any],
+    capabilities: ImageCapabilities | None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Apply `table` to the set values. Parameters absent from the table are not sent."""
+    """Apply `table` to the set values. Parameters absent from the table are not sent
+    (the model's rules refused them already).
+
+    `extra` holds the caller's provider parameters: those the table names (`seed`,
+    `cfg_scale`, ...) are put where it says, the others are sent as given, at the top.
+    """
     body: dict[str, Any] = {}
-    for name, value in values.items():
+    for name, value in (extra or {}).items():
+        if name not in table:
+            body[name] = value
+    for name, value in {**values, **(extra or {})}.items():
         rule = table.get(name)
         if value is None or rule is None:
             continue
@@ -159,31 +202,6 @@ def _put(body: dict[str, Any], path: str, value: Any) -> None:
     body[leaf] = value
 
 
-@dataclass(frozen=True, slots=True)
-class ImageGenerationCall:
-    """Everything a provider needs for one image generation call, already checked."""
-
-    request: ImageGenerationRequest
-    deployment: Deployment
-    credentials: Credentials
-    capabilities: ImageCapabilities | None
-    # Provider-specific parameters, sent as given (never dropped silently).
-    extra: Mapping[str, Any]
-    # Provider settings (organization, region, project, ...): they never enter the body.
-    settings: Mapping[str, Any]
-    timeout: float
-    redact: Redactor
-    # The caller takes the provider's answer as-is when it is already OpenAI's shape
-    # (the proxy), so the image payload need not be decoded.
-    relay: bool = False
-
-
-class ImageGeneration(Protocol):
-    """The image generation capability of one provider."""
-
-    async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
-
-
 class ProviderCache:
     """Per-gateway memory for providers: credential objects and tokens that are costly to
     make (Google OAuth tokens, AWS credential chains), kept until they expire. It lives on
@@ -198,6 +216,64 @@ class ProviderCache:
             self._items[key] = create()
         value: T = self._items[key]
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCall(Generic[R]):
+    """Everything a provider needs for one image call (generation, edit or variation),
+    already checked against the model's rules."""
+
+    request: R
+    deployment: Deployment
+    credentials: Credentials
+    capabilities: ImageCapabilities | None
+    # Provider-specific parameters, sent as given (never dropped silently).
+    extra: Mapping[str, Any]
+    # Provider settings (organization, region, project, ...): they never enter the body.
+    settings: Mapping[str, Any]
+    timeout: float
+    redact: Redactor
+    # The caller takes the provider's answer as-is when it is already OpenAI's shape
+    # (the proxy), so the image payload need not be decoded.
+    relay: bool = False
+    # As on ChatCall: caller credentials only, the provider cache, the environment.
+    caller_credentials_only: bool = False
+    cache: ProviderCache = field(default_factory=ProviderCache)
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+ImageGenerationCall = ImageCall[ImageGenerationRequest]
+ImageEditCall = ImageCall[ImageEditRequest]
+ImageVariationCall = ImageCall[ImageVariationRequest]
+
+
+class ImageGeneration(Protocol):
+    """The image generation capability of one provider.
+
+    A provider whose safety filter withheld images returns the others, with one reason
+    per withheld image in `ImageResponse.filtered` (an empty `data` when all were); it
+    may also raise `ContentPolicyViolationError` when the provider refused the call.
+    The gateway turns "everything filtered" into a 400 and reports partial filtering.
+    """
+
+    @property
+    def families(self) -> tuple[ImageFamily, ...]:
+        """The model families it serves, and how each maps OpenAI's parameters."""
+        ...
+
+    async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse: ...
+
+
+class ImageEdits(Protocol):
+    """Image edits (`/v1/images/edits`): input images, an optional mask, a prompt."""
+
+    async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse: ...
+
+
+class ImageVariations(Protocol):
+    """Image variations (`/v1/images/variations`): new images like the input."""
+
+    async def vary(self, call: ImageVariationCall, http: Transport) -> ImageResponse: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +323,8 @@ class Provider:
     name: str
     credentials: CredentialSpec
     image_generation: ImageGeneration | None = None
+    image_edit: ImageEdits | None = None
+    image_variation: ImageVariations | None = None
     chat: ChatCompletions | None = None
     # OpenAI chat fields this provider has no meaning for: refused with a 400 naming them,
     # or dropped when the caller set drop_params (the gateway does it, for every provider).

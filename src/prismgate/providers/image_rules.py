@@ -16,7 +16,7 @@ import msgspec
 
 from prismgate.catalog import ImageCapabilities
 from prismgate.errors import BadRequestError, UnsupportedParamsError
-from prismgate.types import IMAGE_GENERATION_PARAMS, ImageGenerationRequest
+from prismgate.types import ImageRequest, image_params
 
 __all__ = [
     "MAX_IMAGES_PER_REQUEST",
@@ -44,7 +44,7 @@ class CheckedImageRequest:
     on the original request, and the gateway fulfils it).
     """
 
-    request: ImageGenerationRequest
+    request: ImageRequest
     dropped: tuple[str, ...] = ()
     adjusted: tuple[str, ...] = ()
 
@@ -92,14 +92,16 @@ def match_aspect_ratio(size: str, ratios: tuple[str, ...]) -> tuple[str, bool]:
 
 
 def check_image_request(
-    request: ImageGenerationRequest,
+    request: ImageRequest,
     capabilities: ImageCapabilities | None,
     *,
     model: str,
     drop_params: bool,
 ) -> CheckedImageRequest:
     """Check `request` against the model's capabilities; see the module docstring."""
-    _check_prompt(request.prompt, capabilities, model)
+    prompt = getattr(request, "prompt", None)
+    if prompt is not None:  # variations have none
+        _check_prompt(prompt, capabilities, model)
     n = request.n
     if n is not None and not 1 <= n <= MAX_IMAGES_PER_REQUEST:
         raise BadRequestError(
@@ -117,7 +119,7 @@ def check_image_request(
     if not accepts(capabilities, "response_format"):
         # The gateway delivers the format itself; the provider must not see the field.
         changes["response_format"] = None
-    for name in IMAGE_GENERATION_PARAMS:
+    for name in image_params(type(request)):
         value = getattr(request, name)
         if value is None or name in _GATEWAY_PARAMS:
             continue

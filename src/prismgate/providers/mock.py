@@ -22,7 +22,13 @@ import msgspec
 from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
 from prismgate.errors import BadRequestError
 from prismgate.media.images import ImageLimits, image_bytes_from_b64, parse_data_url
-from prismgate.providers.base import ChatCall, CredentialSpec, ImageGenerationCall, Provider
+from prismgate.providers.base import (
+    ChatCall,
+    CredentialSpec,
+    ImageFamily,
+    ImageGenerationCall,
+    Provider,
+)
 from prismgate.providers.image_rules import parse_size
 from prismgate.transport import Transport
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse
@@ -83,6 +89,8 @@ def render_image(
 @dataclass(frozen=True, slots=True)
 class MockImageGeneration:
     """Draws the images in a worker thread; honours n, size, output_format and background."""
+
+    families: tuple[ImageFamily, ...] = ()
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """Render `n` images for the call, without any network."""

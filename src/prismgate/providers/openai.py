@@ -7,7 +7,11 @@ from prismgate.catalog import ModelInfo
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
 from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import OpenAIImageGeneration, models_probe
+from prismgate.providers.openai_wire import (
+    OpenAIImageGeneration,
+    models_probe,
+    openai_families,
+)
 
 # OpenAI's vision input: PNG, JPEG, WebP and non-animated GIF, up to 20 MB an image.
 OPENAI_IMAGE_LIMITS = ImageLimits(
@@ -25,7 +29,7 @@ OPENAI = Provider(
         default_api_base="https://api.openai.com/v1",
         key_optional_with_custom_base=True,
     ),
-    image_generation=OpenAIImageGeneration(provider="openai"),
+    image_generation=OpenAIImageGeneration(provider="openai", families=openai_families("openai")),
     chat=OpenAIChat(provider="openai"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),

@@ -17,6 +17,7 @@ from prismgate.providers.base import (
     Field,
     FieldTable,
     HealthProbe,
+    ImageFamily,
     ImageGenerationCall,
     build_body,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "bearer",
     "models_probe",
     "openai_error",
+    "openai_families",
     "v1_url",
 ]
 
@@ -42,6 +44,23 @@ OPENAI_IMAGE_FIELDS: FieldTable = {
     "prompt": Field("prompt"),
     **{name: Field(name) for name in IMAGE_GENERATION_PARAMS},
 }
+
+
+def openai_families(prefix: str) -> tuple[ImageFamily, ...]:
+    """OpenAI's image models as `prefix` serves them (OpenAI itself, Azure)."""
+    return (
+        ImageFamily(
+            "GPT image",
+            tuple(f"{prefix}/{m}" for m in ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")),
+            OPENAI_IMAGE_FIELDS,
+            operations=("edit",),
+        ),
+        ImageFamily("DALL·E 3", (f"{prefix}/dall-e-3",), OPENAI_IMAGE_FIELDS),
+        ImageFamily(
+            "DALL·E 2", (f"{prefix}/dall-e-2",), OPENAI_IMAGE_FIELDS, ("edit", "variation")
+        ),
+    )
+
 
 UrlFor = Callable[[Credentials, Deployment, str], str]
 HeadersFor = Callable[[Credentials, Mapping[str, Any]], dict[str, str]]
@@ -148,6 +167,7 @@ class OpenAIImageGeneration:
 
     provider: str
     fields: FieldTable = field(default_factory=lambda: OPENAI_IMAGE_FIELDS)
+    families: tuple[ImageFamily, ...] = ()
     url: UrlFor = v1_url
     headers: HeadersFor = bearer
     model_in_body: Callable[[Credentials], bool] = lambda _credentials: True
@@ -189,6 +209,5 @@ class OpenAIImageGeneration:
         body: dict[str, Any] = {}
         if self.model_in_body(call.credentials):
             body["model"] = call.deployment.model
-        body.update(build_body(self.fields, values, call.capabilities))
-        body.update(call.extra)
+        body.update(build_body(self.fields, values, call.capabilities, call.extra))
         return body

@@ -6,7 +6,7 @@ from typing import Any
 
 from prismgate.catalog import ImageCapabilities
 from prismgate.media.images import ImageLimits
-from prismgate.providers.base import CredentialSpec, Field, Provider
+from prismgate.providers.base import CredentialSpec, Field, ImageFamily, Provider
 from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import (
@@ -27,6 +27,15 @@ def _aspect_ratio(size: Any, capabilities: ImageCapabilities | None) -> str:
     return match_aspect_ratio(str(size), ratios)[0]
 
 
+XAI_IMAGE_FIELDS = {
+    **OPENAI_IMAGE_FIELDS,
+    "size": Field(
+        "aspect_ratio",
+        convert=_aspect_ratio,
+        note="the aspect ratio of the size (a ratio within 2 % is reported as adjusted)",
+    ),
+}
+
 XAI = Provider(
     name="xai",
     credentials=CredentialSpec(
@@ -36,7 +45,14 @@ XAI = Provider(
     ),
     image_generation=OpenAIImageGeneration(
         provider="xai",
-        fields={**OPENAI_IMAGE_FIELDS, "size": Field("aspect_ratio", convert=_aspect_ratio)},
+        fields=XAI_IMAGE_FIELDS,
+        families=(
+            ImageFamily(
+                "Grok image",
+                ("xai/grok-imagine-image", "xai/grok-2-image", "xai/grok-2-image-1212"),
+                XAI_IMAGE_FIELDS,
+            ),
+        ),
     ),
     chat=OpenAIChat(provider="xai"),
     # xAI's vision input: JPEG and PNG only, up to 20 MiB; others are transcoded.

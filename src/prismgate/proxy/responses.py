@@ -40,6 +40,8 @@ def served_headers(meta: CallMeta | None) -> dict[str, str]:
     headers = {"x-portkey-provider": meta.provider, "x-portkey-cache-status": "DISABLED"}
     if meta.response_cost is not None:
         headers["x-prismgate-response-cost"] = f"{meta.response_cost:.6f}"
+    if meta.filtered:
+        headers["x-prismgate-filtered"] = str(meta.filtered)
     if meta.adjusted:
         headers["x-prismgate-adjusted"] = ", ".join(meta.adjusted)
     if meta.dropped_params:

@@ -3,11 +3,16 @@
 from prismgate.types.errors import ErrorBody, ErrorDetail
 from prismgate.types.images import (
     IMAGE_GENERATION_PARAMS,
+    ImageEditRequest,
     ImageGenerationRequest,
     ImageObject,
+    ImageRequest,
     ImageResponse,
     ImageUsage,
     ImageUsageDetails,
+    ImageVariationRequest,
+    InputImage,
+    image_params,
 )
 from prismgate.types.meta import CallMeta
 
@@ -16,9 +21,14 @@ __all__ = [
     "CallMeta",
     "ErrorBody",
     "ErrorDetail",
+    "ImageEditRequest",
     "ImageGenerationRequest",
     "ImageObject",
+    "ImageRequest",
     "ImageResponse",
     "ImageUsage",
     "ImageUsageDetails",
+    "ImageVariationRequest",
+    "InputImage",
+    "image_params",
 ]

@@ -27,12 +27,62 @@ class ImageGenerationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     output_format: str | None = None
     output_compression: int | None = None
     moderation: str | None = None
+    # Not OpenAI's: what the image must not show (Stability, Titan, Imagen, ...). Models
+    # without one refuse it like any other parameter they have no meaning for.
+    negative_prompt: str | None = None
 
 
-# The optional OpenAI parameters: what a provider must map, or refuse.
-IMAGE_GENERATION_PARAMS: tuple[str, ...] = tuple(
-    name for name in ImageGenerationRequest.__struct_fields__ if name not in ("prompt", "model")
-)
+class InputImage(msgspec.Struct, kw_only=True, frozen=True):
+    """An image sent to be edited or varied: its bytes, and its type from those bytes."""
+
+    data: bytes
+    media_type: str
+    filename: str | None = None
+
+
+class ImageEditRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An OpenAI image edit: `image` holds one or more input images (`image[]`); fully
+    transparent pixels of `mask` mark where the first one may change."""
+
+    prompt: str
+    image: list[InputImage]
+    mask: InputImage | None = None
+    model: str | None = None
+    n: int | None = None
+    quality: str | None = None
+    response_format: ResponseFormat | None = None
+    size: str | None = None
+    user: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    output_compression: int | None = None
+    input_fidelity: str | None = None
+    negative_prompt: str | None = None
+
+
+class ImageVariationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An OpenAI image variation (`/v1/images/variations`): new images like `image`."""
+
+    image: InputImage
+    model: str | None = None
+    n: int | None = None
+    response_format: ResponseFormat | None = None
+    size: str | None = None
+    user: str | None = None
+
+
+ImageRequest = ImageGenerationRequest | ImageEditRequest | ImageVariationRequest
+
+# Fields that carry the subject of a request rather than a choice about its result.
+_SUBJECT = frozenset({"prompt", "model", "image", "mask"})
+
+
+def image_params(kind: type[ImageRequest]) -> tuple[str, ...]:
+    """The optional parameters of a request type: what a provider must map, or refuse."""
+    return tuple(name for name in kind.__struct_fields__ if name not in _SUBJECT)
+
+
+IMAGE_GENERATION_PARAMS: tuple[str, ...] = image_params(ImageGenerationRequest)
 
 
 class ImageObject(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -89,3 +139,13 @@ class ImageResponse(msgspec.Struct, WithCallMeta, kw_only=True, omit_defaults=Tr
     @relayed_body.setter
     def relayed_body(self, body: bytes) -> None:
         self.__dict__["_relayed_body"] = body
+
+    @property
+    def filtered(self) -> tuple[str, ...]:
+        """One reason per image the provider's safety filter withheld from `data`."""
+        reasons: tuple[str, ...] = self.__dict__.get("_filtered", ())
+        return reasons
+
+    @filtered.setter
+    def filtered(self, reasons: tuple[str, ...]) -> None:
+        self.__dict__["_filtered"] = reasons

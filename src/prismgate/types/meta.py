@@ -19,6 +19,8 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     upstream_calls: int = 1
     dropped_params: tuple[str, ...] = ()
     adjusted: tuple[str, ...] = ()
+    # Images the provider's safety filter withheld (the others were returned).
+    filtered: int = 0
     trace_id: str | None = None
     metadata: dict[str, str] | None = None
 
