@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
 from prismgate.errors import APIConnectionError, APIError, Timeout
+from prismgate.types import InputImage
 
 if TYPE_CHECKING:
     import aiohttp
@@ -27,6 +28,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "UpstreamStream",
+    "multipart_body",
     "retry_after_seconds",
 ]
 
@@ -55,6 +57,30 @@ class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+async def multipart_body(
+    fields: Sequence[tuple[str, str | InputImage]],
+) -> tuple[bytes, str]:
+    """A `multipart/form-data` body and its Content-Type (with the boundary), from
+    `(name, value)` pairs in order; an `InputImage` becomes a file part. A name may repeat
+    (`image[]`)."""
+    import aiohttp
+
+    form = aiohttp.FormData()
+    for name, value in fields:
+        if isinstance(value, InputImage):
+            extension = value.media_type.rpartition("/")[2]
+            form.add_field(
+                name,
+                value.data,
+                filename=value.filename or f"image.{extension}",
+                content_type=value.media_type,
+            )
+        else:
+            form.add_field(name, value)
+    payload = form()
+    return await payload.as_bytes(), payload.content_type
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
