@@ -15,6 +15,8 @@ PUBLIC = {
     "RateLimitError", "RequestTooLargeError", "ServiceUnavailableError", "Timeout",
     "UnsupportedParamsError", "__version__", "acompletion", "aimage_generation", "completion",
     "get_model_info", "image_generation", "load_config", "supports_vision",
+    "ImageEditRequest", "ImageVariationRequest", "InputImage", "image_edit", "aimage_edit",
+    "image_variation", "aimage_variation",
 }  # fmt: skip
 
 
@@ -31,6 +33,10 @@ def test_sync_and_async_share_one_signature() -> None:
         prismgate.aimage_generation
     )
     assert prismgate.image_generation.__name__ == "image_generation"
+    for name in ("image_edit", "image_variation"):
+        sync, async_ = getattr(prismgate, name), getattr(prismgate, "a" + name)
+        assert inspect.signature(sync) == inspect.signature(async_)
+        assert sync.__name__ == name
 
 
 # Loaded on first use only; `import prismgate` stays fast (its time is measured by

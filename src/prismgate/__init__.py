@@ -35,13 +35,25 @@ if TYPE_CHECKING:
     from prismgate.gateway import CallOptions, Gateway
     from prismgate.sdk import (
         acompletion,
+        aimage_edit,
         aimage_generation,
+        aimage_variation,
         completion,
         get_model_info,
+        image_edit,
         image_generation,
+        image_variation,
         supports_vision,
     )
-    from prismgate.types import CallMeta, ImageGenerationRequest, ImageObject, ImageResponse
+    from prismgate.types import (
+        CallMeta,
+        ImageEditRequest,
+        ImageGenerationRequest,
+        ImageObject,
+        ImageResponse,
+        ImageVariationRequest,
+        InputImage,
+    )
     from prismgate.types.chat import ChatChunk, ChatCompletion
 
 _EXPORTS: dict[str, str] = {
@@ -49,6 +61,10 @@ _EXPORTS: dict[str, str] = {
     "completion": "prismgate.sdk",
     "acompletion": "prismgate.sdk",
     "aimage_generation": "prismgate.sdk",
+    "image_edit": "prismgate.sdk",
+    "aimage_edit": "prismgate.sdk",
+    "image_variation": "prismgate.sdk",
+    "aimage_variation": "prismgate.sdk",
     "supports_vision": "prismgate.sdk",
     "get_model_info": "prismgate.sdk",
     "Gateway": "prismgate.gateway",
@@ -58,6 +74,9 @@ _EXPORTS: dict[str, str] = {
     "ModelInfo": "prismgate.catalog",
     "CallMeta": "prismgate.types",
     "ImageGenerationRequest": "prismgate.types",
+    "ImageEditRequest": "prismgate.types",
+    "ImageVariationRequest": "prismgate.types",
+    "InputImage": "prismgate.types",
     "ImageObject": "prismgate.types",
     "ImageResponse": "prismgate.types",
     "ChatCompletion": "prismgate.types.chat",
@@ -96,9 +115,12 @@ __all__ = [
     "ConfigError",
     "ContentPolicyViolationError",
     "Gateway",
+    "ImageEditRequest",
     "ImageGenerationRequest",
     "ImageObject",
     "ImageResponse",
+    "ImageVariationRequest",
+    "InputImage",
     "ModelInfo",
     "NotFoundError",
     "PermissionDeniedError",
@@ -110,10 +132,14 @@ __all__ = [
     "UnsupportedParamsError",
     "__version__",
     "acompletion",
+    "aimage_edit",
     "aimage_generation",
+    "aimage_variation",
     "completion",
     "get_model_info",
+    "image_edit",
     "image_generation",
+    "image_variation",
     "load_config",
     "supports_vision",
 ]

@@ -20,18 +20,29 @@ from prismgate.catalog import ModelInfo, builtin_catalog
 from prismgate.config import load_config
 from prismgate.errors import BadRequestError, NotFoundError, PrismgateError
 from prismgate.gateway import CallOptions, Gateway
+from prismgate.media.inputs import input_image, input_images
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.streaming import chunks_from_events, iterate_in_thread
-from prismgate.types import ImageGenerationRequest, ImageResponse
+from prismgate.types import (
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageRequest,
+    ImageResponse,
+    ImageVariationRequest,
+)
 from prismgate.types.chat import ChatChunk, ChatCompletion, ChatCompletionRequest, ChatMessage
 from prismgate.types.validation import convert_request
 
 __all__ = [
     "acompletion",
+    "aimage_edit",
     "aimage_generation",
+    "aimage_variation",
     "completion",
     "get_model_info",
+    "image_edit",
     "image_generation",
+    "image_variation",
     "supports_vision",
 ]
 
@@ -40,6 +51,8 @@ T = TypeVar("T")
 
 # OpenAI request fields that arrive as keyword arguments rather than named parameters.
 _REQUEST_KEYWORDS = frozenset(ImageGenerationRequest.__struct_fields__)
+_EDIT_KEYWORDS = frozenset(ImageEditRequest.__struct_fields__)
+_VARIATION_KEYWORDS = frozenset(ImageVariationRequest.__struct_fields__)
 
 
 def _call_options(
@@ -137,13 +150,114 @@ async def aimage_generation(
         drop_params,
         extra,
     )
-    if gateway is not None:
-        return await gateway.image_generation(request, options)
-    async with Gateway() as own:
-        return await own.image_generation(request, options)
+    return await _serve_images(request, options, gateway)
 
 
 image_generation = _synchronous(aimage_generation)
+
+
+async def aimage_edit(
+    image: Any,
+    prompt: str,
+    model: str | None = None,
+    mask: Any = None,
+    n: int | None = None,
+    quality: str | None = None,
+    response_format: str | None = None,
+    size: str | None = None,
+    user: str | None = None,
+    timeout: float | None = 600,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    custom_llm_provider: str | None = None,
+    *,
+    drop_params: bool | None = None,
+    gateway: Gateway | None = None,
+    **provider_params: Any,
+) -> ImageResponse:
+    """Edit images with any provider that can, in the OpenAI shape (`/v1/images/edits`).
+
+    `image` is one image or a list (bytes, a path, a binary file, or a `(filename, bytes)`
+    tuple, as the openai client takes them); `mask` is one image whose fully transparent
+    pixels mark where the first image may change. Other arguments are as for
+    `aimage_generation`; `background`, `output_format`, `output_compression`,
+    `input_fidelity` and `negative_prompt` may be passed as keywords.
+    """
+    fields: dict[str, Any] = {
+        "prompt": prompt, "model": model, "n": n, "quality": quality,
+        "response_format": response_format, "size": size, "user": user,
+    }  # fmt: skip
+    extra, model_info = _keywords(provider_params, fields, _EDIT_KEYWORDS)
+    fields["image"] = input_images(image)
+    fields["mask"] = None if mask is None else input_image(mask, param="mask")
+    request = convert_request({k: v for k, v in fields.items() if v is not None}, ImageEditRequest)
+    overrides = CallerOverrides(
+        api_key=api_key, api_base=api_base, api_version=api_version,
+        custom_llm_provider=custom_llm_provider, model_info=model_info,
+    )  # fmt: skip
+    options = _call_options(overrides, timeout, drop_params, extra)
+    return await _serve_images(request, options, gateway)
+
+
+image_edit = _synchronous(aimage_edit)
+
+
+async def aimage_variation(
+    image: Any,
+    model: str | None = None,
+    n: int | None = None,
+    response_format: str | None = None,
+    size: str | None = None,
+    user: str | None = None,
+    timeout: float | None = 600,
+    api_key: str | None = None,
+    api_base: str | None = None,
+    api_version: str | None = None,
+    custom_llm_provider: str | None = None,
+    *,
+    drop_params: bool | None = None,
+    gateway: Gateway | None = None,
+    **provider_params: Any,
+) -> ImageResponse:
+    """Variations of one image (`/v1/images/variations`): `image` as for `aimage_edit`;
+    `model` defaults to `dall-e-2`, the model OpenAI serves them with."""
+    fields: dict[str, Any] = {
+        "model": model or "dall-e-2", "n": n, "response_format": response_format,
+        "size": size, "user": user,
+    }  # fmt: skip
+    extra, model_info = _keywords(provider_params, fields, _VARIATION_KEYWORDS)
+    fields["image"] = input_image(image)
+    request = convert_request(
+        {k: v for k, v in fields.items() if v is not None}, ImageVariationRequest
+    )
+    overrides = CallerOverrides(
+        api_key=api_key, api_base=api_base, api_version=api_version,
+        custom_llm_provider=custom_llm_provider, model_info=model_info,
+    )  # fmt: skip
+    options = _call_options(overrides, timeout, drop_params, extra)
+    return await _serve_images(request, options, gateway)
+
+
+image_variation = _synchronous(aimage_variation)
+
+
+async def _serve_images(
+    request: ImageRequest, options: CallOptions, gateway: Gateway | None
+) -> ImageResponse:
+    """One image call on the caller's gateway, or on one made (and closed) for it."""
+    if gateway is not None:
+        return await _dispatch(gateway, request, options)
+    async with Gateway() as own:
+        return await _dispatch(own, request, options)
+
+
+async def _dispatch(gateway: Gateway, request: ImageRequest, options: CallOptions) -> ImageResponse:
+    if isinstance(request, ImageEditRequest):
+        return await gateway.image_edit(request, options)
+    if isinstance(request, ImageVariationRequest):
+        return await gateway.image_variation(request, options)
+    return await gateway.image_generation(request, options)
 
 
 _CHAT_KEYWORDS = frozenset(ChatCompletionRequest.__struct_fields__)

@@ -16,6 +16,7 @@ import textwrap
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -25,13 +26,16 @@ from prismgate.media.images import ImageLimits, image_bytes_from_b64, parse_data
 from prismgate.providers.base import (
     ChatCall,
     CredentialSpec,
+    ImageCall,
+    ImageEditCall,
     ImageFamily,
     ImageGenerationCall,
+    ImageVariationCall,
     Provider,
 )
 from prismgate.providers.image_rules import parse_size
 from prismgate.transport import Transport
-from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse
+from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse, InputImage
 from prismgate.types.chat import (
     ChatChoice,
     ChatChunk,
@@ -87,58 +91,74 @@ def render_image(
 
 
 @dataclass(frozen=True, slots=True)
-class MockImageGeneration:
-    """Draws the images in a worker thread; honours n, size, output_format and background."""
+class MockImages:
+    """Draws the images in a worker thread; honours n, size, output_format and background.
+    Edits and variations are drawn the same way, at the first input image's size unless
+    `size` says otherwise."""
 
     families: tuple[ImageFamily, ...] = ()
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """Render `n` images for the call, without any network."""
-        request = call.request
-        unknown = set(call.extra) - {"seed"}
-        if unknown:
-            raise BadRequestError(
-                f"the mock provider has no parameter {sorted(unknown)[0]!r}; it takes: seed",
-                param=sorted(unknown)[0],
-                provider="mock",
-            )
-        width, height = parse_size(request.size) if request.size else DEFAULT_SIZE
-        if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-            raise BadRequestError(
-                f"mock images are {MIN_SIDE} to {MAX_SIDE} pixels a side; got {width}x{height}",
-                param="size",
-                code="invalid_value",
-                provider="mock",
-            )
-        fmt = request.output_format or "png"
-        seed = int(call.extra.get("seed", 0))
-        transparent = request.background == "transparent"
+        return await _draw(call, call.request.prompt, DEFAULT_SIZE)
 
-        def render(index: int) -> str:
-            image = render_image(
-                request.prompt,
-                width,
-                height,
-                fmt,
-                index=index,
-                seed=seed,
-                transparent=transparent,
-            )
-            return base64.b64encode(image).decode()
+    async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
+        """Render `n` edited images: the prompt drawn at the input image's size."""
+        return await _draw(call, call.request.prompt, _dimensions(call.request.image[0]))
 
-        def render_all() -> list[str]:
-            return [render(index) for index in range(request.n or 1)]
+    async def vary(self, call: ImageVariationCall, http: Transport) -> ImageResponse:
+        """Render `n` variations at the input image's size."""
+        return await _draw(call, "a variation", _dimensions(call.request.image))
 
-        images = await asyncio.to_thread(render_all)
-        revised = f"{request.prompt} (drawn by the prismgate mock provider)"
-        return ImageResponse(
-            created=int(time.time()),
-            data=[ImageObject(b64_json=image, revised_prompt=revised) for image in images],
-            size=f"{width}x{height}",
-            output_format=fmt,
-            quality=request.quality or "standard",
-            background="transparent" if transparent else "opaque",
+
+def _dimensions(image: InputImage) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image.data)) as opened:
+        width, height = opened.size
+    return width, height
+
+
+async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]) -> ImageResponse:
+    request = call.request
+    unknown = set(call.extra) - {"seed"}
+    if unknown:
+        raise BadRequestError(
+            f"the mock provider has no parameter {sorted(unknown)[0]!r}; it takes: seed",
+            param=sorted(unknown)[0],
+            provider="mock",
         )
+    width, height = parse_size(request.size) if request.size else default_size
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise BadRequestError(
+            f"mock images are {MIN_SIDE} to {MAX_SIDE} pixels a side; got {width}x{height}",
+            param="size",
+            code="invalid_value",
+            provider="mock",
+        )
+    fmt = getattr(request, "output_format", None) or "png"
+    seed = int(call.extra.get("seed", 0))
+    transparent = getattr(request, "background", None) == "transparent"
+
+    def render(index: int) -> str:
+        image = render_image(
+            prompt, width, height, fmt, index=index, seed=seed, transparent=transparent
+        )
+        return base64.b64encode(image).decode()
+
+    def render_all() -> list[str]:
+        return [render(index) for index in range(request.n or 1)]
+
+    images = await asyncio.to_thread(render_all)
+    revised = f"{prompt} (drawn by the prismgate mock provider)"
+    return ImageResponse(
+        created=int(time.time()),
+        data=[ImageObject(b64_json=image, revised_prompt=revised) for image in images],
+        size=f"{width}x{height}",
+        output_format=fmt,
+        quality=getattr(request, "quality", None) or "standard",
+        background="transparent" if transparent else "opaque",
+    )
 
 
 def describe_images(request: ChatCompletionRequest) -> str:
@@ -214,7 +234,9 @@ class MockChat:
 MOCK = Provider(
     name="mock",
     credentials=CredentialSpec(default_api_base="mock://local", key_required=False),
-    image_generation=MockImageGeneration(),
+    image_generation=MockImages(),
+    image_edit=MockImages(),
+    image_variation=MockImages(),
     chat=MockChat(),
     image_limits=ImageLimits(
         media_types=frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"}),
@@ -230,7 +252,10 @@ MOCK = Provider(
         output_cost_per_token=0.0,
         image=ImageCapabilities(
             # Base64 only, like most providers: the gateway delivers URLs when asked.
-            params=tuple(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),
+            params=(
+                *(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),
+                "input_fidelity",
+            ),
             max_n=10,
             qualities=("auto", "standard", "hd", "low", "medium", "high"),
             styles=("vivid", "natural"),

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from prismgate.errors import BadRequestError, RequestTooLargeError
 
-__all__ = ["decode_json_object", "read_body"]
+__all__ = ["decode_json_object", "read_body", "too_large"]
 
 _decoder = msgspec.json.Decoder()
 
@@ -21,18 +21,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
         if received > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large(limit: int) -> RequestTooLargeError:
+def too_large(limit: int) -> RequestTooLargeError:
+    """The 413 for a body over `limit` bytes, saying how to get under it."""
     return RequestTooLargeError(
         f"the request body is larger than {limit // (1024 * 1024)} MiB; "
         "send a smaller request, or raise general_settings.max_request_size_mb"

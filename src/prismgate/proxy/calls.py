@@ -16,16 +16,19 @@ from prismgate.media import HostAllowlist
 from prismgate.providers import canonical_provider, provider_names
 from prismgate.proxy.auth import presented_key
 from prismgate.proxy.body import decode_json_object, read_body
+from prismgate.proxy.forms import read_image_form
 from prismgate.proxy.portkey import read_portkey_headers
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
+from prismgate.types import ImageEditRequest, ImageVariationRequest
 from prismgate.types.validation import convert_request
 
 if TYPE_CHECKING:
     from prismgate.proxy.state import ProxyState
 
-__all__ = ["call_options", "decoded_call"]
+__all__ = ["call_options", "decoded_call", "image_form_call"]
 
 T = TypeVar("T", bound=msgspec.Struct)
+F = TypeVar("F", ImageEditRequest, ImageVariationRequest)
 
 # Portkey features that arrive with the routing work; refused clearly until then.
 _NOT_YET = ("x-portkey-config", "x-portkey-virtual-key")
@@ -107,11 +110,41 @@ async def decoded_call(request: Request, kind: type[T], state: ProxyState) -> tu
     """The body decoded once into `kind` (the Azure-style path naming the model), with
     unknown fields kept as provider parameters, and the call's options."""
     data = decode_json_object(await read_body(request, state.max_body_bytes))
+    return _typed_call(request, data, kind, state)
+
+
+async def image_form_call(
+    request: Request, kind: type[F], state: ProxyState
+) -> tuple[F, CallOptions]:
+    """An edit or variation request (multipart or JSON) and the call's options. Linked
+    images are fetched by the safe fetcher, in the caller's own cache scope."""
+    scope = _caller_scope(dict(request.headers))
+
+    async def fetch(url: str) -> bytes:
+        return (await state.gateway.fetcher.fetch(url, scope=scope)).data
+
+    form = await read_image_form(request, state.max_body_bytes, fetch)
+    data = dict(form.fields)
+    if kind is ImageEditRequest:
+        data["image"] = form.images
+        if form.mask is not None:
+            data["mask"] = form.mask
+    else:
+        if len(form.images) > 1 or form.mask is not None:
+            raise BadRequestError("a variation takes exactly one image and no mask", param="image")
+        if form.images:
+            data["image"] = form.images[0]
+    return _typed_call(request, data, kind, state, strict=not form.textual)
+
+
+def _typed_call(
+    request: Request, data: dict[str, Any], kind: type[T], state: ProxyState, *, strict: bool = True
+) -> tuple[T, CallOptions]:
     if (deployment := request.path_params.get("deployment")) is not None:
         data["model"] = deployment
     known = kind.__struct_fields__
     extra = {name: data.pop(name) for name in list(data) if name not in known}
-    typed = convert_request(data, kind)
+    typed = convert_request(data, kind, strict=strict)
     options = call_options(
         request,
         extra,

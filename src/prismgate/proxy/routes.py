@@ -25,6 +25,14 @@ ROUTES = [
     Route(
         "/openai/deployments/{deployment}/images/generations", images.generations, methods=["POST"]
     ),
+    Route("/v1/images/edits", images.edits, methods=["POST"]),
+    Route("/images/edits", images.edits, methods=["POST"]),
+    Route("/openai/deployments/{deployment}/images/edits", images.edits, methods=["POST"]),
+    Route("/v1/images/variations", images.variations, methods=["POST"]),
+    Route("/images/variations", images.variations, methods=["POST"]),
+    Route(
+        "/openai/deployments/{deployment}/images/variations", images.variations, methods=["POST"]
+    ),
     Route("/v1/chat/completions", chat.completions, methods=["POST"]),
     Route("/chat/completions", chat.completions, methods=["POST"]),
     Route("/openai/deployments/{deployment}/chat/completions", chat.completions, methods=["POST"]),

@@ -26,10 +26,13 @@ def plain_validation_error(exc: msgspec.ValidationError) -> tuple[str | None, st
     return found.group(1) or None, detail
 
 
-def convert_request(data: dict[str, Any], kind: type[T]) -> T:
-    """`data` as a `kind` Struct; a 400 naming the offending field when it does not fit."""
+def convert_request(data: dict[str, Any], kind: type[T], *, strict: bool = True) -> T:
+    """`data` as a `kind` Struct; a 400 naming the offending field when it does not fit.
+
+    `strict=False` accepts numbers and booleans written as text (form fields).
+    """
     try:
-        return msgspec.convert(data, kind)
+        return msgspec.convert(data, kind, strict=strict)
     except msgspec.ValidationError as exc:
         path, detail = plain_validation_error(exc)
         choices = _literal_choices(kind, path) if detail.startswith("Invalid enum") else None
