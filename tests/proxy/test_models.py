@@ -91,3 +91,18 @@ def test_openapi_describes_chat(serve: Callable[..., RunningProxy]) -> None:
     image_url = document["components"]["schemas"]["ImageURL"]
     assert set(image_url["properties"]) == {"url", "detail", "format"}
     assert "/openai/deployments/{deployment}/chat/completions" in document["paths"]
+
+
+def test_openapi_describes_edits_and_variations_as_forms(
+    serve: Callable[..., RunningProxy],
+) -> None:
+    proxy = serve(CONFIG)
+    document = httpx.get(proxy.base_url + "/openapi.json").json()
+    edit = document["paths"]["/v1/images/edits"]["post"]["requestBody"]["content"]
+    form = edit["multipart/form-data"]["schema"]
+    assert form["required"] == ["prompt", "image"]
+    assert form["properties"]["image"]["items"] == {"type": "string", "format": "binary"}
+    assert form["properties"]["mask"] == {"type": "string", "format": "binary"}
+    vary = document["paths"]["/v1/images/variations"]["post"]["requestBody"]["content"]
+    assert vary["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    assert "/openai/deployments/{deployment}/images/edits" in document["paths"]

@@ -8,7 +8,13 @@ import msgspec
 
 from prismgate._version import __version__
 from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList
-from prismgate.types import ErrorBody, ImageGenerationRequest, ImageResponse
+from prismgate.types import (
+    ErrorBody,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageResponse,
+    ImageVariationRequest,
+)
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
 __all__ = ["openapi_document"]
@@ -37,6 +43,18 @@ def _operation(summary: str, answer: type, *, body: type | None = None) -> dict[
     return operation
 
 
+def _form(kind: type[msgspec.Struct]) -> dict[str, Any]:
+    """A multipart body for `kind`: its images are files, the other fields text."""
+    schema = msgspec.json.schema(kind)["$defs"][kind.__name__]
+    binary = {"type": "string", "format": "binary"}
+    properties = schema["properties"]
+    many = properties["image"].get("type") == "array"
+    properties["image"] = {"type": "array", "items": binary} if many else binary
+    if "mask" in properties:
+        properties["mask"] = binary
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
 def openapi_document() -> bytes:
     """The OpenAPI 3.1 document of the proxy, encoded."""
     kinds = (ImageGenerationRequest, ImageResponse, ChatCompletionRequest, ChatCompletion,
@@ -48,6 +66,14 @@ def openapi_document() -> bytes:
         ChatCompletion,
         body=ChatCompletionRequest,
     )
+    edit = {
+        **_operation("Edit images (JSON with images[].image_url also accepted)", ImageResponse),
+        "requestBody": _form(ImageEditRequest),
+    }
+    vary = {
+        **_operation("Variations of one image", ImageResponse),
+        "requestBody": _form(ImageVariationRequest),
+    }
     deployment = [
         {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}}
     ]
@@ -56,6 +82,16 @@ def openapi_document() -> bytes:
         "/images/generations": {"post": generate},
         "/openai/deployments/{deployment}/images/generations": {
             "post": {**generate, "parameters": deployment}
+        },
+        "/v1/images/edits": {"post": edit},
+        "/images/edits": {"post": edit},
+        "/openai/deployments/{deployment}/images/edits": {
+            "post": {**edit, "parameters": deployment}
+        },
+        "/v1/images/variations": {"post": vary},
+        "/images/variations": {"post": vary},
+        "/openai/deployments/{deployment}/images/variations": {
+            "post": {**vary, "parameters": deployment}
         },
         "/v1/chat/completions": {"post": chat},
         "/chat/completions": {"post": chat},
