@@ -5,7 +5,8 @@ One server, three routes:
 * ``POST /token``: the OAuth 2.0 JWT-bearer grant for the test service account of
   :meth:`GoogleEmulator.service_account_info` (its ``token_uri`` points here);
 * Vertex: ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent``
-  (and ``:streamGenerateContent``; also ``/v1beta1``), with ``Authorization: Bearer``
+  (and ``:streamGenerateContent``, and Imagen's ``:predict``; also ``/v1beta1``), with
+  ``Authorization: Bearer``
   a token this server issued, for the emulator's project;
 * Gemini API: ``POST /v1beta/models/{m}:generateContent`` (and ``:streamGenerateContent``;
   also ``/v1``), with ``x-goog-api-key``. ``?key=`` works too, and is recorded
@@ -58,6 +59,7 @@ _VERTEX = re.compile(
 )
 _GEMINI = re.compile(r"/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):(?P<method>[A-Za-z]+)")
 _METHODS = ("generateContent", "streamGenerateContent")
+_VERTEX_METHODS = (*_METHODS, "predict")
 _UNAUTHENTICATED = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
     "or other valid authentication credential. See "
@@ -78,7 +80,12 @@ class _Token:
 class GoogleEmulator(EmulatorServer):
     """See the module docstring.
 
-    ``models``: the Gemini model ids served (default: any id starting with ``gemini-``).
+    ``models``: the model ids served (default: any id starting with ``gemini-``,
+    ``imagen-`` or ``imagegeneration@``). Gemini ids containing ``image`` make images on
+    ``:generateContent``; Imagen ids answer Vertex's ``:predict`` (Gemini ids there get
+    Vertex's refusal). Safety outcomes on demand are listed in ``google_rules``: a prompt
+    with ``FILTER_ME`` has every image withheld, ``FILTER_SOME`` one Imagen image,
+    ``BLOCK_PROMPT`` the prompt refused, ``TEXT_ONLY`` a Gemini answer without an image.
     ``tokens_issued`` counts the access tokens the token endpoint granted since the last
     :meth:`reset` (tokens stay valid across resets); ``images`` lists every image of
     every accepted request.
@@ -113,6 +120,7 @@ class GoogleEmulator(EmulatorServer):
             client_id="100000000000000000001",
         )
         self.tokens_issued = 0
+        self.generated = 0
         self.images: list[SeenImage] = []
         self._tokens: dict[str, _Token] = {}
 
@@ -216,7 +224,8 @@ class GoogleEmulator(EmulatorServer):
         path = request.path
         vertex = _VERTEX.fullmatch(path)
         match = vertex or _GEMINI.fullmatch(path)
-        if match is None or request.method != "POST" or match["method"] not in _METHODS:
+        methods = _VERTEX_METHODS if vertex else _METHODS
+        if match is None or request.method != "POST" or match["method"] not in methods:
             raise GoogleError(404, "Requested entity was not found.")
         face: Face = "vertex" if vertex else "gemini"
         model = match["model"]
@@ -233,11 +242,22 @@ class GoogleEmulator(EmulatorServer):
             self._check_key(request)
         if not self._known(model):
             raise self._not_found(match, face)
+        if match["method"] == "predict":
+            job = rules.validate_predict(rules.parse_body(raw), model)
+            return web.json_response(rules.predict_answer(job, self._next_seed()))
         conv = rules.validate(rules.parse_body(raw), face=face, model=model)
         self.images.extend(conv.images)
-        reply = rules.answer(conv)
         stream = match["method"] == "streamGenerateContent"
         response_id = uuid.uuid4().hex[:22]
+        if rules.is_gemini_image(model):
+            if fault is not None and fault.kind == "stream_error":
+                raise rules.injected_error(fault.status or 500, face, fault.message)
+            answer = rules.image_answer(conv, face=face, model=model, response_id=response_id,
+                                        seed=self._next_seed())  # fmt: skip
+            if stream:  # the whole answer as one event
+                return await self._stream(request, [answer], face, None)
+            return web.json_response(answer)
+        reply = rules.answer(conv)
         bodies = rules.response_chunks(
             conv, reply, face=face, model=model, response_id=response_id, stream=stream
         )
@@ -285,7 +305,15 @@ class GoogleEmulator(EmulatorServer):
             raise GoogleError(400, "API key not valid. Please pass a valid API key.", [info])
 
     def _known(self, model: str) -> bool:
-        return model.startswith("gemini-") if self.models is None else model in self.models
+        if self.models is not None:
+            return model in self.models
+        return model.startswith("gemini-") or rules.is_imagen(model)
+
+    def _next_seed(self) -> int:
+        """A new seed per generated answer, so two calls give different pictures."""
+        with self._lock:
+            self.generated += 1
+            return self.generated
 
     @staticmethod
     def _not_found(match: re.Match[str], face: Face) -> GoogleError:

@@ -3,11 +3,15 @@
 Body validation follows proto-JSON (camelCase or snake_case field names; unknown
 names are rejected; a part sets exactly one ``data`` field), the answers and stream
 chunks are ``GenerateContentResponse`` objects, and errors use Google's
-``{"error": {code, message, status, details}}``. Nothing in this module does I/O.
+``{"error": {code, message, status, details}}``. Image output (Gemini image models'
+``responseModalities``/``imageConfig``, and Imagen's ``:predict`` body) is checked and
+answered at the end of the module, with safety outcomes on demand. Nothing in this module
+does I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import math
@@ -16,6 +20,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
 
+from .images import make_image
 from .vision import (
     Reply,
     SeenImage,
@@ -167,6 +172,13 @@ class Conversation:
     max_tokens: int | None = None
     stop_sequences: list[str] = field(default_factory=list)
     media_resolution: str | None = None
+    # Image output (Gemini image models).
+    modalities: list[str] = field(default_factory=lambda: ["TEXT"])
+    aspect_ratio: str = "1:1"
+    image_size: str = "1K"
+    image_format: str = "png"
+    image_quality: int | None = None
+    seed: int | None = None
 
 
 def image_tokens(model: str, width: int | None, height: int | None, resolution: str | None) -> int:
@@ -186,7 +198,9 @@ def validate(body: JsonObject, *, face: Face, model: str) -> Conversation:
     """Raise the first :class:`GoogleError` the real API would give for ``body``."""
     fields = _fields(body, _TOP_LEVEL, None)
     conv = Conversation()
-    _check_generation(fields.get("generationConfig"), conv)
+    if is_gemini_image(model):
+        conv.modalities = ["TEXT", "IMAGE"]
+    _check_generation(fields.get("generationConfig"), conv, face, model)
     contents = fields.get("contents")
     if not contents:
         if face == "gemini":
@@ -332,7 +346,7 @@ def _number(where: str, value: object, low: float, high: float | None, *, intege
         )
 
 
-def _check_generation(config: object, conv: Conversation) -> None:
+def _check_generation(config: object, conv: Conversation, face: Face, model: str) -> None:
     if config is None:
         return
     if not isinstance(config, dict):
@@ -370,6 +384,12 @@ def _check_generation(config: object, conv: Conversation) -> None:
                     f'"{value}"'
                 )
             conv.media_resolution = value
+        elif name == "seed" and isinstance(value, int):
+            conv.seed = value
+        elif name == "responseModalities":
+            check_modalities(value, conv, model)
+        elif name == "imageConfig":
+            _check_image_config(value, conv, face)
 
 
 # ---------------------------------------------------------------------------- answers
@@ -419,3 +439,266 @@ def response_chunks(
             chunk["createTime"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         out.append(chunk)
     return out
+
+
+# ---------------------------------------------------------------------------- image output
+#
+# Safety outcomes on demand, by a word in the prompt:
+#   FILTER_ME    every image is withheld (Imagen: left out, or only a raiFilteredReason when
+#                includeRaiReason is true; Gemini: finishReason IMAGE_SAFETY, no content)
+#   FILTER_SOME  one image of an Imagen call is withheld (the others are made)
+#   BLOCK_PROMPT the prompt itself is refused (Imagen: a 400; Gemini: promptFeedback)
+#   TEXT_ONLY    a Gemini image model answers with text and no image (finishReason STOP)
+
+FILTER_ALL, FILTER_ONE, BLOCK_PROMPT, TEXT_ONLY = (
+    "FILTER_ME",
+    "FILTER_SOME",
+    "BLOCK_PROMPT",
+    "TEXT_ONLY",
+)
+RAI_REASON = (
+    "Your current safety filter threshold filtered out 1 generated image. You will not be "
+    "charged for blocked images. Try rephrasing the prompt. Support codes: 58061214"
+)
+PROMPT_REFUSED = (
+    "Image generation failed with the following error: The prompt could not be submitted. "
+    "This prompt contains sensitive words that violate Google's Responsible AI practices. Try "
+    "rephrasing the prompt. If you think this was an error, send feedback. Support codes: 42876398"
+)
+GEMINI_ON_PREDICT = (
+    "Gemini cannot be accessed through Vertex Predict/RawPredict API. Please follow "
+    "https://cloud.google.com/vertex-ai/docs/generative-ai/start/quickstarts/quickstart-multimodal "
+    "for Gemini usage."
+)
+IMAGEN_RATIOS = ("1:1", "3:4", "4:3", "9:16", "16:9")
+# Imagen 2/3/4 at 1K; Imagen 4 doubles both sides at sampleImageSize 2K.
+IMAGEN_SIZES = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896),
+                "9:16": (768, 1408), "16:9": (1408, 768)}  # fmt: skip
+GEMINI_SIZES = {
+    "1:1": (1024, 1024), "2:3": (832, 1248), "3:2": (1248, 832), "3:4": (864, 1184),
+    "4:3": (1184, 864), "4:5": (896, 1152), "5:4": (1152, 896), "9:16": (768, 1344),
+    "16:9": (1344, 768), "21:9": (1536, 672),
+}  # fmt: skip
+GEMINI_IMAGE_SIZES = {"1K": 1, "2K": 2, "4K": 4}
+_PREDICT_TOP = {"instances", "parameters", "labels"}
+_IMAGEN_PARAMETERS = {
+    "sampleCount", "aspectRatio", "negativePrompt", "seed", "guidanceScale", "personGeneration",
+    "safetySetting", "addWatermark", "includeRaiReason", "includeSafetyAttributes", "language",
+    "enhancePrompt", "sampleImageSize", "storageUri", "outputOptions",
+}  # fmt: skip
+_PERSON = ("dont_allow", "allow_adult", "allow_all")
+_SAFETY = ("block_low_and_above", "block_medium_and_above", "block_only_high", "block_none",
+           "block_most", "block_some", "block_few", "block_fewest")  # fmt: skip
+_LANGUAGES = ("auto", "en", "ja", "ko", "hi", "zh", "pt", "es")
+_MODALITIES = ("TEXT", "IMAGE", "AUDIO")
+_IMAGE_CONFIG = {"aspectRatio", "imageSize"}
+_VERTEX_IMAGE_CONFIG = {"personGeneration", "prominentPeople", "imageOutputOptions"}
+
+
+def is_imagen(model: str) -> bool:
+    return model.startswith(("imagen-", "imagegeneration@"))
+
+
+def is_gemini_image(model: str) -> bool:
+    return model.startswith("gemini-") and "image" in model
+
+
+@dataclass(slots=True)
+class ImagenJob:
+    """What one valid ``:predict`` call asks for."""
+
+    prompt: str
+    count: int = 4  # Imagen's own default
+    ratio: str = "1:1"
+    fmt: str = "png"
+    quality: int | None = None
+    seed: int | None = None
+    include_reason: bool = False
+    enhance: bool = False
+    scale: int = 1
+
+
+def _enum(where: str, value: object, allowed: tuple[str, ...], *, fold: bool = False) -> str:
+    text = value.lower() if fold and isinstance(value, str) else value
+    if not isinstance(text, str) or text not in allowed:
+        raise invalid(f"Invalid {where}: {value!r}. Supported values: {', '.join(allowed)}.")
+    return text
+
+
+def validate_predict(body: JsonObject, model: str) -> ImagenJob:
+    """Raise the first :class:`GoogleError` Vertex gives for an Imagen ``:predict`` body."""
+    if is_gemini_image(model) or model.startswith("gemini-"):
+        raise GoogleError(400, GEMINI_ON_PREDICT)
+    for key in body:
+        if key not in _PREDICT_TOP:
+            raise unknown_name(key, None)
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
+        raise invalid("Exactly one instance is supported per request.")
+    prompt = instances[0].get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise invalid("Image generation failed with the following error: prompt is required.")
+    job = ImagenJob(prompt=prompt)
+    parameters = body.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise invalid(f"Invalid value at 'parameters', {parameters}")
+    imagen_4 = model.startswith("imagen-4")
+    for name, value in parameters.items():
+        if name not in _IMAGEN_PARAMETERS:
+            raise invalid(f"Image generation failed with the following error: unsupported "
+                          f"parameter '{name}'.")  # fmt: skip
+        _imagen_parameter(job, name, value, model, imagen_4)
+    return job
+
+
+def _imagen_parameter(job: ImagenJob, name: str, value: Any, model: str, imagen_4: bool) -> None:
+    most = 1 if "ultra" in model else 4
+    if name == "sampleCount":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise invalid(f"Image generation failed with the following error: sampleCount must "
+                          f"be between 1 and {most}, got {value!r}.")  # fmt: skip
+        job.count = value
+    elif name == "aspectRatio":
+        job.ratio = _enum("aspectRatio", value, IMAGEN_RATIOS)
+    elif name == "negativePrompt":
+        if imagen_4:
+            raise invalid("Negative prompts are not supported by this model.")
+        if not isinstance(value, str):
+            raise invalid(f"Invalid negativePrompt: {value!r}")
+    elif name == "seed":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**31 - 1:
+            raise invalid(f"Invalid seed: {value!r}. It must be between 1 and 2147483647.")
+        job.seed = value
+    elif name == "personGeneration":
+        _enum("personGeneration", value, _PERSON, fold=True)
+    elif name == "safetySetting":
+        _enum("safetySetting", value, _SAFETY, fold=True)
+    elif name == "language":
+        _enum("language", value, _LANGUAGES)
+    elif name in ("addWatermark", "includeRaiReason", "includeSafetyAttributes", "enhancePrompt"):
+        if not isinstance(value, bool):
+            raise invalid(f"Invalid {name}: {value!r}. It must be a boolean.")
+        job.include_reason = value if name == "includeRaiReason" else job.include_reason
+        job.enhance = value if name == "enhancePrompt" else job.enhance
+    elif name == "guidanceScale":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise invalid(f"Invalid guidanceScale: {value!r}")
+    elif name == "sampleImageSize":
+        sizes = ("1K", "2K") if imagen_4 else ()
+        if value not in sizes:
+            raise invalid(f"Invalid sampleImageSize: {value!r}. Supported values: "
+                          f"{', '.join(sizes) or 'none for this model'}.")  # fmt: skip
+        job.scale = 2 if value == "2K" else 1
+    elif name == "outputOptions":
+        _output_options("outputOptions", value, job)
+    elif name == "storageUri" and not (isinstance(value, str) and value.startswith("gs://")):
+        raise invalid(f"Invalid storageUri: {value!r}")
+
+
+def _output_options(where: str, value: object, job: ImagenJob) -> None:
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid {where}: {value!r}")
+    for key, option in value.items():
+        if key == "mimeType":
+            job.fmt = _enum(f"{where}.mimeType", option, ("image/png", "image/jpeg"))[6:]
+        elif key == "compressionQuality":
+            if not isinstance(option, int) or isinstance(option, bool) or not 0 <= option <= 100:
+                raise invalid(f"Invalid {where}.compressionQuality: {option!r}. It must be "
+                              "between 0 and 100.")  # fmt: skip
+            job.quality = option
+        else:
+            raise unknown_name(key, where)
+
+
+def predict_answer(job: ImagenJob, seed: int) -> JsonObject:
+    """The ``:predict`` answer: images of the asked ratio, minus the filtered ones."""
+    if BLOCK_PROMPT in job.prompt:
+        raise invalid(PROMPT_REFUSED)
+    withheld = job.count if FILTER_ALL in job.prompt else int(FILTER_ONE in job.prompt)
+    width, height = IMAGEN_SIZES[job.ratio]
+    predictions: list[JsonObject] = []
+    for index in range(job.count - withheld):
+        image = make_image(width * job.scale, height * job.scale, job.fmt,
+                           (job.seed or seed) + index, quality=job.quality)  # fmt: skip
+        prediction: JsonObject = {
+            "mimeType": f"image/{job.fmt}",
+            "bytesBase64Encoded": base64.b64encode(image).decode(),
+        }
+        if job.enhance:
+            prediction["prompt"] = f"A detailed, high-quality picture of: {job.prompt}"
+        predictions.append(prediction)
+    if job.include_reason:
+        predictions += [{"raiFilteredReason": RAI_REASON}] * withheld
+    return {"predictions": predictions} if predictions else {}
+
+
+def _check_image_config(config: object, conv: Conversation, face: Face) -> None:
+    if not isinstance(config, dict):
+        raise invalid(f"Invalid value at 'generation_config.image_config', {config}")
+    known = _IMAGE_CONFIG | (_VERTEX_IMAGE_CONFIG if face == "vertex" else set())
+    fields = _fields(config, known, "generation_config.image_config")
+    if "aspectRatio" in fields:
+        conv.aspect_ratio = _enum("aspect ratio", fields["aspectRatio"], tuple(GEMINI_SIZES))
+    if "imageSize" in fields:
+        conv.image_size = _enum("image size", fields["imageSize"], tuple(GEMINI_IMAGE_SIZES))
+    if "personGeneration" in fields:
+        _enum("person generation", fields["personGeneration"],
+              ("ALLOW_ALL", "ALLOW_ADULT", "ALLOW_NONE", *_PERSON), fold=False)  # fmt: skip
+    options = fields.get("imageOutputOptions")
+    if options is not None:
+        job = ImagenJob(prompt="")
+        where = "generation_config.image_config.image_output_options"
+        _output_options(where, _fields(options, {"mimeType", "compressionQuality"}, where), job)
+        conv.image_format, conv.image_quality = job.fmt, job.quality
+
+
+def check_modalities(value: object, conv: Conversation, model: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise invalid(f"Invalid value at 'generation_config.response_modalities', {value}")
+    for modality in value:
+        _enum("response modality", modality, _MODALITIES)
+    if "IMAGE" in value and not is_gemini_image(model):
+        raise invalid("Multi-modal output is not supported.")
+    if "IMAGE" in value and "TEXT" not in value and "AUDIO" in value:
+        raise invalid("Response modalities IMAGE and AUDIO cannot be combined.")
+    conv.modalities = list(value)
+
+
+def image_answer(conv: Conversation, *, face: Face, model: str, response_id: str,
+                 seed: int) -> JsonObject:  # fmt: skip
+    """A Gemini image model's answer: one image of the asked ratio (and size), or the
+    safety outcome the prompt asks for."""
+    if BLOCK_PROMPT in conv.said:
+        return {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                "usageMetadata": usage(conv, None, face), "modelVersion": model,
+                "responseId": response_id}  # fmt: skip
+    parts: list[JsonObject] = []
+    finish_reason, image_tokens_out = "STOP", 0
+    if FILTER_ALL in conv.said:
+        finish_reason = "IMAGE_SAFETY"
+    elif TEXT_ONLY in conv.said or "IMAGE" not in conv.modalities:
+        parts.append({"text": "I can only describe it: a picture of " + conv.said})
+    else:
+        width, height = GEMINI_SIZES[conv.aspect_ratio]
+        scale = GEMINI_IMAGE_SIZES[conv.image_size] if model.startswith("gemini-3") else 1
+        image = make_image(width * scale, height * scale, conv.image_format, conv.seed or seed,
+                           quality=conv.image_quality)  # fmt: skip
+        if "TEXT" in conv.modalities:
+            parts.append({"text": "Here is your image."})
+        parts.append({"inlineData": {"mimeType": f"image/{conv.image_format}",
+                                     "data": base64.b64encode(image).decode()}})  # fmt: skip
+        image_tokens_out = (2000 if scale == 4 else 1120) if model.startswith("gemini-3") else 1290
+    candidate: JsonObject = {"finishReason": finish_reason, "index": 0}
+    if parts:
+        candidate["content"] = {"role": "model", "parts": parts}
+    text_out = sum(count_tokens(p["text"]) for p in parts if "text" in p)
+    meta = usage(conv, None, face)
+    meta["candidatesTokenCount"] = text_out + image_tokens_out
+    meta["totalTokenCount"] = meta["promptTokenCount"] + text_out + image_tokens_out
+    meta["candidatesTokensDetails"] = [
+        {"modality": m, "tokenCount": c}
+        for m, c in (("TEXT", text_out), ("IMAGE", image_tokens_out))
+        if c
+    ]
+    return {"candidates": [candidate], "usageMetadata": meta, "modelVersion": model,
+            "responseId": response_id}  # fmt: skip

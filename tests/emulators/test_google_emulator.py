@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -327,11 +328,9 @@ def test_vertex_routes_and_auth(http: httpx.Client, emu: GoogleEmulator, token: 
         f"Publisher Model `projects/{emu.project}/locations/us-central1/publishers/google/"
         "models/palm-2`"
     )
-    google_error(
-        vertex_post(http, emu, token, request_body(), url=vertex_url(emu, "predict")),
-        404,
-        "NOT_FOUND",
-    )
+    # Gemini is never served by :predict (Imagen's route): Vertex says so.
+    on_predict = vertex_post(http, emu, token, request_body(), url=vertex_url(emu, "predict"))
+    assert "Predict/RawPredict" in google_error(on_predict, 400, "INVALID_ARGUMENT")["message"]
 
 
 def test_vertex_streaming_sse(http: httpx.Client, emu: GoogleEmulator, token: str) -> None:
@@ -599,3 +598,145 @@ def test_reset_keeps_tokens_valid(http: httpx.Client, emu: GoogleEmulator) -> No
     emu.reset()
     assert emu.tokens_issued == 0 and emu.requests == [] and emu.images == []
     assert vertex_post(http, emu, token, request_body()).status_code == 200
+
+
+# ---------------------------------------------------------------------------- image output
+
+IMAGEN = "imagen-3.0-generate-002"
+
+
+def decoded(b64: str) -> tuple[str | None, tuple[int, int]]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as image:
+        return image.format, image.size
+
+
+def predict(
+    http: httpx.Client, emu: GoogleEmulator, token: str, model: str = IMAGEN, **parameters: Any
+) -> httpx.Response:
+    prompt = parameters.pop("prompt", "a lighthouse")
+    body = {"instances": [{"prompt": prompt}], "parameters": parameters}
+    return vertex_post(http, emu, token, body, url=vertex_url(emu, "predict", model=model))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "size"),
+    [("1:1", (1024, 1024)), ("16:9", (1408, 768)), ("9:16", (768, 1408)), ("3:4", (896, 1280))],
+)
+def test_imagen_makes_images_of_the_ratio(
+    http: httpx.Client, emu: GoogleEmulator, token: str, ratio: str, size: tuple[int, int]
+) -> None:
+    answer = predict(http, emu, token, sampleCount=2, aspectRatio=ratio).json()
+    assert [p["mimeType"] for p in answer["predictions"]] == ["image/png"] * 2
+    assert [decoded(p["bytesBase64Encoded"]) for p in answer["predictions"]] == [("PNG", size)] * 2
+
+
+def test_imagen_defaults_to_four_images_and_takes_its_options(
+    http: httpx.Client, emu: GoogleEmulator, token: str
+) -> None:
+    assert len(predict(http, emu, token).json()["predictions"]) == 4
+    answer = predict(
+        http, emu, token, "imagen-4.0-generate-001", sampleCount=1, sampleImageSize="2K",
+        outputOptions={"mimeType": "image/jpeg", "compressionQuality": 60}, enhancePrompt=True,
+        personGeneration="ALLOW_ADULT", safetySetting="block_only_high", language="en",
+        addWatermark=False, seed=7, guidanceScale=9.5,
+    ).json()  # fmt: skip
+    (only,) = answer["predictions"]
+    assert decoded(only["bytesBase64Encoded"]) == ("JPEG", (2048, 2048))
+    assert only["prompt"].endswith("a lighthouse")
+
+
+@pytest.mark.parametrize(
+    ("model", "parameters", "says"),
+    [
+        (IMAGEN, {"sampleCount": 5}, "sampleCount must be between 1 and 4"),
+        ("imagen-4.0-ultra-generate-001", {"sampleCount": 2}, "between 1 and 1"),
+        (IMAGEN, {"aspectRatio": "2:3"}, "Invalid aspectRatio"),
+        ("imagen-4.0-generate-001", {"negativePrompt": "fog"}, "Negative prompts are not"),
+        (IMAGEN, {"sampleImageSize": "2K"}, "Invalid sampleImageSize"),
+        (IMAGEN, {"outputOptions": {"mimeType": "image/webp"}}, "outputOptions.mimeType"),
+        (IMAGEN, {"personGeneration": "everyone"}, "Invalid personGeneration"),
+        (IMAGEN, {"vertex_project": "leak"}, "unsupported parameter 'vertex_project'"),
+    ],
+)
+def test_imagen_refuses_what_vertex_refuses(
+    http: httpx.Client,
+    emu: GoogleEmulator,
+    token: str,
+    model: str,
+    parameters: dict[str, Any],
+    says: str,
+) -> None:
+    error = google_error(predict(http, emu, token, model, **parameters), 400, "INVALID_ARGUMENT")
+    assert says in error["message"]
+
+
+def test_imagen_rejects_unknown_top_level_fields(
+    http: httpx.Client, emu: GoogleEmulator, token: str
+) -> None:
+    body = {"instances": [{"prompt": "x"}], "parameters": {}, "project": "p"}
+    response = vertex_post(http, emu, token, body, url=vertex_url(emu, "predict", model=IMAGEN))
+    assert 'Unknown name "project"' in google_error(response, 400, "INVALID_ARGUMENT")["message"]
+
+
+def test_imagen_safety_outcomes(http: httpx.Client, emu: GoogleEmulator, token: str) -> None:
+    some = predict(http, emu, token, prompt="FILTER_SOME cat", sampleCount=3).json()
+    assert len(some["predictions"]) == 2  # the withheld one is left out
+    told = predict(http, emu, token, prompt="FILTER_SOME", sampleCount=3, includeRaiReason=True)
+    reasons = [p.get("raiFilteredReason") for p in told.json()["predictions"]]
+    assert reasons[:2] == [None, None] and "safety filter" in str(reasons[2])
+    assert predict(http, emu, token, prompt="FILTER_ME", sampleCount=2).json() == {}
+    refused = predict(http, emu, token, prompt="BLOCK_PROMPT")
+    assert "Responsible AI" in google_error(refused, 400, "INVALID_ARGUMENT")["message"]
+
+
+def image_request(prompt: str = "a red kite", **config: Any) -> dict[str, Any]:
+    return request_body({"text": prompt}, generationConfig=config)
+
+
+def image_parts(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in answer["candidates"][0]["content"]["parts"] if "inlineData" in p]
+
+
+def test_gemini_image_models_answer_with_an_image(
+    http: httpx.Client, emu: GoogleEmulator, token: str
+) -> None:
+    config = {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "16:9"}}
+    url = gemini_url(emu, model="gemini-2.5-flash-image")
+    answer = gemini_post(http, emu, image_request(**config), url=url).json()
+    (part,) = answer["candidates"][0]["content"]["parts"]
+    assert decoded(part["inlineData"]["data"]) == ("PNG", (1344, 768))
+    assert answer["candidates"][0]["finishReason"] == "STOP"
+    assert answer["usageMetadata"]["candidatesTokensDetails"] == [
+        {"modality": "IMAGE", "tokenCount": 1290}
+    ]
+    vertex = {"imageConfig": {"aspectRatio": "1:1", "imageSize": "2K",
+                              "imageOutputOptions": {"mimeType": "image/jpeg"}}}  # fmt: skip
+    url = vertex_url(emu, model="gemini-3-pro-image-preview")
+    answer = vertex_post(http, emu, token, image_request(**vertex), url=url).json()
+    assert answer["candidates"][0]["content"]["parts"][0] == {"text": "Here is your image."}
+    (part,) = image_parts(answer)
+    assert decoded(part["inlineData"]["data"]) == ("JPEG", (2048, 2048))
+
+
+def test_gemini_image_output_rules(http: httpx.Client, emu: GoogleEmulator, token: str) -> None:
+    image_url = gemini_url(emu, model="gemini-2.5-flash-image")
+    wrong = gemini_post(http, emu, image_request(responseModalities=["IMAGE"]))  # a text model
+    assert "Multi-modal output" in google_error(wrong, 400, "INVALID_ARGUMENT")["message"]
+    vertex_only = image_request(imageConfig={"imageOutputOptions": {"mimeType": "image/png"}})
+    refused = gemini_post(http, emu, vertex_only, url=image_url)
+    assert "imageOutputOptions" in google_error(refused, 400, "INVALID_ARGUMENT")["message"]
+    bad_ratio = gemini_post(http, emu, image_request(imageConfig={"aspectRatio": "5:3"}),
+                            url=image_url)  # fmt: skip
+    google_error(bad_ratio, 400, "INVALID_ARGUMENT")
+
+
+def test_gemini_image_safety_outcomes(http: httpx.Client, emu: GoogleEmulator) -> None:
+    url = gemini_url(emu, model="gemini-2.5-flash-image")
+    withheld = gemini_post(http, emu, image_request("FILTER_ME"), url=url).json()
+    assert withheld["candidates"] == [{"finishReason": "IMAGE_SAFETY", "index": 0}]
+    blocked = gemini_post(http, emu, image_request("BLOCK_PROMPT"), url=url).json()
+    assert blocked["promptFeedback"] == {"blockReason": "PROHIBITED_CONTENT"}
+    text = gemini_post(http, emu, image_request("TEXT_ONLY"), url=url).json()
+    assert image_parts(text) == [] and text["candidates"][0]["finishReason"] == "STOP"

@@ -3,8 +3,9 @@
 System messages become the top-level `systemInstruction`, the assistant is the `model`,
 images travel as `inlineData` (the gateway has set their true type) or, on Vertex only,
 as `gs://` `fileData`; sampling fields go to `generationConfig` through a field table.
-Streams (`?alt=sse`, each event a partial answer) become OpenAI chunks. Addresses,
-credentials and Google's error bodies are `google_auth`'s business.
+Streams (`?alt=sse`, each event a partial answer) become OpenAI chunks. Image generation
+(Imagen, Gemini image models) is `google_images`'; addresses, credentials and Google's
+error bodies are `google_auth`'s business.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ from prismgate.providers.google_auth import (
     generate,
     generate_stream,
     status_error,
+)
+from prismgate.providers.google_images import (
+    GoogleImageGeneration,
+    gemini_image_families,
+    vertex_image_families,
 )
 from prismgate.providers.sse import read_events, sse_data
 from prismgate.transport import Transport
@@ -365,6 +371,9 @@ VERTEX_AI = Provider(
     # The project, location and OAuth token are resolved per call (google_auth).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
+    image_generation=GoogleImageGeneration(
+        "vertex_ai", vertex=True, families=vertex_image_families()
+    ),
     chat_unsupported=frozenset(_UNSUPPORTED),
     # 7 MB inline per image. gs:// URLs go to Google as they are; http(s) images are
     # fetched by the gateway and sent inline.
@@ -381,6 +390,10 @@ GEMINI = Provider(
         default_api_base=GEMINI_API_BASE,
     ),
     chat=GoogleChat(provider="gemini", vertex=False),
+    # Gemini's image models only: Imagen's :predict on this host is deprecated.
+    image_generation=GoogleImageGeneration(
+        "gemini", vertex=False, families=gemini_image_families()
+    ),
     chat_unsupported=frozenset(_UNSUPPORTED),
     # Every image is inline (no gs://); 20 MB an image keeps well inside the request cap.
     image_limits=ImageLimits(

@@ -1,5 +1,6 @@
-"""How a Gemini call reaches Google (URL and credentials, on Vertex AI or the Gemini API),
-and how Google's refusals (`google.rpc.Status` errors) are read.
+"""How a call reaches Google (URL and credentials, on Vertex AI or the Gemini API) for
+Gemini chat, Gemini image models and Imagen's `:predict` alike, and how Google's refusals
+(`google.rpc.Status` errors) are read.
 
 Vertex's project and location come from the call's settings (`vertex_project`, or LiteLLM's
 `vertex_ai_project`; the same for the location), then the environment snapshot, then (the
@@ -20,7 +21,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import msgspec
@@ -34,7 +35,7 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ChatCall
+from prismgate.providers.base import Credentials, Deployment, ProviderCache
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -44,6 +45,7 @@ from prismgate.transport import (
 )
 
 __all__ = [
+    "GoogleCall",
     "GoogleErrorDetail",
     "generate",
     "generate_stream",
@@ -65,15 +67,43 @@ _LOCATION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _MODEL_SAFE = "@.-_"  # model ids are quoted into the path: no `/`, `?` or `:` of their own
 
 
+class GoogleCall(Protocol):
+    """What reaching Google takes from a call: a chat call or an image call alike."""
+
+    @property
+    def deployment(self) -> Deployment: ...
+    @property
+    def credentials(self) -> Credentials: ...
+    @property
+    def settings(self) -> Mapping[str, Any]: ...
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def cache(self) -> ProviderCache: ...
+    @property
+    def caller_credentials_only(self) -> bool: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def redact(self) -> Redactor: ...
+
+
 async def generate(
-    call: ChatCall, provider: str, body: bytes, http: Transport, *, vertex: bool
+    call: GoogleCall,
+    provider: str,
+    body: bytes,
+    http: Transport,
+    *,
+    vertex: bool,
+    method: str = "generateContent",
 ) -> UpstreamResponse:
-    """POST `body` to `:generateContent`. A Vertex token Google refuses (revoked, or
-    expired early) is replaced once; a failed answer raises."""
-    request, token = await _request(call, provider, body, vertex=vertex, stream=False)
+    """POST `body` to the model's `:generateContent` (or `method`: Imagen's `:predict`).
+    A Vertex token Google refuses (revoked, or expired early) is replaced once; a failed
+    answer raises."""
+    request, token = await _request(call, provider, body, vertex=vertex, method=method)
     response = await http.send(request)
     if response.status == 401 and token is not None:
-        request, _ = await _request(call, provider, body, vertex=vertex, stream=False,
+        request, _ = await _request(call, provider, body, vertex=vertex, method=method,
                                     rejected=token)  # fmt: skip
         response = await http.send(request)
     if response.status >= 400:
@@ -84,15 +114,16 @@ async def generate(
 
 @contextlib.asynccontextmanager
 async def generate_stream(
-    call: ChatCall, provider: str, body: bytes, http: Transport, *, vertex: bool
+    call: GoogleCall, provider: str, body: bytes, http: Transport, *, vertex: bool
 ) -> AsyncIterator[UpstreamStream]:
     """`:streamGenerateContent?alt=sse`, opened, under the same rules as `generate`."""
-    request, token = await _request(call, provider, body, vertex=vertex, stream=True)
+    stream = "streamGenerateContent"
+    request, token = await _request(call, provider, body, vertex=vertex, method=stream)
     async with contextlib.AsyncExitStack() as opened:
         upstream = await opened.enter_async_context(http.stream(request))
         if upstream.status == 401 and token is not None:
             await opened.aclose()
-            request, _ = await _request(call, provider, body, vertex=vertex, stream=True,
+            request, _ = await _request(call, provider, body, vertex=vertex, method=stream,
                                         rejected=token)  # fmt: skip
             upstream = await opened.enter_async_context(http.stream(request))
         if upstream.status >= 400:
@@ -102,17 +133,16 @@ async def generate_stream(
 
 
 async def _request(
-    call: ChatCall,
+    call: GoogleCall,
     provider: str,
     body: bytes,
     *,
     vertex: bool,
-    stream: bool,
+    method: str,
     rejected: str | None = None,
 ) -> tuple[UpstreamRequest, str | None]:
     """The request, and the Vertex token in it (None on the Gemini API, whose key goes in
     the `x-goog-api-key` header only: a key in a URL ends up in logs)."""
-    method = "streamGenerateContent" if stream else "generateContent"
     headers = {"content-type": "application/json"}
     token: str | None = None
     model = quote(call.deployment.model.removeprefix("models/"), safe=_MODEL_SAFE)
@@ -123,7 +153,7 @@ async def _request(
         models = f"{call.credentials.api_base}/v1beta/models"
         headers["x-goog-api-key"] = call.credentials.api_key or ""
     url = f"{models}/{model}:{method}"
-    if stream:
+    if method == "streamGenerateContent":
         url += "?alt=sse"
     request = UpstreamRequest(method="POST", url=url, provider=provider, headers=headers,
                               body=body, timeout=call.timeout)  # fmt: skip
@@ -191,7 +221,7 @@ def vertex_host(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-async def vertex_access(call: ChatCall, *, rejected: str | None = None) -> tuple[str, str]:
+async def vertex_access(call: GoogleCall, *, rejected: str | None = None) -> tuple[str, str]:
     """(the URL of the project's publisher models, a token) for `call`. `rejected`: a
     token Google has just refused, so a new one is made even if it looks valid."""
     if call.credentials.api_key:  # not silently ignored: the caller meant something
