@@ -67,7 +67,7 @@ async def multipart_body(
     (`image[]`)."""
     import aiohttp
 
-    form = aiohttp.FormData()
+    form = aiohttp.FormData(default_to_multipart=True)
     for name, value in fields:
         if isinstance(value, InputImage):
             extension = value.media_type.rpartition("/")[2]

@@ -7,10 +7,13 @@ from .bedrock import (
     DEFAULT_SECRET_ACCESS_KEY,
     BedrockEmulator,
 )
+from .fireworks import DEFAULT_FIREWORKS_KEY, FireworksEmulator
 from .google import CLOUD_PLATFORM, DEFAULT_GOOGLE_API_KEY, DEFAULT_PROJECT, GoogleEmulator
 from .images import make_image
 from .openai import DEFAULT_API_KEY, DEFAULT_DEPLOYMENTS, OpenAIEmulator
 from .server import EmulatorServer, Fault, FaultKind, Received
+from .stability import DEFAULT_STABILITY_KEY, FormFile, StabilityEmulator
+from .together import DEFAULT_TOGETHER_KEY, TogetherEmulator
 from .vision import SeenImage
 
 __all__ = [
@@ -21,17 +24,24 @@ __all__ = [
     "DEFAULT_ANTHROPIC_KEY",
     "DEFAULT_API_KEY",
     "DEFAULT_DEPLOYMENTS",
+    "DEFAULT_FIREWORKS_KEY",
     "DEFAULT_GOOGLE_API_KEY",
     "DEFAULT_PROJECT",
     "DEFAULT_SECRET_ACCESS_KEY",
+    "DEFAULT_STABILITY_KEY",
+    "DEFAULT_TOGETHER_KEY",
     "AnthropicEmulator",
     "BedrockEmulator",
     "EmulatorServer",
     "Fault",
     "FaultKind",
+    "FireworksEmulator",
+    "FormFile",
     "GoogleEmulator",
     "OpenAIEmulator",
     "Received",
     "SeenImage",
+    "StabilityEmulator",
+    "TogetherEmulator",
     "make_image",
 ]

@@ -2,7 +2,10 @@
 
 Routes: ``POST /model/{modelId}/converse``, ``/converse-stream``, ``/invoke`` and
 ``/invoke-with-response-stream`` (the last two for Claude Messages bodies and Amazon
-Nova ``messages-v1`` bodies). Every request must be SigV4-signed for service
+Nova ``messages-v1`` bodies); ``/invoke`` also serves the image models (Stability SDXL,
+SD3 / SD3.5 / Ultra / Core, Titan Image Generator, Nova Canvas), validated and answered
+as ``bedrock_image_rules`` describes, safety triggers (``FILTER_ME``, ``FILTER_SOME``)
+included. Every request must be SigV4-signed for service
 ``bedrock`` with the emulator's credentials (verified with botocore against the raw,
 still percent-encoded path) or carry ``Authorization: Bearer <api_key>``. Streams use
 AWS event-stream binary framing.
@@ -24,6 +27,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from . import anthropic_rules, aws
+from . import bedrock_image_rules as image_rules
 from . import bedrock_rules as rules
 from .anthropic_rules import AnthropicError
 from .aws import AwsCredentials, AwsError, JsonObject
@@ -45,7 +49,7 @@ __all__ = [
     "BedrockEmulator",
 ]
 
-BEDROCK_MODELS = rules.BEDROCK_MODELS
+BEDROCK_MODELS = rules.BEDROCK_MODELS + image_rules.IMAGE_MODELS
 DEFAULT_ACCESS_KEY_ID = "AKIAEMULATOR00000001"
 DEFAULT_SECRET_ACCESS_KEY = "emulator/secret/access/key/0000000000001"
 _OPERATIONS = ("converse", "converse-stream", "invoke", "invoke-with-response-stream")
@@ -87,11 +91,13 @@ class BedrockEmulator(EmulatorServer):
         self.api_key = api_key
         self.models: tuple[str, ...] = tuple(BEDROCK_MODELS if models is None else models)
         self.images: list[SeenImage] = []
+        self._filter_turns = 0  # FILTER_SOME calls to one-image models so far
 
     def reset(self) -> None:
-        """Forget recorded requests, seen images and pending faults."""
+        """Forget recorded requests, seen images, pending faults and FILTER_SOME turns."""
         super().reset()
         self.images.clear()
+        self._filter_turns = 0
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -142,6 +148,14 @@ class BedrockEmulator(EmulatorServer):
                 return web.json_response(rules.converse_body(conv, reply, latency))
             events = rules.converse_stream_events(conv, reply, latency)
             return await self._stream(request, events, fault, text_at=1)
+        if base in image_rules.IMAGE_MODELS:
+            if operation != "invoke":
+                raise aws.validation(f"{base} does not support response streaming.")
+            _raise_stream_fault(fault)
+            turn = self._filter_turns
+            if image_rules.FILTER_SOME in json.dumps(body):
+                self._filter_turns += 1
+            return web.json_response(image_rules.answer(base, body, turn))
         if claude:
             return await self._invoke_claude(request, body, model_id, fault, operation)
         if base.startswith("amazon.nova"):

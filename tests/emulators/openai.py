@@ -2,6 +2,14 @@
 
 Four flavors: ``openai`` (api.openai.com), ``azure`` (Azure OpenAI, classic and v1
 routes), ``xai`` (api.x.ai) and ``compatible`` (a lenient self-hosted server).
+Besides generations, ``openai`` and ``compatible`` answer ``/v1/images/edits`` and
+``/v1/images/variations`` (multipart; ``OpenAIEmulator.form(received)`` reads back what
+was sent), and ``azure`` answers edits on both its route styles (it has no variations);
+xAI has neither. Input files are checked as OpenAI does (see ``openai_rules.check_files``):
+dall-e-2 takes one square PNG under 4 MB (with transparency when there is no mask),
+gpt-image models up to 16 PNG/JPEG/WebP files by their declared type, and a mask must be a
+PNG of the first image's dimensions. A prompt with the word "forbidden" is refused by the
+safety system, on every endpoint.
 Besides images it answers chat completions (vision included; see ``openai_chat.py``):
 ``POST /v1/chat/completions``, and on Azure ``/openai/deployments/{d}/chat/completions``
 and ``/openai/v1/chat/completions``; any Azure deployment name serves chat.
@@ -29,7 +37,7 @@ from aiohttp import web
 from . import openai_chat as chat
 from . import openai_rules as rules
 from .images import MIME_TYPES, make_image
-from .openai_rules import ApiError, JsonObject, ModelSpec
+from .openai_rules import ApiError, FileSpec, FormPart, JsonObject, ModelSpec
 from .server import EmulatorServer, Fault, FaultKind, Received, retry_headers
 from .vision import SeenImage
 
@@ -55,12 +63,15 @@ DEFAULT_DEPLOYMENTS: dict[str, str] = {
 _FLAVORS: tuple[str, ...] = ("openai", "azure", "xai", "compatible")
 _FAULT_KINDS: tuple[str, ...] = ("status", "delay", "reset", "truncate", "stream_error")
 
-_AZURE_CLASSIC = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/images/generations")
-_AZURE_V1 = "/openai/v1/images/generations"
+_AZURE_CLASSIC = re.compile(
+    r"/openai/deployments/(?P<deployment>[^/]+)/images/(?P<operation>generations|edits)"
+)
+_AZURE_V1 = re.compile(r"/openai/v1/images/(?P<operation>generations|edits)")
 _AZURE_CLASSIC_CHAT = re.compile(r"/openai/deployments/(?P<deployment>[^/]+)/chat/completions")
 _AZURE_V1_CHAT = "/openai/v1/chat/completions"
 _OPENAI_CHAT = "/v1/chat/completions"
 _OPENAI_GENERATIONS = "/v1/images/generations"
+_OPENAI_FILES = re.compile(r"/v1/images/(?P<operation>edits|variations)")
 _FILE = re.compile(r"/files/(?P<name>[0-9a-f]{32}\.(?P<ext>png|jpeg|webp))")
 
 _AZURE_BAD_KEY = (
@@ -182,6 +193,10 @@ class OpenAIEmulator(EmulatorServer):
             if method == "POST" and path == _OPENAI_GENERATIONS:
                 self._check_bearer(request)
                 return self._generate(rules.parse_json_object(raw), deployment=None)
+            files = _OPENAI_FILES.fullmatch(path)
+            if method == "POST" and files is not None and self.flavor != "xai":
+                self._check_bearer(request)
+                return self._with_files(request, raw, files["operation"], deployment=None)
             if method == "GET" and path == "/v1/models":
                 self._check_bearer(request)
                 return self._model_list(rules.models_for(self.flavor))
@@ -191,12 +206,16 @@ class OpenAIEmulator(EmulatorServer):
             if path == "/openai/models" and not request.query.get("api-version"):
                 raise rules.azure_error(404, "404", "Resource not found")
             return self._model_list(sorted(self.deployments.values()))
-        classic = _AZURE_CLASSIC.fullmatch(path)
-        if method != "POST" or (classic is None and path != _AZURE_V1):
+        route = _AZURE_CLASSIC.fullmatch(path) or _AZURE_V1.fullmatch(path)
+        if method != "POST" or route is None:
             raise rules.azure_error(404, "404", "Resource not found")
+        classic = route if "deployment" in route.groupdict() else None
         self._check_azure_key(request)
         if classic is not None and not request.query.get("api-version"):
             raise rules.azure_error(404, "404", "Resource not found")
+        if route["operation"] == "edits":
+            deployment = classic["deployment"] if classic is not None else None
+            return self._with_files(request, raw, "edits", deployment=deployment)
         body = rules.parse_json_object(raw)
         if classic is not None:
             return self._generate(body, deployment=classic["deployment"])
@@ -268,6 +287,18 @@ class OpenAIEmulator(EmulatorServer):
         seed = zlib.crc32(prompt.encode())
         if spec.gpt_image:
             return self._gpt_image_answer(body, prompt, width, height, count, seed)
+        return self._dall_e_answer(spec, body, prompt, width, height, count, seed)
+
+    def _dall_e_answer(
+        self,
+        spec: ModelSpec,
+        body: JsonObject,
+        prompt: str,
+        width: int,
+        height: int,
+        count: int,
+        seed: int,
+    ) -> web.Response:
         as_b64 = body.get("response_format") == "b64_json"
         items: list[JsonObject] = []
         for index in range(count):
@@ -282,7 +313,16 @@ class OpenAIEmulator(EmulatorServer):
         return web.json_response({"created": int(time.time()), "data": items})
 
     def _gpt_image_answer(
-        self, body: JsonObject, prompt: str, width: int, height: int, count: int, seed: int
+        self,
+        body: JsonObject,
+        prompt: str,
+        width: int,
+        height: int,
+        count: int,
+        seed: int,
+        *,
+        input_images: int = 0,
+        event: str = "image_generation",
     ) -> web.Response:
         fmt: str = body.get("output_format") or "png"
         transparent = body.get("background") == "transparent"
@@ -313,19 +353,77 @@ class OpenAIEmulator(EmulatorServer):
                     "created": created,
                     "data": [{"b64_json": _b64(image)} for image in images],
                     **meta,
-                    "usage": rules.usage(prompt, quality, width, height, count),
+                    "usage": rules.usage(
+                        prompt, quality, width, height, count, input_images=input_images
+                    ),
                 }
             )
         # Streaming: the whole SSE exchange in one body (partials, then the final image).
         events: list[str] = []
-        single_usage = rules.usage(prompt, quality, width, height, 1)
+        single_usage = rules.usage(prompt, quality, width, height, 1, input_images=input_images)
         for image in images:
             base = {"b64_json": _b64(image), "created_at": created, **meta}
             for index in range(body.get("partial_images") or 0):
                 partial = {**base, "partial_image_index": index}
-                events.append(_sse("image_generation.partial_image", partial))
-            events.append(_sse("image_generation.completed", {**base, "usage": single_usage}))
+                events.append(_sse(f"{event}.partial_image", partial))
+            events.append(_sse(f"{event}.completed", {**base, "usage": single_usage}))
         return web.Response(text="".join(events), content_type="text/event-stream")
+
+    # ------------------------------------------------------------------ edits, variations
+
+    @staticmethod
+    def form(received: Received) -> list[FormPart]:
+        """The multipart parts of a recorded edit or variation request, in order."""
+        return rules.parse_form(received.raw, received.headers.get("content-type", ""))
+
+    def _with_files(
+        self, request: web.Request, raw: bytes, operation: str, *, deployment: str | None
+    ) -> web.Response:
+        """``/images/edits`` or ``/images/variations``: a multipart form with files."""
+        parts = rules.parse_form(raw, request.headers.get("Content-Type", ""))
+        files = self._resolve_files(parts, operation, deployment)
+        spec = files.model
+        body = rules.form_body(parts, spec)
+        if operation == "edits" and body.get("prompt") is None:
+            raise rules.missing("prompt")
+        rules.validate(spec, body)
+        seen, _mask = rules.check_files(parts, files)
+        prompt: str = body.get("prompt") or ""
+        if rules.is_blocked(prompt):
+            raise self._blocked(spec)
+        width, height = rules.edit_size(spec, body, seen[0])
+        count: int = body.get("n") or 1
+        first = next(part for part in parts if part.name in ("image", "image[]"))
+        seed = zlib.crc32(prompt.encode() + first.data[:4096])
+        if spec.gpt_image:
+            return self._gpt_image_answer(
+                body, prompt, width, height, count, seed,
+                input_images=len(seen), event="image_edit",
+            )  # fmt: skip
+        return self._dall_e_answer(spec, body, prompt, width, height, count, seed)
+
+    def _resolve_files(
+        self, parts: list[FormPart], operation: str, deployment: str | None
+    ) -> FileSpec:
+        if self.flavor == "compatible":
+            return rules.COMPATIBLE_FILES
+        sent = next((part.text for part in parts if part.name == "model"), None)
+        if self.flavor == "azure":
+            name = deployment if deployment is not None else sent
+            if name is None:
+                raise rules.missing("model")
+            model = self.deployments.get(name)
+            if model is None:
+                raise rules.azure_error(404, "DeploymentNotFound", _AZURE_NO_DEPLOYMENT)
+        else:
+            default = rules.DEFAULT_EDIT_MODEL if operation == "edits" else "dall-e-2"
+            model = sent or default
+        table = rules.EDIT_MODELS if operation == "edits" else rules.VARIATION_MODELS
+        if model in table:
+            return table[model]
+        if model in rules.OPENAI_MODELS:
+            raise rules.not_for_operation(model, operation)
+        raise rules.model_not_found(model)
 
     def _blocked(self, spec: ModelSpec) -> ApiError:
         if self.flavor == "azure":

@@ -6,12 +6,17 @@ and renders :class:`ApiError` bodies. Nothing in this module does I/O.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import io
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, Protocol
+
+from PIL import Image, UnidentifiedImageError
 
 JsonObject = dict[str, Any]
 
@@ -437,14 +442,21 @@ def output_size(spec: ModelSpec, body: Mapping[str, Any]) -> tuple[int, int]:
 _IMAGE_TOKENS = {"low": 272, "medium": 1056, "high": 4160}
 
 
-def usage(prompt: str, quality: str, width: int, height: int, n: int) -> JsonObject:
+# Input image tokens per image given to an edit (low input fidelity).
+INPUT_IMAGE_TOKENS = 388
+
+
+def usage(
+    prompt: str, quality: str, width: int, height: int, n: int, *, input_images: int = 0
+) -> JsonObject:
     text_tokens = len(prompt.split())
     image_tokens = round(_IMAGE_TOKENS[quality] * width * height / (1024 * 1024)) * n
+    image_in = INPUT_IMAGE_TOKENS * input_images
     return {
-        "input_tokens": text_tokens,
+        "input_tokens": text_tokens + image_in,
         "output_tokens": image_tokens,
-        "total_tokens": text_tokens + image_tokens,
-        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": 0},
+        "total_tokens": text_tokens + image_in + image_tokens,
+        "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_in},
         "output_tokens_details": {"image_tokens": image_tokens, "text_tokens": 0},
     }
 
@@ -505,3 +517,305 @@ def mask_key(key: str) -> str:
     """All but the last four characters replaced by ``*``, as OpenAI's 401 message does."""
     visible = key[-4:] if len(key) > 4 else ""
     return "*" * (len(key) - len(visible)) + visible
+
+
+# ---------------------------------------------------------------------------- edits, variations
+
+
+@dataclass(frozen=True, slots=True)
+class FormPart:
+    """One part of a ``multipart/form-data`` body."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.filename is not None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+def parse_form(raw: bytes, content_type: str) -> list[FormPart]:
+    """The parts of a multipart body, in order; a 400 as OpenAI gives for anything else."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ApiError(
+            400,
+            f"Invalid Content-Type header ({content_type or 'none'}), expected "
+            "multipart/form-data.",
+        )
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        raise ApiError(400, "Could not parse multipart form data.")
+    parts = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise ApiError(400, "Could not parse multipart form data.")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        declared = part.get("Content-Type") if filename is not None else None
+        parts.append(FormPart(name, data, filename, declared))
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The input files a model takes on edits and variations."""
+
+    max_images: int
+    max_bytes: int
+    # dall-e-2 reads the bytes as PNG; gpt-image models go by each part's declared type.
+    png_only: bool
+    mimetypes: tuple[str, ...] = ("image/png",)
+    square: bool = False
+    alpha_without_mask: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """One model on ``/images/edits`` or ``/images/variations``: its text fields (as
+    :class:`ModelSpec`) and its input files."""
+
+    model: ModelSpec
+    inputs: Inputs
+    takes_mask: bool = True
+
+
+DALL_E_2_INPUTS = Inputs(
+    max_images=1,
+    max_bytes=4 * 1024 * 1024,
+    png_only=True,
+    square=True,
+    alpha_without_mask=True,
+)
+GPT_IMAGE_INPUTS = Inputs(
+    max_images=16,
+    max_bytes=50 * 1024 * 1024,
+    png_only=False,
+    mimetypes=("image/jpeg", "image/png", "image/webp"),
+)
+
+_GPT_EDIT_FIELDS = {
+    **{k: v for k, v in GPT_IMAGE.fields.items() if k != "moderation"},
+    "input_fidelity": OneOf(("high", "low")),
+}
+_GPT_EDIT = FileSpec(replace(GPT_IMAGE, fields=_GPT_EDIT_FIELDS), GPT_IMAGE_INPUTS)
+# gpt-image-1-mini does not take input_fidelity.
+_GPT_MINI_EDIT = FileSpec(
+    replace(GPT_IMAGE, fields={k: v for k, v in _GPT_EDIT_FIELDS.items() if k != "input_fidelity"}),
+    GPT_IMAGE_INPUTS,
+)
+_GPT_2_EDIT = FileSpec(
+    replace(GPT_IMAGE_2, fields={**_GPT_EDIT_FIELDS, "size": GPT_IMAGE_2.fields["size"]}),
+    GPT_IMAGE_INPUTS,
+)
+
+EDIT_MODELS: dict[str, FileSpec] = {
+    "dall-e-2": FileSpec(DALL_E_2, DALL_E_2_INPUTS),
+    "gpt-image-1": _GPT_EDIT,
+    "gpt-image-1-mini": _GPT_MINI_EDIT,
+    "gpt-image-1.5": _GPT_EDIT,
+    "chatgpt-image-latest": _GPT_EDIT,
+    "gpt-image-2": _GPT_2_EDIT,
+    "gpt-image-2-2026-04-21": _GPT_2_EDIT,
+}
+# Variations: dall-e-2 only, no prompt, no quality, no mask.
+VARIATION_MODELS: dict[str, FileSpec] = {
+    "dall-e-2": FileSpec(
+        replace(
+            DALL_E_2,
+            fields={k: v for k, v in DALL_E_2.fields.items() if k not in ("prompt", "quality")},
+        ),
+        replace(DALL_E_2_INPUTS, alpha_without_mask=False),
+        takes_mask=False,
+    ),
+}
+# The model a request without one gets (the spec's defaults).
+DEFAULT_EDIT_MODEL = "gpt-image-1.5"
+DEFAULT_VARIATION_MODEL = "dall-e-2"
+
+COMPATIBLE_FILES = FileSpec(
+    COMPATIBLE,
+    Inputs(max_images=16, max_bytes=64 * 1024 * 1024, png_only=False, mimetypes=()),
+)
+
+
+def not_for_operation(model: str, operation: str) -> ApiError:
+    """A known model that the endpoint does not serve (dall-e-3 on edits, say)."""
+    return ApiError(
+        400,
+        f"Invalid value: '{model}'. The model does not support image {operation}.",
+        param="model",
+        code="invalid_value",
+    )
+
+
+def form_body(parts: list[FormPart], spec: ModelSpec) -> JsonObject:
+    """The text fields of a form, typed as the model's rules expect (``n`` an integer,
+    ``stream`` a boolean); file parts are left out."""
+    body: JsonObject = {}
+    for part in parts:
+        if part.is_file:
+            continue
+        rule = spec.fields.get(part.name)
+        value: object = part.text
+        if isinstance(rule, IntRange):
+            try:
+                value = int(part.text)
+            except ValueError:
+                raise _type_error(part.name, int, part.text) from None
+        elif isinstance(rule, Flag):
+            if part.text not in ("true", "false"):
+                raise _type_error(part.name, bool, part.text)
+            value = part.text == "true"
+        body[part.name] = value
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class SeenFile:
+    """An input file as the emulator read it."""
+
+    name: str
+    width: int
+    height: int
+    mode: str
+    fmt: str  # Pillow's format name: PNG, JPEG, WEBP, ...
+    content_type: str | None
+
+
+def _open(part: FormPart, param: str) -> SeenFile:
+    try:
+        with Image.open(io.BytesIO(part.data)) as image:
+            mode = image.mode
+            if "transparency" in image.info and mode in ("P", "RGB", "L"):
+                mode = "RGBA"  # tRNS-transparent PNGs count as having alpha
+            return SeenFile(
+                part.name, image.width, image.height, mode, image.format or "", part.content_type
+            )
+    except (UnidentifiedImageError, OSError):
+        raise ApiError(
+            400,
+            f"Invalid image file for '{param}': the file could not be decoded as an image.",
+            param=param,
+            code="invalid_image_file",
+        ) from None
+
+
+def check_files(parts: list[FormPart], files: FileSpec) -> tuple[list[SeenFile], SeenFile | None]:
+    """The input images and the mask, checked as OpenAI checks them."""
+    images: list[FormPart] = []
+    mask: FormPart | None = None
+    for part in parts:
+        if part.name in ("image", "image[]", "mask"):
+            if not part.is_file:
+                raise ApiError(
+                    400,
+                    f"Invalid type for '{part.name}': expected a file, but got a string instead.",
+                    param=part.name,
+                    code="invalid_type",
+                )
+            if part.name == "mask":
+                if not files.takes_mask:
+                    raise ApiError(
+                        400, "Unknown parameter: 'mask'.", param="mask", code="unknown_parameter"
+                    )
+                mask = part
+            else:
+                images.append(part)
+        elif part.is_file:
+            raise ApiError(
+                400,
+                f"Unknown parameter: '{part.name}'.",
+                param=part.name,
+                code="unknown_parameter",
+            )
+    if not images:
+        raise missing("image")
+    inputs = files.inputs
+    if len(images) > inputs.max_images:
+        raise ApiError(
+            400,
+            f"Invalid 'image': array too long. Expected an array with maximum length "
+            f"{inputs.max_images}, but got an array with length {len(images)} instead.",
+            param="image",
+            code="array_above_max_length",
+        )
+    seen = [_check_image(part, inputs) for part in images]
+    if mask is None:
+        if inputs.alpha_without_mask and seen[0].mode not in ("RGBA", "LA", "L"):
+            raise ApiError(
+                400,
+                f"Invalid input image - format must be in ['RGBA', 'LA', 'L'], got {seen[0].mode}.",
+                param="image",
+                code="invalid_image_format",
+            )
+        return seen, None
+    mask_seen = _open(mask, "mask")
+    if mask_seen.fmt != "PNG" or len(mask.data) >= 4 * 1024 * 1024:
+        raise ApiError(400, "Uploaded mask must be a PNG and less than 4 MB.", param="mask")
+    if (mask_seen.width, mask_seen.height) != (seen[0].width, seen[0].height):
+        raise ApiError(
+            400,
+            "Invalid mask image - the mask must have the same dimensions as the image "
+            f"({seen[0].width}x{seen[0].height}), got {mask_seen.width}x{mask_seen.height}.",
+            param="mask",
+            code="invalid_image_dimensions",
+        )
+    return seen, mask_seen
+
+
+def _check_image(part: FormPart, inputs: Inputs) -> SeenFile:
+    if inputs.png_only:
+        seen = _open(part, "image")
+        if seen.fmt != "PNG" or len(part.data) >= inputs.max_bytes:
+            raise ApiError(400, "Uploaded image must be a PNG and less than 4 MB.")
+        if inputs.square and seen.width != seen.height:
+            raise ApiError(
+                400,
+                f"Invalid input image - image must be square, got {seen.width}x{seen.height}.",
+                param="image",
+                code="invalid_image_dimensions",
+            )
+        return seen
+    declared = (part.content_type or "application/octet-stream").split(";")[0].strip()
+    if inputs.mimetypes and declared not in inputs.mimetypes:
+        raise ApiError(
+            400,
+            f"Invalid file '{part.name}': unsupported mimetype ('{declared}'). Supported file "
+            f"formats are {_quoted(inputs.mimetypes)}.",
+            param=part.name,
+            code="unsupported_file_mimetype",
+        )
+    if len(part.data) >= inputs.max_bytes:
+        raise ApiError(
+            400,
+            f"Invalid file '{part.name}': file too large. The maximum size is "
+            f"{inputs.max_bytes // (1024 * 1024)} MB.",
+            param=part.name,
+            code="file_too_large",
+        )
+    return _open(part, part.name)
+
+
+def edit_size(spec: ModelSpec, body: Mapping[str, Any], first: SeenFile) -> tuple[int, int]:
+    """The output size of an edit: as asked, or for ``auto`` the accepted size nearest
+    the first input's shape (gpt-image), or the model's default."""
+    size = body.get("size") or "auto"
+    if size != "auto":
+        return parse_size(size)
+    if spec.gpt_image:
+        ratio = first.width / first.height
+        if ratio > 1.2:
+            return 1536, 1024
+        if ratio < 1 / 1.2:
+            return 1024, 1536
+        return 1024, 1024
+    return parse_size(spec.default_size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -700,3 +701,166 @@ def test_delay_reset_truncate_and_reset(http: httpx.Client, emu: BedrockEmulator
     emu.reset()
     assert emu.requests == [] and emu.images == []
     assert signed_post(http, emu, converse_body()).status_code == 200
+
+
+# ---------------------------------------------------------------------------- image models
+
+
+def invoke_image(client: Any, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = client.invoke_model(modelId=model, body=json.dumps(body))
+    result: dict[str, Any] = json.loads(answer["body"].read())
+    return result
+
+
+def refused(client: Any, model: str, body: dict[str, Any]) -> str:
+    with pytest.raises(ClientError) as caught:
+        invoke_image(client, model, body)
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    message: str = caught.value.response["Error"]["Message"]
+    return message
+
+
+def size_of_b64(text: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(text))) as picture:
+        return picture.size
+
+
+def b64_png(width: int, height: int, colour: tuple[int, int, int] = (255, 255, 255)) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_sdxl_body_rules(client: Any, emu: BedrockEmulator) -> None:
+    model = "stability.stable-diffusion-xl-v1"
+    message = refused(client, model, {"prompt": "an otter"})
+    assert message.startswith("Malformed input request: ")
+    assert "#: required key [text_prompts] not found" in message
+    assert "#: extraneous key [prompt] is not permitted" in message
+    assert "1000x1000) are not valid" in refused(
+        client, model, {"text_prompts": [{"text": "x"}], "width": 1000, "height": 1000}
+    )
+    assert "#/cfg_scale: 40 is not less or equal to 35" in refused(
+        client, model, {"text_prompts": [{"text": "x"}], "cfg_scale": 40}
+    )
+    answer = invoke_image(client, model, {"text_prompts": [{"text": "x"}, {"text": "y",
+                          "weight": -1}], "width": 1344, "height": 768, "seed": 5})  # fmt: skip
+    assert answer["result"] == "success"
+    (artifact,) = answer["artifacts"]
+    assert artifact["finishReason"] == "SUCCESS" and artifact["seed"] == 5
+    assert size_of_b64(artifact["base64"]) == (1344, 768)
+    # v0 (SDXL 0.8) takes multiples of 64 rather than the v1 list [U].
+    v0 = invoke_image(client, "stability.stable-diffusion-xl-v0",
+                      {"text_prompts": [{"text": "x"}], "width": 512, "height": 512})  # fmt: skip
+    assert size_of_b64(v0["artifacts"][0]["base64"]) == (512, 512)
+
+
+def test_sdxl_safety_triggers(client: Any, emu: BedrockEmulator) -> None:
+    model = "stability.stable-diffusion-xl-v1"
+    filtered = invoke_image(client, model, {"text_prompts": [{"text": "FILTER_ME"}]})
+    assert filtered["artifacts"][0]["finishReason"] == "CONTENT_FILTERED"
+    some = [
+        invoke_image(client, model, {"text_prompts": [{"text": "FILTER_SOME"}]})["artifacts"][0]
+        for _ in range(3)
+    ]
+    assert [a["finishReason"] for a in some] == ["CONTENT_FILTERED", "SUCCESS", "CONTENT_FILTERED"]
+
+
+def test_sd3_body_rules(client: Any, emu: BedrockEmulator) -> None:
+    model = "stability.sd3-5-large-v1:0"
+    message = refused(client, model, {"text_prompts": [{"text": "x"}]})
+    assert "#: required key [prompt] not found" in message
+    assert "#: extraneous key [text_prompts] is not permitted" in message
+    assert "#/aspect_ratio: 4:3 is not a valid enum value" in refused(
+        client, model, {"prompt": "x", "aspect_ratio": "4:3"}
+    )
+    image = b64_png(640, 480)
+    assert "#: extraneous key [aspect_ratio] is not permitted" in refused(
+        client, model, {"prompt": "x", "mode": "image-to-image", "image": image,
+                        "strength": 0.5, "aspect_ratio": "1:1"}
+    )  # fmt: skip
+    assert "#: required key [strength] not found" in refused(
+        client, model, {"prompt": "x", "mode": "image-to-image", "image": image}
+    )
+    assert "#: extraneous key [mode] is not permitted" in refused(
+        client, "stability.stable-image-core-v1:1", {"prompt": "x", "mode": "text-to-image"}
+    )
+    edited = invoke_image(client, model, {"prompt": "x", "mode": "image-to-image",
+                                          "image": image, "strength": 0.5})  # fmt: skip
+    assert size_of_b64(edited["images"][0]) == (640, 480)
+    wide = invoke_image(client, model, {"prompt": "x", "aspect_ratio": "21:9",
+                                        "output_format": "jpeg"})  # fmt: skip
+    assert wide["finish_reasons"] == [None] and size_of_b64(wide["images"][0]) == (1536, 640)
+    assert base64.b64decode(wide["images"][0]).startswith(b"\xff\xd8")
+    assert invoke_image(client, model, {"prompt": "FILTER_ME"}) == {
+        "finish_reasons": ["Filter reason: prompt"]
+    }
+
+
+def test_titan_and_nova_body_rules(client: Any, emu: BedrockEmulator) -> None:
+    titan, nova = "amazon.titan-image-generator-v2:0", "amazon.nova-canvas-v1:0"
+    text = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "an otter"}}
+    assert "#: required key [textToImageParams] not found" in refused(
+        client, titan, {"taskType": "TEXT_IMAGE", "inPaintingParams": {"image": "x"}}
+    )
+    assert "#/textToImageParams/text: expected maxLength: 512" in refused(
+        client, titan, {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x" * 600}}
+    )
+    assert "not a supported image size" in refused(
+        client, titan, {**text, "imageGenerationConfig": {"width": 1280, "height": 720}}
+    )
+    for width, height, complaint in [(2048, 2048, "less than 4,194,304"),
+                                     (1000, 1000, "divisible by 16"),
+                                     (4096, 320, "between 1:4 and 4:1")]:  # fmt: skip
+        config = {"width": width, "height": height}
+        assert complaint in refused(client, nova, {**text, "imageGenerationConfig": config})
+    answer = invoke_image(client, titan, {**text, "imageGenerationConfig": {
+        "numberOfImages": 3, "width": 1173, "height": 640}})  # fmt: skip
+    assert [size_of_b64(image) for image in answer["images"]] == [(1173, 640)] * 3
+    blocked = refused(client, nova, {"taskType": "TEXT_IMAGE",
+                                     "textToImageParams": {"text": "FILTER_ME"}})  # fmt: skip
+    assert "blocked by our content filters" in blocked
+    some = invoke_image(client, nova, {"taskType": "TEXT_IMAGE", "textToImageParams": {
+        "text": "FILTER_SOME"}, "imageGenerationConfig": {"numberOfImages": 3}})  # fmt: skip
+    assert len(some["images"]) == 2 and "content filters" in some["error"]
+
+
+def test_inpainting_and_variation_rules(client: Any, emu: BedrockEmulator) -> None:
+    nova = "amazon.nova-canvas-v1:0"
+    image, mask = b64_png(512, 512, (200, 0, 0)), b64_png(512, 512, (0, 0, 0))
+    params = {"image": image, "text": "a hat", "maskImage": mask}
+    answer = invoke_image(client, nova, {"taskType": "INPAINTING", "inPaintingParams": params})
+    assert size_of_b64(answer["images"][0]) == (512, 512)
+    grey = {**params, "maskImage": b64_png(512, 512, (128, 128, 128))}
+    assert "only pure black and pure white" in refused(
+        client, nova, {"taskType": "INPAINTING", "inPaintingParams": grey}
+    )
+    small = {**params, "maskImage": b64_png(256, 256, (0, 0, 0))}
+    assert "same dimensions" in refused(
+        client, nova, {"taskType": "INPAINTING", "inPaintingParams": small}
+    )
+    both = {**params, "maskPrompt": "the cat"}
+    assert "Exactly one of maskPrompt or maskImage" in refused(
+        client, nova, {"taskType": "INPAINTING", "inPaintingParams": both}
+    )
+    varied = invoke_image(client, "amazon.titan-image-generator-v1", {
+        "taskType": "IMAGE_VARIATION",
+        "imageVariationParams": {"images": [image], "similarityStrength": 0.7},
+        "imageGenerationConfig": {"numberOfImages": 2, "width": 512, "height": 512},
+    })  # fmt: skip
+    assert [size_of_b64(i) for i in varied["images"]] == [(512, 512)] * 2
+    assert "#/imageVariationParams/similarityStrength: 0.1 is not greater or equal" in refused(
+        client, nova, {"taskType": "IMAGE_VARIATION",
+                       "imageVariationParams": {"images": [image], "similarityStrength": 0.1}}
+    )  # fmt: skip
+
+
+def test_image_models_do_not_stream(http: httpx.Client, emu: BedrockEmulator) -> None:
+    body = {"taskType": "TEXT_IMAGE", "textToImageParams": {"text": "x"}}
+    response = signed_post(http, emu, body, model="amazon.nova-canvas-v1%3A0",
+                           operation="invoke-with-response-stream")  # fmt: skip
+    assert "does not support response streaming" in aws_error(response, 400, "ValidationException")

@@ -975,3 +975,199 @@ def test_azure_model_listing(http: httpx.Client, servers: dict[str, OpenAIEmulat
     assert {m["id"] for m in classic.json()["data"]} == set(emu.deployments.values())
     assert http.get(emu.base_url + "/openai/models", headers=headers).status_code == 404
     assert http.get(emu.base_url + "/openai/v1/models", headers=headers).status_code == 200
+
+
+# ---------------------------------------------------------------------------- edits, variations
+
+EDITS = "/v1/images/edits"
+VARIATIONS = "/v1/images/variations"
+
+
+def png_file(
+    size: tuple[int, int] = (256, 256), *, transparent: bool = True, name: str = "image"
+) -> tuple[str, tuple[str, bytes, str]]:
+    data = make_image(*size, "png", 4, transparent=transparent)
+    return name, ("in.png", data, "image/png")
+
+
+def form_post(
+    http: httpx.Client,
+    emu: OpenAIEmulator,
+    data: dict[str, str],
+    files: list[tuple[str, tuple[str, bytes, str]]],
+    *,
+    path: str = EDITS,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    if headers is None:
+        headers = {"Authorization": f"Bearer {emu.api_key}"}
+    return http.post(
+        emu.base_url + path, data=data, files=files, params=params or {}, headers=headers
+    )
+
+
+def test_dall_e_2_edit_answers_urls_of_the_size(
+    http: httpx.Client, openai_emu: OpenAIEmulator
+) -> None:
+    data = {"model": "dall-e-2", "prompt": "a hat", "n": "2", "size": "512x512"}
+    response = form_post(
+        http, openai_emu, data, [png_file(transparent=False), png_file(name="mask")]
+    )
+    assert response.status_code == 200, response.text
+    items = response.json()["data"]
+    assert len(items) == 2 and all(set(item) == {"url"} for item in items)
+    assert fetch(http, items[0]["url"]).size == (512, 512)
+    parts = OpenAIEmulator.form(openai_emu.requests[0])  # [-1] is the GET of the url
+    assert [(p.name, p.content_type) for p in parts if p.is_file] == [
+        ("image", "image/png"), ("mask", "image/png"),
+    ]  # fmt: skip
+
+
+def test_gpt_image_edit_is_base64_with_usage(
+    http: httpx.Client, openai_emu: OpenAIEmulator
+) -> None:
+    jpeg = ("b.jpg", make_image(300, 200, "jpeg", 1), "image/jpeg")
+    data = {"model": "gpt-image-1", "prompt": "a hat", "quality": "low", "input_fidelity": "high"}
+    response = form_post(http, openai_emu, data, [png_file(name="image[]"), ("image[]", jpeg)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # size auto follows the first input's shape (square here).
+    assert decode(body["data"][0]["b64_json"]).size == (1024, 1024)
+    assert body["usage"]["input_tokens_details"]["image_tokens"] == 2 * 388
+    assert (body["quality"], body["output_format"]) == ("low", "png")
+
+
+def test_edit_streams_image_edit_events(http: httpx.Client, openai_emu: OpenAIEmulator) -> None:
+    data = {"model": "gpt-image-1", "prompt": "a hat", "stream": "true", "partial_images": "1"}
+    response = form_post(http, openai_emu, data, [png_file()])
+    assert response.status_code == 200, response.text
+    events = [line for line in response.text.splitlines() if line.startswith("event:")]
+    assert events == ["event: image_edit.partial_image", "event: image_edit.completed"]
+
+
+def test_variation(http: httpx.Client, openai_emu: OpenAIEmulator) -> None:
+    data = {"model": "dall-e-2", "n": "3", "size": "256x256", "response_format": "b64_json"}
+    response = form_post(http, openai_emu, data, [png_file(transparent=False)], path=VARIATIONS)
+    assert response.status_code == 200, response.text
+    assert [decode(item["b64_json"]).size for item in response.json()["data"]] == [(256, 256)] * 3
+
+
+def _jpeg(size: tuple[int, int] = (256, 256)) -> tuple[str, bytes, str]:
+    return "x.jpg", make_image(*size, "jpeg", 1), "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "files", "status", "param", "code", "message"),
+    [
+        (EDITS, {"model": "dall-e-2", "prompt": "x"}, [png_file(name="mask")], 400, "image",
+         "missing_required_parameter", "Missing required parameter: 'image'."),
+        (EDITS, {"model": "dall-e-2"}, [png_file()], 400, "prompt",
+         "missing_required_parameter", "Missing required parameter: 'prompt'."),
+        (EDITS, {"model": "dall-e-2", "prompt": "x"}, [("image", _jpeg())], 400, None, None,
+         "Uploaded image must be a PNG and less than 4 MB."),
+        (EDITS, {"model": "dall-e-2", "prompt": "x"}, [png_file((256, 128))], 400, "image",
+         "invalid_image_dimensions", "Invalid input image - image must be square, got 256x128."),
+        (EDITS, {"model": "dall-e-2", "prompt": "x"}, [png_file(transparent=False)], 400,
+         "image", "invalid_image_format",
+         "Invalid input image - format must be in ['RGBA', 'LA', 'L'], got P."),
+        (EDITS, {"model": "dall-e-2", "prompt": "x"},
+         [png_file(), png_file((128, 128), name="mask")], 400, "mask",
+         "invalid_image_dimensions", "Invalid mask image - the mask must have the same "
+         "dimensions as the image (256x256), got 128x128."),
+        (EDITS, {"model": "dall-e-2", "prompt": "x"}, [png_file(name="image[]")] * 2, 400,
+         "image", "array_above_max_length", "Invalid 'image': array too long. Expected an "
+         "array with maximum length 1, but got an array with length 2 instead."),
+        (EDITS, {"model": "gpt-image-1", "prompt": "x"}, [png_file(name="image[]")] * 17, 400,
+         "image", "array_above_max_length", "Invalid 'image': array too long. Expected an "
+         "array with maximum length 16, but got an array with length 17 instead."),
+        (EDITS, {"model": "gpt-image-1", "prompt": "x"},
+         [("image", ("a.bin", make_image(64, 64), "application/octet-stream"))], 400, "image",
+         "unsupported_file_mimetype", "Invalid file 'image': unsupported mimetype "
+         "('application/octet-stream'). Supported file formats are 'image/jpeg', 'image/png', "
+         "and 'image/webp'."),
+        (EDITS, {"model": "gpt-image-1-mini", "prompt": "x", "input_fidelity": "high"},
+         [png_file()], 400, "input_fidelity", "unknown_parameter",
+         "Unknown parameter: 'input_fidelity'."),
+        (EDITS, {"model": "gpt-image-1", "prompt": "x", "n": "two"}, [png_file()], 400, "n",
+         "invalid_type",
+         "Invalid type for 'n': expected an integer, but got a string instead."),
+        (EDITS, {"model": "dall-e-3", "prompt": "x"}, [png_file()], 400, "model",
+         "invalid_value", "Invalid value: 'dall-e-3'. The model does not support image edits."),
+        (EDITS, {"model": "dall-e-9", "prompt": "x"}, [png_file()], 404, None, "model_not_found",
+         "The model `dall-e-9` does not exist or you do not have access to it."),
+        (VARIATIONS, {"model": "gpt-image-1"}, [png_file()], 400, "model", "invalid_value",
+         "Invalid value: 'gpt-image-1'. The model does not support image variations."),
+        (VARIATIONS, {"model": "dall-e-2", "prompt": "x"}, [png_file()], 400, "prompt",
+         "unknown_parameter", "Unknown parameter: 'prompt'."),
+        (VARIATIONS, {"model": "dall-e-2"}, [png_file(), png_file(name="mask")], 400, "mask",
+         "unknown_parameter", "Unknown parameter: 'mask'."),
+    ],
+)  # fmt: skip
+def test_edit_and_variation_errors(
+    http: httpx.Client,
+    openai_emu: OpenAIEmulator,
+    path: str,
+    data: dict[str, str],
+    files: list[tuple[str, tuple[str, bytes, str]]],
+    status: int,
+    param: str | None,
+    code: str | None,
+    message: str,
+) -> None:
+    error = openai_error(form_post(http, openai_emu, data, files, path=path), status)
+    assert (error["param"], error["code"], error["message"]) == (param, code, message)
+
+
+def test_edit_needs_multipart(http: httpx.Client, openai_emu: OpenAIEmulator) -> None:
+    response = post(http, openai_emu, {"model": "dall-e-2", "prompt": "x"}, path=EDITS)
+    error = openai_error(response, 400)
+    assert error["message"].startswith("Invalid Content-Type header (application/json)")
+
+
+def test_edit_safety_and_auth(http: httpx.Client, openai_emu: OpenAIEmulator) -> None:
+    data = {"model": "gpt-image-1", "prompt": "something forbidden"}
+    assert openai_error(form_post(http, openai_emu, data, [png_file()]), 400)["code"] == (
+        "moderation_blocked"
+    )
+    response = form_post(http, openai_emu, data, [png_file()], headers={})
+    assert openai_error(response, 401)["code"] == "invalid_api_key"
+
+
+def test_xai_has_no_edits(http: httpx.Client, xai_emu: OpenAIEmulator) -> None:
+    data = {"model": "grok-2-image", "prompt": "x"}
+    assert form_post(http, xai_emu, data, [png_file()]).status_code == 404
+
+
+def test_azure_edit_routes(http: httpx.Client, azure_emu: OpenAIEmulator) -> None:
+    key = {"api-key": azure_emu.api_key}
+    classic = "/openai/deployments/gpt-image-1/images/edits"
+    ok = form_post(http, azure_emu, {"prompt": "x"}, [png_file()], path=classic,
+                   params={"api-version": "2025-04-01-preview"}, headers=key)  # fmt: skip
+    assert ok.status_code == 200, ok.text
+    assert decode(ok.json()["data"][0]["b64_json"]).size == (1024, 1024)
+    v1 = form_post(http, azure_emu, {"model": "gpt-image-1", "prompt": "x"}, [png_file()],
+                   path="/openai/v1/images/edits", headers=key)  # fmt: skip
+    assert v1.status_code == 200, v1.text
+    no_version = form_post(http, azure_emu, {"prompt": "x"}, [png_file()], path=classic,
+                           headers=key)  # fmt: skip
+    assert no_version.status_code == 404
+    missing = form_post(http, azure_emu, {"prompt": "x"}, [png_file()],
+                        path="/openai/deployments/nope/images/edits",
+                        params={"api-version": "2025-04-01-preview"}, headers=key)  # fmt: skip
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {"code": "DeploymentNotFound", "message": missing.json()["error"]["message"]}
+    }
+    variations = form_post(http, azure_emu, {"prompt": "x"}, [png_file()],
+                           path="/openai/deployments/dall-e-2/images/variations",
+                           params={"api-version": "2025-04-01-preview"}, headers=key)  # fmt: skip
+    assert variations.status_code == 404
+
+
+def test_compatible_edit_is_lenient(http: httpx.Client, compatible_emu: OpenAIEmulator) -> None:
+    data = {"model": "anything", "prompt": "x", "size": "320x240", "strength": "0.7",
+            "response_format": "b64_json"}  # fmt: skip
+    response = form_post(http, compatible_emu, data, [("image", _jpeg((100, 60)))])
+    assert response.status_code == 200, response.text
+    assert decode(response.json()["data"][0]["b64_json"]).size == (320, 240)

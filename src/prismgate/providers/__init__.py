@@ -20,6 +20,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "vertex_ai": ("prismgate.providers.google", "VERTEX_AI"),
     "gemini": ("prismgate.providers.google", "GEMINI"),
     "bedrock": ("prismgate.providers.bedrock", "BEDROCK"),
+    "stability": ("prismgate.providers.stability", "STABILITY"),
+    "together_ai": ("prismgate.providers.together", "TOGETHER_AI"),
+    "fireworks_ai": ("prismgate.providers.fireworks", "FIREWORKS_AI"),
 }
 
 
@@ -28,6 +31,9 @@ _ALIASES: dict[str, str] = {
     "azure-openai": "azure",
     "x-ai": "xai",
     "openai-compatible": "openai",
+    "stability-ai": "stability",
+    "together-ai": "together_ai",
+    "fireworks-ai": "fireworks_ai",
 }
 
 

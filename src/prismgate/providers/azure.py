@@ -19,7 +19,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
 from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import OpenAIImageGeneration, openai_families
+from prismgate.providers.openai_wire import OpenAIImages, openai_families
 from prismgate.transport import UpstreamRequest
 
 
@@ -52,6 +52,18 @@ def _models_probe(credentials: Credentials, settings: Mapping[str, Any]) -> Upst
     )
 
 
+_IMAGES = OpenAIImages(
+    provider="azure",
+    # The catalogue's Azure GPT image models; Azure has no variations route.
+    families=openai_families(
+        "azure", gpt_image=("gpt-image-1", "gpt-image-1-mini"), variations=False
+    ),
+    url=_url,
+    headers=_headers,
+    model_in_body=_is_v1,
+    relayable=False,  # its content filter annotations are stripped
+)
+
 AZURE = Provider(
     name="azure",
     credentials=CredentialSpec(
@@ -61,14 +73,10 @@ AZURE = Provider(
         # The first dated version with both DALL·E 3 and gpt-image-1.
         default_api_version="2025-04-01-preview",
     ),
-    image_generation=OpenAIImageGeneration(
-        provider="azure",
-        families=openai_families("azure"),
-        url=_url,
-        headers=_headers,
-        model_in_body=_is_v1,
-        relayable=False,  # its content filter annotations are stripped
-    ),
+    image_generation=_IMAGES,
+    # Edits share the deployment URL; Azure has no variations route (its SDK's list of
+    # deployment paths has none), so `image_variation` stays empty.
+    image_edit=_IMAGES,
     chat=OpenAIChat(provider="azure", url=_url, headers=_headers, model_in_body=_is_v1),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=_models_probe,

@@ -7,11 +7,7 @@ from prismgate.catalog import ModelInfo
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
 from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import (
-    OpenAIImageGeneration,
-    models_probe,
-    openai_families,
-)
+from prismgate.providers.openai_wire import OpenAIImages, models_probe, openai_families
 
 # OpenAI's vision input: PNG, JPEG, WebP and non-animated GIF, up to 20 MB an image.
 OPENAI_IMAGE_LIMITS = ImageLimits(
@@ -21,6 +17,9 @@ OPENAI_IMAGE_LIMITS = ImageLimits(
     url_schemes=frozenset({"https", "http"}),
 )
 
+# One object serves generations, edits and variations: they share URL, auth and errors.
+_OPENAI_IMAGES = OpenAIImages(provider="openai", families=openai_families("openai"))
+
 OPENAI = Provider(
     name="openai",
     credentials=CredentialSpec(
@@ -29,7 +28,9 @@ OPENAI = Provider(
         default_api_base="https://api.openai.com/v1",
         key_optional_with_custom_base=True,
     ),
-    image_generation=OpenAIImageGeneration(provider="openai", families=openai_families("openai")),
+    image_generation=_OPENAI_IMAGES,
+    image_edit=_OPENAI_IMAGES,
+    image_variation=_OPENAI_IMAGES,
     chat=OpenAIChat(provider="openai"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
@@ -37,6 +38,8 @@ OPENAI = Provider(
 
 # Unknown models on a self-hosted server: nothing is assumed, the server decides.
 _SELF_HOSTED_INFO = ModelInfo(mode="image_generation", image=None)
+
+_XINFERENCE_IMAGES = OpenAIImages(provider="xinference")
 
 XINFERENCE = Provider(
     name="xinference",
@@ -46,12 +49,16 @@ XINFERENCE = Provider(
         default_api_base="http://127.0.0.1:9997/v1",
         key_required=False,
     ),
-    image_generation=OpenAIImageGeneration(provider="xinference"),
+    image_generation=_XINFERENCE_IMAGES,
+    image_edit=_XINFERENCE_IMAGES,
+    image_variation=_XINFERENCE_IMAGES,
     chat=OpenAIChat(provider="xinference"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
     default_info=_SELF_HOSTED_INFO,
 )
+
+_HOSTED_VLLM_IMAGES = OpenAIImages(provider="hosted_vllm")
 
 HOSTED_VLLM = Provider(
     name="hosted_vllm",
@@ -60,7 +67,9 @@ HOSTED_VLLM = Provider(
         api_base_env=("HOSTED_VLLM_API_BASE",),
         key_required=False,
     ),
-    image_generation=OpenAIImageGeneration(provider="hosted_vllm"),
+    image_generation=_HOSTED_VLLM_IMAGES,
+    image_edit=_HOSTED_VLLM_IMAGES,
+    image_variation=_HOSTED_VLLM_IMAGES,
     chat=OpenAIChat(provider="hosted_vllm"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),

@@ -1,15 +1,20 @@
 """The OpenAI images wire, shared by every provider that speaks it (OpenAI, Azure, xAI,
-self-hosted OpenAI-compatible servers). Each of those modules only declares data."""
+self-hosted OpenAI-compatible servers). Each of those modules only declares data.
+
+Generations are JSON; edits and variations are `multipart/form-data` with the input
+images as files. The same field table builds both.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from prismgate.errors import PrismgateError, from_upstream
+from prismgate.errors import BadRequestError, PrismgateError, from_upstream
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
     Credentials,
@@ -17,47 +22,83 @@ from prismgate.providers.base import (
     Field,
     FieldTable,
     HealthProbe,
+    ImageCall,
+    ImageEditCall,
     ImageFamily,
     ImageGenerationCall,
+    ImageVariationCall,
     build_body,
 )
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    multipart_body,
     retry_after_seconds,
 )
-from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse, ImageUsage
+from prismgate.types import (
+    IMAGE_GENERATION_PARAMS,
+    ImageEditRequest,
+    ImageObject,
+    ImageResponse,
+    ImageUsage,
+    ImageVariationRequest,
+    InputImage,
+    image_params,
+)
 
 __all__ = [
+    "DALL_E_2_INPUTS",
+    "GPT_IMAGE_INPUTS",
+    "GPT_IMAGE_MODELS",
     "OPENAI_IMAGE_FIELDS",
-    "OpenAIImageGeneration",
+    "InputRules",
+    "OpenAIImages",
     "bearer",
+    "check_inputs",
+    "input_rules",
     "models_probe",
     "openai_error",
     "openai_families",
     "v1_url",
 ]
 
-# OpenAI's own parameters reach an OpenAI-shaped API unchanged.
+# OpenAI's own parameters (generations, edits, variations) reach an OpenAI-shaped API
+# unchanged; each request type carries only its own.
 OPENAI_IMAGE_FIELDS: FieldTable = {
     "prompt": Field("prompt"),
-    **{name: Field(name) for name in IMAGE_GENERATION_PARAMS},
+    **{
+        name: Field(name)
+        for name in (
+            *IMAGE_GENERATION_PARAMS,
+            *image_params(ImageEditRequest),
+            *image_params(ImageVariationRequest),
+        )
+    },
 }
 
 
-def openai_families(prefix: str) -> tuple[ImageFamily, ...]:
-    """OpenAI's image models as `prefix` serves them (OpenAI itself, Azure)."""
+GPT_IMAGE_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+
+
+def openai_families(
+    prefix: str, *, gpt_image: tuple[str, ...] = GPT_IMAGE_MODELS, variations: bool = True
+) -> tuple[ImageFamily, ...]:
+    """OpenAI's image models as `prefix` serves them (OpenAI itself; Azure, which has
+    fewer GPT image models and no variations route)."""
     return (
         ImageFamily(
             "GPT image",
-            tuple(f"{prefix}/{m}" for m in ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")),
+            tuple(f"{prefix}/{m}" for m in gpt_image),
             OPENAI_IMAGE_FIELDS,
             operations=("edit",),
         ),
         ImageFamily("DALL·E 3", (f"{prefix}/dall-e-3",), OPENAI_IMAGE_FIELDS),
         ImageFamily(
-            "DALL·E 2", (f"{prefix}/dall-e-2",), OPENAI_IMAGE_FIELDS, ("edit", "variation")
+            "DALL·E 2",
+            (f"{prefix}/dall-e-2",),
+            OPENAI_IMAGE_FIELDS,
+            ("edit", "variation") if variations else ("edit",),
         ),
     )
 
@@ -158,11 +199,169 @@ def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) ->
 
 
 @dataclass(frozen=True, slots=True)
-class OpenAIImageGeneration:
-    """`POST …/images/generations` with an OpenAI body; the answer is OpenAI's ImagesResponse.
+class InputRules:
+    """What OpenAI takes as input images for one model family (edits, variations)."""
 
-    Unknown answer fields (Azure's content filter annotations, say) are dropped by decoding
-    into `ImageResponse`.
+    kinds: str  # what the files may be, for messages ("a square PNG under 4 MB")
+    media_types: frozenset[str]
+    max_bytes: int
+    max_images: int
+    square: bool = False
+    # DALL·E 2 edits the transparent area of the image itself when no mask is given.
+    alpha_without_mask: bool = False
+
+
+_MB = 1024 * 1024
+DALL_E_2_INPUTS = InputRules(
+    "a square PNG under 4 MB",
+    frozenset({"image/png"}),
+    max_bytes=4 * _MB,
+    max_images=1,
+    square=True,
+    alpha_without_mask=True,
+)
+GPT_IMAGE_INPUTS = InputRules(
+    "PNG, WebP or JPEG files under 50 MB each",
+    frozenset({"image/png", "image/webp", "image/jpeg"}),
+    max_bytes=50 * _MB,
+    max_images=16,
+)
+# A mask is a PNG under 4 MB of the first image's dimensions, for every model.
+_MASK_MAX_BYTES = 4 * _MB
+_PIL_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+
+
+def input_rules(model: str) -> InputRules | None:
+    """OpenAI's documented input rules for `model` (dated ids included), or None for a
+    model it does not document (a self-hosted server decides for itself)."""
+    name = model.rpartition("/")[2]
+    if name.startswith("dall-e-2"):
+        return DALL_E_2_INPUTS
+    if name.startswith(("gpt-image", "chatgpt-image")):
+        return GPT_IMAGE_INPUTS
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    media_type: str
+    width: int
+    height: int
+    alpha: bool
+
+
+def _header(image: InputImage, param: str, which: str) -> _Header:
+    """Format, dimensions and transparency, from the image header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image.data)) as opened:
+            kind = opened.format or "unknown"
+            media_type = _PIL_MEDIA_TYPES.get(kind, f"image/{kind.lower()}")
+            alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+            return _Header(media_type, opened.width, opened.height, alpha)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise BadRequestError(
+            f"{which} is not an image that can be read; send a PNG, WebP or JPEG file",
+            param=param,
+            code="invalid_image",
+        ) from None
+
+
+def check_inputs(
+    images: list[InputImage],
+    mask: InputImage | None,
+    rules: InputRules,
+    model: str,
+    *,
+    edit: bool = True,
+) -> None:
+    """A 400 naming `image` or `mask` for input files `model` cannot take (`edit=False`
+    for a variation, which has no area to edit)."""
+    if not images:
+        raise BadRequestError("image is required: send the image to edit", param="image")
+    if len(images) > rules.max_images:
+        raise BadRequestError(
+            f"{model} takes at most {rules.max_images} input image"
+            f"{'s' if rules.max_images > 1 else ''}; got {len(images)}. Send fewer images.",
+            param="image",
+            code="too_many_images",
+        )
+    first: _Header | None = None
+    for index, image in enumerate(images, start=1):
+        which = "the image" if len(images) == 1 else f"image {index}"
+        header = _header(image, "image", which)
+        first = first or header
+        wrong_type = header.media_type not in rules.media_types
+        if wrong_type or len(image.data) >= rules.max_bytes:
+            got = f"a {header.media_type.partition('/')[2].upper()} of {len(image.data)} bytes"
+            raise BadRequestError(
+                f"{which} is {got}; {model} takes {rules.kinds}. Convert or shrink it.",
+                param="image",
+                code="invalid_image",
+            )
+        if rules.square and header.width != header.height:
+            raise BadRequestError(
+                f"{which} is {header.width}x{header.height}; {model} takes a square image. "
+                "Crop or pad it to a square.",
+                param="image",
+                code="invalid_image",
+            )
+    assert first is not None
+    if mask is None:
+        if edit and rules.alpha_without_mask and not first.alpha:
+            raise BadRequestError(
+                f"the image has no transparency, so {model} has nothing to edit: send a mask, "
+                "or a PNG whose transparent pixels mark the area to change",
+                param="mask",
+                code="invalid_image",
+            )
+        return
+    shape = _header(mask, "mask", "the mask")
+    if shape.media_type != "image/png" or len(mask.data) >= _MASK_MAX_BYTES:
+        raise BadRequestError(
+            "the mask must be a PNG under 4 MB; convert or shrink it",
+            param="mask",
+            code="invalid_image",
+        )
+    if (shape.width, shape.height) != (first.width, first.height):
+        raise BadRequestError(
+            f"the mask is {shape.width}x{shape.height} but the image is "
+            f"{first.width}x{first.height}; send a mask of the same dimensions",
+            param="mask",
+            code="invalid_image",
+        )
+
+
+def _form_fields(name: str, value: Any) -> list[tuple[str, str]]:
+    """One body value as form fields, as OpenAI's SDK sends them: booleans as
+    `true`/`false`, objects as `name[key]`, arrays as `name[]`."""
+    if value is None:
+        return []
+    if isinstance(value, bool):
+        return [(name, "true" if value else "false")]
+    if isinstance(value, Mapping):
+        return [
+            part for key, item in value.items() for part in _form_fields(f"{name}[{key}]", item)
+        ]
+    if isinstance(value, (list, tuple)):
+        return [part for item in value for part in _form_fields(f"{name}[]", item)]
+    return [(name, str(value))]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIImages:
+    """OpenAI's images API: `POST …/images/generations` (JSON), `…/images/edits` and
+    `…/images/variations` (multipart); every answer is OpenAI's ImagesResponse.
+
+    One object serves a provider's generation, edit and variation slots. Unknown answer
+    fields (Azure's content filter annotations, say) are dropped by decoding into
+    `ImageResponse`.
     """
 
     provider: str
@@ -177,16 +376,73 @@ class OpenAIImageGeneration:
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """Build, send and decode one OpenAI-shaped image generation call."""
-        body = self.body(call)
+        body = msgspec.json.encode(self.body(call))
+        return await self._send(call, http, "/images/generations", body, "application/json")
+
+    async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
+        """`…/images/edits`: the input images as `image` (one) or `image[]` (several, as
+        OpenAI's SDK names them), the optional `mask`, and the mapped fields."""
+        request = call.request
+        if rules := input_rules(self._model(call)):
+            check_inputs(request.image, request.mask, rules, self._model(call))
+        name = "image" if len(request.image) == 1 else "image[]"
+        files: list[tuple[str, str | InputImage]] = [(name, image) for image in request.image]
+        if request.mask is not None:
+            files.append(("mask", request.mask))
+        return await self._send_form(call, http, "/images/edits", files)
+
+    async def vary(self, call: ImageVariationCall, http: Transport) -> ImageResponse:
+        """`…/images/variations`: one input image and the mapped fields."""
+        image = call.request.image
+        if rules := input_rules(self._model(call)):
+            check_inputs([image], None, rules, self._model(call), edit=False)
+        return await self._send_form(call, http, "/images/variations", [("image", image)])
+
+    def body(self, call: ImageCall[Any]) -> dict[str, Any]:
+        """The body for `call`: mapped OpenAI fields, then provider extras as given.
+        Input files (`image`, `mask`) are not part of it."""
+        values = {
+            name: value
+            for name, value in msgspec.structs.asdict(call.request).items()
+            if name not in ("image", "mask")
+        }
+        body: dict[str, Any] = {}
+        if self.model_in_body(call.credentials):
+            body["model"] = call.deployment.model
+        body.update(build_body(self.fields, values, call.capabilities, call.extra))
+        return body
+
+    @staticmethod
+    def _model(call: ImageCall[Any]) -> str:
+        # An Azure deployment may be named anything; its base_model names the model.
+        info = call.deployment.info
+        return info.base_model if info and info.base_model else call.deployment.model
+
+    async def _send_form(
+        self,
+        call: ImageCall[Any],
+        http: Transport,
+        path: str,
+        files: list[tuple[str, str | InputImage]],
+    ) -> ImageResponse:
+        fields: list[tuple[str, str | InputImage]] = [
+            part for name, value in self.body(call).items() for part in _form_fields(name, value)
+        ]
+        body, content_type = await multipart_body([*fields, *files])
+        return await self._send(call, http, path, body, content_type)
+
+    async def _send(
+        self, call: ImageCall[Any], http: Transport, path: str, body: bytes, content_type: str
+    ) -> ImageResponse:
         request = UpstreamRequest(
             method="POST",
-            url=self.url(call.credentials, call.deployment, "/images/generations"),
+            url=self.url(call.credentials, call.deployment, path),
             provider=self.provider,
             headers={
                 **self.headers(call.credentials, call.settings),
-                "Content-Type": "application/json",
+                "Content-Type": content_type,
             },
-            body=msgspec.json.encode(body),
+            body=body,
             timeout=call.timeout,
         )
         response = await http.send(request)
@@ -202,12 +458,3 @@ class OpenAIImageGeneration:
                 f"the answer was not an OpenAI images response ({exc})",
                 provider=self.provider,
             ) from exc
-
-    def body(self, call: ImageGenerationCall) -> dict[str, Any]:
-        """The JSON body for `call`: mapped OpenAI fields, then provider extras as given."""
-        values: Mapping[str, Any] = msgspec.structs.asdict(call.request)
-        body: dict[str, Any] = {}
-        if self.model_in_body(call.credentials):
-            body["model"] = call.deployment.model
-        body.update(build_body(self.fields, values, call.capabilities, call.extra))
-        return body

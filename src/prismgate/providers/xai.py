@@ -11,7 +11,7 @@ from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import (
     OPENAI_IMAGE_FIELDS,
-    OpenAIImageGeneration,
+    OpenAIImages,
     models_probe,
 )
 
@@ -43,7 +43,7 @@ XAI = Provider(
         api_base_env=("XAI_API_BASE",),
         default_api_base="https://api.x.ai/v1",
     ),
-    image_generation=OpenAIImageGeneration(
+    image_generation=OpenAIImages(
         provider="xai",
         fields=XAI_IMAGE_FIELDS,
         families=(
