@@ -47,6 +47,7 @@ __all__ = [
     "ImageVariations",
     "Provider",
     "ProviderCache",
+    "ProviderCall",
     "build_body",
 ]
 
@@ -245,6 +246,28 @@ class ImageCall(Generic[R]):
 ImageGenerationCall = ImageCall[ImageGenerationRequest]
 ImageEditCall = ImageCall[ImageEditRequest]
 ImageVariationCall = ImageCall[ImageVariationRequest]
+
+
+class ProviderCall(Protocol):
+    """What reaching and authenticating with a provider takes from a call, a `ChatCall`
+    and an `ImageCall` alike (cloud providers sign or mint tokens from these)."""
+
+    @property
+    def deployment(self) -> Deployment: ...
+    @property
+    def credentials(self) -> Credentials: ...
+    @property
+    def settings(self) -> Mapping[str, Any]: ...
+    @property
+    def environ(self) -> Mapping[str, str]: ...
+    @property
+    def cache(self) -> ProviderCache: ...
+    @property
+    def caller_credentials_only(self) -> bool: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def redact(self) -> Redactor: ...
 
 
 class ImageGeneration(Protocol):

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -23,35 +23,14 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import Credentials, Deployment, ProviderCache
+from prismgate.providers.base import ProviderCall
 from prismgate.transport import UpstreamRequest, retry_after_seconds
 
-__all__ = ["ENDPOINT", "BedrockCall", "bedrock_error", "call_redactor", "signed_request"]
+__all__ = ["ENDPOINT", "bedrock_error", "call_redactor", "signed_request"]
 
 SIGNING_NAME = "bedrock"  # the host says bedrock-runtime; SigV4 scopes to "bedrock"
 # The endpoint when neither api_base nor aws_bedrock_runtime_endpoint is given.
 ENDPOINT = "https://bedrock-runtime.{region}.amazonaws.com"
-
-
-class BedrockCall(Protocol):
-    """What addressing and signing need from a call (a `ChatCall` or an `ImageCall`)."""
-
-    @property
-    def deployment(self) -> Deployment: ...
-    @property
-    def credentials(self) -> Credentials: ...
-    @property
-    def settings(self) -> Mapping[str, Any]: ...
-    @property
-    def environ(self) -> Mapping[str, str]: ...
-    @property
-    def cache(self) -> ProviderCache: ...
-    @property
-    def caller_credentials_only(self) -> bool: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def redact(self) -> Redactor: ...
 
 
 def _botocore() -> None:
@@ -98,7 +77,7 @@ class _CredentialChain:
         return found
 
 
-async def _aws_credentials(call: BedrockCall) -> Any:
+async def _aws_credentials(call: ProviderCall) -> Any:
     """Settings first, then the environment snapshot, then botocore's chain (cached)."""
     settings, environ = call.settings, call.environ
     key_id, secret, token = (
@@ -136,7 +115,7 @@ async def _aws_credentials(call: BedrockCall) -> Any:
     return await chain.frozen()
 
 
-def _region(call: BedrockCall) -> str | None:
+def _region(call: ProviderCall) -> str | None:
     names = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION_NAME")
     return call.settings.get("aws_region_name") or next(
         (call.environ[name] for name in names if call.environ.get(name)), None
@@ -150,7 +129,7 @@ def _need_region() -> BadRequestError:
     )
 
 
-def _endpoint(call: BedrockCall, region: str | None) -> str:
+def _endpoint(call: ProviderCall, region: str | None) -> str:
     if call.credentials.api_base != ENDPOINT:  # api_base was given
         return call.credentials.api_base
     custom = call.settings.get("aws_bedrock_runtime_endpoint") or call.environ.get(
@@ -175,7 +154,7 @@ def _signed(
 
 
 async def signed_request(
-    call: BedrockCall, operation: str, body: bytes, *, accept: str = "application/json"
+    call: ProviderCall, operation: str, body: bytes, *, accept: str = "application/json"
 ) -> UpstreamRequest:
     """`POST {endpoint}/model/{modelId}/{operation}` with `body`, signed (or with the
     Bedrock API key as a bearer token)."""
@@ -203,7 +182,7 @@ async def signed_request(
     )  # fmt: skip
 
 
-def call_redactor(call: BedrockCall) -> Redactor:
+def call_redactor(call: ProviderCall) -> Redactor:
     """The call's redactor, also removing the AWS secret and session token it was given."""
     return call.redact.including(
         call.settings.get("aws_secret_access_key"), call.settings.get("aws_session_token")

@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -35,7 +35,7 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import Credentials, Deployment, ProviderCache
+from prismgate.providers.base import ProviderCall
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -45,7 +45,6 @@ from prismgate.transport import (
 )
 
 __all__ = [
-    "GoogleCall",
     "GoogleErrorDetail",
     "generate",
     "generate_stream",
@@ -67,29 +66,8 @@ _LOCATION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _MODEL_SAFE = "@.-_"  # model ids are quoted into the path: no `/`, `?` or `:` of their own
 
 
-class GoogleCall(Protocol):
-    """What reaching Google takes from a call: a chat call or an image call alike."""
-
-    @property
-    def deployment(self) -> Deployment: ...
-    @property
-    def credentials(self) -> Credentials: ...
-    @property
-    def settings(self) -> Mapping[str, Any]: ...
-    @property
-    def environ(self) -> Mapping[str, str]: ...
-    @property
-    def cache(self) -> ProviderCache: ...
-    @property
-    def caller_credentials_only(self) -> bool: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def redact(self) -> Redactor: ...
-
-
 async def generate(
-    call: GoogleCall,
+    call: ProviderCall,
     provider: str,
     body: bytes,
     http: Transport,
@@ -114,7 +92,7 @@ async def generate(
 
 @contextlib.asynccontextmanager
 async def generate_stream(
-    call: GoogleCall, provider: str, body: bytes, http: Transport, *, vertex: bool
+    call: ProviderCall, provider: str, body: bytes, http: Transport, *, vertex: bool
 ) -> AsyncIterator[UpstreamStream]:
     """`:streamGenerateContent?alt=sse`, opened, under the same rules as `generate`."""
     stream = "streamGenerateContent"
@@ -133,7 +111,7 @@ async def generate_stream(
 
 
 async def _request(
-    call: GoogleCall,
+    call: ProviderCall,
     provider: str,
     body: bytes,
     *,
@@ -221,7 +199,7 @@ def vertex_host(location: str) -> str:
     return f"https://{location}-aiplatform.googleapis.com"
 
 
-async def vertex_access(call: GoogleCall, *, rejected: str | None = None) -> tuple[str, str]:
+async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> tuple[str, str]:
     """(the URL of the project's publisher models, a token) for `call`. `rejected`: a
     token Google has just refused, so a new one is made even if it looks valid."""
     if call.credentials.api_key:  # not silently ignored: the caller meant something
