@@ -437,10 +437,10 @@ def _image_operation(
         verb = "generate images"
         if provider.image_generation is not None:
             operation = provider.image_generation.generate
-    if operation is None or (info and info.mode and info.mode not in _IMAGE_MODES):
+    other_mode = info.mode if info and info.mode and info.mode not in _IMAGE_MODES else None
+    if operation is None or other_mode:
         raise BadRequestError(
-            f"{group} cannot {verb}"
-            + (f" (it is a {info.mode} model)" if info and info.mode not in _IMAGE_MODES else ""),
+            f"{group} cannot {verb}" + (f" (it is a {other_mode} model)" if other_mode else ""),
             param="model",
             code="model_not_supported",
         )

@@ -27,6 +27,12 @@ def mock_config(tmp_path: Path, **general: object) -> dict[str, object]:
             model("gpt-image-1", "mock/gpt-image-1"),
             model("dall-e-2", "mock/dall-e-2"),
             model("dall-e-3", "openai/dall-e-3", api_key="sk-unused"),
+            model(
+                "grok",
+                "xai/my-grok-image",
+                api_key="xai-unused",
+                model_info={"supports_vision": False},
+            ),
         ],
         "general_settings": {"image_store": {"path": str(tmp_path)}, **general},
     }
@@ -239,3 +245,15 @@ async def test_sdk_edit_refuses_text_files_and_missing_paths(tmp_path: Path) -> 
 async def test_sdk_variation_url_is_a_data_url() -> None:
     answer = await aimage_variation(image=PNG, model="mock/dall-e-2", response_format="url")
     assert answer.data[0].url is not None and answer.data[0].url.startswith("data:image/png;")
+
+
+def test_a_provider_without_edits_says_so_plainly(proxy: RunningProxy) -> None:
+    # xAI generates images but has no edits API; a model_info without a mode says nothing
+    # of the model's kind, so the message adds nothing either.
+    answer = httpx.post(
+        proxy.base_url + "/v1/images/edits",
+        data={"model": "grok", "prompt": "p"},
+        files={"image": ("a.png", PNG, "image/png")},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "grok cannot edit images"

@@ -7,7 +7,9 @@ type comes from the bytes, and anything that is not an image is a 400 naming the
 
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,7 +17,45 @@ from prismgate.errors import BadRequestError
 from prismgate.media.formats import sniff_image_type
 from prismgate.types import InputImage
 
-__all__ = ["input_image", "input_images"]
+__all__ = ["ImageHeader", "image_header", "input_image", "input_images"]
+
+_PIL_MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What an input image's header says: its format, dimensions and transparency."""
+
+    media_type: str
+    width: int
+    height: int
+    alpha: bool
+
+
+def image_header(
+    image: InputImage, *, param: str = "image", which: str = "the image"
+) -> ImageHeader:
+    """Read from the header only (no pixels are decoded); a 400 naming `param` when the
+    bytes are not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image.data)) as opened:
+            kind = opened.format or "unknown"
+            media_type = _PIL_MEDIA_TYPES.get(kind, f"image/{kind.lower()}")
+            alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+            return ImageHeader(media_type, opened.width, opened.height, alpha)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise BadRequestError(
+            f"{which} is not an image that can be read; send a PNG, WebP or JPEG file",
+            param=param,
+            code="invalid_image",
+        ) from None
 
 
 def input_image(value: Any, *, param: str = "image", filename: str | None = None) -> InputImage:

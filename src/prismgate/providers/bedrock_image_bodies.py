@@ -17,6 +17,7 @@ from typing import Any
 
 from prismgate.catalog import ImageCapabilities
 from prismgate.errors import BadRequestError
+from prismgate.media.inputs import image_header
 from prismgate.providers.base import (
     Field,
     FieldTable,
@@ -299,13 +300,8 @@ def _only_image(images: list[InputImage], model: str) -> InputImage:
 
 
 def _dimensions(image: InputImage, param: str) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(image.data)) as picture:
-            return picture.size
-    except (UnidentifiedImageError, OSError):
-        raise BadRequestError(f"{param} is not a readable image", param=param) from None
+    header = image_header(image, param=param, which=param)
+    return header.width, header.height
 
 
 def _b64(image: InputImage, accepted: frozenset[str]) -> str:

@@ -23,6 +23,7 @@ import msgspec
 from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
 from prismgate.errors import BadRequestError
 from prismgate.media.images import ImageLimits, image_bytes_from_b64, parse_data_url
+from prismgate.media.inputs import image_header
 from prismgate.providers.base import (
     ChatCall,
     CredentialSpec,
@@ -112,11 +113,8 @@ class MockImages:
 
 
 def _dimensions(image: InputImage) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(image.data)) as opened:
-        width, height = opened.size
-    return width, height
+    header = image_header(image)
+    return header.width, header.height
 
 
 async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]) -> ImageResponse:

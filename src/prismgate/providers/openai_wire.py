@@ -7,7 +7,6 @@ images as files. The same field table builds both.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import msgspec
 
 from prismgate.errors import BadRequestError, PrismgateError, from_upstream
+from prismgate.media.inputs import ImageHeader, image_header
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
     Credentials,
@@ -228,12 +228,6 @@ GPT_IMAGE_INPUTS = InputRules(
 )
 # A mask is a PNG under 4 MB of the first image's dimensions, for every model.
 _MASK_MAX_BYTES = 4 * _MB
-_PIL_MEDIA_TYPES = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "GIF": "image/gif",
-}
 
 
 def input_rules(model: str) -> InputRules | None:
@@ -245,32 +239,6 @@ def input_rules(model: str) -> InputRules | None:
     if name.startswith(("gpt-image", "chatgpt-image")):
         return GPT_IMAGE_INPUTS
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    media_type: str
-    width: int
-    height: int
-    alpha: bool
-
-
-def _header(image: InputImage, param: str, which: str) -> _Header:
-    """Format, dimensions and transparency, from the image header only."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(image.data)) as opened:
-            kind = opened.format or "unknown"
-            media_type = _PIL_MEDIA_TYPES.get(kind, f"image/{kind.lower()}")
-            alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
-            return _Header(media_type, opened.width, opened.height, alpha)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise BadRequestError(
-            f"{which} is not an image that can be read; send a PNG, WebP or JPEG file",
-            param=param,
-            code="invalid_image",
-        ) from None
 
 
 def check_inputs(
@@ -292,10 +260,10 @@ def check_inputs(
             param="image",
             code="too_many_images",
         )
-    first: _Header | None = None
+    first: ImageHeader | None = None
     for index, image in enumerate(images, start=1):
         which = "the image" if len(images) == 1 else f"image {index}"
-        header = _header(image, "image", which)
+        header = image_header(image, which=which)
         first = first or header
         wrong_type = header.media_type not in rules.media_types
         if wrong_type or len(image.data) >= rules.max_bytes:
@@ -322,7 +290,7 @@ def check_inputs(
                 code="invalid_image",
             )
         return
-    shape = _header(mask, "mask", "the mask")
+    shape = image_header(mask, param="mask", which="the mask")
     if shape.media_type != "image/png" or len(mask.data) >= _MASK_MAX_BYTES:
         raise BadRequestError(
             "the mask must be a PNG under 4 MB; convert or shrink it",
