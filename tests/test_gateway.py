@@ -107,7 +107,7 @@ async def test_drop_params_from_litellm_settings_and_model_info_limits(drop: boo
 async def test_secrets_from_config_never_reach_an_error(
     compatible_emulator: OpenAIEmulator,
 ) -> None:
-    compatible_emulator.fail_next("status", status=500)
+    compatible_emulator.fail_next("status", status=500, times=3)  # the first try and 2 retries
     async with gateway_for(compatible_emulator) as gateway:
         with pytest.raises(prismgate.APIError) as caught:
             await gateway.image_generation(ImageGenerationRequest(prompt="x", model="sdxl"))

@@ -60,8 +60,13 @@ class LiteLLMParams(_Section, frozen=True):
     api_base: str | None = None
     api_version: str | None = None
     timeout: float | None = None
+    # Seconds to wait for the connection alone (the rest of `timeout` is for the answer).
+    connect_timeout: float | None = None
     stream_timeout: float | None = None
     max_retries: int | None = None
+    # prismgate: an image generation that may have reached this deployment before a
+    # timeout or a broken connection may be sent again (it does not bill twice).
+    safe_to_retry: bool = False
     custom_llm_provider: str | None = None
     drop_params: bool | None = None
     organization: str | None = None
@@ -109,6 +114,23 @@ class ImageStoreSettings(_Section, frozen=True):
     url_ttl_seconds: int = 3600
 
 
+class GroupAlias(_Section, frozen=True):
+    """A `model_group_alias` entry in its long form: `{model: <group>, hidden: true}`."""
+
+    model: str
+    hidden: bool = False
+
+
+class RetrySettingsSection(_Section, frozen=True):
+    """`general_settings.retries`: how retries wait (prismgate's addition)."""
+
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0
+    budget_ratio: float = 0.2
+    budget_floor: int = 10
+
+
 class GeneralSettings(_Section, frozen=True):
     """`general_settings`: LiteLLM's keys, and prismgate's own additions."""
 
@@ -117,6 +139,11 @@ class GeneralSettings(_Section, frozen=True):
     allow_client_provider_keys: bool = False
     default_image_model: str = "gpt-image-1"
     media: MediaSettings = msgspec.field(default_factory=MediaSettings)
+    retries: RetrySettingsSection = msgspec.field(default_factory=RetrySettingsSection)
+    # Seconds to wait for a provider connection, unless a deployment says otherwise.
+    connect_timeout: float = 10.0
+    # Keys in the shared Redis start with this (several gateways may share one Redis).
+    redis_prefix: str = "prismgate:"
     image_store: ImageStoreSettings = msgspec.field(default_factory=ImageStoreSettings)
     database_url: str | None = None
 
@@ -133,7 +160,7 @@ class RouterSettings(_Section, frozen=True):
     fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
     content_policy_fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
     default_fallbacks: list[str] = msgspec.field(default_factory=list)
-    model_group_alias: dict[str, str] = msgspec.field(default_factory=dict)
+    model_group_alias: dict[str, str | GroupAlias] = msgspec.field(default_factory=dict)
     redis_url: str | None = None
     redis_host: str | None = None
     redis_port: int | None = None

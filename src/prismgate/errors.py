@@ -64,6 +64,7 @@ class PrismgateError(Exception):
         upstream_status: int | None = None,
         upstream_message: str | None = None,
         retry_after: float | None = None,
+        request_sent: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -73,6 +74,10 @@ class PrismgateError(Exception):
         self.upstream_status = upstream_status
         self.upstream_message = upstream_message
         self.retry_after = retry_after  # seconds, from the provider's Retry-After
+        # The request reached the provider before this failure: it may have been served.
+        self.request_sent = request_sent
+        # What the router tried before giving up (`x-prismgate-attempts`).
+        self.attempts: tuple[str, ...] = ()
 
     @property
     def status_code(self) -> int:

@@ -31,7 +31,7 @@ from prismgate.errors import (
     PrismgateError,
     UnsupportedParamsError,
 )
-from prismgate.media import data_url, sniff_image_type
+from prismgate.media import HostAllowlist, data_url, sniff_image_type
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.store import ImageStore, SignedLinks
 from prismgate.media.vision import inline_remote_images, prepare_url_images
@@ -46,7 +46,12 @@ from prismgate.providers.base import (
     ProviderCache,
 )
 from prismgate.providers.image_rules import accepts, check_image_request
+from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, DeploymentResolver
+from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
+from prismgate.routing.router import Router, Target, router_policy
+from prismgate.routing.settings import redis_url_of
+from prismgate.storage import open_shared_state
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -60,6 +65,7 @@ from prismgate.types import (
     ImageVariationRequest,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
+from prismgate.types.validation import convert_request
 
 __all__ = ["CallOptions", "Gateway"]
 
@@ -69,6 +75,7 @@ MAX_FAN_OUT = 4
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 _IMAGE_MODES = frozenset({"image_generation", "image_edit"})
 R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
+A = TypeVar("A", ImageResponse, ChatCompletion, "_OpenedStream")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,6 +101,17 @@ class CallOptions:
     # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
     trace_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # The caller accepts that a call which may have been served is sent again (an
+    # `Idempotency-Key`): image generations are then retried after timeouts too.
+    idempotency_key: str | None = None
+    # Retries for this call, over the config's `num_retries`.
+    num_retries: int | None = None
+    # A Portkey config: the routing plan for this call (fallback, loadbalance, ...).
+    plan: Plan | None = None
+    # Refresh the cached answer (x-portkey-cache-force-refresh, Cache-Control: no-cache).
+    cache_refresh: bool = False
+    # The provider address was chosen by the caller: it is checked when dialled.
+    guarded: bool = False
 
 
 class Gateway:
@@ -116,8 +134,9 @@ class Gateway:
         self.deployments = DeploymentResolver(
             self.config, self.catalog, direct_models=direct_models
         )
-        # The gateway closes only the pool it made; a transport passed in is the caller's.
+        # The gateway closes only the pools it made; a transport passed in is the caller's.
         self._own_http: HttpTransport | None = None
+        self._guard_pool: HttpTransport | None = None
         if transport is None:
             self._own_http = HttpTransport()
             transport = self._own_http
@@ -126,6 +145,12 @@ class Gateway:
         self.fetcher = SafeFetcher(self.config.general_settings.media)
         self.image_store = ImageStore(self.config.general_settings.image_store)
         self.provider_cache = ProviderCache()
+        state, cache_store = open_shared_state(
+            redis_url=redis_url_of(self.config), prefix=self.config.general_settings.redis_prefix
+        )
+        self.router = Router(self.deployments.candidates, router_policy(self.config), state)
+        self.response_cache = ResponseCache(cache_store, cache_policy(self.config))
+        self.plans = PlanRunner(self.router, self.deployments, VirtualKeys(self.config))
 
     async def __aenter__(self) -> Self:
         return self
@@ -141,6 +166,10 @@ class Gateway:
     async def aclose(self) -> None:
         """Release the HTTP pool this gateway made, and the image fetcher's."""
         await self.fetcher.aclose()
+        await self.router.state.aclose()
+        await self.response_cache.aclose()
+        if self._guard_pool is not None:
+            await self._guard_pool.aclose()
         if self._own_http is not None:
             await self._own_http.aclose()
 
@@ -190,20 +219,109 @@ class Gateway:
         return await self._images(request, options or CallOptions())
 
     async def _images(self, request: ImageRequest, options: CallOptions) -> ImageResponse:
-        """One path for generations, edits and variations: route, check the model's
-        rules, fan out, deliver the asked format, and price the answer."""
-        group = request.model or self.config.general_settings.default_image_model
-        deployment, provider, environ = self._route(group, options)
+        """One path for generations, edits and variations: routed (retries, fallbacks),
+        each attempt checked against its model's rules, fanned out, delivered in the
+        asked format, priced, and cached when caching is on."""
+        name = request.model or self.config.general_settings.default_image_model
+
+        async def attempt(target: Target) -> ImageResponse:
+            return await self._image_attempt(request, options, target, name)
+
+        # Only generations bill for work that may have been done before a lost answer.
+        accepted_risk = isinstance(request, ImageGenerationRequest)
+        return await self._serve(
+            name, request, options, attempt, tokens=_image_tokens, accepted_risk=accepted_risk
+        )
+
+    async def _serve(
+        self,
+        name: str,
+        request: msgspec.Struct,
+        options: CallOptions,
+        attempt: Callable[[Target], Awaitable[A]],
+        *,
+        tokens: Callable[[A], int],
+        accepted_risk: bool = False,
+    ) -> A:
+        """Run `attempt` on the targets this call may use: a Portkey config's plan, the
+        model group (strategy, retries, cooldowns, fallbacks), or one direct target."""
+        idempotent = options.idempotency_key is not None or not accepted_risk
+        if options.plan is not None:
+            context = RunContext(
+                model=name,
+                metadata=options.metadata or {},
+                params={**msgspec.structs.asdict(request), **options.extra},
+                trusted=options.plan.trusted,
+                allow_provider_keys=options.plan.allow_provider_keys,
+                idempotent=idempotent,
+            )
+            outcome = await self.plans.run(options.plan.node, attempt, context)
+        elif not options.direct and self.router.serves(self.deployments.group_of(name)):
+            group = self.deployments.group_of(name)
+            outcome = await self.router.run(
+                group,
+                attempt,
+                tokens=tokens,
+                idempotent=idempotent,
+                num_retries=options.num_retries,
+            )
+        else:
+            target = self._direct_target(name, options)
+            retries = _first_set(options.num_retries, self.config.litellm_settings.num_retries, 0)
+            outcome = await self.router.run_target(
+                target, attempt, retries=retries, idempotent=idempotent
+            )
+        value = outcome.value
+        meta = value._hidden_params
+        if meta is not None:
+            value._hidden_params = msgspec.structs.replace(
+                meta, attempts=outcome.attempts, retries=outcome.retries, path=outcome.path
+            )
+        return value
+
+    def _direct_target(self, name: str, options: CallOptions) -> Target:
+        """A call that names a provider's model itself (SDK), or Portkey's direct mode."""
+        if options.direct:
+            deployment = self.deployments.direct(name, options.overrides)
+        else:
+            deployment = self.deployments.resolve(name, options.overrides)
+        return Target(
+            deployment=deployment,
+            label=f"{deployment.provider}/{deployment.model}",
+            group=name,
+            direct=options.direct,
+            guarded=options.guarded,
+        )
+
+    async def _image_attempt(
+        self, request: ImageRequest, options: CallOptions, target: Target, name: str
+    ) -> ImageResponse:
+        """One try on one deployment."""
+        deployment, provider, environ = self._resolved(target, options)
+        request, extra_overrides = _with_overrides(request, target.override_params)
         info = deployment.info
         capabilities = info.image if info else None
-        operation = _image_operation(provider, request, info, group)
+        operation = _image_operation(provider, request, info, name)
         drop_params = _first_set(
             options.drop_params,
             deployment.drop_params,
             self.config.litellm_settings.drop_params,
         )
-        checked = check_image_request(request, capabilities, model=group, drop_params=drop_params)
-        extra, settings = _split_extra(provider, deployment, options)
+        checked = check_image_request(request, capabilities, model=name, drop_params=drop_params)
+        extra, settings = _split_extra(provider, deployment, options, extra_overrides)
+        cache = self.response_cache.for_call(
+            "images",
+            choice=target.cache,
+            scope=options.scope,
+            refresh=options.cache_refresh,
+            deployment=deployment,
+            request=checked.request,
+            extra=extra,
+        )
+        if cache is not None and (
+            hit := await cache.lookup_images(self.image_store, self._stored_link(options))
+        ):
+            return await self._delivered(request, hit, capabilities, options)
         converting = request.response_format is not None and not accepts(
             capabilities, "response_format"
         )
@@ -214,22 +332,23 @@ class Gateway:
             capabilities=capabilities,
             extra=extra,
             settings=settings,
-            timeout=self._timeout(options, deployment),
+            timeout=self._timeout(options, target),
+            connect_timeout=self._connect_timeout(deployment),
             redact=self._call_redactor(options),
-            relay=options.relay and not converting,
-            caller_credentials_only=options.direct,
+            # A cached answer is kept decoded; otherwise the proxy may relay it as it came.
+            relay=options.relay and not converting and cache is None,
+            caller_credentials_only=target.direct,
             cache=self.provider_cache,
             environ=environ,
         )
         calls = _fan_out(call, capabilities)
-        response = await self._run_all(operation, calls)
+        response = await self._run_all(operation, calls, self._transport_for(target))
         if not response.data:
             raise _withheld_or_empty(provider.name, response.filtered)
-        response = await self._deliver_as(request.response_format, response, capabilities, options)
         response._hidden_params = CallMeta(
             provider=provider.name,
             model=deployment.model,
-            model_group=group,
+            model_group=name,
             api_base=call.credentials.api_base,
             response_cost=image_cost(capabilities, request, response),
             upstream_calls=len(calls),
@@ -238,49 +357,98 @@ class Gateway:
             filtered=len(response.filtered),
             trace_id=options.trace_id,
             metadata=dict(options.metadata) if options.metadata else None,
+            cache_status=cache.status if cache else None,
         )
-        return response
+        if cache is not None and not response.filtered:
+            # Kept as the provider answered; a hit is delivered like a fresh answer.
+
+            async def image_bytes(url: str) -> bytes:
+                return await self._image_bytes(url, options)
+
+            await cache.store_images(response, self.image_store, image_bytes)
+        return await self._delivered(request, response, capabilities, options)
+
+    async def _delivered(
+        self,
+        request: ImageRequest,
+        response: ImageResponse,
+        capabilities: ImageCapabilities | None,
+        options: CallOptions,
+    ) -> ImageResponse:
+        """`response` in the format the caller asked for, with its call metadata."""
+        meta = response._hidden_params
+        delivered = await self._deliver_as(request.response_format, response, capabilities, options)
+        if meta is not None:
+            delivered._hidden_params = _for_this_call(meta, options)
+        return delivered
 
     async def chat_completion(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
     ) -> ChatCompletion:
         """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
-        chat, call, provider = await self._chat_call(request, options)
-        completion = await chat.complete(call, self._http)
-        completion._hidden_params = CallMeta(
-            provider=provider.name,
-            model=call.deployment.model,
-            model_group=request.model,
-            api_base=call.credentials.api_base,
-            response_cost=chat_cost(call.deployment.info, completion.usage),
-            dropped_params=call.dropped,
-            trace_id=options.trace_id,
-            metadata=dict(options.metadata) if options.metadata else None,
-        )
-        return completion
+
+        async def attempt(target: Target) -> ChatCompletion:
+            chat, call, provider = await self._chat_call(request, options, target)
+            cache = self.response_cache.for_call(
+                "chat",
+                choice=target.cache,
+                scope=options.scope,
+                refresh=options.cache_refresh,
+                deployment=call.deployment,
+                request=call.request,
+                extra=call.extra,
+            )
+            if cache is not None and (hit := await cache.lookup_chat()):
+                if hit._hidden_params is not None:
+                    hit._hidden_params = _for_this_call(hit._hidden_params, options)
+                return hit
+            completion = await chat.complete(call, self._transport_for(target))
+            completion._hidden_params = CallMeta(
+                provider=provider.name,
+                model=call.deployment.model,
+                model_group=request.model,
+                api_base=call.credentials.api_base,
+                response_cost=chat_cost(call.deployment.info, completion.usage),
+                dropped_params=call.dropped,
+                trace_id=options.trace_id,
+                metadata=dict(options.metadata) if options.metadata else None,
+                cache_status=cache.status if cache else None,
+            )
+            if cache is not None:
+                await cache.store_chat(completion)
+            return completion
+
+        return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
     ) -> AsyncIterator[bytes]:
         """A streamed chat completion as OpenAI server-sent events, ending with
         `data: [DONE]`. Failures before the first event raise (the caller can still answer
-        with an error status); later ones become an error event that ends the stream."""
+        with an error status, and the router can still retry); later ones become an error
+        event that ends the stream."""
         options = options or CallOptions()
-        chat, call, _ = await self._chat_call(request, options)
-        events = chat.stream(call, self._http)
-        try:
-            first = await anext(events)
-        except StopAsyncIteration:
-            raise APIError(
-                f"{call.deployment.provider} ended the stream without an answer"
-            ) from None
-        return _guarded_stream(first, events, self._redact)
+
+        async def attempt(target: Target) -> _OpenedStream:
+            chat, call, _ = await self._chat_call(request, options, target)
+            events = chat.stream(call, self._transport_for(target))
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                raise APIError(
+                    f"{call.deployment.provider} ended the stream without an answer"
+                ) from None
+            return _OpenedStream(first, events)
+
+        opened = await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
+        return _guarded_stream(opened.first, opened.events, self._redact)
 
     async def _chat_call(
-        self, request: ChatCompletionRequest, options: CallOptions
+        self, request: ChatCompletionRequest, options: CallOptions, target: Target
     ) -> tuple[ChatCompletions, ChatCall, Provider]:
-        deployment, provider, environ = self._route(request.model, options)
+        deployment, provider, environ = self._resolved(target, options)
+        request, extra_overrides = _with_overrides(request, target.override_params)
         if provider.chat is None:
             raise BadRequestError(
                 f"{request.model} cannot chat (its provider {provider.name} has no chat API)",
@@ -314,18 +482,19 @@ class Gateway:
         prepared = prepare_url_images(
             inlined, limits, oversize=self.config.general_settings.media.oversize
         )
-        extra, settings = _split_extra(provider, deployment, options)
+        extra, settings = _split_extra(provider, deployment, options, extra_overrides)
         call = ChatCall(
             request=prepared,
             deployment=deployment,
             credentials=provider.credentials.resolve(provider.name, deployment, environ),
             extra=extra,
             settings=settings,
-            timeout=self._timeout(options, deployment),
+            timeout=self._timeout(options, target),
+            connect_timeout=self._connect_timeout(deployment),
             redact=self._call_redactor(options),
             relay=options.relay,
             cache=self.provider_cache,
-            caller_credentials_only=options.direct,
+            caller_credentials_only=target.direct,
             environ=environ,
             dropped=dropped,
         )
@@ -367,41 +536,81 @@ class Gateway:
         name = await self.image_store.put(data, sniff_image_type(data[:16]) or "image/png")
         return msgspec.structs.replace(image, url=self.image_links.link(base, name), b64_json=None)
 
-    def _timeout(self, options: CallOptions, deployment: Deployment) -> float:
+    def _timeout(self, options: CallOptions, target: Target) -> float:
+        """Seconds for the whole upstream call: the caller's, the Portkey target's, the
+        deployment's, then the config's defaults."""
         timeout: float = _first_set(
             options.timeout,
-            deployment.timeout,
+            target.timeout,
+            target.deployment.timeout,
+            self.config.router_settings.timeout,
             self.config.litellm_settings.request_timeout,
             DEFAULT_IMAGE_TIMEOUT,
         )
         return timeout
 
+    def _connect_timeout(self, deployment: Deployment) -> float:
+        connect: float = _first_set(
+            deployment.connect_timeout, self.config.general_settings.connect_timeout
+        )
+        return connect
+
+    def _transport_for(self, target: Target) -> Transport:
+        """The plain pool, or, for a caller-chosen host, the one that checks each address
+        it dials against the safe fetcher's rules."""
+        return self.guarded_transport if target.guarded else self._http
+
+    @functools.cached_property
+    def guarded_transport(self) -> Transport:
+        """Sends to caller-chosen hosts: private addresses only where allowlisted."""
+        self._guard_pool = HttpTransport()
+        allowlist = HostAllowlist(self.config.general_settings.media.allowed_hosts)
+        return self._guard_pool.guarded(allowlist)
+
+    def _stored_link(self, options: CallOptions) -> Callable[[str], str | None]:
+        """Signs links to stored images for this caller; None without a base URL."""
+        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
+
+        def link(name: str) -> str | None:
+            return None if base is None else self.image_links.link(base, name)
+
+        return link
+
+    async def _image_bytes(self, url: str, options: CallOptions) -> bytes:
+        """An answered image's bytes: a data URL decoded, a link fetched safely."""
+        if url.startswith("data:"):
+            return base64.b64decode(url.partition(",")[2])
+        return (await self.fetcher.fetch(url, scope=options.scope)).data
+
     def _call_redactor(self, options: CallOptions) -> Redactor:
         # The config's keys are known already; a caller's own key is added for this call.
         return self._redact.including(options.overrides.api_key if options.overrides else None)
 
-    def _route(
-        self, group: str, options: CallOptions
+    def _resolved(
+        self, target: Target, options: CallOptions
     ) -> tuple[Deployment, Provider, Mapping[str, str]]:
-        """The deployment for `group`, its provider, and where credentials may come from:
-        direct-provider calls use only the caller's own (never the environment)."""
-        if options.direct:
-            deployment = self.deployments.direct(group, options.overrides)
-            return deployment, get_provider(deployment.provider), {}
-        deployment = self.deployments.resolve(group, options.overrides)
-        return deployment, get_provider(deployment.provider), self.config.environ
+        """The target's deployment with the SDK caller's overrides, its provider, and
+        where credentials may come from: direct-provider calls use only the caller's own
+        (never the environment)."""
+        deployment = target.deployment
+        if options.overrides is not None and not target.direct:
+            deployment = self.deployments.with_overrides(deployment, options.overrides)
+        environ = {} if target.direct else self.config.environ
+        return deployment, get_provider(deployment.provider), environ
 
-    async def _run_all(self, operation: _Operation, calls: list[ImageCall[Any]]) -> ImageResponse:
+    async def _run_all(
+        self, operation: _Operation, calls: list[ImageCall[Any]], http: Transport
+    ) -> ImageResponse:
         """Run the calls (at most MAX_FAN_OUT at once), all or nothing; a fanned-out call
         the safety filter refused counts as its images withheld, not as a failure."""
         if len(calls) == 1:
-            return await operation(calls[0], self._http)
+            return await operation(calls[0], http)
         limit = asyncio.Semaphore(MAX_FAN_OUT)
 
         async def one(call: ImageCall[Any]) -> ImageResponse:
             async with limit:
                 try:
-                    return await operation(call, self._http)
+                    return await operation(call, http)
                 except ContentPolicyViolationError as refused:
                     withheld = ImageResponse(created=int(time.time()))
                     withheld.filtered = (refused.message,) * (call.request.n or 1)
@@ -505,17 +714,70 @@ def _service_account_secrets(credentials: str | None) -> list[str]:
 
 
 def _split_extra(
-    provider: Provider, deployment: Deployment, options: CallOptions
+    provider: Provider,
+    deployment: Deployment,
+    options: CallOptions,
+    overrides: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(body extras, settings): config defaults first, then the caller's keywords. A caller
-    keyword naming a provider setting (`vertex_project`, ...) configures the call instead
-    of entering the body."""
+    """(body extras, settings): config defaults first, then the caller's keywords, then a
+    Portkey target's `override_params`. A keyword naming a provider setting
+    (`vertex_project`, ...) configures the call instead of entering the body."""
     setting_names = provider.settings | PROVIDER_SETTINGS
     extra = dict(deployment.params)
     settings = dict(deployment.settings)
-    for key, value in options.extra.items():
-        (settings if key in setting_names else extra)[key] = value
+    for source in (options.extra, overrides):
+        for key, value in source.items():
+            (settings if key in setting_names else extra)[key] = value
     return extra, settings
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def _with_overrides(request: S, override_params: Mapping[str, Any]) -> tuple[S, dict[str, Any]]:
+    """A Portkey target's `override_params` over the request: OpenAI fields replace the
+    request's own (multipart edits included), the rest are provider parameters. `model`
+    chose the target already."""
+    if not override_params:
+        return request, {}
+    fields = request.__struct_fields__
+    known = {k: v for k, v in override_params.items() if k in fields and k != "model"}
+    extra = {k: v for k, v in override_params.items() if k not in fields}
+    if known:
+        request = convert_request(
+            {**msgspec.structs.asdict(request), **known}, type(request), strict=False
+        )
+    return request, extra
+
+
+def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
+    """Call metadata (perhaps a cached answer's) with this call's trace id and metadata."""
+    return msgspec.structs.replace(
+        meta,
+        trace_id=options.trace_id,
+        metadata=dict(options.metadata) if options.metadata else None,
+    )
+
+
+def _image_tokens(response: ImageResponse) -> int:
+    return response.usage.total_tokens if response.usage else 0
+
+
+def _no_tokens(_: object) -> int:
+    return 0
+
+
+def _chat_tokens(completion: ChatCompletion) -> int:
+    return completion.usage.total_tokens if completion.usage else 0
+
+
+@dataclasses.dataclass(slots=True)
+class _OpenedStream:
+    """A stream whose first event arrived: from here on, failures are events."""
+
+    first: bytes
+    events: AsyncGenerator[bytes, None]
+    _hidden_params: CallMeta | None = None
 
 
 def _fan_out(call: ImageCall[R], capabilities: ImageCapabilities | None) -> list[ImageCall[R]]:

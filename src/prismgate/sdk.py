@@ -62,7 +62,18 @@ def _call_options(
     extra: dict[str, Any],
 ) -> CallOptions:
     # An SDK caller may point a call anywhere and configure its provider (trusted).
-    return CallOptions(overrides=overrides, timeout=timeout, drop_params=drop_params, extra=extra)
+    # LiteLLM's `num_retries` keyword, and an idempotency key that lets the router retry
+    # an image generation that may have been served.
+    num_retries = extra.pop("num_retries", None)
+    idempotency_key = extra.pop("idempotency_key", None)
+    return CallOptions(
+        overrides=overrides,
+        timeout=timeout,
+        drop_params=drop_params,
+        extra=extra,
+        num_retries=int(num_retries) if num_retries is not None else None,
+        idempotency_key=str(idempotency_key) if idempotency_key is not None else None,
+    )
 
 
 def _inside_event_loop() -> bool:

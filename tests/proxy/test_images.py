@@ -135,7 +135,8 @@ def test_upstream_status_is_kept(
     kind: type[Exception],
     retry_after: str | None,
 ) -> None:
-    proxy = serve(emulated_dall_e_3(openai_emulator))
+    # Without retries: each failure is answered as the provider gave it.
+    proxy = serve({**emulated_dall_e_3(openai_emulator), "router_settings": {"num_retries": 0}})
     openai_emulator.fail_next("status", status=status, retry_after=3 if retry_after else None)
     answer = httpx.post(proxy.base_url + "/v1/images/generations", json=SEED_BODY)
     assert answer.status_code == status
@@ -277,7 +278,7 @@ def test_an_upstream_echoing_the_key_never_leaks_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     key = openai_emulator.api_key
-    proxy = serve(emulated_dall_e_3(openai_emulator))
+    proxy = serve({**emulated_dall_e_3(openai_emulator), "router_settings": {"num_retries": 0}})
     openai_emulator.fail_next(
         "status", status=500, message=f"backend saw api key {key} (Authorization: Bearer {key})"
     )

@@ -58,16 +58,6 @@ def test_tolerates_what_the_portkey_client_always_sends(serve: Callable[..., Run
     assert answer.status_code == 200
 
 
-@pytest.mark.parametrize("header", ["x-portkey-config", "x-portkey-virtual-key"])
-def test_routing_headers_are_refused_until_supported(
-    serve: Callable[..., RunningProxy], header: str
-) -> None:
-    proxy = serve(MOCK_ONLY)
-    answer = httpx.post(proxy.base_url + "/v1/images/generations", json=BODY, headers={header: "x"})
-    assert answer.status_code == 400
-    assert answer.json()["error"]["param"] == header
-
-
 def direct_config(emulator: OpenAIEmulator, allow: bool) -> dict[str, object]:
     return {
         "model_list": [model("otters", "mock/otters")],
@@ -121,9 +111,9 @@ def test_direct_provider_mode_is_off_by_default(
     [
         ({"Authorization": "Bearer OPENAI_API_KEY"}, 401, "needs your provider key"),
         ({"Authorization": "Bearer sk-caller", "x-portkey-custom-host": "http://10.0.0.7/v1"},
-         403, "not in general_settings.media.allowed_hosts"),
+         403, "a non-public address"),
         ({"Authorization": "Bearer sk-caller", "x-portkey-custom-host": "file:///etc/passwd"},
-         400, "must be an http(s) URL"),
+         400, "must be an http or https URL"),
         ({"Authorization": "Bearer sk-caller", "x-portkey-provider": "nobody"}, 400,
          "unknown provider 'nobody'"),
     ],

@@ -6,7 +6,8 @@ a public address (`addresses.py`) or a name whose every address is public. Names
 resolved once, by the connector's resolver, which hands the connector only addresses it
 checked: the socket goes to a checked address while the URL's name stays in the Host
 header and the TLS handshake (SNI and certificate). A gate on socket creation checks the
-address once more, whatever path it came by. Hosts the operator allowlisted
+address once more, whatever path it came by (both in `dialing.py`, shared with the
+guarded provider transport). Hosts the operator allowlisted
 (`general_settings.media.allowed_hosts`, `host` or `host:port`) skip the address rules.
 
 The body is read under a byte cap and a deadline, and its type is sniffed from its bytes.
@@ -22,31 +23,29 @@ aiohttp is imported on first use, so `import prismgate` stays fast.
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prismgate.errors import BadRequestError
 from prismgate.media.addresses import HostAllowlist, host_address, is_public_address
+from prismgate.media.dialing import AddressRefused as _AddressRefused
+from prismgate.media.dialing import Resolve
+from prismgate.media.dialing import checking_resolver as _checking_resolver
+from prismgate.media.dialing import gated_socket as _gated_socket
+from prismgate.media.dialing import system_resolve as _getaddrinfo
 from prismgate.media.formats import sniff_image_type
 
 if TYPE_CHECKING:
     import aiohttp
-    from aiohappyeyeballs import AddrInfoType
-    from aiohttp.abc import AbstractResolver
     from yarl import URL
 
     from prismgate.config import MediaSettings
 
 __all__ = ["FetchedImage", "Resolve", "SafeFetcher"]
-
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-"""Resolves a host name and port to IP address strings (`getaddrinfo` by default)."""
 
 MAX_URL_LENGTH = 8192
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -75,74 +74,6 @@ class FetchedImage:
     data: bytes
     media_type: str | None
     url: str
-
-
-class _AddressRefused(OSError):
-    """Raised inside aiohttp's connector when an address fails the rules.
-
-    An OSError, so aiohttp wraps it as a connector error instead of a crash; the same
-    errno and text every time, so aiohappyeyeballs passes it on unmerged.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(errno.EACCES, "address refused by the safe fetcher")
-
-
-def _gated_socket(addr_info: AddrInfoType) -> socket.socket:
-    """The connector's socket factory: the last check, on the address about to be dialled."""
-    family, kind, proto, _, sockaddr = addr_info
-    try:
-        ip = host_address(str(sockaddr[0]))
-    except ValueError:
-        ip = None
-    if ip is None or not is_public_address(ip):
-        raise _AddressRefused
-    return socket.socket(family, kind, proto)
-
-
-async def _getaddrinfo(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _checking_resolver(resolve: Resolve, *, check: bool) -> AbstractResolver:
-    """An aiohttp resolver that resolves once and, if `check`, refuses a name unless every
-    address is public. It returns the checked addresses with the name kept as `hostname`,
-    so aiohttp connects to them and still sends the name in Host and SNI."""
-    from aiohttp.abc import AbstractResolver, ResolveResult
-
-    class CheckingResolver(AbstractResolver):
-        async def resolve(
-            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-        ) -> list[ResolveResult]:
-            results: list[ResolveResult] = []
-            for text in await resolve(host, port):
-                try:
-                    ip = host_address(text)
-                except ValueError:
-                    ip = None
-                if ip is None or (check and not is_public_address(ip)):
-                    raise _AddressRefused
-                found = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-                if family in (socket.AF_UNSPEC, found):
-                    # Checked: the canonical form is dialled. Allowlisted: as resolved,
-                    # which keeps an IPv6 zone id.
-                    address = str(ip) if check else text
-                    flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-                    results.append(
-                        ResolveResult(
-                            hostname=host, host=address, port=port, family=found, proto=0,
-                            flags=flags,
-                        )
-                    )  # fmt: skip
-            if not results:
-                raise OSError(errno.ENOENT, "no address")
-            return results
-
-        async def close(self) -> None:
-            return None
-
-    return CheckingResolver()
 
 
 class _ImageCache:

@@ -261,6 +261,7 @@ class AnthropicChat:
             headers=_headers(call.credentials, call.settings),
             body=msgspec.json.encode(body),
             timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
         )
 
     async def complete(self, call: ChatCall, http: Transport) -> ChatCompletion:

@@ -16,7 +16,7 @@ from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
 from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
-from prismgate.transport import Transport, UpstreamRequest
+from prismgate.transport import DEFAULT_CONNECT_TIMEOUT, Transport, UpstreamRequest
 from prismgate.types import (
     ImageEditRequest,
     ImageGenerationRequest,
@@ -62,6 +62,7 @@ class Deployment:
     api_base: str | None = None
     api_version: str | None = None
     timeout: float | None = None
+    connect_timeout: float | None = None
     max_retries: int | None = None
     drop_params: bool | None = None
     # How to reach the provider beyond key and base (organization, region, project, ...).
@@ -234,6 +235,7 @@ class ImageCall(Generic[R]):
     settings: Mapping[str, Any]
     timeout: float
     redact: Redactor
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     # The caller takes the provider's answer as-is when it is already OpenAI's shape
     # (the proxy), so the image payload need not be decoded.
     relay: bool = False
@@ -266,6 +268,8 @@ class ProviderCall(Protocol):
     def caller_credentials_only(self) -> bool: ...
     @property
     def timeout(self) -> float: ...
+    @property
+    def connect_timeout(self) -> float: ...
     @property
     def redact(self) -> Redactor: ...
 
@@ -310,6 +314,7 @@ class ChatCall:
     settings: Mapping[str, Any]
     timeout: float
     redact: Redactor
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     relay: bool = False
     # Portkey's direct-provider mode: only the caller's own credentials. Providers must
     # not fall back to ambient ones (botocore's chain, Google's ADC): those are the

@@ -178,7 +178,7 @@ async def signed_request(
         headers = _signed(url, body, headers, await _aws_credentials(call), region)
     return UpstreamRequest(
         method="POST", url=url, provider="bedrock", headers=headers, body=body,
-        timeout=call.timeout,
+        timeout=call.timeout, connect_timeout=call.connect_timeout,
     )  # fmt: skip
 
 

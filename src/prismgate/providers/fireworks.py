@@ -107,6 +107,7 @@ class FireworksImageGeneration:
             headers=headers,
             body=msgspec.json.encode(body),
             timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
         )
         response = await http.send(request)
         if response.status >= 400:

@@ -134,7 +134,8 @@ async def _request(
     if method == "streamGenerateContent":
         url += "?alt=sse"
     request = UpstreamRequest(method="POST", url=url, provider=provider, headers=headers,
-                              body=body, timeout=call.timeout)  # fmt: skip
+                              body=body, timeout=call.timeout,
+                              connect_timeout=call.connect_timeout)  # fmt: skip
     return request, token
 
 

@@ -51,6 +51,7 @@ class OpenAIChat:
             },
             body=msgspec.json.encode(body),
             timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
         )
 
     async def complete(self, call: ChatCall, http: Transport) -> ChatCompletion:

@@ -412,6 +412,7 @@ class OpenAIImages:
             },
             body=body,
             timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
         )
         response = await http.send(request)
         if response.status >= 400:

@@ -194,6 +194,7 @@ async def _send(
         },
         body=body,
         timeout=call.timeout,
+        connect_timeout=call.connect_timeout,
     )
     response = await http.send(request)
     if response.status >= 400:

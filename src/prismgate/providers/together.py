@@ -117,6 +117,7 @@ class TogetherImageGeneration:
             headers={**bearer(call.credentials, {}), "Content-Type": "application/json"},
             body=msgspec.json.encode(body),
             timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
         )
         response = await http.send(request)
         if response.status >= 400:

@@ -3,22 +3,24 @@ rule that a proxy client can never reconfigure a deployment."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 import msgspec
 from starlette.requests import Request
 
+from prismgate.custom_hosts import check_custom_host
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from prismgate.gateway import CallOptions
-from prismgate.media import HostAllowlist
 from prismgate.providers import canonical_provider, provider_names
 from prismgate.proxy.auth import presented_key
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.forms import read_image_form
 from prismgate.proxy.portkey import read_portkey_headers
 from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
+from prismgate.routing.plans import Plan, leaves, virtual_key_leaf
+from prismgate.routing.portkey_config import parse_portkey_config
 from prismgate.types import ImageEditRequest, ImageVariationRequest
 from prismgate.types.validation import convert_request
 
@@ -30,24 +32,9 @@ __all__ = ["call_options", "decoded_call", "image_form_call"]
 T = TypeVar("T", bound=msgspec.Struct)
 F = TypeVar("F", ImageEditRequest, ImageVariationRequest)
 
-# Portkey features that arrive with the routing work; refused clearly until then.
-_NOT_YET = ("x-portkey-config", "x-portkey-virtual-key")
 
-
-def call_options(
-    request: Request,
-    extra: dict[str, Any],
-    *,
-    allow_provider_keys: bool,
-    allowed_hosts: HostAllowlist,
-) -> CallOptions:
+def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> CallOptions:
     """The options for one proxied call. Unknown body fields are provider parameters."""
-    for header in _NOT_YET:
-        if request.headers.get(header):
-            raise BadRequestError(
-                f"{header} is not supported by this gateway yet; name a model from /v1/models",
-                param=header,
-            )
     for name in extra:
         if name in PROVIDER_SETTINGS:
             raise BadRequestError(
@@ -56,16 +43,22 @@ def call_options(
                 param=name,
             )
     portkey = read_portkey_headers(request.headers)
-    scope = _caller_scope(dict(request.headers))
-    image_base_url = str(request.base_url).rstrip("/")
     options = CallOptions(
         extra=extra,
         relay=True,
-        scope=scope,
-        image_base_url=image_base_url,
+        scope=_caller_scope(dict(request.headers)),
+        image_base_url=str(request.base_url).rstrip("/"),
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
+        timeout=portkey.request_timeout,
+        cache_refresh=portkey.cache_refresh,
+        idempotency_key=request.headers.get("idempotency-key") or None,
     )
+    if portkey.config is not None:
+        return dataclasses.replace(options, plan=_config_plan(portkey.config, state))
+    if portkey.virtual_key is not None:
+        state.gateway.plans.virtual_keys.get(portkey.virtual_key)  # a 400 when unknown
+        return dataclasses.replace(options, plan=Plan(virtual_key_leaf(portkey.virtual_key)))
     if portkey.provider is None:
         if portkey.custom_host is not None:
             raise BadRequestError(
@@ -73,7 +66,7 @@ def call_options(
                 param="x-portkey-custom-host",
             )
         return options
-    if not allow_provider_keys:
+    if not state.allow_client_provider_keys:
         raise PermissionDeniedError(
             "direct provider mode (x-portkey-provider) is turned off on this gateway; use a "
             "model from /v1/models, or set general_settings.allow_client_provider_keys: true",
@@ -89,21 +82,35 @@ def call_options(
         raise AuthenticationError(
             "direct provider mode needs your provider key as 'Authorization: Bearer <key>'"
         )
+    host = None
+    if portkey.custom_host is not None:
+        host = check_custom_host(
+            portkey.custom_host, state.allowed_hosts, param="x-portkey-custom-host"
+        ).url
     overrides = CallerOverrides(
-        api_key=portkey.provider_key,
-        api_base=_checked_custom_host(portkey.custom_host, allowed_hosts),
-        custom_llm_provider=provider,
+        api_key=portkey.provider_key, api_base=host, custom_llm_provider=provider
     )
-    return CallOptions(
-        overrides=overrides,
-        extra=extra,
-        relay=True,
-        direct=True,
-        scope=scope,
-        image_base_url=image_base_url,
-        trace_id=portkey.trace_id,
-        metadata=portkey.metadata,
-    )
+    return dataclasses.replace(options, overrides=overrides, direct=True, guarded=host is not None)
+
+
+def _config_plan(raw: str, state: ProxyState) -> Plan:
+    """x-portkey-config: a saved config's id (the operator's), or the caller's own JSON,
+    whose provider keys and custom hosts are allowed only where the gateway says so."""
+    if raw.lstrip()[:1] not in ("{", "["):
+        return Plan(parse_portkey_config(raw, saved=state.saved_configs), trusted=True)
+    node = parse_portkey_config(raw, saved={})
+    for leaf in leaves(node):
+        if leaf.custom_host is None:
+            continue
+        if not state.allow_client_provider_keys:
+            raise PermissionDeniedError(
+                f"x-portkey-config: {leaf.path}.custom_host is not allowed on this gateway; "
+                "use a virtual key or a model group, or set "
+                "general_settings.allow_client_provider_keys: true",
+                param="x-portkey-config",
+            )
+        check_custom_host(leaf.custom_host, state.allowed_hosts, param="x-portkey-config")
+    return Plan(node, allow_provider_keys=state.allow_client_provider_keys)
 
 
 async def decoded_call(request: Request, kind: type[T], state: ProxyState) -> tuple[T, CallOptions]:
@@ -145,40 +152,10 @@ def _typed_call(
     known = kind.__struct_fields__
     extra = {name: data.pop(name) for name in list(data) if name not in known}
     typed = convert_request(data, kind, strict=strict)
-    options = call_options(
-        request,
-        extra,
-        allow_provider_keys=state.allow_client_provider_keys,
-        allowed_hosts=state.allowed_hosts,
-    )
-    return typed, options
+    return typed, call_options(request, extra, state)
 
 
 def _caller_scope(headers: dict[str, str]) -> str:
     """Who is calling, for per-caller caches: a digest of their key (never the key)."""
     key = presented_key(headers) or ""
     return hashlib.sha256(key.encode()).hexdigest()[:24]
-
-
-def _checked_custom_host(url: str | None, allowed_hosts: HostAllowlist) -> str | None:
-    """A caller-chosen provider address, only if the operator allowed its host.
-
-    Until the safe fetcher's address rules cover custom hosts, the allowlist is the rule:
-    nothing the operator did not name can be reached through the gateway.
-    """
-    if url is None:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-        raise BadRequestError(
-            "x-portkey-custom-host must be an http(s) URL such as https://host/v1",
-            param="x-portkey-custom-host",
-        )
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if not allowed_hosts.permits(parts.hostname, port):
-        raise PermissionDeniedError(
-            "x-portkey-custom-host is not allowed: its host is not in "
-            "general_settings.media.allowed_hosts",
-            param="x-portkey-custom-host",
-        )
-    return url

@@ -1,4 +1,5 @@
-"""Portkey's request headers: trace id, metadata, and direct-provider mode."""
+"""Portkey's request headers: trace id, metadata, direct-provider mode, configs, virtual
+keys, request timeouts and cache refreshes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class PortkeyHeaders:
     provider: str | None = None
     provider_key: str | None = None
     custom_host: str | None = None
+    config: str | None = None
+    virtual_key: str | None = None
+    # Seconds (the header says milliseconds).
+    request_timeout: float | None = None
+    cache_refresh: bool = False
 
 
 def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
@@ -47,7 +53,25 @@ def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
         provider=provider,
         provider_key=provider_key,
         custom_host=headers.get("x-portkey-custom-host") or None,
+        config=headers.get("x-portkey-config") or None,
+        virtual_key=headers.get("x-portkey-virtual-key") or None,
+        request_timeout=_timeout(headers.get("x-portkey-request-timeout")),
+        cache_refresh=headers.get("x-portkey-cache-force-refresh", "").lower() == "true"
+        or "no-cache" in headers.get("cache-control", "").lower(),
     )
+
+
+def _timeout(raw: str | None) -> float | None:
+    """x-portkey-request-timeout: whole milliseconds, as seconds."""
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) == 0:
+        raise BadRequestError(
+            "x-portkey-request-timeout must be a whole number of milliseconds above 0, "
+            "for example 30000",
+            param="x-portkey-request-timeout",
+        )
+    return int(raw) / 1000
 
 
 def _metadata(raw: str | None) -> dict[str, str] | None:

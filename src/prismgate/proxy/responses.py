@@ -29,6 +29,9 @@ def error_response(error: PrismgateError) -> Response:
     headers = {}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
+    if error.attempts:
+        headers["x-prismgate-attempts"] = ", ".join(error.attempts)
+        headers["x-portkey-retry-attempt-count"] = str(len(error.attempts) - 1)
     return json_response(error.body(), status=error.status_code, headers=headers)
 
 
@@ -37,7 +40,15 @@ def served_headers(meta: CallMeta | None) -> dict[str, str]:
     gateway changed (Portkey's names where Portkey has one)."""
     if meta is None:
         return {}
-    headers = {"x-portkey-provider": meta.provider, "x-portkey-cache-status": "DISABLED"}
+    headers = {
+        "x-portkey-provider": meta.provider,
+        "x-portkey-cache-status": meta.cache_status or "DISABLED",
+        "x-portkey-retry-attempt-count": str(meta.retries),
+    }
+    if meta.attempts:
+        headers["x-prismgate-attempts"] = ", ".join(meta.attempts)
+    if meta.path:
+        headers["x-portkey-last-used-option-index"] = meta.path
     if meta.response_cost is not None:
         headers["x-prismgate-response-cost"] = f"{meta.response_cost:.6f}"
     if meta.filtered:

@@ -20,6 +20,7 @@ from prismgate.proxy.schemas import (
     ModelInfoList,
     ModelList,
 )
+from prismgate.routing.portkey_config import SavedConfigs
 
 __all__ = ["ProxyState"]
 
@@ -41,10 +42,16 @@ class ProxyState:
         self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
         self.allow_client_provider_keys = settings.allow_client_provider_keys
         self.allowed_hosts = HostAllowlist(settings.media.allowed_hosts)
+        # Saved Portkey configs are checked once, at startup.
+        self.saved_configs = SavedConfigs(config.portkey_configs)
         redact = Redactor([entry.litellm_params.api_key for entry in config.model_list])
         groups = [(g, gateway.deployments.deployments_of(g)) for g in gateway.deployments.groups]
         encode = msgspec.json.encode
-        self.models_body = encode(ModelList(data=[ModelCard(id=name) for name, _ in groups]))
+        # Aliases are models too (LiteLLM lists them), unless marked hidden.
+        deployments = gateway.deployments
+        aliases = [a for a in deployments.aliases if a not in deployments.hidden_aliases]
+        names = [name for name, _ in groups] + [a for a in aliases if a not in deployments.groups]
+        self.models_body = encode(ModelList(data=[ModelCard(id=name) for name in names]))
         self.model_info_body = encode(
             ModelInfoList(
                 data=[_model_info(entry, deployment, redact) for _, pairs in groups

@@ -10,14 +10,16 @@ from prismgate.config import Config, LiteLLMParams, ModelEntry
 from prismgate.errors import BadRequestError, ConfigError, NotFoundError, PrismgateError
 from prismgate.providers import get_provider, is_provider, provider_names
 from prismgate.providers.base import Deployment
+from prismgate.routing.strategies import Candidate
 
 __all__ = ["PROVIDER_SETTINGS", "CallerOverrides", "DeploymentResolver", "split_model"]
 
 # `litellm_params` that configure how a provider is reached (organization, aws_*, vertex_*),
 # as opposed to the fields a Deployment names and the routing settings.
 PROVIDER_SETTINGS = frozenset(LiteLLMParams.__struct_fields__) - {
-    "model", "api_key", "api_base", "api_version", "timeout", "stream_timeout", "max_retries",
-    "custom_llm_provider", "drop_params", "rpm", "tpm", "weight", "provider_params",
+    "model", "api_key", "api_base", "api_version", "timeout", "connect_timeout",
+    "stream_timeout", "max_retries", "safe_to_retry", "custom_llm_provider", "drop_params",
+    "rpm", "tpm", "weight", "provider_params",
 }  # fmt: skip
 
 
@@ -69,6 +71,7 @@ class DeploymentResolver:
         self._direct_models = direct_models
         # Resolved once: a call only looks its group up.
         groups: dict[str, list[tuple[ModelEntry, Deployment]]] = {}
+        candidates: dict[str, list[Candidate]] = {}
         for index, entry in enumerate(config.model_list):
             try:
                 deployment = self._from_entry(entry)
@@ -77,8 +80,21 @@ class DeploymentResolver:
                     f"model_list[{index}].litellm_params.model: {error.message}"
                 ) from None
             groups.setdefault(entry.model_name, []).append((entry, deployment))
+            candidates.setdefault(entry.model_name, []).append(_candidate(entry, deployment, index))
         self._groups = {name: tuple(pairs) for name, pairs in groups.items()}
-        self._aliases: Mapping[str, str] = config.router_settings.model_group_alias
+        self.candidates: Mapping[str, tuple[Candidate, ...]] = {
+            name: tuple(group) for name, group in candidates.items()
+        }
+        self._aliases, self.hidden_aliases = _aliases(config, self._groups)
+
+    def group_of(self, name: str) -> str:
+        """The model group a public name (or `model_group_alias`) stands for."""
+        return self._aliases.get(name, name)
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """`model_group_alias`: public alias → model group."""
+        return self._aliases
 
     @property
     def groups(self) -> list[str]:
@@ -90,10 +106,11 @@ class DeploymentResolver:
         return self._groups[group]
 
     def resolve(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
-        """The deployment for `name`. With a model_list, only its groups are served."""
+        """The deployment for `name` (a group's first: what it is, not where a call goes;
+        the router picks per call). With a model_list, only its groups are served."""
         group = self._groups.get(self._aliases.get(name, name))
         if group is not None:
-            deployment = group[0][1]  # strategies come with routing
+            deployment = group[0][1]
         elif self._groups or not self._direct_models:
             raise NotFoundError(
                 f"model {name!r} is not served here; available models: "
@@ -115,6 +132,10 @@ class DeploymentResolver:
         )
         return _with_overrides(deployment, overrides) if overrides else deployment
 
+    def with_overrides(self, deployment: Deployment, overrides: CallerOverrides) -> Deployment:
+        """`deployment` as an SDK caller pointed it (key, base, version, model_info)."""
+        return _with_overrides(deployment, overrides)
+
     def _from_entry(self, entry: ModelEntry) -> Deployment:
         params = entry.litellm_params
         provider, model = split_model(params.model, self._catalog, params.custom_llm_provider)
@@ -126,6 +147,7 @@ class DeploymentResolver:
             api_base=params.api_base,
             api_version=params.api_version,
             timeout=params.timeout,
+            connect_timeout=params.connect_timeout,
             max_retries=params.max_retries,
             drop_params=params.drop_params,
             settings=settings,
@@ -137,6 +159,39 @@ class DeploymentResolver:
         base_model = override.base_model if override and override.base_model else model
         found = self._catalog.lookup(base_model, provider)
         return merge_model_info(found or get_provider(provider).default_info, override)
+
+
+def _candidate(entry: ModelEntry, deployment: Deployment, index: int) -> Candidate:
+    params = entry.litellm_params
+    label = f"model_list[{index}]"
+    return Candidate(
+        # The same config gives the same ids on every instance, so Redis state is shared.
+        id=f"{entry.model_name}|{label}|{deployment.provider}/{deployment.model}",
+        label=label,
+        group=entry.model_name,
+        deployment=deployment,
+        weight=params.weight,
+        rpm=params.rpm,
+        tpm=params.tpm,
+        safe_to_retry=params.safe_to_retry,
+    )
+
+
+def _aliases(config: Config, groups: Mapping[str, object]) -> tuple[dict[str, str], frozenset[str]]:
+    """`model_group_alias` as alias → group, and the aliases marked hidden."""
+    aliases: dict[str, str] = {}
+    hidden: set[str] = set()
+    for alias, target in config.router_settings.model_group_alias.items():
+        group = target if isinstance(target, str) else target.model
+        if groups and group not in groups:
+            raise ConfigError(
+                f"router_settings.model_group_alias.{alias}: {group!r} is not a model_name "
+                "in model_list"
+            )
+        aliases[alias] = group
+        if not isinstance(target, str) and target.hidden:
+            hidden.add(alias)
+    return aliases, frozenset(hidden)
 
 
 def _with_overrides(deployment: Deployment, overrides: CallerOverrides) -> Deployment:

@@ -23,6 +23,13 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     filtered: int = 0
     trace_id: str | None = None
     metadata: dict[str, str] | None = None
+    # Every try, as `<target>=<status>`, when there was more than one (or a config).
+    attempts: tuple[str, ...] = ()
+    retries: int = 0
+    # Portkey configs: the target that answered (`config.targets[1]`).
+    path: str | None = None
+    # The response cache: HIT, MISS or REFRESH; None when caching is off for the call.
+    cache_status: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__struct_fields__:

@@ -1,0 +1,333 @@
+"""Runs a Portkey config's plan: single, fallback, loadbalance and conditional branches
+down to targets, each target with its own retries, timeout, overrides and cache.
+
+A target is one of:
+- a provider with the caller's key (`provider` + `api_key`: Portkey's direct mode, only
+  for callers allowed to bring provider keys; only their credentials are used);
+- a `virtual_key`: provider credentials kept by the gateway (`virtual_keys` in the config);
+- neither: one of the gateway's model groups, named by `override_params.model` or the
+  request's `model`, served with the group's strategy and cooldowns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from prismgate.config import Config, LiteLLMParams
+from prismgate.errors import (
+    BadRequestError,
+    ConfigError,
+    NotFoundError,
+    PermissionDeniedError,
+    PrismgateError,
+)
+from prismgate.providers import canonical_provider
+from prismgate.providers.base import Deployment
+from prismgate.response_cache import CacheChoice
+from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
+from prismgate.routing.portkey_config import (
+    PlanBranch,
+    PlanLeaf,
+    PlanNode,
+    choose_conditional,
+    pick_weighted,
+)
+from prismgate.routing.router import AttemptLog, Outcome, Router, Target
+
+__all__ = ["Plan", "PlanRunner", "RunContext", "VirtualKeys", "leaves", "virtual_key_leaf"]
+
+T = TypeVar("T")
+PARAM = "x-portkey-config"
+
+# Portkey's provider options → the `litellm_params` names prismgate's providers read.
+_PROVIDER_OPTIONS: Mapping[str, str] = {
+    "aws_region": "aws_region_name",
+    "aws_access_key_id": "aws_access_key_id",
+    "aws_secret_access_key": "aws_secret_access_key",
+    "aws_session_token": "aws_session_token",
+    "vertex_project_id": "vertex_project",
+    "vertex_region": "vertex_location",
+    "vertex_service_account_json": "vertex_credentials",
+    "openai_organization": "organization",
+    "azure_api_version": "api_version",
+}
+
+
+class VirtualKeys:
+    """The config's `virtual_keys`: named provider credentials, checked at startup."""
+
+    def __init__(self, config: Config) -> None:
+        self._keys: dict[str, tuple[str, LiteLLMParams]] = {}
+        for name, raw in config.virtual_keys.items():
+            fields = dict(raw)
+            provider = canonical_provider(str(fields.pop("provider", "")))
+            if provider is None:
+                raise ConfigError(
+                    f"virtual_keys.{name}.provider: name a provider, for example openai"
+                )
+            try:
+                params = msgspec.convert({**fields, "model": ""}, LiteLLMParams)
+            except msgspec.ValidationError as error:
+                raise ConfigError(f"virtual_keys.{name}: {error}") from None
+            self._keys[name] = (provider, params)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._keys
+
+    def names(self) -> list[str]:
+        """The virtual keys this gateway keeps."""
+        return sorted(self._keys)
+
+    def get(self, name: str) -> tuple[str, LiteLLMParams]:
+        """(provider, how to call it) for a virtual key, or a 400 naming the known ones."""
+        try:
+            return self._keys[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "(none configured)"
+            raise BadRequestError(
+                f"unknown virtual key {name!r}; this gateway keeps: {known}",
+                param="x-portkey-virtual-key",
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A parsed Portkey config for one call, and whose it is."""
+
+    node: PlanNode
+    # From the gateway's own `portkey_configs` (the operator's), not the caller's JSON.
+    trusted: bool = False
+    # The caller may bring provider keys and hosts (general_settings.allow_client_provider_keys).
+    allow_provider_keys: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a plan needs to know of the call it routes."""
+
+    model: str
+    # Conditions read these: `metadata.<key>` and `params.<key>`.
+    metadata: Mapping[str, Any]
+    params: Mapping[str, Any]
+    # The config came from the gateway's own file (not from the caller's header): its
+    # keys, hosts and ambient credentials are the operator's.
+    trusted: bool
+    # The caller may bring provider keys and hosts (general_settings.allow_client_provider_keys).
+    allow_provider_keys: bool
+    idempotent: bool
+
+
+@dataclass(slots=True)
+class _Run:
+    attempt: Callable[[Target], Awaitable[Any]]
+    context: RunContext
+    log: AttemptLog
+
+
+class PlanRunner:
+    """Executes Portkey plans on the gateway's router. Built once per gateway."""
+
+    def __init__(
+        self,
+        router: Router,
+        deployments: DeploymentResolver,
+        virtual_keys: VirtualKeys,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._router = router
+        self._deployments = deployments
+        self.virtual_keys = virtual_keys
+        self._rng = rng or random.Random()  # noqa: S311 (load spreading, not secrets)
+
+    async def run(
+        self, plan: PlanNode, attempt: Callable[[Target], Awaitable[T]], context: RunContext
+    ) -> Outcome[T]:
+        """Serve one call by `plan`. A failure raised from here carries its attempts."""
+        run = _Run(attempt, context, AttemptLog())
+        try:
+            outcome: Outcome[T] = await self._node(plan, run)
+        except PrismgateError as error:
+            error.attempts = tuple(run.log.entries)
+            raise
+        return dataclasses.replace(
+            outcome, attempts=tuple(run.log.entries), retries=run.log.retries
+        )
+
+    async def _node(self, node: PlanNode, run: _Run) -> Outcome[Any]:
+        if isinstance(node, PlanLeaf):
+            return await self._leaf(node, run)
+        if node.mode == "single":
+            return await self._node(node.targets[0], run)
+        if node.mode == "loadbalance":
+            return await self._node(pick_weighted(node.targets, self._rng), run)
+        if node.mode == "conditional":
+            chosen = choose_conditional(
+                node, metadata=run.context.metadata, params=run.context.params
+            )
+            return await self._node(chosen, run)
+        return await self._fallback(node, run)
+
+    async def _fallback(self, node: PlanBranch, run: _Run) -> Outcome[Any]:
+        """Each target in turn, moving on when a failure's status is one of
+        `on_status_codes` (any failure when none are given)."""
+        codes = node.on_status_codes
+        failure: PrismgateError | None = None
+        for target in node.targets:
+            try:
+                return await self._node(target, run)
+            except PrismgateError as error:
+                failure = error
+                if run.log.final or (codes is not None and error.status_code not in codes):
+                    raise
+        assert failure is not None  # a fallback branch has at least one target
+        raise failure
+
+    async def _leaf(self, leaf: PlanLeaf, run: _Run) -> Outcome[Any]:
+        retry = leaf.retry
+        cache = None
+        if leaf.cache is not None:
+            cache = CacheChoice(enabled=True, ttl=leaf.cache.max_age)
+        overrides = dict(leaf.override_params)
+        model = str(overrides.pop("model", None) or run.context.model)
+        settings = {
+            "timeout": leaf.request_timeout,
+            "override_params": overrides,
+            "cache": cache,
+        }
+        if leaf.provider is None and leaf.virtual_key is None:
+            return await self._group(leaf, model, settings, run)
+        target = Target(
+            deployment=self._deployment(leaf, model, run.context),
+            label=leaf.path or f"virtual_key:{leaf.virtual_key}",
+            group=model,
+            direct=not run.context.trusted and leaf.virtual_key is None,
+            guarded=leaf.custom_host is not None and not run.context.trusted,
+            timeout=leaf.request_timeout,
+            override_params=overrides,
+            cache=cache,
+        )
+        outcome = await self._router.run_target(
+            target,
+            run.attempt,
+            retries=retry.attempts if retry else 0,
+            idempotent=run.context.idempotent,
+            on_status_codes=frozenset(retry.on_status_codes) if retry else None,
+            use_retry_after=retry.use_retry_after_header if retry else False,
+            log=run.log,
+        )
+        return dataclasses.replace(outcome, path=leaf.path or None)
+
+    async def _group(
+        self, leaf: PlanLeaf, model: str, settings: Mapping[str, Any], run: _Run
+    ) -> Outcome[Any]:
+        """A target that names one of the gateway's model groups."""
+        group = self._deployments.group_of(model)
+        if not self._router.serves(group):
+            raise NotFoundError(
+                f"{PARAM}: {leaf.path} routes to model {model!r}, which is not served here; "
+                "name a model from /v1/models in override_params.model, or give the target "
+                "a provider or virtual_key",
+                param=PARAM,
+                code="model_not_found",
+            )
+
+        async def attempt(target: Target) -> Any:
+            return await run.attempt(dataclasses.replace(target, **settings))
+
+        outcome = await self._router.run(
+            group,
+            attempt,
+            idempotent=run.context.idempotent,
+            num_retries=leaf.retry.attempts if leaf.retry else None,
+            log=run.log,
+        )
+        return dataclasses.replace(outcome, path=leaf.path)
+
+    def _deployment(self, leaf: PlanLeaf, model: str, context: RunContext) -> Deployment:
+        """Where a provider or virtual-key target sends its call."""
+        if leaf.virtual_key is not None:
+            provider, params = self.virtual_keys.get(leaf.virtual_key)
+            deployment = self._deployments.direct(
+                model,
+                CallerOverrides(
+                    api_key=params.api_key,
+                    api_base=params.api_base,
+                    api_version=params.api_version,
+                    custom_llm_provider=provider,
+                ),
+            )
+            settings = {k: v for k, v in msgspec.structs.asdict(params).items()
+                        if k in _SETTING_FIELDS and v is not None}  # fmt: skip
+            return dataclasses.replace(deployment, settings=settings)
+        named = canonical_provider(leaf.provider or "")
+        if named is None:
+            raise BadRequestError(f"{PARAM}: {leaf.path}.provider: unknown provider", param=PARAM)
+        if not context.trusted and not context.allow_provider_keys:
+            raise PermissionDeniedError(
+                f"{PARAM}: {leaf.path} names a provider with your own key, and this gateway "
+                "does not take provider keys from callers; use a virtual_key or a model "
+                "group, or set general_settings.allow_client_provider_keys: true",
+                param=PARAM,
+            )
+        if not context.trusted and not leaf.api_key:
+            raise BadRequestError(
+                f"{PARAM}: {leaf.path} names provider {leaf.provider!r} without an api_key; "
+                "give its api_key, or use a virtual_key",
+                param=PARAM,
+            )
+        options = {_PROVIDER_OPTIONS[k]: v for k, v in leaf.provider_options.items()
+                   if k in _PROVIDER_OPTIONS}  # fmt: skip
+        if isinstance(options.get("vertex_credentials"), dict):
+            options["vertex_credentials"] = json.dumps(options["vertex_credentials"])
+        api_version = options.pop("api_version", None)
+        deployment = self._deployments.direct(
+            model,
+            CallerOverrides(
+                api_key=leaf.api_key,
+                api_base=leaf.custom_host,
+                api_version=api_version,
+                custom_llm_provider=named,
+            ),
+        )
+        return dataclasses.replace(deployment, settings=options)
+
+
+def leaves(node: PlanNode) -> list[PlanLeaf]:
+    """Every target of a plan, depth first."""
+    if isinstance(node, PlanLeaf):
+        return [node]
+    return [leaf for child in node.targets for leaf in leaves(child)]
+
+
+def virtual_key_leaf(name: str) -> PlanLeaf:
+    """The plan of `x-portkey-virtual-key` alone: that key's provider, nothing else."""
+    return PlanLeaf(
+        path="",
+        weight=1.0,
+        name=None,
+        provider=None,
+        api_key=None,
+        virtual_key=name,
+        custom_host=None,
+        override_params={},
+        provider_options={},
+        retry=None,
+        cache=None,
+        request_timeout=None,
+    )
+
+
+# LiteLLMParams fields that configure how a provider is reached (not key, base, model).
+_SETTING_FIELDS = frozenset(
+    {"organization", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+     "aws_region_name", "aws_profile_name", "aws_bedrock_runtime_endpoint", "vertex_project",
+     "vertex_location", "vertex_credentials", "vertex_ai_project", "vertex_ai_location"}
+)  # fmt: skip

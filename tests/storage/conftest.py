@@ -1,0 +1,129 @@
+"""Backends for the storage contract suites: in-process, and the real Redis on 127.0.0.1:6379.
+
+Each test gets its own key prefix; every key under it is deleted when the test ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pytest
+from redis.asyncio import Redis
+
+from prismgate.storage import (
+    CacheStore,
+    MemoryCacheStore,
+    MemoryRoutingState,
+    RedisCacheStore,
+    RedisRoutingState,
+    RoutingState,
+)
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+
+S = TypeVar("S")
+
+
+class FakeClock:
+    """A clock tests move by hand; it starts a few seconds into a minute."""
+
+    def __init__(self, now: float = 60_000.0 + 5.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Backend(Generic[S]):
+    """One backend under test, and how to let time pass for it."""
+
+    name: str
+    store: S
+    advance: Callable[[float], Awaitable[None]]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"prismgate-test:{uuid.uuid4().hex}:"
+
+
+RedisFactory = Callable[..., Redis]
+
+
+@pytest.fixture
+async def redis_client(prefix: str) -> AsyncIterator[RedisFactory]:
+    """Makes clients of the real Redis; closes them and deletes the test's keys at the end."""
+    made: list[Redis] = []
+
+    def make(**options: Any) -> Redis:
+        client = Redis(host=REDIS_HOST, port=REDIS_PORT, **options)
+        made.append(client)
+        return client
+
+    yield make
+    cleaner = Redis(host=REDIS_HOST, port=REDIS_PORT)
+    keys = [key async for key in cleaner.scan_iter(match=prefix + "*", count=1000)]
+    if keys:
+        await cleaner.delete(*keys)
+    await cleaner.aclose()
+    for client in made:
+        await client.aclose()
+
+
+async def settle_minute(client: Redis) -> None:
+    # Per-minute counts restart when the server's minute turns; a test that counts waits
+    # out the last second of a minute rather than straddle it.
+    seconds, micros = await client.time()
+    left = 60 - (seconds % 60 + micros / 1e6)
+    if left < 1.0:
+        await asyncio.sleep(left + 0.05)
+
+
+def _fake_time(clock: FakeClock) -> Callable[[float], Awaitable[None]]:
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+
+    return advance
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def routing(
+    request: pytest.FixtureRequest, prefix: str, redis_client: RedisFactory
+) -> AsyncIterator[Backend[RoutingState]]:
+    state: RoutingState
+    if request.param == "memory":
+        clock = FakeClock()
+        state = MemoryRoutingState(clock=clock)
+        backend = Backend[RoutingState]("memory", state, _fake_time(clock))
+    else:
+        client = redis_client()
+        await settle_minute(client)
+        state = RedisRoutingState(client, prefix=prefix)
+        backend = Backend[RoutingState]("redis", state, asyncio.sleep)
+    yield backend
+    await state.aclose()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(
+    request: pytest.FixtureRequest, prefix: str, redis_client: RedisFactory
+) -> AsyncIterator[Backend[CacheStore]]:
+    store: CacheStore
+    if request.param == "memory":
+        clock = FakeClock()
+        store = MemoryCacheStore(max_entries=100, max_bytes=1 << 20, clock=clock)
+        backend = Backend[CacheStore]("memory", store, _fake_time(clock))
+    else:
+        store = RedisCacheStore(redis_client(), prefix=prefix)
+        backend = Backend[CacheStore]("redis", store, asyncio.sleep)
+    yield backend
+    await store.aclose()
