@@ -1,20 +1,21 @@
 """The Gateway: one async core behind the SDK and the proxy.
 
 Built once from a `Config`, it holds everything a call needs (catalog, deployments, the
-HTTP pool, the secret redactor) and no global state. A call goes: model name →
-deployment → the model's rules checked → provider call(s), fanned out when the model makes
-fewer images per call than asked → the answer normalised (response_format, cost).
+router and its shared state, the HTTP pool, the response cache, the secret redactor) and
+no global state. A call goes: model name → the router's plan (a model group's strategy,
+retries, cooldowns and fallbacks, or a Portkey config) → for each attempt, one
+deployment: the model's rules checked, the cache consulted, provider call(s), fanned out
+when the model makes fewer images per call than asked → the answer normalised
+(response_format, cost) and cached.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import functools
 import json
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,10 +28,10 @@ from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import (
     APIError,
     BadRequestError,
-    ContentPolicyViolationError,
     PrismgateError,
     UnsupportedParamsError,
 )
+from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.store import ImageStore, SignedLinks
@@ -60,8 +61,6 @@ from prismgate.types import (
     ImageObject,
     ImageRequest,
     ImageResponse,
-    ImageUsage,
-    ImageUsageDetails,
     ImageVariationRequest,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
@@ -70,10 +69,7 @@ from prismgate.types.validation import convert_request
 __all__ = ["CallOptions", "Gateway"]
 
 DEFAULT_IMAGE_TIMEOUT = 600.0
-# Parallel upstream calls for one fanned-out request.
-MAX_FAN_OUT = 4
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
-_IMAGE_MODES = frozenset({"image_generation", "image_edit"})
 R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 A = TypeVar("A", ImageResponse, ChatCompletion, "_OpenedStream")
 
@@ -301,7 +297,7 @@ class Gateway:
         request, extra_overrides = _with_overrides(request, target.override_params)
         info = deployment.info
         capabilities = info.image if info else None
-        operation = _image_operation(provider, request, info, name)
+        operation = image_operation(provider, request, info, name)
         drop_params = _first_set(
             options.drop_params,
             deployment.drop_params,
@@ -321,6 +317,8 @@ class Gateway:
         if cache is not None and (
             hit := await cache.lookup_images(self.image_store, self._stored_link(options))
         ):
+            if hit._hidden_params is not None:
+                hit._hidden_params = _for_this_call(hit._hidden_params, options)
             return await self._delivered(request, hit, capabilities, options)
         converting = request.response_format is not None and not accepts(
             capabilities, "response_format"
@@ -341,10 +339,10 @@ class Gateway:
             cache=self.provider_cache,
             environ=environ,
         )
-        calls = _fan_out(call, capabilities)
-        response = await self._run_all(operation, calls, self._transport_for(target))
+        calls = fan_out(call, capabilities)
+        response = await run_all(operation, calls, self._transport_for(target))
         if not response.data:
-            raise _withheld_or_empty(provider.name, response.filtered)
+            raise withheld_or_empty(provider.name, response.filtered)
         response._hidden_params = CallMeta(
             provider=provider.name,
             model=deployment.model,
@@ -376,10 +374,9 @@ class Gateway:
         options: CallOptions,
     ) -> ImageResponse:
         """`response` in the format the caller asked for, with its call metadata."""
-        meta = response._hidden_params
         delivered = await self._deliver_as(request.response_format, response, capabilities, options)
-        if meta is not None:
-            delivered._hidden_params = _for_this_call(meta, options)
+        if delivered is not response and (meta := response._hidden_params) is not None:
+            delivered._hidden_params = meta  # a converted copy does not carry it
         return delivered
 
     async def chat_completion(
@@ -598,75 +595,6 @@ class Gateway:
         environ = {} if target.direct else self.config.environ
         return deployment, get_provider(deployment.provider), environ
 
-    async def _run_all(
-        self, operation: _Operation, calls: list[ImageCall[Any]], http: Transport
-    ) -> ImageResponse:
-        """Run the calls (at most MAX_FAN_OUT at once), all or nothing; a fanned-out call
-        the safety filter refused counts as its images withheld, not as a failure."""
-        if len(calls) == 1:
-            return await operation(calls[0], http)
-        limit = asyncio.Semaphore(MAX_FAN_OUT)
-
-        async def one(call: ImageCall[Any]) -> ImageResponse:
-            async with limit:
-                try:
-                    return await operation(call, http)
-                except ContentPolicyViolationError as refused:
-                    withheld = ImageResponse(created=int(time.time()))
-                    withheld.filtered = (refused.message,) * (call.request.n or 1)
-                    return withheld
-
-        try:  # the first failure cancels the rest
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(call)) for call in calls]
-        except* PrismgateError as failures:
-            raise failures.exceptions[0] from None
-        return _merge([task.result() for task in tasks])
-
-
-_Operation = Callable[[ImageCall[Any], Transport], Awaitable[ImageResponse]]
-
-
-def _image_operation(
-    provider: Provider, request: ImageRequest, info: ModelInfo | None, group: str
-) -> _Operation:
-    """The provider method that serves `request`, or a 400 saying the model cannot."""
-    capabilities = info.image if info else None
-    operation: _Operation | None = None
-    if isinstance(request, ImageEditRequest):
-        verb, allowed = "edit images", capabilities is None or capabilities.edits is not False
-        if provider.image_edit is not None and allowed:
-            operation = provider.image_edit.edit
-    elif isinstance(request, ImageVariationRequest):
-        verb = "make image variations"
-        allowed = capabilities is None or capabilities.variations is not False
-        if provider.image_variation is not None and allowed:
-            operation = provider.image_variation.vary
-    else:
-        verb = "generate images"
-        if provider.image_generation is not None:
-            operation = provider.image_generation.generate
-    other_mode = info.mode if info and info.mode and info.mode not in _IMAGE_MODES else None
-    if operation is None or other_mode:
-        raise BadRequestError(
-            f"{group} cannot {verb}" + (f" (it is a {other_mode} model)" if other_mode else ""),
-            param="model",
-            code="model_not_supported",
-        )
-    return operation
-
-
-def _withheld_or_empty(provider: str, reasons: tuple[str, ...]) -> PrismgateError:
-    """No image came back: the safety filter's refusal (with its reasons), or a fault."""
-    if not reasons:
-        return APIError(f"{provider} answered without any image", provider=provider)
-    unique = "; ".join(dict.fromkeys(reasons))
-    return ContentPolicyViolationError(
-        f"{provider}'s safety filter withheld every image ({len(reasons)}): {unique}. "
-        "Change the prompt (or the input image) and try again.",
-        provider=provider,
-    )
-
 
 def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
@@ -778,62 +706,6 @@ class _OpenedStream:
     first: bytes
     events: AsyncGenerator[bytes, None]
     _hidden_params: CallMeta | None = None
-
-
-def _fan_out(call: ImageCall[R], capabilities: ImageCapabilities | None) -> list[ImageCall[R]]:
-    """One call, or several when the model makes fewer images per call than asked.
-
-    A model without an `n` field makes one image per call and is never sent `n`.
-    """
-    wanted = call.request.n or 1
-    takes_n = accepts(capabilities, "n")
-    if takes_n:
-        per_call = capabilities.max_n if capabilities and capabilities.max_n else wanted
-    else:
-        per_call = 1
-    if wanted <= per_call and (takes_n or call.request.n is None):
-        return [call]
-    sizes = [per_call] * (wanted // per_call) + ([wanted % per_call] if wanted % per_call else [])
-    return [
-        # Merged answers are re-encoded, so none of them is relayed as it came.
-        dataclasses.replace(
-            call,
-            request=msgspec.structs.replace(call.request, n=size if takes_n else None),
-            relay=False,
-        )
-        for size in sizes
-    ]
-
-
-def _merge(responses: list[ImageResponse]) -> ImageResponse:
-    usages = [r.usage for r in responses if r.usage is not None]
-    merged = msgspec.structs.replace(
-        responses[0],
-        created=max(r.created for r in responses),
-        data=[image for r in responses for image in r.data],
-        usage=_sum_usage(usages) if len(usages) == len(responses) else None,
-    )
-    merged.filtered = tuple(reason for r in responses for reason in r.filtered)
-    return merged
-
-
-def _sum_usage(usages: list[ImageUsage]) -> ImageUsage:
-    def details(parts: list[ImageUsageDetails | None]) -> ImageUsageDetails | None:
-        present = [p for p in parts if p is not None]
-        if not present:
-            return None
-        return ImageUsageDetails(
-            text_tokens=sum(p.text_tokens or 0 for p in present),
-            image_tokens=sum(p.image_tokens or 0 for p in present),
-        )
-
-    return ImageUsage(
-        input_tokens=sum(u.input_tokens for u in usages),
-        output_tokens=sum(u.output_tokens for u in usages),
-        total_tokens=sum(u.total_tokens for u in usages),
-        input_tokens_details=details([u.input_tokens_details for u in usages]),
-        output_tokens_details=details([u.output_tokens_details for u in usages]),
-    )
 
 
 async def _guarded_stream(

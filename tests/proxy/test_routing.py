@@ -368,3 +368,80 @@ def test_openai_client_sees_retries_as_one_call(
     image = client.images.generate(model="art", prompt="an otter", size="256x256")
     assert image.data
     assert len(east.requests) == 3
+
+
+def test_redis_shares_cooldowns_and_rpm_counters_between_gateways(
+    serve: Callable[..., RunningProxy], east: OpenAIEmulator, west: OpenAIEmulator
+) -> None:
+    shared = config(
+        deployment("art", east, weight=1, rpm=3),
+        deployment("art", west, weight=0.000001),
+        num_retries=0,
+        redis_url="redis://127.0.0.1:6379/0",
+    )
+    one, two = serve(shared), serve(shared)
+    east.fail_next("status", status=429, retry_after=30)
+    assert generate(one).status_code == 429
+    # The other gateway knows east is cooling down: it goes west without trying east.
+    assert generate(two).status_code == 200
+    assert (len(east.requests), len(west.requests)) == (1, 1)
+
+
+def test_redis_rpm_limit_holds_across_gateways(
+    serve: Callable[..., RunningProxy], east: OpenAIEmulator
+) -> None:
+    shared = config(deployment("art", east, rpm=3), redis_url="redis://127.0.0.1:6379/0")
+    one, two = serve(shared), serve(shared)
+    statuses = [generate(proxy).status_code for proxy in (one, two, one, two, one)]
+    assert statuses.count(200) == 3 and statuses.count(429) == 2
+    assert len(east.requests) == 3
+
+
+def test_a_stream_is_retried_before_its_first_event(
+    serve: Callable[..., RunningProxy], east: OpenAIEmulator
+) -> None:
+    chat = deployment("chat", east, model_id="openai/gpt-4o-mini")
+    proxy = serve(config(chat, num_retries=1))
+    east.fail_next("status", status=503)
+    client = openai.OpenAI(api_key="sk-none", base_url=proxy.base_url + "/v1", max_retries=0)
+    stream = client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert len(east.requests) == 2
+
+
+def test_a_truncated_answer_is_retried_for_chat(
+    serve: Callable[..., RunningProxy], east: OpenAIEmulator
+) -> None:
+    # A chat answer cut short is not an image that may have been made: it is retried.
+    chat = deployment("chat", east, model_id="openai/gpt-4o-mini")
+    proxy = serve(config(chat, num_retries=1))
+    east.fail_next("truncate")
+    answer = httpx.post(
+        proxy.base_url + "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert answer.status_code == 200
+    assert len(east.requests) == 2
+
+
+def test_fallbacks_are_logged(
+    serve: Callable[..., RunningProxy],
+    east: OpenAIEmulator,
+    west: OpenAIEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = serve(
+        config(
+            deployment("art", east),
+            deployment("backup", west),
+            num_retries=0,
+            fallbacks=[{"art": ["backup"]}],
+        )
+    )
+    east.fail_next("status", status=500)
+    with caplog.at_level("INFO", logger="prismgate.routing"):
+        assert generate(proxy).status_code == 200
+    assert "model group art failed" in caplog.text and "falling back to backup" in caplog.text
