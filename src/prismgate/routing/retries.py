@@ -56,7 +56,7 @@ class RetrySettings:
     # plus `budget_floor` retries, so a failing provider is not hammered.
     budget_ratio: float = 0.2
     budget_floor: int = 10
-    budget_window: float = 10.0
+    budget_window: int = 10
 
 
 def is_retryable(error: PrismgateError) -> bool:
@@ -99,7 +99,8 @@ class RetryBudget:
     """Limits retries to a share of recent requests (per model group, in this process).
 
     A provider that fails every call would otherwise receive `1 + num_retries` calls per
-    request; with the budget, a storm costs it at most `budget_ratio` more.
+    request; with the budget, a storm costs it at most `budget_ratio` more. Requests and
+    retries are counted in one-second buckets, so counting a request is one addition.
     """
 
     def __init__(
@@ -107,26 +108,30 @@ class RetryBudget:
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._requests: deque[float] = deque()
-        self._retries: deque[float] = deque()
+        # [second, requests, retries], oldest first.
+        self._buckets: deque[list[int]] = deque()
 
     def note_request(self) -> None:
         """Count one request (a first attempt)."""
-        self._requests.append(self._now())
+        self._bucket()[1] += 1
 
     def try_spend(self) -> bool:
         """Take one retry from the budget; False when it is spent."""
-        now = self._now()
-        allowed = self._settings.budget_floor + self._settings.budget_ratio * len(self._requests)
-        if len(self._retries) >= allowed:
+        current = self._bucket()
+        horizon = current[0] - self._settings.budget_window
+        while self._buckets[0][0] <= horizon:
+            self._buckets.popleft()
+        requests = sum(bucket[1] for bucket in self._buckets)
+        retries = sum(bucket[2] for bucket in self._buckets)
+        if retries >= self._settings.budget_floor + self._settings.budget_ratio * requests:
             return False
-        self._retries.append(now)
+        current[2] += 1
         return True
 
-    def _now(self) -> float:
-        now = self._clock()
-        horizon = now - self._settings.budget_window
-        for window in (self._requests, self._retries):
-            while window and window[0] < horizon:
-                window.popleft()
-        return now
+    def _bucket(self) -> list[int]:
+        second = int(self._clock())
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+            if len(self._buckets) > 4 * self._settings.budget_window:
+                self._buckets.popleft()  # bounded even when nothing is ever spent
+        return self._buckets[-1]

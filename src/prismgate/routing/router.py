@@ -147,9 +147,18 @@ class Router:
             for candidates in self._groups.values()
             for c in candidates
         }
-        # Usage is read only when something needs it (a limit, or the usage strategy).
+        # Work done per call only where something reads it: usage for tpm limits and the
+        # usage strategy, calls in flight and latency for the two strategies that use them.
         self._reads_usage = policy.strategy == "usage-based-routing" or any(
             c.tpm is not None for candidates in self._groups.values() for c in candidates
+        )
+        self._tracks_load = policy.strategy in ("least-busy", "latency-based-routing")
+        self._ids = {name: [c.id for c in group] for name, group in self._groups.items()}
+        # Groups whose calls are counted (rpm/tpm limits, or the usage strategy).
+        self._counted = frozenset(
+            name
+            for name, group in self._groups.items()
+            if policy.strategy == "usage-based-routing" or any(c.limited for c in group)
         )
 
     @property
@@ -321,7 +330,9 @@ class Router:
     ) -> Candidate:
         """The deployment for the next attempt: not cooling down (unless this call waited
         for it), under its limits, and not one that just failed when another is there."""
-        cooling = await self._state.cooled_down([c.id for c in candidates])
+        cooling = await self._state.cooled_down(self._ids[group])
+        if not cooling and len(candidates) == 1 and group not in self._counted:
+            return candidates[0]  # the common case: one deployment, nothing to weigh
         available = [c for c in candidates if c.id not in cooling or c.id in waited]
         if not available:
             wait = self._policy.cooldown_time
@@ -355,6 +366,23 @@ class Router:
 
     async def _attempt(self, candidate: Candidate, call: _Call[T]) -> T:
         target = self._targets[candidate.id]
+        if not self._tracks_load:
+            try:
+                value = await call.attempt(target)
+            except PrismgateError as error:
+                call.log.add(target.label, error.status_code)
+                await self._note_failure(candidate, error)
+                raise
+        else:
+            value = await self._measured(candidate, target, call)
+        call.log.add(target.label, 200)
+        if self._reads_usage and (spent := call.tokens(value)):
+            await self._state.add_tokens(candidate.id, spent)
+        return value
+
+    async def _measured(self, candidate: Candidate, target: Target, call: _Call[T]) -> T:
+        """An attempt with its calls in flight and its latency noted (least-busy and
+        latency-based routing read them)."""
         self._load.started(candidate.id)
         started = time.monotonic()
         latency: float | None = None
@@ -367,9 +395,6 @@ class Router:
             raise
         finally:
             self._load.finished(candidate.id, latency)
-        call.log.add(target.label, 200)
-        if self._reads_usage and (spent := call.tokens(value)):
-            await self._state.add_tokens(candidate.id, spent)
         return value
 
     async def _note_failure(self, candidate: Candidate, error: PrismgateError) -> None:

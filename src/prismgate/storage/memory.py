@@ -25,6 +25,9 @@ class _Failures:
     window_ends: float
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class MemoryRoutingState:
     """Cooldowns, failure counts and per-minute usage, for this process only.
 
@@ -42,6 +45,8 @@ class MemoryRoutingState:
 
     async def cooled_down(self, deployment_ids: Sequence[str]) -> frozenset[str]:
         """The ids among these that are cooling down right now."""
+        if not self._cooldowns:
+            return _NONE  # the usual case, on every call: nothing to look at
         now = self._clock()
         cooling = set()
         for deployment_id in deployment_ids:
