@@ -17,6 +17,8 @@
 Each error carries its HTTP `status`, the OpenAI `type`, `code` and `param`, the
 `provider` that produced it, and the `upstream_status` and `upstream_message` as the
 provider sent them (secrets redacted), and `retry_after` when the provider gave one.
+`request_sent` says the request reached the provider before the failure (it may have been
+served), and `attempts` what the router tried (`<target>=<status>` each).
 `body()` gives the OpenAI wire body.
 
 Upstream failures are translated once, at the provider boundary, by `from_upstream`.

@@ -360,3 +360,26 @@ def test_families_are_wired() -> None:
         for family in provider.image_generation.families:  # type: ignore[union-attr]
             for name, rule in family.fields.items():
                 assert rule.convert is None or rule.note, (family.name, name)
+
+
+async def test_partial_answers_are_never_cached(google: GoogleEmulator, tmp_path: Path) -> None:
+    # The cache is on; an answer the safety filter cut short must not be served again.
+    config = load_config(
+        {
+            "model_list": [model("imagen", IMAGEN, **vertex(google))],
+            "litellm_settings": {"cache": True},
+            "general_settings": {"image_store": {"path": str(tmp_path)}},
+        },
+        environ={},
+    )
+    async with Gateway(config) as gateway:
+        for _ in range(2):
+            cut = await aimage_generation(
+                prompt="FILTER_SOME ships", model="imagen", n=3, gateway=gateway
+            )
+            assert len(cut.data) == 2
+            assert cut._hidden_params["cache_status"] == "MISS"
+        whole = [await aimage_generation(prompt="ships", model="imagen", gateway=gateway)
+                 for _ in range(2)]  # fmt: skip
+    assert [w._hidden_params["cache_status"] for w in whole] == ["MISS", "HIT"]
+    assert len(model_calls(google)) == 3
