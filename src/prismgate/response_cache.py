@@ -178,7 +178,9 @@ class CallCache:
             return None
         data: list[ImageObject] = []
         for image in entry.images:
-            url = link(image.name) if image.as_url else None
+            url = None
+            if image.as_url and await images.exists(image.name):
+                url = link(image.name)
             b64 = None
             if url is None:
                 stored = await images.get(image.name)

@@ -167,3 +167,24 @@ def test_redis_cache_is_shared_by_two_gateways(
         first.json()["data"][0]["b64_json"]
     )
     assert len(openai_emulator.requests) == 1
+
+
+def test_a_hit_never_links_to_an_image_this_gateway_lacks(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Any
+) -> None:
+    # Two gateways share the cache (Redis) but not their image stores (local folders).
+    redis = {"type": "redis", "host": "127.0.0.1", "port": 6379}
+    shared = config(openai_emulator, tmp_path / "one", cache=True, cache_params=redis)
+    other = {
+        **shared,
+        "general_settings": {
+            **shared["general_settings"],
+            "image_store": {"path": str(tmp_path / "two" / "images")},
+        },
+    }
+    body = {**BODY, "response_format": "url"}
+    assert post(serve(shared), body=body).headers["x-portkey-cache-status"] == "MISS"
+    answer = post(serve(other), body=body)
+    assert answer.headers["x-portkey-cache-status"] == "MISS"  # not a link to nothing
+    assert httpx.get(answer.json()["data"][0]["url"]).status_code == 200
+    assert len(openai_emulator.requests) == 2

@@ -48,11 +48,18 @@ class ImageStore:
         await asyncio.to_thread(self._write, name, data)
         return name
 
+    async def exists(self, name: str) -> bool:
+        """Whether the image called `name` is here (another instance's store may hold
+        images this one lacks)."""
+        if not _is_own_name(name):
+            return False
+        return await asyncio.to_thread((self._root / name).is_file)
+
     async def get(self, name: str) -> StoredImage | None:
         """The image called `name`, or None."""
-        stem, _, extension = name.partition(".")
-        if len(stem) != 64 or not all(c in "0123456789abcdef" for c in stem):
+        if not _is_own_name(name):
             return None  # only names this store made: never a path from a caller
+        extension = name.partition(".")[2]
         path = self._root / name
         try:
             data = await asyncio.to_thread(path.read_bytes)
@@ -84,6 +91,16 @@ class ImageStore:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(key)
         return key
+
+
+def _is_own_name(name: str) -> bool:
+    """A name this store makes (`<sha256>.<ext>`), never a path."""
+    stem, _, extension = name.partition(".")
+    return (
+        len(stem) == 64
+        and all(c in "0123456789abcdef" for c in stem)
+        and extension in (*_MEDIA_TYPES, "bin")
+    )
 
 
 class SignedLinks:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from starlette.requests import Request
+from starlette.types import Scope
 
 from prismgate.custom_hosts import check_custom_host
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
@@ -42,17 +43,19 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
                 "set it in the gateway's config",
                 param=name,
             )
-    portkey = read_portkey_headers(request.headers)
+    # One dict of the headers (ASGI gives their names lower-case): read many times below.
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    portkey = read_portkey_headers(headers)
     options = CallOptions(
         extra=extra,
         relay=True,
-        scope=_caller_scope(dict(request.headers)),
-        image_base_url=str(request.base_url).rstrip("/"),
+        scope=_caller_scope(headers),
+        image_base_url=_base_url(request.scope, headers),
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
         timeout=portkey.request_timeout,
         cache_refresh=portkey.cache_refresh,
-        idempotency_key=request.headers.get("idempotency-key") or None,
+        idempotency_key=headers.get("idempotency-key") or None,
     )
     if portkey.config is not None:
         return dataclasses.replace(options, plan=_config_plan(portkey.config, state))
@@ -153,6 +156,16 @@ def _typed_call(
     extra = {name: data.pop(name) for name in list(data) if name not in known}
     typed = convert_request(data, kind, strict=strict)
     return typed, call_options(request, extra, state)
+
+
+def _base_url(scope: Scope, headers: dict[str, str]) -> str:
+    """Where this caller reaches the gateway (Starlette's `request.base_url`, without
+    building URL objects on every call)."""
+    host = headers.get("host")
+    if host is None:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
 
 
 def _caller_scope(headers: dict[str, str]) -> str:

@@ -3,10 +3,10 @@ keys, request timeouts and cache refreshes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
-from starlette.datastructures import Headers
 
 from prismgate.errors import BadRequestError
 
@@ -33,8 +33,9 @@ class PortkeyHeaders:
     cache_refresh: bool = False
 
 
-def read_portkey_headers(headers: Headers) -> PortkeyHeaders:
-    """Parse the x-portkey-* headers; a 400 naming the header when one is malformed."""
+def read_portkey_headers(headers: Mapping[str, str]) -> PortkeyHeaders:
+    """Parse the x-portkey-* headers (names lower-case, as ASGI gives them); a 400
+    naming the header when one is malformed."""
     trace_id = headers.get("x-portkey-trace-id") or None
     if trace_id is not None and (len(trace_id) > MAX_TRACE_ID or not trace_id.isprintable()):
         raise BadRequestError(
