@@ -137,7 +137,10 @@ class DeploymentResolver:
         return _with_overrides(deployment, overrides)
 
     def _from_entry(self, entry: ModelEntry) -> Deployment:
-        params = entry.litellm_params
+        return self.from_params(entry.litellm_params, entry.model_info)
+
+    def from_params(self, params: LiteLLMParams, model_info: ModelInfo | None = None) -> Deployment:
+        """The deployment `litellm_params` describe (a model_list entry, a virtual key)."""
         provider, model = split_model(params.model, self._catalog, params.custom_llm_provider)
         settings = {k: v for k in PROVIDER_SETTINGS if (v := getattr(params, k)) is not None}
         return Deployment(
@@ -152,7 +155,7 @@ class DeploymentResolver:
             drop_params=params.drop_params,
             settings=settings,
             params=params.provider_params,
-            info=self._info(provider, model, entry.model_info),
+            info=self._info(provider, model, model_info),
         )
 
     def _info(self, provider: str, model: str, override: ModelInfo | None) -> ModelInfo | None:

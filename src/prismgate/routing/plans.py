@@ -73,7 +73,9 @@ class VirtualKeys:
                     f"virtual_keys.{name}.provider: name a provider, for example openai"
                 )
             try:
-                params = msgspec.convert({**fields, "model": ""}, LiteLLMParams)
+                params = msgspec.convert(
+                    {**fields, "model": "", "custom_llm_provider": provider}, LiteLLMParams
+                )
             except msgspec.ValidationError as error:
                 raise ConfigError(f"virtual_keys.{name}: {error}") from None
             self._keys[name] = (provider, params)
@@ -254,19 +256,9 @@ class PlanRunner:
     def _deployment(self, leaf: PlanLeaf, model: str, context: RunContext) -> Deployment:
         """Where a provider or virtual-key target sends its call."""
         if leaf.virtual_key is not None:
-            provider, params = self.virtual_keys.get(leaf.virtual_key)
-            deployment = self._deployments.direct(
-                model,
-                CallerOverrides(
-                    api_key=params.api_key,
-                    api_base=params.api_base,
-                    api_version=params.api_version,
-                    custom_llm_provider=provider,
-                ),
-            )
-            settings = {k: v for k, v in msgspec.structs.asdict(params).items()
-                        if k in _SETTING_FIELDS and v is not None}  # fmt: skip
-            return dataclasses.replace(deployment, settings=settings)
+            _, params = self.virtual_keys.get(leaf.virtual_key)
+            # Built as a model_list entry is: key, base, settings, timeouts and all.
+            return self._deployments.from_params(msgspec.structs.replace(params, model=model))
         named = canonical_provider(leaf.provider or "")
         if named is None:
             raise BadRequestError(f"{PARAM}: {leaf.path}.provider: unknown provider", param=PARAM)
@@ -323,11 +315,3 @@ def virtual_key_leaf(name: str) -> PlanLeaf:
         cache=None,
         request_timeout=None,
     )
-
-
-# LiteLLMParams fields that configure how a provider is reached (not key, base, model).
-_SETTING_FIELDS = frozenset(
-    {"organization", "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-     "aws_region_name", "aws_profile_name", "aws_bedrock_runtime_endpoint", "vertex_project",
-     "vertex_location", "vertex_credentials", "vertex_ai_project", "vertex_ai_location"}
-)  # fmt: skip

@@ -185,12 +185,7 @@ class Router:
         config's for this call; `log` continues a log (a Portkey plan's)."""
         retries = self._policy.num_retries if num_retries is None else num_retries
         call = _Call(attempt, tokens, idempotent, log or AttemptLog(), retries)
-        try:
-            value, target = await self._with_fallbacks(group, call)
-        except PrismgateError as error:
-            error.attempts = tuple(call.log.entries)
-            raise
-        return Outcome(value, target, tuple(call.log.entries), call.log.retries)
+        return await _reported(call, self._with_fallbacks(group, call))
 
     async def run_target(
         self,
@@ -207,12 +202,9 @@ class Router:
         target): retried `retries` times on retryable failures, or on `on_status_codes`
         when given. No cooldowns: the target may carry the caller's own key."""
         call = _Call(attempt, lambda _: 0, idempotent, log or AttemptLog())
-        try:
-            value = await self._on_target(target, call, retries, on_status_codes, use_retry_after)
-        except PrismgateError as error:
-            error.attempts = tuple(call.log.entries)
-            raise
-        return Outcome(value, target, tuple(call.log.entries), call.log.retries)
+        return await _reported(
+            call, self._on_target(target, call, retries, on_status_codes, use_retry_after)
+        )
 
     async def _on_target(
         self,
@@ -221,7 +213,7 @@ class Router:
         retries: int,
         on_status_codes: frozenset[int] | None,
         use_retry_after: bool,
-    ) -> T:
+    ) -> tuple[T, Target]:
         for retry in range(retries + 1):
             try:
                 value = await call.attempt(target)
@@ -244,7 +236,7 @@ class Router:
                 await self._sleep(backoff_delay(retry, hint, self._policy.retries, self._rng))
             else:
                 call.log.add(target.label, 200)
-                return value
+                return value, target
         raise AssertionError("unreachable: the last retry raises or returns")
 
     async def _with_fallbacks(self, group: str, call: _Call[T]) -> tuple[T, Target]:
@@ -424,6 +416,17 @@ class Router:
                     policy.cooldown_time,
                     policy.allowed_fails + 1,
                 )
+
+
+async def _reported(call: _Call[T], served: Awaitable[tuple[T, Target]]) -> Outcome[T]:
+    """The outcome of a call, with what it tried; a failure carries the same in
+    `error.attempts`."""
+    try:
+        value, target = await served
+    except PrismgateError as error:
+        error.attempts = tuple(call.log.entries)
+        raise
+    return Outcome(value, target, tuple(call.log.entries), call.log.retries)
 
 
 def router_policy(config: Config) -> RouterPolicy:
