@@ -4,6 +4,7 @@ The `serve` fixture is registered for every test by tests/conftest.py."""
 
 from __future__ import annotations
 
+import resource
 import socket
 import threading
 import time
@@ -15,13 +16,14 @@ import uvicorn
 
 from prismgate.config import load_config
 from prismgate.proxy import create_app
+from prismgate.proxy.server import ConnectionGuard, GuardedConfig
 
 MASTER_KEY = "sk-master-test-0001"
 
 
 class RunningProxy:
-    """`create_app(config)` served by uvicorn (uvloop + httptools, as in production) in a
-    background thread, on a port the OS picked."""
+    """`create_app(config)` served as `prismgate serve` serves it (uvicorn, uvloop, the
+    guarded httptools protocol) in a background thread, on a port the OS picked."""
 
     def __init__(self, raw_config: dict[str, Any], environ: dict[str, str] | None = None) -> None:
         self.config = load_config(raw_config, environ=environ or {})
@@ -30,8 +32,10 @@ class RunningProxy:
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        settings = uvicorn.Config(
-            app, lifespan="on", log_level="warning", loop="uvloop", http="httptools"
+        # The same server as `prismgate serve`: uvicorn with prismgate's guarded protocol.
+        guard = ConnectionGuard(self.config.general_settings.server, open_file_limit())
+        settings = GuardedConfig(
+            app, guard=guard, lifespan="on", log_level="warning", loop="uvloop", ws="none"
         )
         self._server = uvicorn.Server(settings)
         self._thread = threading.Thread(
@@ -51,6 +55,11 @@ class RunningProxy:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+
+
+def open_file_limit() -> int:
+    """This process's open-file soft limit, left as it is (the tests share the process)."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @pytest.fixture

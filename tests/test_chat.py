@@ -69,7 +69,7 @@ def test_format_overrides_the_sniffed_type() -> None:
 def test_bad_images_are_clear_400s(url: str, message: str) -> None:
     with pytest.raises(prismgate.BadRequestError, match=message) as caught:
         completion(model="mock/llava", messages=vision_message(url))
-    assert caught.value.param == "image_url"
+    assert caught.value.param == "messages[0].content[1].image_url"  # the part to change
 
 
 def test_images_to_a_model_that_cannot_see_fail_before_any_call() -> None:

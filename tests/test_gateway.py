@@ -6,7 +6,9 @@ import pytest
 
 import prismgate
 from prismgate import Gateway, ImageGenerationRequest, load_config
+from prismgate.errors import BadRequestError
 from prismgate.gateway import CallOptions
+from prismgate.routing.deployments import CallerOverrides
 from tests.emulators import OpenAIEmulator
 
 
@@ -143,12 +145,47 @@ async def test_provider_settings_never_enter_the_body(compatible_emulator: OpenA
     )
     async with Gateway(config) as gateway:
         await gateway.image_generation(
-            ImageGenerationRequest(prompt="x", model="img"),
-            CallOptions(extra={"vertex_project": "p", "steps": 4}),
+            ImageGenerationRequest(prompt="x", model="img"), CallOptions(extra={"steps": 4})
         )
     sent = compatible_emulator.requests[-1]
     assert sent.json == {"model": "sdxl", "prompt": "x", "steps": 4}
     assert sent.headers["openai-organization"] == "org-from-config"
+
+
+@pytest.mark.parametrize(
+    "keyword", ["organization", "vertex_project", "aws_region_name", "awsBedrockRuntimeEndpoint"]
+)
+async def test_keywords_never_reconfigure_a_configured_model_group(
+    compatible_emulator: OpenAIEmulator, keyword: str
+) -> None:
+    config = load_config(
+        {"model_list": [{"model_name": "img", "litellm_params": {
+            "model": "openai/sdxl", "api_base": compatible_emulator.base_url + "/v1"}}]},
+        environ={},
+    )  # fmt: skip
+    async with Gateway(config) as gateway:
+        with pytest.raises(BadRequestError) as caught:
+            await gateway.image_generation(
+                ImageGenerationRequest(prompt="x", model="img"), CallOptions(extra={keyword: "v"})
+            )
+    assert caught.value.param == keyword and caught.value.code == "setting_not_allowed"
+    assert compatible_emulator.requests == []
+
+
+async def test_an_sdk_call_configures_its_own_deployment(
+    compatible_emulator: OpenAIEmulator,
+) -> None:
+    async with Gateway(load_config({}, environ={})) as gateway:
+        await gateway.image_generation(
+            ImageGenerationRequest(prompt="x", model="openai/sdxl"),
+            CallOptions(
+                extra={"organization": "org-mine", "steps": 4},
+                overrides=CallerOverrides(api_base=compatible_emulator.base_url + "/v1"),
+            ),
+        )
+    sent = compatible_emulator.requests[-1]
+    assert sent.json == {"model": "sdxl", "prompt": "x", "steps": 4}
+    assert sent.headers["openai-organization"] == "org-mine"
 
 
 def test_unresolvable_deployments_fail_at_startup_naming_the_path() -> None:

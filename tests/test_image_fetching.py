@@ -42,7 +42,9 @@ def hosted_image_url(emulator: OpenAIEmulator) -> str:
     return url
 
 
-def gateway(claude: AnthropicEmulator, allowed: list[str]) -> Gateway:
+def gateway(
+    claude: AnthropicEmulator, allowed: list[str], urls_base: str = "http://127.0.0.1:9/v1"
+) -> Gateway:
     claude_params = {
         "model": "anthropic/claude-3-7-sonnet-latest",
         "api_base": claude.base_url,
@@ -57,7 +59,7 @@ def gateway(claude: AnthropicEmulator, allowed: list[str]) -> Gateway:
             {"model_name": "claude", "litellm_params": claude_params},
             {
                 "model_name": "sdxl-urls",
-                "litellm_params": {"model": "openai/sdxl"},
+                "litellm_params": {"model": "openai/sdxl", "api_base": urls_base},
                 "model_info": url_only,
             },
         ],
@@ -94,7 +96,7 @@ async def test_private_addresses_are_refused_before_any_call(
         with pytest.raises(prismgate.BadRequestError) as caught:
             await served.chat_completion(vision_request(url))
     assert caught.value.status_code == 400
-    assert caught.value.param == "image_url"
+    assert caught.value.param == "messages[0].content[1].image_url"  # the part to change
     assert "127.0.0.1" not in caught.value.message  # no internal detail
     assert claude.requests == []
 
@@ -103,11 +105,10 @@ async def test_b64_json_for_a_model_that_answers_with_urls(
     claude: AnthropicEmulator, compatible_emulator: OpenAIEmulator
 ) -> None:
     host = compatible_emulator.base_url.removeprefix("http://")
-    async with gateway(claude, [host]) as served:
-        config_base = compatible_emulator.base_url + "/v1"
+    async with gateway(claude, [host], compatible_emulator.base_url + "/v1") as served:
         answer = await aimage_generation(
             prompt="an otter", model="sdxl-urls", size="40x24", response_format="b64_json",
-            gateway=served, api_base=config_base,
+            gateway=served,
         )  # fmt: skip
     sent = compatible_emulator.requests[0]
     assert "response_format" not in (sent.json or {})  # the model is not asked; we convert

@@ -107,9 +107,8 @@ def serve(
     """Run the OpenAI-compatible proxy."""
     import os
 
-    import uvicorn
-
     from prismgate.config import CONFIG_PATH_VARIABLE
+    from prismgate.proxy import server
 
     loaded = _checked_config(config)  # fail here, naming the path, not in each worker
     master_key = loaded.general_settings.master_key
@@ -120,22 +119,31 @@ def serve(
         )
         raise typer.Exit(2)
     groups = list(dict.fromkeys(entry.model_name for entry in loaded.model_list))
+    settings = loaded.general_settings.server
+    file_limit = server.raise_file_limit()  # workers inherit it
+    guard = server.ConnectionGuard(settings, file_limit)
     console.print(
         f"prismgate {__version__} listening on http://{host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}); "
         f"auth: {'master key' if master_key else 'none'}"
     )
     console.print(f"serving {len(groups)} model groups: {', '.join(groups) or '(none)'}")
+    console.print(
+        f"clients: headers within {settings.header_timeout_seconds:g} s, body within "
+        f"{settings.body_timeout_seconds:g} s (+1 s per {settings.body_min_bytes_per_second} B), "
+        f"idle {settings.keep_alive_timeout_seconds:g} s; at most {guard.max_connections} "
+        f"connections per worker (open-file limit {file_limit})"
+    )
     if config is not None:
         os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
-    uvicorn.run(
+    server.run(
         "prismgate.proxy.app:create_app_from_environment",
+        guard=guard,
         factory=True,
         host=host,
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         log_level=log_level,
         server_header=False,

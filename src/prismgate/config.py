@@ -16,7 +16,8 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -34,6 +35,7 @@ __all__ = [
     "RouterSettings",
     "config_path_from_environment",
     "load_config",
+    "sorted_params",
 ]
 
 log = logging.getLogger("prismgate.config")
@@ -69,24 +71,18 @@ class LiteLLMParams(_Section, frozen=True):
     safe_to_retry: bool = False
     custom_llm_provider: str | None = None
     drop_params: bool | None = None
-    organization: str | None = None
     rpm: int | None = None
     tpm: int | None = None
     weight: float | None = None
-    # Cloud credentials, under LiteLLM's names.
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
-    aws_region_name: str | None = None
-    aws_profile_name: str | None = None
-    aws_bedrock_runtime_endpoint: str | None = None
-    vertex_project: str | None = None
-    vertex_location: str | None = None
-    vertex_credentials: str | None = None
-    vertex_ai_project: str | None = None
-    vertex_ai_location: str | None = None
+    # The keys a provider declares as its settings (organization, cloud credentials,
+    # regions, projects, under LiteLLM's names): how the provider is reached.
+    settings: dict[str, Any] = msgspec.field(default_factory=dict)
     # Every other key: sent to the provider as a request parameter (LiteLLM's behaviour).
     provider_params: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.api_base is not None:
+            check_api_base(self.api_base)
 
 
 class ModelEntry(_Section, frozen=True):
@@ -103,6 +99,14 @@ class MediaSettings(_Section, frozen=True):
     allowed_hosts: tuple[str, ...] = ()
     max_image_bytes: int = 20 * 1024 * 1024
     oversize: Literal["downscale", "reject"] = "downscale"
+    # Pixels an input image may declare (width x height, read from its header before any
+    # decoding): 2**26, about 67 megapixels. Above every common camera (61 MP full frame,
+    # 50 and 64 MP phones), below the decompression bombs that cost gigabytes.
+    max_image_pixels: int = 1 << 26
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_image_pixels <= 1 << 27:
+            raise ValueError("max_image_pixels must be between 1 and 134217728 (2**27)")
 
 
 class ImageStoreSettings(_Section, frozen=True):
@@ -112,6 +116,28 @@ class ImageStoreSettings(_Section, frozen=True):
     path: str = "./prismgate-images"
     public_base_url: str | None = None
     url_ttl_seconds: int = 3600
+    # The disk the store may use (1 GiB): a full store answers `url` requests with a 507
+    # rather than filling the disk.
+    max_bytes: int = 1 << 30
+    # An image is removed once every link to it has expired: the link lifetime plus this
+    # margin (for clocks that differ between workers), checked every `sweep_interval_seconds`.
+    expiry_margin_seconds: int = 300
+    sweep_interval_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.url_ttl_seconds < 1:
+            raise ValueError("url_ttl_seconds must be at least 1")
+        if self.max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
+        if self.expiry_margin_seconds < 0:
+            raise ValueError("expiry_margin_seconds must be 0 or more")
+        if not self.sweep_interval_seconds > 0:
+            raise ValueError("sweep_interval_seconds must be more than 0")
+
+    @property
+    def max_age_seconds(self) -> int:
+        """How long a stored image is kept: until the last link to it has expired."""
+        return self.url_ttl_seconds + self.expiry_margin_seconds
 
 
 class GroupAlias(_Section, frozen=True):
@@ -131,6 +157,27 @@ class RetrySettingsSection(_Section, frozen=True):
     budget_floor: int = 10
 
 
+_Positive = msgspec.Meta(gt=0)
+
+
+class ServerSettings(_Section, frozen=True):
+    """`general_settings.server`: how long `prismgate serve` waits for a client, and how
+    many connections each worker keeps (prismgate's addition)."""
+
+    # From connect (or the first byte of a request on a kept-alive connection) to the
+    # end of its headers.
+    header_timeout_seconds: Annotated[float, _Positive] = 10.0
+    # From the end of the headers to the end of the body, plus one second per
+    # `body_min_bytes_per_second` received: slow uploads pass, trickles do not.
+    body_timeout_seconds: Annotated[float, _Positive] = 30.0
+    body_min_bytes_per_second: Annotated[int, _Positive] = 65536
+    # How long a connection may wait for its next request.
+    keep_alive_timeout_seconds: Annotated[float, _Positive] = 5.0
+    # Above this, each worker closes its longest-idle connection; never more than half
+    # the worker's file descriptors, so upstream calls and files always find one.
+    max_connections: Annotated[int, _Positive] = 4096
+
+
 class GeneralSettings(_Section, frozen=True):
     """`general_settings`: LiteLLM's keys, and prismgate's own additions."""
 
@@ -144,8 +191,13 @@ class GeneralSettings(_Section, frozen=True):
     connect_timeout: float = 10.0
     # Keys in the shared Redis start with this (several gateways may share one Redis).
     redis_prefix: str = "prismgate:"
+    # Seconds a Redis operation may take; past it, routing state and the cache are kept in
+    # this process until Redis answers a probe (sent every `redis_retry_interval` s).
+    redis_timeout: Annotated[float, _Positive] = 0.1
+    redis_retry_interval: Annotated[float, _Positive] = 5.0
     image_store: ImageStoreSettings = msgspec.field(default_factory=ImageStoreSettings)
     database_url: str | None = None
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
 
 
 class RouterSettings(_Section, frozen=True):
@@ -196,6 +248,20 @@ class Config(_Section, frozen=True):
         # The environment and the keys hold secrets: a repr shows their shape only.
         groups = sorted({entry.model_name for entry in self.model_list})
         return f"Config(model groups={groups}, environ=<{len(self.environ)} variables>)"
+
+
+def check_api_base(url: str) -> None:
+    """An endpoint must not carry credentials (`user:pass@host`): they would reach logs,
+    /model/info and every error that names the URL. Credentials go in `api_key`."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- reading it raises when the port is not a number
+    except ValueError as exc:
+        raise ValueError(f"api_base is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise ValueError(
+            "api_base must not carry credentials (user:password@); put the key in api_key"
+        )
 
 
 def load_config(
@@ -260,22 +326,37 @@ def _resolve_env(node: Any, environ: Mapping[str, str], path: str) -> Any:
 
 
 def _gather_provider_params(raw: dict[str, Any]) -> None:
-    """Move unknown `litellm_params` keys into `provider_params`, saying so once each."""
-    known = set(LiteLLMParams.__struct_fields__) - {"provider_params"}
+    """Sort every model_list entry's `litellm_params` (see `sorted_params`)."""
     for i, entry in enumerate(raw.get("model_list") or []):
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
-        if not isinstance(params, dict):
-            continue
-        extra = {k: params.pop(k) for k in list(params) if k not in known}
-        if extra:
-            for key in extra:
-                log.warning(
-                    "config: model_list[%d].litellm_params.%s is not a prismgate setting; "
-                    "it is sent to the provider as a request parameter",
-                    i,
-                    key,
-                )
-            params["provider_params"] = extra
+        if isinstance(params, dict):
+            entry["litellm_params"] = sorted_params(params, f"model_list[{i}].litellm_params")
+
+
+def sorted_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`litellm_params` as LiteLLMParams reads them: the keys a provider declares as its
+    settings under `settings`, other unknown keys under `provider_params` (each said
+    once: they are sent to the provider as request parameters)."""
+    from prismgate.providers import provider_settings
+
+    declared = provider_settings()
+    known = set(LiteLLMParams.__struct_fields__) - {"provider_params", "settings"}
+    out = {k: v for k, v in params.items() if k in known}
+    others = {k: v for k, v in params.items() if k not in known}
+    settings = {k: v for k, v in others.items() if k in declared and v is not None}
+    extra = {k: v for k, v in others.items() if k not in declared}
+    for key in extra:
+        log.warning(
+            "config: %s.%s is not a prismgate setting; it is sent to the provider as a "
+            "request parameter",
+            where,
+            key,
+        )
+    if settings:
+        out["settings"] = settings
+    if extra:
+        out["provider_params"] = extra
+    return out
 
 
 def _unknown_keys(node: Any, kind: Any, path: str) -> list[str]:

@@ -8,10 +8,14 @@
     │   ├── UnsupportedParamsError      400 invalid_request_error   (code: unsupported_parameter)
     │   └── ContentPolicyViolationError 400 invalid_request_error   (code: content_policy_violation)
     ├── RequestTooLargeError            413 invalid_request_error   (code: request_too_large)
+    ├── RequestTimeoutError             408 invalid_request_error   (code: request_timeout)
     ├── RateLimitError                  429 rate_limit_error        (retry_after, when known)
     ├── Timeout                         504 timeout                 (also a builtin TimeoutError)
     ├── ServiceUnavailableError         503 service_unavailable
+    ├── InsufficientStorageError        507 api_error               (code: image_store_full)
     ├── APIError                        5xx api_error               (the upstream status kept)
+    │   └── UnreadableAnswerError       502 api_error       (code: upstream_answer_unreadable)
+    │       └── AnswerTooLargeError     502 api_error       (code: upstream_answer_too_large)
     └── APIConnectionError              502 api_connection_error
 
 Each error carries its HTTP `status`, the OpenAI `type`, `code` and `param`, the
@@ -21,7 +25,8 @@ provider sent them (secrets redacted), and `retry_after` when the provider gave 
 served), and `attempts` what the router tried (`<target>=<status>` each).
 `body()` gives the OpenAI wire body.
 
-Upstream failures are translated once, at the provider boundary, by `from_upstream`.
+Upstream failures are translated once, at the provider boundary, by `from_upstream`,
+which keeps at most `MAX_UPSTREAM_MESSAGE_CHARS` of the provider's message.
 """
 
 from __future__ import annotations
@@ -31,21 +36,27 @@ from typing import ClassVar
 from prismgate.types.errors import ErrorBody, ErrorDetail
 
 __all__ = [
+    "MAX_UPSTREAM_MESSAGE_CHARS",
     "APIConnectionError",
     "APIError",
+    "AnswerTooLargeError",
     "AuthenticationError",
     "BadRequestError",
     "ConfigError",
     "ContentPolicyViolationError",
+    "InsufficientStorageError",
     "NotFoundError",
     "PermissionDeniedError",
     "PrismgateError",
     "RateLimitError",
+    "RequestTimeoutError",
     "RequestTooLargeError",
     "ServiceUnavailableError",
     "Timeout",
+    "UnreadableAnswerError",
     "UnsupportedParamsError",
     "from_upstream",
+    "unreadable_answer",
 ]
 
 
@@ -80,6 +91,8 @@ class PrismgateError(Exception):
         self.request_sent = request_sent
         # What the router tried before giving up (`x-prismgate-attempts`).
         self.attempts: tuple[str, ...] = ()
+        # The last attempt failed after every retry it was allowed (Portkey's retry count -1).
+        self.retries_exhausted = False
 
     @property
     def status_code(self) -> int:
@@ -147,6 +160,14 @@ class RequestTooLargeError(PrismgateError):
     default_code = "request_too_large"
 
 
+class RequestTimeoutError(PrismgateError):
+    """The client did not send its request in time (408): the server closes the connection."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
 class RateLimitError(PrismgateError):
     """The provider (or the gateway) is rate limiting this caller (429)."""
 
@@ -171,6 +192,14 @@ class ServiceUnavailableError(PrismgateError):
     default_code = "service_unavailable"
 
 
+class InsufficientStorageError(PrismgateError):
+    """The gateway's own image store is full (507): the answer cannot be kept for a link.
+    The gateway's fault, not the provider's: never retried, and no deployment cools down."""
+
+    status = 507
+    default_code = "image_store_full"
+
+
 class APIError(PrismgateError):
     """The provider failed with a 5xx; the upstream status is kept as ours."""
 
@@ -180,6 +209,25 @@ class APIError(PrismgateError):
     def status_code(self) -> int:
         up = self.upstream_status
         return up if up is not None and 500 <= up <= 599 else self.status
+
+
+class UnreadableAnswerError(APIError):
+    """The provider answered, but not with anything readable (502). The call may have
+    been served: only the answer was lost."""
+
+    status = 502
+    default_code = "upstream_answer_unreadable"
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+
+class AnswerTooLargeError(UnreadableAnswerError):
+    """The answer (as inflated) is larger than that kind of answer can be: reading
+    stopped at the cap (502). Never retried: the next try would cost as much."""
+
+    default_code = "upstream_answer_too_large"
 
 
 class APIConnectionError(PrismgateError):
@@ -214,6 +262,28 @@ _CONTENT_POLICY_CODES = frozenset(
 )
 
 
+# An upstream message longer than this is cut (one provider echoed 1 MB of base64).
+MAX_UPSTREAM_MESSAGE_CHARS = 4096
+
+
+def _clipped(message: str) -> str:
+    if len(message) <= MAX_UPSTREAM_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_UPSTREAM_MESSAGE_CHARS
+    return f"{message[:MAX_UPSTREAM_MESSAGE_CHARS]}… ({cut} more characters not shown)"
+
+
+def unreadable_answer(provider: str, status: int, reason: str) -> UnreadableAnswerError:
+    """A `status` answer from `provider` that could not be read. It says `request_sent`:
+    the provider may have served (and billed) the call whose answer was lost."""
+    return UnreadableAnswerError(
+        f"{provider} answered {status}, but the answer could not be read: {_clipped(reason)}",
+        provider=provider,
+        upstream_status=status,
+        request_sent=True,
+    )
+
+
 def from_upstream(
     status: int,
     message: str,
@@ -228,6 +298,7 @@ def from_upstream(
     `message` must already be redacted. The caller-facing message names the provider so
     a user knows whose refusal it is.
     """
+    message = _clipped(message)
     if status == 400 and code in _CONTENT_POLICY_CODES:
         cls: type[PrismgateError] = ContentPolicyViolationError
     else:

@@ -22,6 +22,7 @@ from typing import Any, Self, TypeVar
 
 import msgspec
 
+from prismgate.authority import CallerAuthority
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.cost import chat_cost, image_cost
@@ -33,11 +34,13 @@ from prismgate.errors import (
 )
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
+from prismgate.media.decoding import DecodePool
 from prismgate.media.fetch import FetchedImage, SafeFetcher
+from prismgate.media.inputs import check_input_pixels
 from prismgate.media.store import ImageStore, SignedLinks
-from prismgate.media.vision import inline_remote_images, prepare_url_images
+from prismgate.media.vision import ImageWork, prepare_images
 from prismgate.observability.redaction import Redactor
-from prismgate.providers import get_provider
+from prismgate.providers import get_provider, provider_settings
 from prismgate.providers.base import (
     ChatCall,
     ChatCompletions,
@@ -48,7 +51,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.response_cache import ResponseCache, cache_policy
-from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides, DeploymentResolver
+from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.routing.settings import redis_url_of
@@ -108,6 +111,9 @@ class CallOptions:
     cache_refresh: bool = False
     # The provider address was chosen by the caller: it is checked when dialled.
     guarded: bool = False
+    # A proxy client, not the code holding the gateway: its parameters pass the
+    # caller-authority rule and its timeouts are capped by the operator's.
+    remote: bool = False
 
 
 class Gateway:
@@ -137,16 +143,25 @@ class Gateway:
             self._own_http = HttpTransport()
             transport = self._own_http
         self._http: Transport = transport
+        self.authority = CallerAuthority.from_providers()
         self._redact = Redactor(_secrets(self.config))
         self.fetcher = SafeFetcher(self.config.general_settings.media)
+        # Image decoding and resizing run here, off the event loop, within a pixel budget.
+        self.image_pool = DecodePool(self.config.general_settings.media.max_image_pixels)
         self.image_store = ImageStore(self.config.general_settings.image_store)
         self.provider_cache = ProviderCache()
+        general = self.config.general_settings
         state, cache_store = open_shared_state(
-            redis_url=redis_url_of(self.config), prefix=self.config.general_settings.redis_prefix
+            redis_url=redis_url_of(self.config),
+            prefix=general.redis_prefix,
+            timeout=general.redis_timeout,
+            retry_interval=general.redis_retry_interval,
         )
         self.router = Router(self.deployments.candidates, router_policy(self.config), state)
         self.response_cache = ResponseCache(cache_store, cache_policy(self.config))
-        self.plans = PlanRunner(self.router, self.deployments, VirtualKeys(self.config))
+        self.plans = PlanRunner(
+            self.router, self.deployments, VirtualKeys(self.config), self.authority
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -162,6 +177,8 @@ class Gateway:
     async def aclose(self) -> None:
         """Release the HTTP pool this gateway made, and the image fetcher's."""
         await self.fetcher.aclose()
+        self.image_pool.close()
+        await self.image_store.aclose()
         await self.router.state.aclose()
         await self.response_cache.aclose()
         if self._guard_pool is not None:
@@ -219,6 +236,7 @@ class Gateway:
         each attempt checked against its model's rules, fanned out, delivered in the
         asked format, priced, and cached when caching is on."""
         name = request.model or self.config.general_settings.default_image_model
+        check_input_pixels(request, self.config.general_settings.media.max_image_pixels)
 
         async def attempt(target: Target) -> ImageResponse:
             return await self._image_attempt(request, options, target, name)
@@ -287,6 +305,7 @@ class Gateway:
             group=name,
             direct=options.direct,
             guarded=options.guarded,
+            described_by_call=True,
         )
 
     async def _image_attempt(
@@ -304,7 +323,7 @@ class Gateway:
             self.config.litellm_settings.drop_params,
         )
         checked = check_image_request(request, capabilities, model=name, drop_params=drop_params)
-        extra, settings = _split_extra(provider, deployment, options, extra_overrides)
+        extra, settings = self._split_extra(provider, deployment, options, target, extra_overrides)
         cache = self.response_cache.for_call(
             "images",
             choice=target.cache,
@@ -348,7 +367,7 @@ class Gateway:
             model=deployment.model,
             model_group=name,
             api_base=call.credentials.api_base,
-            response_cost=image_cost(capabilities, request, response),
+            response_cost=image_cost(capabilities, checked.request, response),
             upstream_calls=len(calls),
             dropped_params=checked.dropped,
             adjusted=checked.adjusted,
@@ -472,14 +491,13 @@ class Gateway:
         )
         limits = provider.image_limits
 
-        async def fetch(url: str) -> FetchedImage:
-            return await self.fetcher.fetch(url, scope=options.scope)
+        async def fetch(url: str, param: str) -> FetchedImage:
+            return await self.fetcher.fetch(url, scope=options.scope, param=param)
 
-        inlined = await inline_remote_images(request, limits, fetch)
-        prepared = prepare_url_images(
-            inlined, limits, oversize=self.config.general_settings.media.oversize
-        )
-        extra, settings = _split_extra(provider, deployment, options, extra_overrides)
+        media = self.config.general_settings.media
+        work = ImageWork(self.image_pool, media.max_image_pixels, media.oversize)
+        prepared = await prepare_images(request, limits, fetch, work)
+        extra, settings = self._split_extra(provider, deployment, options, target, extra_overrides)
         call = ChatCall(
             request=prepared,
             deployment=deployment,
@@ -535,16 +553,18 @@ class Gateway:
 
     def _timeout(self, options: CallOptions, target: Target) -> float:
         """Seconds for the whole upstream call: the caller's, the Portkey target's, the
-        deployment's, then the config's defaults."""
-        timeout: float = _first_set(
-            options.timeout,
-            target.timeout,
+        deployment's, then the config's defaults. A proxy client may shorten the
+        operator's timeout, never lengthen it."""
+        operators: float = _first_set(
             target.deployment.timeout,
             self.config.router_settings.timeout,
             self.config.litellm_settings.request_timeout,
             DEFAULT_IMAGE_TIMEOUT,
         )
-        return timeout
+        asked: float | None = _first_set(options.timeout, target.timeout)
+        if asked is None:
+            return operators
+        return min(asked, operators) if options.remote else asked
 
     def _connect_timeout(self, deployment: Deployment) -> float:
         connect: float = _first_set(
@@ -590,10 +610,47 @@ class Gateway:
         where credentials may come from: direct-provider calls use only the caller's own
         (never the environment)."""
         deployment = target.deployment
-        if options.overrides is not None and not target.direct:
-            deployment = self.deployments.with_overrides(deployment, options.overrides)
+        overrides = options.overrides
+        if overrides is not None and not target.described_by_call:
+            # A config's deployment: the caller may say what the model can do, never
+            # where it is or with which key.
+            names = ("api_key", "api_base", "api_version", "settings")
+            given = [name for name in names if getattr(overrides, name)]
+            if given:
+                raise BadRequestError(
+                    f"{given[0]} cannot be given for model group {target.group!r}: its "
+                    "deployments are set by the gateway's config; call provider/model "
+                    "directly to use your own",
+                    param=given[0],
+                    code="setting_not_allowed",
+                )
+            deployment = self.deployments.with_overrides(deployment, overrides)
         environ = {} if target.direct else self.config.environ
         return deployment, get_provider(deployment.provider), environ
+
+    def _split_extra(
+        self,
+        provider: Provider,
+        deployment: Deployment,
+        options: CallOptions,
+        target: Target,
+        overrides: Mapping[str, Any],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(body extras, settings): config defaults first, then the caller's keywords, then a
+        Portkey target's `override_params`. A keyword naming a provider setting (a
+        project, a region) configures the call instead of entering the body, where the
+        caller may configure it: only an SDK call's own `provider/model` deployment. A
+        caller's config had its `override_params` checked before it ran."""
+        if options.extra and (options.remote or not target.described_by_call):
+            where = "the request body" if options.remote else "this call's keywords"
+            self.authority.check(options.extra, where=where)
+        setting_names = {setting.name for setting in provider.settings}
+        extra = dict(deployment.params)
+        settings = dict(deployment.settings)
+        for source in (options.extra, overrides):
+            for key, value in source.items():
+                (settings if key in setting_names else extra)[key] = value
+        return extra, settings
 
 
 def _first_set(*values: Any) -> Any:
@@ -601,15 +658,23 @@ def _first_set(*values: Any) -> Any:
 
 
 def _secrets(config: Config) -> list[str]:
+    """Every secret the config holds: the environment's, the master key, and each
+    deployment's and virtual key's key and secret settings (as providers declare them)."""
+    secret_settings = {name for name, s in provider_settings().items() if s.secret}
     found = [v for k, v in config.environ.items() if _SECRET_NAME.search(k)]
     found.append(config.general_settings.master_key or "")
-    for entry in config.model_list:
-        params = entry.litellm_params
-        found += [params.api_key or "", params.aws_secret_access_key or ""]
-        found.append(params.aws_session_token or "")
-        found += _service_account_secrets(params.vertex_credentials)
-    for virtual_key in config.virtual_keys.values():
-        found.append(str(virtual_key.get("api_key") or ""))
+    sources: list[Mapping[str, Any]] = [
+        {"api_key": e.litellm_params.api_key, **e.litellm_params.settings}
+        for e in config.model_list
+    ]
+    sources += config.virtual_keys.values()
+    for source in sources:
+        for name in {"api_key", *secret_settings}:
+            value = source.get(name)
+            if isinstance(value, Mapping):
+                value = json.dumps(value)
+            if isinstance(value, str) and value:
+                found += [value, *_service_account_secrets(value)]
     return found
 
 
@@ -629,34 +694,16 @@ def _drop_or_refuse(
     return msgspec.structs.replace(request, **dict.fromkeys(present)), tuple(present)
 
 
-def _service_account_secrets(credentials: str | None) -> list[str]:
-    """A service-account JSON, and its private key on its own (it may be echoed alone)."""
-    if not credentials:
+def _service_account_secrets(credentials: str) -> list[str]:
+    """A JSON credential's private key on its own (it may be echoed alone)."""
+    if not credentials.lstrip().startswith("{"):
         return []
     try:
         info = json.loads(credentials)
-    except ValueError:  # a path to the file, not its contents
+    except ValueError:
         return []
     key = info.get("private_key") if isinstance(info, dict) else None
-    return [credentials, *([key, *key.splitlines()] if isinstance(key, str) else [])]
-
-
-def _split_extra(
-    provider: Provider,
-    deployment: Deployment,
-    options: CallOptions,
-    overrides: Mapping[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(body extras, settings): config defaults first, then the caller's keywords, then a
-    Portkey target's `override_params`. A keyword naming a provider setting
-    (`vertex_project`, ...) configures the call instead of entering the body."""
-    setting_names = provider.settings | PROVIDER_SETTINGS
-    extra = dict(deployment.params)
-    settings = dict(deployment.settings)
-    for source in (options.extra, overrides):
-        for key, value in source.items():
-            (settings if key in setting_names else extra)[key] = value
-    return extra, settings
+    return [key, *key.splitlines()] if isinstance(key, str) else []
 
 
 S = TypeVar("S", bound=msgspec.Struct)

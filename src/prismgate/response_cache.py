@@ -1,10 +1,14 @@
 """The response cache: an identical request from the same caller to the same deployment
 is answered from the cache, without an upstream call.
 
-- **Key**: a digest of the normalised request (the decoded, typed request, so field order
-  and spelling do not matter), the provider parameters, the resolved deployment (provider,
-  model, address, settings) and the caller's scope (a digest of their key). One caller
-  never sees another's answers.
+- **Key**: a keyed digest (HMAC-SHA256 with a per-gateway secret) of the normalised
+  request (the decoded, typed request, so field order and spelling do not matter), the
+  provider parameters, the resolved deployment and the caller's scope (a digest of their
+  key). The deployment counts with the identity of its upstream credential: provider,
+  model, api_key, api_base, api_version and every provider setting (account, region,
+  project, cloud credentials). One caller never sees another's answers, and two accounts
+  on one provider (two virtual keys) never see each other's. Being keyed, the digest
+  tells nothing about those secrets to whoever reads the cache's keys.
 - **What is stored**: complete answers only. Errors, and image answers the safety filter
   cut short, are never stored. Images are kept in the image store and the cache holds
   their names, so a hit returns fresh signed links (or the bytes, as first answered).
@@ -19,14 +23,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from prismgate.config import Config
+from prismgate.errors import InsufficientStorageError
 from prismgate.media import data_url, sniff_image_type
 from prismgate.media.store import ImageStore
 from prismgate.providers.base import Deployment
@@ -65,6 +72,9 @@ class CachePolicy:
     enabled: bool = False
     ttl: float = DEFAULT_TTL
     kinds: frozenset[Kind] = frozenset({"images", "chat"})
+    # The HMAC key of cache keys; random unless derived from the master key (which lets
+    # every instance sharing a Redis find each other's entries).
+    key_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
 
 def cache_policy(config: Config) -> CachePolicy:
@@ -77,7 +87,18 @@ def cache_policy(config: Config) -> CachePolicy:
             _CALL_TYPES[name] for name in params["supported_call_types"] if name in _CALL_TYPES
         )
     ttl = params.get("ttl")
-    return CachePolicy(enabled=settings.cache, ttl=float(ttl) if ttl else DEFAULT_TTL, kinds=kinds)
+    master_key = config.general_settings.master_key
+    secret = (
+        hmac.new(master_key.encode(), b"prismgate response cache keys", hashlib.sha256).digest()
+        if master_key
+        else secrets.token_bytes(32)
+    )
+    return CachePolicy(
+        enabled=settings.cache,
+        ttl=float(ttl) if ttl else DEFAULT_TTL,
+        kinds=kinds,
+        key_secret=secret,
+    )
 
 
 class _StoredImage(msgspec.Struct, frozen=True):
@@ -142,10 +163,11 @@ class ResponseCache:
             ttl = self._policy.ttl
         else:
             return None
-        where = (deployment.provider, deployment.model, deployment.api_base,
-                 deployment.api_version, sorted(deployment.settings.items()))  # fmt: skip
-        material = msgspec.msgpack.encode([kind, scope, where, request, sorted(extra.items())])
-        key = f"cache:{kind}:{hashlib.sha256(material).hexdigest()}"
+        material = msgspec.msgpack.encode(
+            [kind, scope, _upstream_identity(deployment), request, sorted(extra.items())]
+        )
+        digest = hmac.new(self._policy.key_secret, material, hashlib.sha256).hexdigest()
+        key = f"cache:{kind}:{digest}"
         return CallCache(self._store, key, ttl, refresh)
 
 
@@ -220,7 +242,10 @@ class CallCache:
                 data = await fetch(image.url)
             else:
                 return  # nothing to keep: never store a partial answer
-            name = await images.put(data, sniff_image_type(data[:16]) or "image/png")
+            try:
+                name = await images.put(data, sniff_image_type(data[:16]) or "image/png")
+            except InsufficientStorageError:
+                return  # a full store: the answer is delivered, only not cached
             kept.append(_StoredImage(name, image.url is not None, image.revised_prompt))
         meta = response._hidden_params
         if meta is None:
@@ -254,6 +279,20 @@ class CallCache:
             return
         entry = _ChatEntry(completion=msgspec.json.encode(completion), meta=meta)
         await self._store.set(self.key, msgspec.msgpack.encode(entry), self._ttl)
+
+
+def _upstream_identity(deployment: Deployment) -> list[Any]:
+    """What selects the upstream model and the account it is billed to. Only ever hashed
+    with the gateway's secret: it holds the credentials themselves."""
+    settings = sorted((name, repr(value)) for name, value in deployment.settings.items())
+    return [
+        deployment.provider,
+        deployment.model,
+        deployment.api_key,
+        deployment.api_base,
+        deployment.api_version,
+        settings,
+    ]
 
 
 def _hit(meta: CallMeta) -> CallMeta:

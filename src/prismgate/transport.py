@@ -3,6 +3,12 @@
 `HttpTransport.guarded()` gives a second transport, for hosts a caller chose: it dials
 only public addresses (the safe fetcher's rules, `media/dialing.py`) or allowlisted hosts.
 
+Every answer is read in chunks as aiohttp inflates it, and counted: an answer larger than
+its request's `max_answer_bytes` (what that kind of answer can be) stops being read the
+moment it passes the cap (AnswerTooLargeError), so a gzip bomb costs at most the cap. An
+error answer is read up to `MAX_ERROR_BODY_BYTES` and cut there: its status is what counts.
+Messages name the provider, never its host (an operator finds the host in the debug log).
+
 aiohttp is imported on first use, so `import prismgate` stays fast.
 """
 
@@ -11,14 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, urlsplit
 
-from prismgate.errors import APIConnectionError, APIError, PermissionDeniedError, Timeout
+from prismgate.errors import (
+    AnswerTooLargeError,
+    APIConnectionError,
+    PermissionDeniedError,
+    Timeout,
+)
 from prismgate.types import InputImage
 
 if TYPE_CHECKING:
@@ -29,18 +41,39 @@ if TYPE_CHECKING:
     from prismgate.media.dialing import Resolve
 
 __all__ = [
+    "JSON_ANSWER_BYTES",
+    "MAX_ERROR_BODY_BYTES",
     "HttpTransport",
     "Transport",
     "UpstreamRequest",
     "UpstreamResponse",
     "UpstreamStream",
+    "answer_cap",
+    "image_answer_bytes",
     "multipart_body",
     "retry_after_seconds",
 ]
 
+log = logging.getLogger("prismgate.transport")
+
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Ten 4K images as base64 fit well inside this; anything larger is not an image answer.
-DEFAULT_MAX_RESPONSE_BYTES = 512 * 1024 * 1024
+_MB = 1024 * 1024
+# The ceiling over every cap: ten 4K images as base64 fit well inside this.
+DEFAULT_MAX_RESPONSE_BYTES = 512 * _MB
+# A JSON answer without images (chat, a token, a health probe) is far below this.
+JSON_ANSWER_BYTES = 16 * _MB
+# One image as base64 in a JSON answer: a 4K PNG is about 25 MB encoded.
+_IMAGE_BYTES = 32 * _MB
+# An error answer is read up to this and cut there (one provider echoed 1 MB of base64).
+MAX_ERROR_BODY_BYTES = 1 * _MB
+# aiohttp inflates what it already received without giving the loop a turn: a 1 MB gzip
+# bomb in the socket buffer would inflate to the cap in one step. Yield this often.
+_YIELD_EVERY_BYTES = 1 * _MB
+
+
+def image_answer_bytes(images: int) -> int:
+    """The most an answer carrying `images` images as base64 can be, with its JSON."""
+    return min(DEFAULT_MAX_RESPONSE_BYTES, max(1, images) * _IMAGE_BYTES + _MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +87,9 @@ class UpstreamRequest:
     body: bytes | None = None
     timeout: float = 600.0
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    # The most this kind of answer can be, as inflated (`image_answer_bytes` for images);
+    # a streamed answer counts all its chunks against it.
+    max_answer_bytes: int = JSON_ANSWER_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +158,7 @@ class UpstreamStream(Protocol):
         ...
 
     async def read(self) -> bytes:
-        """The whole (remaining) body: for error answers."""
+        """The (remaining) body of an error answer, cut at `MAX_ERROR_BODY_BYTES`."""
         ...
 
 
@@ -132,6 +168,24 @@ class Transport(Protocol):
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
 
     def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]: ...
+
+
+def answer_cap(transport: Transport, max_answer_bytes: int) -> Transport:
+    """`transport`, with every request it sends allowed answers up to `max_answer_bytes`:
+    for a provider whose requests are built by shared code (images through a chat API)."""
+    return _AnswerCap(transport, max_answer_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class _AnswerCap:
+    transport: Transport
+    max_answer_bytes: int
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        return await self.transport.send(replace(request, max_answer_bytes=self.max_answer_bytes))
+
+    def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
+        return self.transport.stream(replace(request, max_answer_bytes=self.max_answer_bytes))
 
 
 class _AiohttpTransport:
@@ -145,9 +199,14 @@ class _AiohttpTransport:
         raise NotImplementedError
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send `request`; raise Timeout or APIConnectionError when the wire fails."""
+        """Send `request`; raise Timeout or APIConnectionError when the wire fails, and
+        AnswerTooLargeError when the answer passes `request.max_answer_bytes`. An error
+        answer's body is cut at `MAX_ERROR_BODY_BYTES`."""
         async with self._opened(request) as response:
-            body = await self._read(response, request.provider)
+            if response.status >= 400:
+                body = await _read_error(response)
+            else:
+                body = await _read_capped(response, request.provider, self._cap(request))
             headers = {k.lower(): v for k, v in response.headers.items()}
             return UpstreamResponse(status=response.status, headers=headers, body=body)
 
@@ -156,7 +215,10 @@ class _AiohttpTransport:
         """Open `request` and hand over its answer to be read as it arrives. Leaving the
         block closes the upstream connection (a caller that went away cancels it)."""
         async with self._opened(request) as response:
-            yield _AiohttpStream(response)
+            yield _AiohttpStream(response, request.provider, self._cap(request))
+
+    def _cap(self, request: UpstreamRequest) -> int:
+        return min(request.max_answer_bytes, self._max_response_bytes)
 
     @contextlib.asynccontextmanager
     async def _opened(self, request: UpstreamRequest) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -165,7 +227,8 @@ class _AiohttpTransport:
 
         url = _wire_url(request.url)
         session = self._session_for(url)
-        host = urlsplit(request.url).netloc
+        # host[:port], never a `user:pass@` part: for the debug log and a refusal.
+        host = urlsplit(request.url).netloc.rpartition("@")[2]
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
         with _translated(request.provider, host, request.timeout):
             async with session.request(
@@ -177,29 +240,6 @@ class _AiohttpTransport:
                 allow_redirects=False,
             ) as response:
                 yield response
-
-    async def _read(self, response: aiohttp.ClientResponse, provider: str) -> bytes:
-        limit = self._max_response_bytes
-        if response.content_length is not None and response.content_length > limit:
-            raise APIError(
-                f"{provider} answered with {response.content_length} bytes, over the "
-                f"{limit}-byte limit",
-                provider=provider,
-                upstream_status=response.status,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        # Chunks as they arrived: no re-slicing of multi-megabyte image answers.
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise APIError(
-                    f"{provider} answered with more than {limit} bytes",
-                    provider=provider,
-                    upstream_status=response.status,
-                )
-            chunks.append(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class HttpTransport(_AiohttpTransport):
@@ -339,18 +379,82 @@ def _wire_url(url: str) -> yarl.URL:
     return URL(quote(url, safe=_URL_SAFE), encoded=True)
 
 
+def _too_large(provider: str, status: int, size: str, limit: int) -> AnswerTooLargeError:
+    return AnswerTooLargeError(
+        f"{provider} answered {status} with {size} bytes, over the {limit}-byte limit for "
+        "this kind of answer; the answer was dropped and the call is not retried",
+        provider=provider,
+        upstream_status=status,
+        # A success status: the provider may have served (and billed) the call.
+        request_sent=status < 400,
+    )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, provider: str, limit: int) -> bytes:
+    """The whole body, as inflated; AnswerTooLargeError the moment it passes `limit`."""
+    # A Content-Length counts the body as sent: compressed, it may exceed what it inflates to.
+    plain = response.headers.get("Content-Encoding", "identity").lower() == "identity"
+    if plain and response.content_length is not None and response.content_length > limit:
+        response.close()
+        raise _too_large(provider, response.status, str(response.content_length), limit)
+    chunks: list[bytes] = []
+    size = 0
+    # Chunks as they arrived: no re-slicing of multi-megabyte image answers.
+    async for chunk in _paced(response):
+        size += len(chunk)
+        if size > limit:
+            response.close()  # the rest is never read, nor inflated
+            raise _too_large(provider, response.status, f"more than {limit}", limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _paced(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body as aiohttp inflates it, giving the event loop a turn every
+    `_YIELD_EVERY_BYTES`: buffered compressed data is otherwise inflated in one step."""
+    unpaced = 0
+    async for chunk in response.content.iter_any():
+        yield chunk
+        unpaced += len(chunk)
+        if unpaced >= _YIELD_EVERY_BYTES:
+            unpaced = 0
+            await asyncio.sleep(0)
+
+
+async def _read_error(response: aiohttp.ClientResponse) -> bytes:
+    """An error answer's body, cut at MAX_ERROR_BODY_BYTES: past that it is noise."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in _paced(response):
+        chunks.append(chunk[: MAX_ERROR_BODY_BYTES - size])
+        size += len(chunks[-1])
+        if size >= MAX_ERROR_BODY_BYTES:
+            response.close()
+            break
+    return b"".join(chunks)
+
+
 class _AiohttpStream:
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, provider: str, limit: int) -> None:
         self.status = response.status
         self.headers: Mapping[str, str] = {k.lower(): v for k, v in response.headers.items()}
         self._response = response
+        self._provider = provider
+        self._limit = limit
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.content.iter_any():
+        # Relayed as they come, and counted: a stream is one answer, under one cap.
+        size = 0
+        async for chunk in _paced(self._response):
+            size += len(chunk)
+            if size > self._limit:
+                self._response.close()
+                limit = self._limit
+                raise _too_large(self._provider, self.status, f"more than {limit}", limit)
             yield chunk
 
     async def read(self) -> bytes:
-        return await self._response.read()
+        return await _read_error(self._response)
 
 
 @contextlib.contextmanager
@@ -364,8 +468,9 @@ def _translated(provider: str, host: str, seconds: float) -> Iterator[None]:
         # Only a connect timeout proves the request never left: any other may have been
         # received (and billed) upstream.
         sent = not isinstance(exc, aiohttp.ConnectionTimeoutError)
+        log.debug("%s at %s: no answer within %g s", provider, host, seconds)
         raise Timeout(
-            f"{provider} did not answer within {seconds:g} s ({host})",
+            f"{provider} did not answer within {seconds:g} s",
             provider=provider,
             request_sent=sent,
         ) from exc
@@ -374,6 +479,7 @@ def _translated(provider: str, host: str, seconds: float) -> Iterator[None]:
 
         if isinstance(exc.os_error, AddressRefused):
             # The guarded transport's rules said no: final, so a 403 and not a retry.
+            # The caller chose this host: naming it tells them nothing new.
             raise PermissionDeniedError(
                 f"the call to {provider} was refused: {host} resolves to a non-public "
                 "address (private, loopback, link-local or reserved), which this gateway "
@@ -382,19 +488,22 @@ def _translated(provider: str, host: str, seconds: float) -> Iterator[None]:
                 # The gateway's refusal, not the provider's: nothing to retry or fall back on.
                 code="address_not_allowed",
             ) from exc
+        log.debug("%s at %s: could not connect: %s", provider, host, exc.os_error)
         raise APIConnectionError(
-            f"could not connect to {provider} at {host}: {exc.os_error.strerror}",
+            f"could not connect to {provider}: {exc.os_error.strerror}",
             provider=provider,
         ) from exc
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        log.debug("%s at %s: the answer broke off: %s", provider, host, exc)
         raise APIConnectionError(
-            f"the connection to {provider} at {host} broke before the answer was complete",
+            f"the connection to {provider} broke before the answer was complete",
             provider=provider,
             request_sent=True,
         ) from exc
     except aiohttp.ClientError as exc:
+        log.debug("%s at %s: %r", provider, host, exc)
         raise APIConnectionError(
-            f"the call to {provider} at {host} failed: {type(exc).__name__}",
+            f"the call to {provider} failed: {type(exc).__name__}",
             provider=provider,
             request_sent=True,
         ) from exc

@@ -247,6 +247,57 @@ def test_sd3_answers_in_the_ratios_native_size_and_reports_the_adjustment(
     assert answer._hidden_params["adjusted"] == ("size=1792x1024->aspect_ratio=16:9",)
 
 
+# OpenAI's quality words onto Titan's and Nova's own (standard / premium); the model's own
+# words are sent as they are, and only a mapping is reported as adjusted.
+QUALITIES = {
+    "hd": "premium", "high": "premium", "premium": "premium",
+    "standard": "standard", "low": "standard", "medium": "standard",
+}  # fmt: skip
+AMAZON = ("amazon.titan-image-generator-v1", TITAN, NOVA)
+
+
+@pytest.mark.parametrize("model_id", AMAZON)
+@pytest.mark.parametrize(("quality", "sent"), QUALITIES.items())
+def test_openai_qualities_map_onto_titan_and_nova_qualities(
+    bedrock: BedrockEmulator, model_id: str, quality: str, sent: str
+) -> None:
+    answer = generate(bedrock, model_id, quality=quality)
+    body = bedrock.requests[-1].json
+    assert body is not None and body["imageGenerationConfig"]["quality"] == sent
+    adjusted = answer._hidden_params["adjusted"]
+    assert adjusted == (() if quality == sent else (f"quality={quality}->{sent}",))
+    # Priced as the quality Bedrock made, not the word the caller used.
+    assert (
+        answer._hidden_params["response_cost"]
+        == generate(bedrock, model_id, quality=sent)._hidden_params["response_cost"]
+    )
+
+
+def test_other_qualities_are_still_refused_with_what_works(bedrock: BedrockEmulator) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        generate(bedrock, NOVA, quality="ultra")
+    assert refused.value.param == "quality"
+    assert "standard, premium" in refused.value.message
+    assert bedrock.requests == []
+
+
+def test_the_quality_mapping_is_reported_by_the_proxy(
+    serve: Callable[..., RunningProxy], bedrock: BedrockEmulator, tmp_path: Path
+) -> None:
+    config = {
+        "model_list": [model("canvas", f"bedrock/{NOVA}", **keys(bedrock))],
+        "general_settings": {"image_store": {"path": str(tmp_path)}},
+    }
+    proxy = serve(config)
+    client = openai.OpenAI(api_key="unused", base_url=proxy.base_url + "/v1")
+    answer = client.images.with_raw_response.generate(
+        model="canvas", prompt="an otter", quality="hd", response_format="b64_json"
+    )
+    assert answer.headers["x-prismgate-adjusted"] == "quality=hd->premium"
+    body = bedrock.requests[-1].json
+    assert body is not None and body["imageGenerationConfig"]["quality"] == "premium"
+
+
 def test_unnamed_extras_go_to_the_top_level_and_named_ones_where_the_table_says(
     bedrock: BedrockEmulator,
 ) -> None:

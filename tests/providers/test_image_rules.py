@@ -141,3 +141,24 @@ def test_unknown_models_are_left_to_the_provider() -> None:
     request = ImageGenerationRequest(prompt="p", size="3x5", style="anything")
     checked = check_image_request(request, None, model="self-hosted", drop_params=False)
     assert checked.request is request
+
+
+NOVA = caps("bedrock/amazon.nova-canvas-v1:0")
+
+
+@given(st.sampled_from(("hd", "high", "standard", "low", "medium", "premium")) | st.text())
+def test_a_quality_in_openais_words_is_mapped_or_refused_never_sent_as_is(quality: str) -> None:
+    # Nova takes standard / premium; OpenAI's words are mapped onto them and reported.
+    try:
+        checked = check(NOVA, quality=quality)
+    except BadRequestError as refused:
+        assert refused.param == "quality" and "standard, premium" in refused.message
+        assert quality not in ("hd", "high", "standard", "low", "medium", "premium", "auto")
+        return
+    sent = checked.request.quality
+    if quality == "auto":
+        assert sent is None  # the provider's default
+    else:
+        assert sent in ("standard", "premium")
+        assert sent == ("premium" if quality in ("hd", "high", "premium") else "standard")
+        assert checked.adjusted == (() if sent == quality else (f"quality={quality}->{sent}",))

@@ -203,7 +203,9 @@ def test_connection_reset_is_a_connection_error(openai_emulator: OpenAIEmulator)
     with pytest.raises(prismgate.APIConnectionError) as caught:
         call(openai_emulator, model="dall-e-3")
     assert caught.value.status_code == 502
-    assert "127.0.0.1" in caught.value.message
+    # The provider is named; its host:port only in the debug log (issue 11).
+    assert caught.value.message.startswith("the call to openai failed")
+    assert "127.0.0.1" not in caught.value.message
 
 
 def test_truncated_body_is_a_connection_error(openai_emulator: OpenAIEmulator) -> None:
@@ -217,10 +219,7 @@ def test_slow_answer_times_out(openai_emulator: OpenAIEmulator) -> None:
     with pytest.raises(prismgate.Timeout) as caught:
         call(openai_emulator, model="dall-e-3", timeout=0.5)
     assert caught.value.status_code == 504
-    assert (
-        caught.value.message
-        == f"openai did not answer within 0.5 s ({openai_emulator.base_url.removeprefix('http://')})"
-    )
+    assert caught.value.message == "openai did not answer within 0.5 s"
 
 
 def test_connection_refused_is_a_connection_error() -> None:

@@ -185,7 +185,7 @@ def test_slow_upstream_is_a_504(
         (b'{"model": "gpt-image-1", "prompt": "x", "output_format": "gif"}', 400,
          "output_format", "output_format 'gif' is not available for gpt-image-1; it accepts png"),
         (b'{"model": "dall-e-3", "prompt": "x", "aws_region_name": "us-east-1"}', 400,
-         "aws_region_name", "'aws_region_name' configures a deployment"),
+         "aws_region_name", "'aws_region_name' in the request body configures how"),
     ],
 )  # fmt: skip
 def test_bad_requests_get_clear_errors(

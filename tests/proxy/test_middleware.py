@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
@@ -14,6 +16,7 @@ async def broken_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def test_unexpected_errors_become_a_plain_500(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="prismgate.proxy")
     transport = httpx.ASGITransport(app=RequestContext(broken_app), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
         answer = await client.get("/anything", headers={"x-portkey-trace-id": "t-1"})
@@ -29,13 +32,17 @@ async def test_unexpected_errors_become_a_plain_500(caplog: pytest.LogCaptureFix
     }
     assert answer.headers["x-portkey-trace-id"] == "t-1"
     assert "hunter2" not in answer.text and "Traceback" not in answer.text
-    # The operator's log has the detail, tied to the same request id.
+    # The operator's log says it in one line, tied to the same request id; the traceback
+    # is at debug level only.
+    loud = [r for r in caplog.records if r.levelno > logging.DEBUG]
+    assert [r.getMessage() for r in loud] == [
+        f"request {request_id} failed: unexpected RuntimeError (traceback at debug level)"
+    ]
+    assert not any(r.exc_info for r in loud)
     assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)
 
 
 def test_log_records_are_redacted_tracebacks_included(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
     from prismgate.observability.logging import redact_logger
     from prismgate.observability.redaction import Redactor
 

@@ -158,10 +158,13 @@ def test_redis_cache_is_shared_by_two_gateways(
 ) -> None:
     redis = {"type": "redis", "host": "127.0.0.1", "port": 6379}
     shared = config(openai_emulator, tmp_path, cache=True, cache_params=redis)
+    # Cache keys are HMACs keyed from the master key: instances that share it share entries.
+    master = "sk-master-shared-0001"
+    shared["general_settings"]["master_key"] = master
     one, two = serve(shared), serve(shared)
-    first = post(one)
+    first = post(one, key=master)
     assert first.headers["x-portkey-cache-status"] == "MISS"
-    hit = post(two)
+    hit = post(two, key=master)
     assert hit.headers["x-portkey-cache-status"] == "HIT"
     assert base64.b64decode(hit.json()["data"][0]["b64_json"]) == base64.b64decode(
         first.json()["data"][0]["b64_json"]

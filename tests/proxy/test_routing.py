@@ -176,17 +176,32 @@ def test_cooldown_after_allowed_fails_then_back(
     assert len(east.requests) == 3  # cooled down no more
 
 
-def test_every_deployment_cooling_down_is_a_429_without_upstream_calls(
+def test_every_deployment_cooling_down_is_a_503_without_upstream_calls(
+    serve: Callable[..., RunningProxy], east: OpenAIEmulator, west: OpenAIEmulator
+) -> None:
+    proxy = serve(
+        config(deployment("art", east), deployment("art", west), num_retries=1, cooldown_time=30)
+    )
+    # No Retry-After: each is cooled for cooldown_time.
+    east.fail_next("status", status=429, message="slow down, east")
+    west.fail_next("status", status=429, message="slow down, west")
+    assert generate(proxy).status_code == 429  # the upstream's own answer
+    storm = [generate(proxy) for _ in range(5)]
+    assert {answer.status_code for answer in storm} == {503}
+    assert 29 <= int(storm[0].headers["retry-after"]) <= 30
+    message = storm[0].json()["error"]["message"]
+    assert "cooling down" in message and "slow down" in message
+    assert (len(east.requests), len(west.requests)) == (1, 1)
+
+
+def test_a_single_deployment_is_never_cooled_down(
     serve: Callable[..., RunningProxy], east: OpenAIEmulator
 ) -> None:
     proxy = serve(config(deployment("art", east), num_retries=0, cooldown_time=30))
-    east.fail_next("status", status=429)  # no Retry-After: cooled for cooldown_time
+    east.fail_next("status", status=429, message="slow down")
     assert generate(proxy).status_code == 429
-    storm = [generate(proxy) for _ in range(5)]
-    assert {answer.status_code for answer in storm} == {429}
-    assert storm[0].headers["retry-after"] == "30"
-    assert "cooling down" in storm[0].json()["error"]["message"]
-    assert len(east.requests) == 1
+    assert [generate(proxy).status_code for _ in range(3)] == [200] * 3
+    assert len(east.requests) == 4
 
 
 def test_fallbacks_serve_from_another_group(

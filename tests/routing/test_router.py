@@ -18,6 +18,7 @@ from prismgate.errors import (
     ContentPolicyViolationError,
     PrismgateError,
     RateLimitError,
+    ServiceUnavailableError,
     Timeout,
 )
 from prismgate.providers.base import Deployment
@@ -166,15 +167,50 @@ async def test_cooldown_after_allowed_fails_skips_the_deployment() -> None:
 
 async def test_a_429_cools_down_for_its_retry_after() -> None:
     state = MemoryRoutingState()
-    routes = router({"g": [candidate("g", 0)]}, state, num_retries=0)
+    group = [candidate("g", 0, weight=1), candidate("g", 1, weight=0)]
+    routes = router({"g": group}, state, num_retries=0)
     attempt, _ = scripted(upstream(RateLimitError, 429, retry_after=42))
     with pytest.raises(RateLimitError):
         await routes.run("g", attempt)
+    cooling = await state.cooldowns(["g|0", "g|1"])
+    assert list(cooling) == ["g|0"] and 41 < cooling["g|0"].left <= 42
     attempt, seen = scripted()
-    with pytest.raises(RateLimitError, match="cooling down") as raised:
+    await routes.run("g", attempt)
+    assert seen == ["g@model_list[1]"]
+
+
+async def test_a_group_of_one_is_never_cooled_down() -> None:
+    state = MemoryRoutingState()
+    routes = router({"g": [candidate("g", 0)]}, state, num_retries=0, allowed_fails=0)
+    for status, kind in ((429, RateLimitError), (500, APIError), (401, AuthenticationError)):
+        attempt, seen = scripted(upstream(kind, status, retry_after=42))
+        with pytest.raises(kind):
+            await routes.run("g", attempt)
+        assert seen == ["g@model_list[0]"]
+    assert await state.cooldowns(["g|0"]) == {}
+
+
+async def test_every_deployment_cooling_is_a_503_with_the_last_upstream_error() -> None:
+    state = MemoryRoutingState()
+    group = [candidate("g", 0), candidate("g", 1)]
+    routes = router({"g": group}, state, num_retries=1)
+    attempt, _ = scripted(
+        upstream(RateLimitError, 429, retry_after=20), upstream(RateLimitError, 429, retry_after=9)
+    )
+    with pytest.raises(RateLimitError):
+        await routes.run("g", attempt)
+    attempt, seen = scripted()
+    with pytest.raises(ServiceUnavailableError, match="cooling down") as raised:
         await routes.run("g", attempt)
     assert seen == []
     assert raised.value.provider is None  # the gateway's answer: nothing was called
+    assert raised.value.status_code == 503
+    assert raised.value.retry_after is not None and 8 < raised.value.retry_after <= 9
+    assert "The last upstream error: upstream 429 (status 429)" in raised.value.message
+    # Another instance, sharing the state, quotes the cooldown's own reason.
+    other = router({"g": group}, state, num_retries=1)
+    with pytest.raises(ServiceUnavailableError, match="upstream 429"):
+        await other.run("g", scripted()[0])
 
 
 async def test_fallback_chain_and_its_attempts() -> None:

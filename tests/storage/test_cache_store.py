@@ -128,18 +128,23 @@ def test_redis_cache_needs_bytes_answers() -> None:
         RedisCacheStore(client)
 
 
-async def test_unreachable_redis_is_a_miss(caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreachable_redis_falls_back_to_this_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
     store = RedisCacheStore(connect_redis("redis://:hunter2-secret@127.0.0.1:1/0"), clock=clock)
     with caplog.at_level(logging.WARNING, logger="prismgate.storage"):
         await store.set("k", b"v", 10)
         clock.advance(2)
-        assert await store.get("k") is None
+        assert await store.get("k") == b"v"  # kept in this process meanwhile
         clock.advance(2)
         await store.delete("k")
+        assert await store.get("k") is None
+        clock.advance(20)
+        assert await store.get("k") is None  # expired locally too
     await store.aclose()
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
-    assert "Redis unreachable" in warnings[0]
-    assert "cache is skipped" in warnings[0]
+    assert "Redis is not answering" in warnings[0]
+    assert "response cache" in warnings[0]
     assert "hunter2" not in warnings[0]

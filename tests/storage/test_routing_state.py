@@ -15,6 +15,7 @@ from prismgate.errors import ConfigError
 from prismgate.storage import (
     MemoryCacheStore,
     MemoryRoutingState,
+    RedisBreaker,
     RedisCacheStore,
     RedisRoutingState,
     RoutingState,
@@ -42,6 +43,24 @@ async def test_nothing_cools_down_unless_told(routing: Backend[RoutingState]) ->
     await state.cool_down("a", 10)
     assert await state.cooled_down(["a", "b"]) == {"a"}
     assert await state.cooled_down(["b"]) == frozenset()
+
+
+async def test_cooldowns_say_how_long_and_why(routing: Backend[RoutingState]) -> None:
+    state = routing.store
+    assert await state.cooldowns([]) == {}
+    await state.cool_down("a", 10, "openai returned 500: boom")
+    await state.cool_down("a", 2, "openai returned 503: later")  # shorter: the reason moves
+    assert await state.record_failure(
+        "b", allowed_fails=0, window=10, cooldown=5, reason="openai returned 429"
+    )
+    await state.cool_down("c", 10)
+    found = await state.cooldowns(["a", "b", "c", "d"])
+    assert set(found) == {"a", "b", "c"}
+    assert found["a"].reason == "openai returned 503: later" and 9 < found["a"].left <= 10
+    assert found["b"].reason == "openai returned 429" and 4 < found["b"].left <= 5
+    assert found["c"].left > 9 and found["c"].reason == ""
+    await routing.advance(5.1)
+    assert set(await state.cooldowns(["a", "b", "c"])) == {"a", "c"}
 
 
 async def test_cooldowns_extend_never_shorten_and_expire(routing: Backend[RoutingState]) -> None:
@@ -189,32 +208,40 @@ async def test_unreachable_redis_fails_no_request(caplog: pytest.LogCaptureFixtu
     started = time.monotonic()
     answers = []
     with caplog.at_level(logging.WARNING, logger="prismgate.storage"):
-        # Time moves on between calls so each one really tries Redis.
+        # Answered by this process's own state meanwhile: cooldowns and limits still hold.
         for call in (
             state.cooled_down(["a"]),
-            state.cool_down("a", 10),
-            state.record_failure("a", allowed_fails=0, window=10, cooldown=10),
+            state.cool_down("a", 10, "upstream said no"),
+            state.record_failure("b", allowed_fails=0, window=10, cooldown=10),
             state.usage(["a"]),
-            state.take_request("a", 0),
+            state.take_request("a", 1),
+            state.take_request("a", 1),
             state.add_tokens("a", 10),
+            state.cooled_down(["a", "b", "c"]),
         ):
             answers.append(await call)
-            clock.advance(2)
-        warnings = [r.getMessage() for r in caplog.records]
-        assert len(warnings) == 1  # not one per call
-        clock.advance(30)
-        assert await state.cooled_down(["a"]) == frozenset()
+            clock.advance(0.5)
+        cooling = await state.cooldowns(["a", "b"])
     await state.aclose()
-    assert answers == [frozenset(), None, False, {"a": Usage(0, 0)}, True, None]
-    assert time.monotonic() - started < 2  # no long retries
+    assert answers == [
+        frozenset(),
+        None,
+        True,
+        {"a": Usage(0, 0)},
+        True,
+        False,
+        None,
+        frozenset({"a", "b"}),
+    ]
+    assert cooling["a"].reason == "upstream said no" and 0 < cooling["a"].left < 10
+    assert time.monotonic() - started < 1  # no long retries
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 2
-    assert "Redis unreachable" in warnings[0]
-    assert "6 calls answered without Redis" in warnings[1]  # the 6 above, then this one
+    assert len(warnings) == 1  # not one per call
+    assert "Redis is not answering" in warnings[0]
     assert not any("hunter2" in w for w in warnings)
 
 
-async def test_after_a_failure_redis_is_left_alone_a_moment(prefix: str) -> None:
+async def test_after_a_failure_redis_is_left_alone_until_the_probe(prefix: str) -> None:
     # A server that hangs up on every connection, and counts them.
     connections = 0
 
@@ -226,20 +253,25 @@ async def test_after_a_failure_redis_is_left_alone_a_moment(prefix: str) -> None
     server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     clock = FakeClock()
-    state = RedisRoutingState(
-        connect_redis(f"redis://127.0.0.1:{port}/0"), prefix=prefix, clock=clock
-    )
+    client = connect_redis(f"redis://127.0.0.1:{port}/0")
+    breaker = RedisBreaker(client, retry_interval=1.0, clock=clock)
+    state = RedisRoutingState(client, prefix=prefix, breaker=breaker, clock=clock)
     try:
-        assert await state.take_request("d", 0)  # answered without Redis: allowed
+        assert await state.take_request("d", 5)  # answered in this process: allowed
         tried = connections
-        assert tried > 0
+        assert tried > 0 and breaker.is_open
         clock.advance(0.5)
-        assert await state.take_request("d", 0)
+        assert await state.take_request("d", 5)
         assert await state.cooled_down(["d"]) == frozenset()
         assert connections == tried  # not asked during the pause
         clock.advance(1)
-        assert await state.take_request("d", 0)
-        assert connections > tried  # asked again after it
+        assert await state.take_request("d", 5)  # answered at once; a probe goes out
+        for _ in range(100):
+            if connections > tried:
+                break
+            await asyncio.sleep(0.01)
+        assert connections > tried  # asked again after it, in the background
+        assert breaker.is_open  # it hung up again: still set aside
     finally:
         await state.aclose()
         server.close()

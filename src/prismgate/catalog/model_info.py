@@ -35,6 +35,9 @@ class ImageCapabilities(msgspec.Struct, kw_only=True, omit_defaults=True, frozen
     default_size: str | None = None
     max_n: int | None = None
     qualities: tuple[str, ...] | None = None
+    # OpenAI's quality words mapped onto a model whose own differ (`hd` → `premium`):
+    # applied before `qualities` is checked, and reported as an adjustment.
+    quality_aliases: dict[str, str] | None = None
     styles: tuple[str, ...] | None = None
     output_formats: tuple[str, ...] | None = None
     backgrounds: tuple[str, ...] | None = None

@@ -15,9 +15,15 @@ from typing import IO, Any
 
 from prismgate.errors import BadRequestError
 from prismgate.media.formats import sniff_image_type
-from prismgate.types import InputImage
+from prismgate.media.headers import PILLOW_FORMATS, checked_dimensions
+from prismgate.media.images import pillow
+from prismgate.types import ImageEditRequest, ImageVariationRequest, InputImage
+from prismgate.types.images import ImageRequest
 
-__all__ = ["ImageHeader", "image_header", "input_image", "input_images"]
+__all__ = ["ImageHeader", "check_input_pixels", "image_header", "input_image", "input_images"]
+
+# Nothing a provider is sent is larger (general_settings.media.max_image_pixels' ceiling).
+_PILLOW_CEILING = 1 << 27
 
 _PIL_MEDIA_TYPES = {
     "PNG": "image/png",
@@ -41,21 +47,41 @@ def image_header(
     image: InputImage, *, param: str = "image", which: str = "the image"
 ) -> ImageHeader:
     """Read from the header only (no pixels are decoded); a 400 naming `param` when the
-    bytes are not a readable image."""
-    from PIL import Image, UnidentifiedImageError
-
+    bytes are not a readable image. Pillow opens it only once its declared size is known
+    to be sane (its WebP reader allocates the canvas on opening)."""
+    checked_dimensions(image.data, max_pixels=_PILLOW_CEILING, param=param, which=which)
+    Image = pillow()
     try:
-        with Image.open(io.BytesIO(image.data)) as opened:
+        with Image.open(io.BytesIO(image.data), formats=PILLOW_FORMATS) as opened:
             kind = opened.format or "unknown"
             media_type = _PIL_MEDIA_TYPES.get(kind, f"image/{kind.lower()}")
             alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
             return ImageHeader(media_type, opened.width, opened.height, alpha)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+    except Exception:  # Pillow raises many kinds on hostile bytes; each means "unreadable"
         raise BadRequestError(
             f"{which} is not an image that can be read; send a PNG, WebP or JPEG file",
             param=param,
             code="invalid_image",
         ) from None
+
+
+def check_input_pixels(request: ImageRequest, max_pixels: int) -> None:
+    """Every input image of an edit or variation (and the mask) within `max_pixels`, read
+    from the headers: a 400 naming the field before any provider decodes one."""
+    if isinstance(request, ImageEditRequest):
+        images, mask = request.image, request.mask
+    elif isinstance(request, ImageVariationRequest):
+        images, mask = [request.image], None
+    else:
+        return
+    named = [(image, "image", f"image {i}") for i, image in enumerate(images, start=1)]
+    if len(named) == 1:
+        named = [(images[0], "image", "the image")]
+    if mask is not None:
+        named.append((mask, "mask", "the mask"))
+    for image, param, which in named:
+        if image.media_type in _PIL_MEDIA_TYPES.values():  # others are never decoded here
+            checked_dimensions(image.data, max_pixels=max_pixels, param=param, which=which)
 
 
 def input_image(value: Any, *, param: str = "image", filename: str | None = None) -> InputImage:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-from prismgate.providers.base import Provider
+from prismgate.providers.base import Provider, Setting
 
-__all__ = ["Provider", "canonical_provider", "get_provider", "is_provider", "provider_names"]
+__all__ = [
+    "Provider",
+    "Setting",
+    "canonical_provider",
+    "get_provider",
+    "is_provider",
+    "provider_names",
+    "provider_settings",
+]
 
 # name → (module, attribute). Modules load on first use, keeping `import prismgate` light.
 _REGISTRY: dict[str, tuple[str, str]] = {
@@ -58,3 +66,12 @@ def get_provider(name: str) -> Provider:
     module, attribute = _REGISTRY[name]
     provider: Provider = getattr(importlib.import_module(module), attribute)
     return provider
+
+
+def provider_settings() -> dict[str, Setting]:
+    """Every setting any provider declares, by name (this imports every provider)."""
+    declared: dict[str, Setting] = {}
+    for name in _REGISTRY:
+        for setting in get_provider(name).settings:
+            declared.setdefault(setting.name, setting)
+    return declared

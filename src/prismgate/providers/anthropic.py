@@ -10,7 +10,13 @@ from typing import Any
 
 import msgspec
 
-from prismgate.errors import BadRequestError, PrismgateError, UnsupportedParamsError, from_upstream
+from prismgate.errors import (
+    BadRequestError,
+    PrismgateError,
+    UnsupportedParamsError,
+    from_upstream,
+    unreadable_answer,
+)
 from prismgate.media.images import ImageLimits, parse_data_url
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import ChatCall, Credentials, CredentialSpec, Provider
@@ -269,7 +275,13 @@ class AnthropicChat:
         response = await http.send(self._request(call, stream=False))
         if response.status >= 400:
             raise anthropic_error(response.status, response.body, response.headers, call.redact)
-        return _completion(msgspec.json.decode(response.body, type=_Message))
+        try:
+            message = msgspec.json.decode(response.body, type=_Message)
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer(
+                "anthropic", response.status, f"not an Anthropic message ({exc})"
+            ) from exc
+        return _completion(message)
 
     async def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:
         """Anthropic's events as OpenAI chunks; an `error` event raises mid-stream."""
@@ -292,7 +304,10 @@ class _StreamTranslator:
     input_tokens: int = 0
 
     def feed(self, event: str, data: bytes, redact: Redactor) -> list[ChatChunk]:
-        payload: dict[str, Any] = msgspec.json.decode(data) if data else {}
+        try:
+            payload: dict[str, Any] = msgspec.json.decode(data, type=dict) if data else {}
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer("anthropic", 200, f"an event was not JSON ({exc})") from exc
         if event == "message_start":
             message = payload.get("message", {})
             self.id, self.model = message.get("id", ""), message.get("model", "")

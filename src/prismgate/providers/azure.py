@@ -16,6 +16,7 @@ from prismgate.providers.base import (
     CredentialSpec,
     Deployment,
     Provider,
+    Setting,
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
 from prismgate.providers.openai_chat import OpenAIChat
@@ -77,6 +78,8 @@ AZURE = Provider(
     # Edits share the deployment URL; Azure has no variations route (its SDK's list of
     # deployment paths has none), so `image_variation` stays empty.
     image_edit=_IMAGES,
+    # Portkey's target option for the deployment's api_version.
+    settings=(Setting("api_version", portkey="azure_api_version"),),
     chat=OpenAIChat(provider="azure", url=_url, headers=_headers, model_in_body=_is_v1),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=_models_probe,

@@ -48,6 +48,7 @@ __all__ = [
     "Provider",
     "ProviderCache",
     "ProviderCall",
+    "Setting",
     "build_body",
 ]
 
@@ -70,6 +71,26 @@ class Deployment:
     # Defaults for the provider's request body (unknown `litellm_params`).
     params: Mapping[str, Any] = field(default_factory=dict)
     info: ModelInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One way a deployment says how its provider is reached beyond key and base: an
+    account, a region or project, a credential or credential file, an endpoint.
+
+    Settings are the operator's: they come from the config (`litellm_params`, virtual
+    keys, saved Portkey configs) and never from a caller's request (prismgate.authority
+    derives that rule from these declarations)."""
+
+    name: str
+    # Redacted from every log line and error, like api_key.
+    secret: bool = False
+    # Listed by /model/info: where a deployment points (a region, a project), not who it is.
+    shown: bool = False
+    # Its name as a target option in a Portkey config (`aws_region`), if Portkey has one.
+    portkey: str | None = None
+    # Its value may be a JSON object (a service-account key), not only a string.
+    structured: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,5 +384,5 @@ class Provider:
     health_probe: HealthProbe | None = None
     # Used for models the catalog does not list (self-hosted, or every `mock/` model).
     default_info: ModelInfo | None = None
-    # Caller keywords that configure this provider rather than fill its body.
-    settings: frozenset[str] = frozenset()
+    # What configures how this provider is reached, rather than filling its body.
+    settings: tuple[Setting, ...] = ()

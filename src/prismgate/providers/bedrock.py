@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from prismgate.errors import APIError
+from prismgate.errors import unreadable_answer
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import ChatCall, CredentialSpec, Provider
 from prismgate.providers.bedrock_auth import (
+    BEDROCK_SETTINGS,
     ENDPOINT,
     bedrock_error,
     call_redactor,
@@ -63,7 +64,14 @@ class BedrockChat:
             raise bedrock_error(
                 response.status, response.body, response.headers, call_redactor(call)
             )
-        return completion(response.body, _completion_id(response.headers), call.deployment.model)
+        try:
+            return completion(
+                response.body, _completion_id(response.headers), call.deployment.model
+            )
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer(
+                "bedrock", response.status, f"not a Converse answer ({exc})"
+            ) from exc
 
     async def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:
         """ConverseStream's event frames as OpenAI chunks; an exception frame raises."""
@@ -85,9 +93,10 @@ class BedrockChat:
                 try:
                     messages = list(frames)  # the complete frames so far
                 except ParserError as exc:
-                    raise APIError(
-                        f"bedrock sent a malformed event stream ({type(exc).__name__})",
-                        provider="bedrock",
+                    raise unreadable_answer(
+                        "bedrock",
+                        upstream.status,
+                        f"a malformed event stream ({type(exc).__name__})",
                     ) from exc
                 for message in messages:
                     for chunk in translator.feed(message.headers, message.payload, redact):
@@ -106,6 +115,7 @@ BEDROCK = Provider(
         key_required=False,
     ),
     chat=BedrockChat(),
+    settings=BEDROCK_SETTINGS,
     image_generation=BEDROCK_IMAGES,
     image_edit=BEDROCK_IMAGES,
     image_variation=BEDROCK_IMAGES,

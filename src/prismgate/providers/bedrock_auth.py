@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,14 +24,25 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ProviderCall
+from prismgate.providers.base import ProviderCall, Setting
 from prismgate.transport import UpstreamRequest, retry_after_seconds
 
-__all__ = ["ENDPOINT", "bedrock_error", "call_redactor", "signed_request"]
+__all__ = ["BEDROCK_SETTINGS", "ENDPOINT", "bedrock_error", "call_redactor", "signed_request"]
 
 SIGNING_NAME = "bedrock"  # the host says bedrock-runtime; SigV4 scopes to "bedrock"
 # The endpoint when neither api_base nor aws_bedrock_runtime_endpoint is given.
 ENDPOINT = "https://bedrock-runtime.{region}.amazonaws.com"
+# An AWS region name (it becomes part of the endpoint's host name).
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
+# LiteLLM's names, and Portkey's where it has one.
+BEDROCK_SETTINGS = (
+    Setting("aws_access_key_id", portkey="aws_access_key_id"),
+    Setting("aws_secret_access_key", secret=True, portkey="aws_secret_access_key"),
+    Setting("aws_session_token", secret=True, portkey="aws_session_token"),
+    Setting("aws_region_name", shown=True, portkey="aws_region"),
+    Setting("aws_profile_name"),
+    Setting("aws_bedrock_runtime_endpoint"),
+)
 
 
 def _botocore() -> None:
@@ -117,9 +129,17 @@ async def _aws_credentials(call: ProviderCall) -> Any:
 
 def _region(call: ProviderCall) -> str | None:
     names = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION_NAME")
-    return call.settings.get("aws_region_name") or next(
+    region = call.settings.get("aws_region_name") or next(
         (call.environ[name] for name in names if call.environ.get(name)), None
     )
+    if region is not None and not (isinstance(region, str) and _REGION.fullmatch(region)):
+        # It names the endpoint's host: nothing but a region may stand there.
+        raise BadRequestError(
+            f"aws_region_name {str(region)[:40]!r} is not an AWS region (for example us-east-1)",
+            param="aws_region_name",
+            provider="bedrock",
+        )
+    return region
 
 
 def _need_region() -> BadRequestError:

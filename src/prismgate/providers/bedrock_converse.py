@@ -10,7 +10,13 @@ from typing import Any
 
 import msgspec
 
-from prismgate.errors import APIError, BadRequestError, UnsupportedParamsError, from_upstream
+from prismgate.errors import (
+    APIError,
+    BadRequestError,
+    UnsupportedParamsError,
+    from_upstream,
+    unreadable_answer,
+)
 from prismgate.media.images import parse_data_url
 from prismgate.observability.redaction import Redactor
 from prismgate.types.chat import (
@@ -306,7 +312,10 @@ class StreamTranslator:
 
     def feed(self, headers: Mapping[str, Any], data: bytes, redact: Redactor) -> list[ChatChunk]:
         """The chunks one event frame makes."""
-        payload: dict[str, Any] = msgspec.json.decode(data) if data else {}
+        try:
+            payload: dict[str, Any] = msgspec.json.decode(data, type=dict) if data else {}
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer("bedrock", 200, f"an event was not JSON ({exc})") from exc
         kind = headers.get(":message-type")
         if kind in ("exception", "error"):
             name = str(headers.get(":exception-type") or headers.get(":error-code") or "")

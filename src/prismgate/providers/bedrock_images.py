@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -25,7 +25,7 @@ from prismgate.errors import (
     BadRequestError,
     ContentPolicyViolationError,
     PrismgateError,
-    from_upstream,
+    unreadable_answer,
 )
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
@@ -48,7 +48,7 @@ from prismgate.providers.bedrock_image_bodies import (
     sdxl_body,
     stability_body,
 )
-from prismgate.transport import Transport, UpstreamResponse
+from prismgate.transport import Transport, UpstreamResponse, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
 
 __all__ = ["BEDROCK_IMAGES", "WIRES", "BedrockImages", "ImageWire"]
@@ -313,14 +313,15 @@ async def _invoke(
     call: ImageCall[Any], body: dict[str, Any], wire: ImageWire, http: Transport
 ) -> ImageResponse:
     request = await signed_request(call, "invoke", msgspec.json.encode(body))
-    response = await http.send(request)
+    images = call.request.n or 1
+    response = await http.send(replace(request, max_answer_bytes=image_answer_bytes(images)))
     if response.status >= 400:
         raise _error(response, call_redactor(call))
     try:
-        return wire.answer(response.body, call.request.n or 1)
+        return wire.answer(response.body, images)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise from_upstream(
-            502, f"the answer was not a {wire.family.name} answer ({exc})", provider="bedrock"
+        raise unreadable_answer(
+            "bedrock", response.status, f"not a {wire.family.name} answer ({exc})"
         ) from exc
 
 

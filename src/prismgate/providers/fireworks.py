@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from prismgate.catalog import ImageCapabilities
-from prismgate.errors import from_upstream
+from prismgate.errors import unreadable_answer
 from prismgate.providers.base import (
     CredentialSpec,
     Field,
@@ -22,7 +22,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.providers.openai_wire import bearer, models_probe, openai_error
-from prismgate.transport import Transport, UpstreamRequest
+from prismgate.transport import Transport, UpstreamRequest, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
 
 __all__ = ["FIREWORKS_AI", "FIREWORKS_ASPECT_RATIOS", "FIREWORKS_IMAGE_FIELDS"]
@@ -108,6 +108,7 @@ class FireworksImageGeneration:
             body=msgspec.json.encode(body),
             timeout=call.timeout,
             connect_timeout=call.connect_timeout,
+            max_answer_bytes=image_answer_bytes(1),  # one image per call
         )
         response = await http.send(request)
         if response.status >= 400:
@@ -115,8 +116,8 @@ class FireworksImageGeneration:
         try:
             answer = msgspec.json.decode(response.body, type=_Answer)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise from_upstream(
-                502, f"the answer was not Fireworks' image JSON ({exc})", provider="fireworks_ai"
+            raise unreadable_answer(
+                "fireworks_ai", response.status, f"not Fireworks' image JSON ({exc})"
             ) from exc
         result = ImageResponse(
             created=int(time.time()), output_format=call.request.output_format or "png"

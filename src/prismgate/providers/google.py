@@ -23,6 +23,7 @@ from prismgate.errors import (
     APIError,
     BadRequestError,
     ContentPolicyViolationError,
+    unreadable_answer,
 )
 from prismgate.media.images import ImageLimits, parse_data_url
 from prismgate.observability.redaction import Redactor
@@ -35,6 +36,7 @@ from prismgate.providers.base import (
     build_body,
 )
 from prismgate.providers.google_auth import (
+    VERTEX_SETTINGS,
     GoogleErrorDetail,
     generate,
     generate_stream,
@@ -297,7 +299,10 @@ class GoogleChat:
     async def complete(self, call: ChatCall, http: Transport) -> ChatCompletion:
         """One whole answer."""
         response = await generate(call, self.provider, self._body(call), http, vertex=self.vertex)
-        answer = msgspec.json.decode(response.body, type=GoogleAnswer)
+        try:
+            answer = msgspec.json.decode(response.body, type=GoogleAnswer)
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer(self.provider, response.status, str(exc)) from exc
         return _completion(self.provider, answer, call.deployment.model)
 
     async def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:
@@ -326,7 +331,10 @@ class _StreamTranslator:
     finished: dict[int, str] = field(default_factory=dict)
 
     def feed(self, data: bytes, redact: Redactor) -> list[ChatChunk]:
-        event = msgspec.json.decode(data, type=_StreamEvent)
+        try:
+            event = msgspec.json.decode(data, type=_StreamEvent)
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer(self.provider, 200, f"an event was not JSON ({exc})") from exc
         if event.error is not None:
             raise status_error(self.provider, event.error, redact)
         if not event.candidates and event.prompt_feedback and event.prompt_feedback.block_reason:
@@ -371,6 +379,7 @@ VERTEX_AI = Provider(
     # The project, location and OAuth token are resolved per call (google_auth).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
+    settings=VERTEX_SETTINGS,
     image_generation=GoogleImageGeneration(
         "vertex_ai", vertex=True, families=vertex_image_families()
     ),

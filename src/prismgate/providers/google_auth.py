@@ -35,7 +35,7 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ProviderCall
+from prismgate.providers.base import ProviderCall, Setting
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -55,8 +55,21 @@ __all__ = [
 
 PROVIDER = "vertex_ai"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Where a service-account key is exchanged for a token. A caller's own key may point
+# nowhere else: its `token_uri` would make the gateway call a host of the caller's choice.
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 (an address, not a secret)
 PROJECT_SETTINGS = ("vertex_project", "vertex_ai_project")
 LOCATION_SETTINGS = ("vertex_location", "vertex_ai_location")
+# LiteLLM's names, and Portkey's where it has one.
+VERTEX_SETTINGS = (
+    Setting("vertex_project", shown=True, portkey="vertex_project_id"),
+    Setting("vertex_ai_project", shown=True),
+    Setting("vertex_location", shown=True, portkey="vertex_region"),
+    Setting("vertex_ai_location", shown=True),
+    Setting(
+        "vertex_credentials", secret=True, portkey="vertex_service_account_json", structured=True
+    ),
+)
 PROJECT_ENV = ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT")
 LOCATION_ENV = ("VERTEXAI_LOCATION", "GOOGLE_CLOUD_LOCATION")
 DEFAULT_LOCATION = "us-central1"
@@ -208,6 +221,8 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
                               "Credentials, not api_key (Gemini API keys: use gemini/)",
                               param="api_key", provider=PROVIDER)  # fmt: skip
     source = _credential_source(call.settings.get("vertex_credentials"))
+    if call.caller_credentials_only and source is not None:
+        source = _callers_key(source)
     if source is None and call.caller_credentials_only:
         # ADC is the server's own identity: never lent to a direct-mode caller.
         raise AuthenticationError(
@@ -272,6 +287,38 @@ def _credential_source(value: object) -> _Source:
         param="vertex_credentials",
         provider=PROVIDER,
     )
+
+
+def _callers_key(source: str | dict[str, Any]) -> dict[str, Any]:
+    """A caller's own service-account key, as it may be used: the JSON itself (never a
+    path: the gateway's files are not the caller's to name, nor to probe), of type
+    service_account, exchanged at Google's token endpoint only."""
+    info: Any = source
+    if isinstance(source, str):
+        try:
+            info = json.loads(source) if source.lstrip().startswith("{") else None
+        except ValueError:
+            info = None
+    if not isinstance(info, dict):
+        raise BadRequestError(
+            "your vertex credentials must be the service-account key's JSON itself",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        )
+    if info.get("type") != "service_account":
+        raise BadRequestError(
+            "your vertex credentials must be a service-account key (type service_account)",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        )
+    if info.get("token_uri", GOOGLE_TOKEN_URI) != GOOGLE_TOKEN_URI:
+        raise BadRequestError(
+            f"your service-account key's token_uri must be {GOOGLE_TOKEN_URI}: the gateway "
+            "exchanges a caller's key at Google's token endpoint only",
+            param="vertex_credentials",
+            provider=PROVIDER,
+        )
+    return info
 
 
 def _digest(source: _Source) -> str:
@@ -402,6 +449,14 @@ async def _refreshed(tokens: _TokenSource, rejected: str | None, redact: Redacto
     except exceptions.TransportError as exc:
         raise APIConnectionError(
             f"could not reach Google's token endpoint: {redact(_reason(exc))}", provider=PROVIDER
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        # An answer that is not a token (an HTML error page, a proxy's body): google-auth
+        # fails to parse it.
+        raise ServiceUnavailableError(
+            "Google's token endpoint answered with something that is not a token "
+            f"({type(exc).__name__})",
+            provider=PROVIDER,
         ) from None
 
 

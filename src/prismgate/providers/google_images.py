@@ -23,7 +23,7 @@ from prismgate.errors import (
     APIError,
     BadRequestError,
     ContentPolicyViolationError,
-    from_upstream,
+    unreadable_answer,
 )
 from prismgate.providers.base import (
     Convert,
@@ -35,7 +35,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.google_auth import generate
 from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.transport import Transport
+from prismgate.transport import Transport, UpstreamResponse, answer_cap, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse, ImageUsage
 from prismgate.types.images import ImageUsageDetails
 
@@ -226,18 +226,17 @@ class _Answer(msgspec.Struct, rename="camel"):
     usage_metadata: _UsageMetadata | None = None
 
 
-def _decode(provider: str, body: bytes, kind: type[Any]) -> Any:
+def _decode(provider: str, answer: UpstreamResponse, kind: type[Any]) -> Any:
     try:
-        return msgspec.json.decode(body, type=kind)
+        return msgspec.json.decode(answer.body, type=kind)
     except msgspec.DecodeError as exc:
-        raise from_upstream(502, f"the answer could not be read ({exc})",
-                            provider=provider) from None  # fmt: skip
+        raise unreadable_answer(provider, answer.status, str(exc)) from None
 
 
-def imagen_response(provider: str, body: bytes, asked: int) -> ImageResponse:
+def imagen_response(provider: str, answer: UpstreamResponse, asked: int) -> ImageResponse:
     """Imagen's `predictions` as OpenAI's answer: one image per prediction with bytes, one
     `filtered` reason per prediction with only a reason and per image left out."""
-    predictions = _decode(provider, body, _Predictions).predictions
+    predictions = _decode(provider, answer, _Predictions).predictions
     data: list[ImageObject] = []
     filtered: list[str] = []
     for prediction in predictions:
@@ -247,8 +246,7 @@ def imagen_response(provider: str, body: bytes, asked: int) -> ImageResponse:
         elif prediction.rai_filtered_reason:
             filtered.append(prediction.rai_filtered_reason)
         else:
-            raise from_upstream(502, "an Imagen prediction came without an image",
-                                provider=provider)  # fmt: skip
+            raise unreadable_answer(provider, answer.status, "a prediction came without an image")
     missing = asked - len(data) - len(filtered)
     filtered += ["withheld by Imagen's safety filter"] * max(missing, 0)
     response = ImageResponse(created=int(time.time()), data=data)
@@ -282,10 +280,10 @@ def _usage(meta: _UsageMetadata | None) -> ImageUsage | None:
     )
 
 
-def gemini_response(provider: str, body: bytes) -> ImageResponse:
+def gemini_response(provider: str, sent: UpstreamResponse) -> ImageResponse:
     """The images of a `GenerateContentResponse` (thought images and text left out); no
     image with a safety reason is the provider's refusal."""
-    answer = _decode(provider, body, _Answer)
+    answer = _decode(provider, sent, _Answer)
     data = [
         ImageObject(b64_json=part.inline_data.data)
         for candidate in answer.candidates
@@ -417,11 +415,12 @@ class GoogleImageGeneration:
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """One `:predict` (Imagen) or `:generateContent` (Gemini) call."""
         model = call.deployment.model
+        http = answer_cap(http, image_answer_bytes(call.request.n or 1))
         if _is_gemini(model):
             body = gemini_body(call, vertex=self.vertex)
             sent = await generate(call, self.provider, msgspec.json.encode(body), http,
                                   vertex=self.vertex)  # fmt: skip
-            return gemini_response(self.provider, sent.body)
+            return gemini_response(self.provider, sent)
         if not self.vertex:  # the Gemini API's :predict (Imagen) is deprecated
             name = model.removeprefix("models/")
             where = (f"Imagen is served by Vertex AI: use vertex_ai/{name}, or"
@@ -435,4 +434,4 @@ class GoogleImageGeneration:
         body = imagen_body(call)
         sent = await generate(call, self.provider, msgspec.json.encode(body), http,
                               vertex=self.vertex, method="predict")  # fmt: skip
-        return imagen_response(self.provider, sent.body, body["parameters"]["sampleCount"])
+        return imagen_response(self.provider, sent, body["parameters"]["sampleCount"])

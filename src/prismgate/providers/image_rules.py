@@ -3,7 +3,8 @@
 They come from the model's `ImageCapabilities` (catalog data), so they hold the same way
 for every provider: a value the model cannot honour is a 400 that lists what it accepts,
 an unsupported parameter is a 400 unless the caller asked to drop it, and `auto` means
-the provider's default.
+the provider's default. A quality in OpenAI's words for a model with its own words
+(`hd` for `premium`) is mapped onto them and reported as adjusted, as a near size is.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def check_image_request(
                 + ". Remove it, or set drop_params=True to drop unsupported parameters.",
                 param=name,
             )
+        if name == "quality" and (mapped := _quality_alias(str(value), capabilities)):
+            changes[name] = value = mapped
+            adjusted.append(f"quality={getattr(request, name)}->{mapped}")
         _check_value(name, value, capabilities, model)
         if name == "size" and capabilities.aspect_ratios and not capabilities.sizes:
             ratio, exact = match_aspect_ratio(str(value), capabilities.aspect_ratios)
@@ -144,6 +148,13 @@ def check_image_request(
                 adjusted.append(f"size={value}->aspect_ratio={ratio}")
     checked = msgspec.structs.replace(request, **changes) if changes else request
     return CheckedImageRequest(request=checked, dropped=tuple(dropped), adjusted=tuple(adjusted))
+
+
+def _quality_alias(value: str, capabilities: ImageCapabilities) -> str | None:
+    """The model's own word for OpenAI's quality `value`, when the model has other words."""
+    if capabilities.qualities and value in capabilities.qualities:
+        return None  # the model's own word, given directly
+    return (capabilities.quality_aliases or {}).get(value)
 
 
 def _check_prompt(prompt: str, capabilities: ImageCapabilities | None, model: str) -> None:

@@ -51,6 +51,7 @@ from prismgate.types.chat import (
 
 MIN_SIDE, MAX_SIDE = 16, 4096
 DEFAULT_SIZE = (1024, 1024)
+MAX_SEED_DIGITS = 20
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _SAVE_OPTIONS: dict[str, dict[str, int]] = {
     "png": {"compress_level": 1},
@@ -135,7 +136,7 @@ async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]
             provider="mock",
         )
     fmt = getattr(request, "output_format", None) or "png"
-    seed = int(call.extra.get("seed", 0))
+    seed = _seed(call.extra.get("seed", 0))
     transparent = getattr(request, "background", None) == "transparent"
 
     def render(index: int) -> str:
@@ -159,10 +160,22 @@ async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]
     )
 
 
+def _seed(value: Any) -> int:
+    """`seed`: a whole number (form fields send it as text)."""
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        value = int(value) if len(value) <= MAX_SEED_DIGITS else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequestError(
+            f"seed must be a whole number of at most {MAX_SEED_DIGITS} digits, for example 42",
+            param="seed",
+            code="invalid_value",
+            provider="mock",
+        )
+    return value
+
+
 def describe_images(request: ChatCompletionRequest) -> str:
     """What the mock model answers: the images it got, as the gateway delivered them."""
-    from PIL import Image
-
     seen: list[str] = []
     for message in request.messages:
         for part in message.image_parts():
@@ -171,8 +184,10 @@ def describe_images(request: ChatCompletionRequest) -> str:
                 seen.append(f"a linked image ({part.image.url.split('?')[0]})")
                 continue
             declared, payload = data_url
-            with Image.open(io.BytesIO(image_bytes_from_b64(payload))) as image:
-                seen.append(f"{image.width}x{image.height} {declared}")
+            # Read as every input image is: an unreadable one is the caller's 400.
+            data = image_bytes_from_b64(payload)
+            image = image_header(InputImage(data=data, media_type=declared), param="image_url")
+            seen.append(f"{image.width}x{image.height} {declared}")
     last = next((m for m in reversed(request.messages) if m.role == "user"), request.messages[-1])
     said = (
         last.content

@@ -7,7 +7,12 @@ from prismgate.catalog import ModelInfo
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
 from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import OpenAIImages, models_probe, openai_families
+from prismgate.providers.openai_wire import (
+    ORGANIZATION,
+    OpenAIImages,
+    models_probe,
+    openai_families,
+)
 
 # OpenAI's vision input: PNG, JPEG, WebP and non-animated GIF, up to 20 MB an image.
 OPENAI_IMAGE_LIMITS = ImageLimits(
@@ -34,6 +39,7 @@ OPENAI = Provider(
     chat=OpenAIChat(provider="openai"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
+    settings=(ORGANIZATION,),
 )
 
 # Unknown models on a self-hosted server: nothing is assumed, the server decides.
@@ -55,6 +61,7 @@ XINFERENCE = Provider(
     chat=OpenAIChat(provider="xinference"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
+    settings=(ORGANIZATION,),
     default_info=_SELF_HOSTED_INFO,
 )
 
@@ -73,6 +80,7 @@ HOSTED_VLLM = Provider(
     chat=OpenAIChat(provider="hosted_vllm"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
+    settings=(ORGANIZATION,),
     default_info=_SELF_HOSTED_INFO,
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from prismgate.errors import from_upstream
+from prismgate.errors import unreadable_answer
 from prismgate.providers.base import ChatCall, Credentials
 from prismgate.providers.openai_wire import HeadersFor, UrlFor, bearer, openai_error, v1_url
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
@@ -62,8 +62,8 @@ class OpenAIChat:
         try:
             return msgspec.json.decode(response.body, type=ChatCompletion)
         except msgspec.DecodeError as exc:
-            raise from_upstream(
-                502, f"the answer was not a chat completion ({exc})", provider=self.provider
+            raise unreadable_answer(
+                self.provider, response.status, f"not a chat completion ({exc})"
             ) from exc
 
     async def stream(self, call: ChatCall, http: Transport) -> AsyncGenerator[bytes, None]:

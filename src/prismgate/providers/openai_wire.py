@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from prismgate.errors import BadRequestError, PrismgateError, from_upstream
+from prismgate.errors import BadRequestError, PrismgateError, from_upstream, unreadable_answer
 from prismgate.media.inputs import ImageHeader, image_header
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
@@ -27,12 +27,14 @@ from prismgate.providers.base import (
     ImageFamily,
     ImageGenerationCall,
     ImageVariationCall,
+    Setting,
     build_body,
 )
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    image_answer_bytes,
     multipart_body,
     retry_after_seconds,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "GPT_IMAGE_INPUTS",
     "GPT_IMAGE_MODELS",
     "OPENAI_IMAGE_FIELDS",
+    "ORGANIZATION",
     "InputRules",
     "OpenAIImages",
     "bearer",
@@ -105,6 +108,10 @@ def openai_families(
 
 UrlFor = Callable[[Credentials, Deployment, str], str]
 HeadersFor = Callable[[Credentials, Mapping[str, Any]], dict[str, str]]
+
+
+# OpenAI's account header, for servers that speak OpenAI's wire with `bearer`.
+ORGANIZATION = Setting("organization", portkey="openai_organization")
 
 
 def bearer(credentials: Credentials, settings: Mapping[str, Any]) -> dict[str, str]:
@@ -413,6 +420,7 @@ class OpenAIImages:
             body=body,
             timeout=call.timeout,
             connect_timeout=call.connect_timeout,
+            max_answer_bytes=image_answer_bytes(call.request.n or 1),
         )
         response = await http.send(request)
         if response.status >= 400:
@@ -422,8 +430,6 @@ class OpenAIImages:
                 return _skimmed(response.body)
             return msgspec.json.decode(response.body, type=ImageResponse)
         except msgspec.DecodeError as exc:
-            raise from_upstream(
-                502,
-                f"the answer was not an OpenAI images response ({exc})",
-                provider=self.provider,
+            raise unreadable_answer(
+                self.provider, response.status, f"not an OpenAI images response ({exc})"
             ) from exc

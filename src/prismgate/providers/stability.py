@@ -23,6 +23,7 @@ from prismgate.errors import (
     PrismgateError,
     UnsupportedParamsError,
     from_upstream,
+    unreadable_answer,
 )
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
@@ -42,6 +43,7 @@ from prismgate.transport import (
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    image_answer_bytes,
     multipart_body,
     retry_after_seconds,
 )
@@ -143,18 +145,18 @@ def stability_error(response: UpstreamResponse, redact: Redactor) -> PrismgateEr
     )
 
 
-def _image_response(body: bytes, output_format: str) -> ImageResponse:
+def _image_response(answer: UpstreamResponse, output_format: str) -> ImageResponse:
     try:
-        answer = msgspec.json.decode(body, type=_Answer)
+        decoded = msgspec.json.decode(answer.body, type=_Answer)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise from_upstream(
-            502, f"the answer was not Stability's image JSON ({exc})", provider="stability"
+        raise unreadable_answer(
+            "stability", answer.status, f"not Stability's image JSON ({exc})"
         ) from exc
     response = ImageResponse(created=int(time.time()), output_format=output_format)
-    if answer.finish_reason == "CONTENT_FILTERED":
+    if decoded.finish_reason == "CONTENT_FILTERED":
         response.filtered = ("stability's content filter withheld the image (CONTENT_FILTERED)",)
-    elif answer.image:
-        response.data = [ImageObject(b64_json=answer.image)]
+    elif decoded.image:
+        response.data = [ImageObject(b64_json=decoded.image)]
     return response
 
 
@@ -195,11 +197,12 @@ async def _send(
         body=body,
         timeout=call.timeout,
         connect_timeout=call.connect_timeout,
+        max_answer_bytes=image_answer_bytes(1),  # one image per call
     )
     response = await http.send(request)
     if response.status >= 400:
         raise stability_error(response, call.redact)
-    return _image_response(response.body, call.request.output_format or "png")
+    return _image_response(response, call.request.output_format or "png")
 
 
 def _fields(

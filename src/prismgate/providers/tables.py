@@ -117,6 +117,9 @@ def _honoured(param: str, fields: FieldTable, caps: ImageCapabilities) -> str | 
         values = getattr(caps, attribute)
         if values:
             described += ": " + ", ".join(values)
+        if param == "quality" and caps.quality_aliases:
+            mapped = ", ".join(f"`{word}` → {own}" for word, own in caps.quality_aliases.items())
+            described += f"; OpenAI's {mapped} (reported as adjusted)"
     return described
 
 

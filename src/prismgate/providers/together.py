@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from prismgate.catalog import ImageCapabilities
-from prismgate.errors import ContentPolicyViolationError, PrismgateError, from_upstream
+from prismgate.errors import ContentPolicyViolationError, PrismgateError, unreadable_answer
 from prismgate.providers.base import (
     CredentialSpec,
     Field,
@@ -22,7 +22,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.image_rules import parse_size
 from prismgate.providers.openai_wire import bearer, models_probe, openai_error
-from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
+from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
 
 __all__ = ["TOGETHER_AI", "TOGETHER_IMAGE_FIELDS"]
@@ -64,12 +64,12 @@ class _Answer(msgspec.Struct):
     data: list[_Image] = msgspec.field(default_factory=list)
 
 
-def _answer(body: bytes, output_format: str | None) -> ImageResponse:
+def _answer(response: UpstreamResponse, output_format: str | None) -> ImageResponse:
     try:
-        answer = msgspec.json.decode(body, type=_Answer)
+        answer = msgspec.json.decode(response.body, type=_Answer)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise from_upstream(
-            502, f"the answer was not Together's images JSON ({exc})", provider="together_ai"
+        raise unreadable_answer(
+            "together_ai", response.status, f"not Together's images JSON ({exc})"
         ) from exc
     return ImageResponse(
         created=int(time.time()),
@@ -118,11 +118,12 @@ class TogetherImageGeneration:
             body=msgspec.json.encode(body),
             timeout=call.timeout,
             connect_timeout=call.connect_timeout,
+            max_answer_bytes=image_answer_bytes(call.request.n or 1),
         )
         response = await http.send(request)
         if response.status >= 400:
             raise _error(response, call)
-        return _answer(response.body, call.request.output_format)
+        return _answer(response, call.request.output_format)
 
 
 TOGETHER_AI = Provider(

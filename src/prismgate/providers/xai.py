@@ -11,6 +11,7 @@ from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.providers.openai_chat import OpenAIChat
 from prismgate.providers.openai_wire import (
     OPENAI_IMAGE_FIELDS,
+    ORGANIZATION,
     OpenAIImages,
     models_probe,
 )
@@ -60,6 +61,7 @@ XAI = Provider(
         media_types=frozenset({"image/jpeg", "image/png"}), max_bytes=20 * 1024 * 1024
     ),
     health_probe=models_probe(),
+    settings=(ORGANIZATION,),
 )
 
 __all__ = ["XAI", "XAI_ASPECT_RATIOS"]

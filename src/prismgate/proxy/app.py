@@ -2,9 +2,11 @@
 
 The middleware order, outermost first:
 
-    RequestContext   request id and trace id on every answer; no traceback ever leaves
-    MasterKeyAuth    the master key, on the raw ASGI path
-    Starlette        routes → handlers; PrismgateError → OpenAI error body
+    RequestContext      request id and trace id on every answer; no traceback ever leaves
+    CancelOnDisconnect  a call whose client left is cancelled, upstream request included
+    MasterKeyAuth       the master key, on the raw ASGI path
+    Starlette           routes → handlers; PrismgateError → OpenAI error body; any other
+                        exception → a JSON 500 naming the request id (logged outside)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from prismgate.gateway import Gateway
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import MasterKeyAuth
 from prismgate.proxy.memory import tune_allocator
-from prismgate.proxy.middleware import RequestContext
+from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, internal_error
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
@@ -63,6 +65,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return json_response(ErrorBody(error=detail), status=exc.status_code, headers=exc.headers)
 
 
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Starlette answers with this, then re-raises for RequestContext to log.
+    return error_response(internal_error(request.scope.get("state", {}).get("request_id")))
+
+
 def create_app(config: Config | None = None, *, gateway: Gateway | None = None) -> ASGIApp:
     """The proxy for `config`. It serves exactly the config's model groups.
 
@@ -84,10 +91,16 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
     app = Starlette(
         routes=ROUTES,
         lifespan=lifespan,
-        exception_handlers={PrismgateError: _prismgate_error, HTTPException: _http_error},
+        exception_handlers={
+            PrismgateError: _prismgate_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
     )
     app.state.proxy = state
-    return RequestContext(MasterKeyAuth(app, config.general_settings.master_key))
+    return RequestContext(
+        CancelOnDisconnect(MasterKeyAuth(app, config.general_settings.master_key))
+    )
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 
 from prismgate.errors import BadRequestError, RequestTooLargeError
+from prismgate.types.validation import check_json_depth
 
 __all__ = ["decode_json_object", "read_body", "too_large"]
 
@@ -44,6 +45,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object; a 400 saying what is wrong otherwise."""
     if not body:
         raise BadRequestError("the request body is empty; send a JSON object")
+    check_json_depth(body, what="the request body")
     try:
         data = _decoder.decode(body)
     except msgspec.DecodeError as exc:

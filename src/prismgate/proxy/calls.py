@@ -19,9 +19,9 @@ from prismgate.proxy.auth import presented_key
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.forms import read_image_form
 from prismgate.proxy.portkey import read_portkey_headers
-from prismgate.routing.deployments import PROVIDER_SETTINGS, CallerOverrides
+from prismgate.routing.deployments import CallerOverrides
 from prismgate.routing.plans import Plan, leaves, virtual_key_leaf
-from prismgate.routing.portkey_config import parse_portkey_config
+from prismgate.routing.portkey_config import PROVIDER_OPTIONS, parse_portkey_config
 from prismgate.types import ImageEditRequest, ImageVariationRequest
 from prismgate.types.validation import convert_request
 
@@ -35,14 +35,9 @@ F = TypeVar("F", ImageEditRequest, ImageVariationRequest)
 
 
 def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> CallOptions:
-    """The options for one proxied call. Unknown body fields are provider parameters."""
-    for name in extra:
-        if name in PROVIDER_SETTINGS:
-            raise BadRequestError(
-                f"{name!r} configures a deployment and cannot be set per request; "
-                "set it in the gateway's config",
-                param=name,
-            )
+    """The options for one proxied call. Unknown body fields are provider parameters,
+    never a provider setting (the caller-authority rule)."""
+    state.gateway.authority.check(extra, where="the request body")
     # One dict of the headers (ASGI gives their names lower-case): read many times below.
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
     portkey = read_portkey_headers(headers)
@@ -50,24 +45,30 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
         extra=extra,
         relay=True,
         scope=_caller_scope(headers),
-        image_base_url=_base_url(request.scope, headers),
+        image_base_url=_base_url(request.scope),
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
         timeout=portkey.request_timeout,
         cache_refresh=portkey.cache_refresh,
         idempotency_key=headers.get("idempotency-key") or None,
+        remote=True,
     )
+    provider_options = _provider_option_headers(headers)
+    if portkey.provider is None or portkey.config is not None:
+        for header in [*provider_options, "x-portkey-custom-host"]:
+            if header in headers:
+                raise BadRequestError(
+                    f"{header} works only with x-portkey-provider (direct provider mode, with "
+                    "your own provider key); model groups, virtual keys and configs are set "
+                    "by the gateway's operator or in the config",
+                    param=header,
+                )
     if portkey.config is not None:
         return dataclasses.replace(options, plan=_config_plan(portkey.config, state))
     if portkey.virtual_key is not None:
         state.gateway.plans.virtual_keys.get(portkey.virtual_key)  # a 400 when unknown
         return dataclasses.replace(options, plan=Plan(virtual_key_leaf(portkey.virtual_key)))
     if portkey.provider is None:
-        if portkey.custom_host is not None:
-            raise BadRequestError(
-                "x-portkey-custom-host works only with x-portkey-provider (direct provider mode)",
-                param="x-portkey-custom-host",
-            )
         return options
     if not state.allow_client_provider_keys:
         raise PermissionDeniedError(
@@ -90,10 +91,28 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
         host = check_custom_host(
             portkey.custom_host, state.allowed_hosts, param="x-portkey-custom-host"
         ).url
+    settings = {PROVIDER_OPTIONS[option]: value for option, value in provider_options.values()}
     overrides = CallerOverrides(
-        api_key=portkey.provider_key, api_base=host, custom_llm_provider=provider
+        api_key=portkey.provider_key,
+        api_base=host,
+        api_version=settings.pop("api_version", None),
+        custom_llm_provider=provider,
+        settings=settings,
     )
-    return dataclasses.replace(options, overrides=overrides, direct=True, guarded=host is not None)
+    # Every address a direct-mode call dials passes the address rules: the caller's host,
+    # and a provider's default too (some are loopback: a local inference server).
+    return dataclasses.replace(options, overrides=overrides, direct=True, guarded=True)
+
+
+def _provider_option_headers(headers: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Portkey's provider option headers the request carries (`x-portkey-aws-region`, as
+    the portkey-ai client writes each option): header → (option, value)."""
+    found = {}
+    for option in PROVIDER_OPTIONS:
+        header = "x-portkey-" + option.replace("_", "-")
+        if value := headers.get(header):
+            found[header] = (option, value)
+    return found
 
 
 def _config_plan(raw: str, state: ProxyState) -> Plan:
@@ -101,7 +120,7 @@ def _config_plan(raw: str, state: ProxyState) -> Plan:
     whose provider keys and custom hosts are allowed only where the gateway says so."""
     if raw.lstrip()[:1] not in ("{", "["):
         return Plan(parse_portkey_config(raw, saved=state.saved_configs), trusted=True)
-    node = parse_portkey_config(raw, saved={})
+    node = state.inline_configs.parse(raw)
     for leaf in leaves(node):
         if leaf.custom_host is None:
             continue
@@ -158,14 +177,17 @@ def _typed_call(
     return typed, call_options(request, extra, state)
 
 
-def _base_url(scope: Scope, headers: dict[str, str]) -> str:
-    """Where this caller reaches the gateway (Starlette's `request.base_url`, without
-    building URL objects on every call)."""
-    host = headers.get("host")
-    if host is None:
-        server = scope.get("server")
-        host = f"{server[0]}:{server[1]}" if server else "localhost"
-    return f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}".rstrip("/")
+def _base_url(scope: Scope) -> str:
+    """Where this connection reached the gateway: the address it is listening on, never
+    the request's Host header, which the caller writes (an operator behind a proxy or a
+    DNS name sets general_settings.image_store.public_base_url, which wins)."""
+    server = scope.get("server")
+    if not server:
+        return "http://localhost"
+    host, port = server[0], server[1]
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return f"{scope.get('scheme', 'http')}://{host}:{port}{scope.get('root_path', '')}".rstrip("/")
 
 
 def _caller_scope(headers: dict[str, str]) -> str:

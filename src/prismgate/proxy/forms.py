@@ -137,6 +137,7 @@ async def _referenced(item: Any, param: str, fetch: ImageFetcher) -> InputImage:
     url = item["image_url"]
     if not isinstance(url, str):
         raise BadRequestError(f"{param}: image_url must be a string", param=param)
-    parsed = parse_data_url(url)
-    data = image_bytes_from_b64(parsed[1]) if parsed else await fetch(url)
+    parsed = parse_data_url(url, param=param)
+    data = image_bytes_from_b64(parsed[1], param=param) if parsed else await fetch(url)
+    # Its pixel budget is checked by the gateway, for the SDK and the proxy alike.
     return input_image(data, param=param)

@@ -1,23 +1,35 @@
-"""Plain-ASGI middleware: request ids on every answer, and no traceback ever leaving."""
+"""Plain-ASGI middleware: request ids on every answer, no traceback ever leaving, and
+calls cancelled when their caller leaves."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prismgate.errors import PrismgateError
 from prismgate.proxy.responses import error_response
 
-__all__ = ["RequestContext"]
+__all__ = ["CancelOnDisconnect", "RequestContext", "internal_error"]
 
 log = logging.getLogger("prismgate.proxy")
 
 
+def internal_error(request_id: str | None) -> PrismgateError:
+    """The 500 a caller sees for a bug: the request id to quote, and nothing else."""
+    return PrismgateError(f"internal error; quote request id {request_id} when reporting it")
+
+
 class RequestContext:
     """Gives each request an id (`x-request-id`), echoes the trace id, and turns any
-    unexpected exception into a 500 OpenAI error that names the request id only."""
+    unexpected exception into a 500 OpenAI error that names the request id only.
+
+    The log gets one line per unexpected exception (its type and the request id); the
+    traceback goes to the debug level, so that hostile input cannot flood the log.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -48,16 +60,86 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_ids)
         except Exception as exc:
-            # Handlers turn PrismgateErrors into answers; anything here is a bug. Log it
-            # with the request id, and tell the caller only that id.
-            log.exception("unhandled error in request %s", request_id)
-            if started:
-                raise
-            error = (
-                exc
-                if isinstance(exc, PrismgateError)
-                else PrismgateError(
-                    f"internal error; quote request id {request_id} when reporting it"
-                )
+            # Handlers turn PrismgateErrors into answers; anything here is a bug.
+            log.error(
+                "request %s failed: unexpected %s (traceback at debug level)",
+                request_id,
+                type(exc).__name__,
             )
+            log.debug("traceback of request %s", request_id, exc_info=exc)
+            if started:
+                # The app's own 500 handler answered (or a stream broke after its
+                # start): the server closes the connection; nothing more to say.
+                return
+            error = exc if isinstance(exc, PrismgateError) else internal_error(request_id)
             await error_response(error)(scope, receive, send_with_ids)
+
+
+class CancelOnDisconnect:
+    """Cancels a request's work when its client goes away before the answer is complete,
+    so that an abandoned call does not keep its upstream request (and its bill) running.
+
+    The app runs as a task. Once it has read the whole body, a watcher waits for
+    `http.disconnect` and cancels that task; aiohttp then closes the upstream connection.
+    Later `receive()` calls of the app (a streaming response listening for the
+    disconnect) get the same event. Requests whose body the app never reads (GETs) are
+    not watched: they answer from memory.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        left = asyncio.Event()
+        answered = False
+        watcher: asyncio.Task[None] | None = None
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left.set()
+            # After the whole answer went out the server reports a disconnect too:
+            # that is not the client leaving.
+            if not answered:
+                work.cancel()
+
+        async def app_receive() -> Message:
+            nonlocal watcher
+            if watcher is not None or left.is_set():
+                await left.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                left.set()
+            elif not message.get("more_body", False):
+                watcher = asyncio.create_task(watch())
+            return message
+
+        async def app_send(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        work: asyncio.Future[None] = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+        try:
+            await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not left.is_set() or (current is not None and current.cancelling()):
+                raise
+            log.info("request %s: the client left; its call was cancelled", _request_id(scope))
+        except ClientDisconnect:
+            # The client left while sending its body: nobody to answer.
+            log.info("request %s: the client left while sending its body", _request_id(scope))
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+
+def _request_id(scope: Scope) -> str | None:
+    request_id: str | None = scope.get("state", {}).get("request_id")
+    return request_id

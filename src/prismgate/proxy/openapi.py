@@ -7,7 +7,13 @@ from typing import Any
 import msgspec
 
 from prismgate._version import __version__
-from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList
+from prismgate.proxy.schemas import (
+    GroupInfoList,
+    HealthReport,
+    ModelInfoList,
+    ModelList,
+    Readiness,
+)
 from prismgate.types import (
     ErrorBody,
     ImageEditRequest,
@@ -55,10 +61,51 @@ def _form(kind: type[msgspec.Struct]) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+# Paths that answer without the gateway key (proxy/auth.py's PUBLIC_PATHS).
+_PUBLIC: dict[str, Any] = {"security": []}
+
+
+def _schema(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _image_file() -> dict[str, Any]:
+    """A stored image, behind the signature of the link the gateway made for it."""
+    query = [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in ("expires", "signature")
+    ]
+    path = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    image = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "summary": "A stored image (links from answers with response_format url)",
+        "parameters": path + query,
+        "responses": {
+            "200": {
+                "description": "The image",
+                "content": {f"image/{kind}": image for kind in ("png", "jpeg", "webp", "gif")},
+            },
+            "default": _json(ErrorBody, "Error"),
+        },
+        **_PUBLIC,
+    }
+
+
+def _document() -> dict[str, Any]:
+    return {
+        "summary": "This document",
+        "responses": {
+            "200": _schema({"type": "object"}, "The OpenAPI document"),
+            "default": _json(ErrorBody, "Error"),
+        },
+    }
+
+
 def openapi_document() -> bytes:
     """The OpenAPI 3.1 document of the proxy, encoded."""
     kinds = (ImageGenerationRequest, ImageResponse, ChatCompletionRequest, ChatCompletion,
-             ErrorBody, ModelList, ModelInfoList, GroupInfoList, HealthReport)  # fmt: skip
+             ErrorBody, ModelList, ModelInfoList, GroupInfoList, HealthReport,
+             Readiness)  # fmt: skip
     _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     generate = _operation("Generate images", ImageResponse, body=ImageGenerationRequest)
     chat = _operation(
@@ -73,6 +120,11 @@ def openapi_document() -> bytes:
     vary = {
         **_operation("Variations of one image", ImageResponse),
         "requestBody": _form(ImageVariationRequest),
+    }
+    alive = {
+        "summary": "The process answers",
+        "responses": {"200": _schema({"type": "string", "const": "I'm alive!"}, "Alive")},
+        **_PUBLIC,
     }
     deployment = [
         {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -104,6 +156,10 @@ def openapi_document() -> bytes:
         "/v1/model/info": {"get": _operation("Deployments and capabilities", ModelInfoList)},
         "/model_group/info": {"get": _operation("Model groups", GroupInfoList)},
         "/health": {"get": _operation("Check every deployment", HealthReport)},
+        **{path: {"get": alive} for path in ("/health/liveliness", "/health/liveness")},
+        "/health/readiness": {"get": {**_operation("Ready to serve", Readiness), **_PUBLIC}},
+        "/v1/images/files/{name}": {"get": _image_file()},
+        "/openapi.json": {"get": _document()},
     }
     document = {
         "openapi": "3.1.0",

@@ -9,12 +9,15 @@ from dataclasses import dataclass
 import msgspec
 
 from prismgate.errors import BadRequestError
+from prismgate.types.validation import check_json_depth
 
 __all__ = ["PortkeyHeaders", "read_portkey_headers"]
 
 # What the portkey-ai client sends when the caller gave no provider key.
 PLACEHOLDER_KEYS = frozenset({"OPENAI_API_KEY", ""})
 MAX_TRACE_ID = 256
+# Milliseconds: nine digits is over eleven days, more than any deadline needs.
+MAX_TIMEOUT_DIGITS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +69,12 @@ def _timeout(raw: str | None) -> float | None:
     """x-portkey-request-timeout: whole milliseconds, as seconds."""
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) == 0:
+    # ASCII digits only (str.isdigit also takes "²"), and a bounded length: the
+    # operator's cap decides the rest.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_TIMEOUT_DIGITS) or int(raw) == 0:
         raise BadRequestError(
             "x-portkey-request-timeout must be a whole number of milliseconds above 0, "
-            "for example 30000",
+            f"at most {MAX_TIMEOUT_DIGITS} digits, for example 30000",
             param="x-portkey-request-timeout",
         )
     return int(raw) / 1000
@@ -78,6 +83,7 @@ def _timeout(raw: str | None) -> float | None:
 def _metadata(raw: str | None) -> dict[str, str] | None:
     if not raw:
         return None
+    check_json_depth(raw, what="x-portkey-metadata", param="x-portkey-metadata")
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,10 +29,13 @@ def error_response(error: PrismgateError) -> Response:
     """The OpenAI error body for `error`, with its status (and Retry-After when known)."""
     headers = {}
     if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
+        # Rounded up: a client that waits this long finds the wait over.
+        headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
     if error.attempts:
         headers["x-prismgate-attempts"] = ", ".join(error.attempts)
-        headers["x-portkey-retry-attempt-count"] = str(len(error.attempts) - 1)
+        # Portkey's value: -1 when every retry was used and the call still failed.
+        count = -1 if error.retries_exhausted else len(error.attempts) - 1
+        headers["x-portkey-retry-attempt-count"] = str(count)
     return json_response(error.body(), status=error.status_code, headers=headers)
 
 

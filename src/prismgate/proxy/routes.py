@@ -36,7 +36,8 @@ ROUTES = [
     Route("/v1/chat/completions", chat.completions, methods=["POST"]),
     Route("/chat/completions", chat.completions, methods=["POST"]),
     Route("/openai/deployments/{deployment}/chat/completions", chat.completions, methods=["POST"]),
-    Route("/v1/images/files/{name}", files.image_file, methods=["GET"]),
+    # Any path below: a name with a slash is the handler's to refuse (not a redirect).
+    Route("/v1/images/files/{name:path}", files.image_file, methods=["GET"]),
     Route("/v1/models", models.list_models, methods=["GET"]),
     Route("/models", models.list_models, methods=["GET"]),
     Route("/model/info", models.model_info, methods=["GET"]),

@@ -14,6 +14,7 @@ __all__ = [
     "ModelInfoEntry",
     "ModelInfoList",
     "ModelList",
+    "Readiness",
 ]
 
 
@@ -93,3 +94,11 @@ class HealthReport(msgspec.Struct, kw_only=True):
     unhealthy_endpoints: list[EndpointHealth]
     healthy_count: int
     unhealthy_count: int
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """`GET /health/readiness`: the config is loaded and these model groups are served."""
+
+    status: Literal["healthy"] = "healthy"
+    version: str
+    models: list[str]

@@ -10,6 +10,7 @@ from prismgate.config import Config, ModelEntry
 from prismgate.gateway import Gateway
 from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
+from prismgate.providers import get_provider
 from prismgate.providers.base import Deployment
 from prismgate.proxy.openapi import openapi_document
 from prismgate.proxy.schemas import (
@@ -20,15 +21,15 @@ from prismgate.proxy.schemas import (
     ModelInfoList,
     ModelList,
 )
-from prismgate.routing.portkey_config import SavedConfigs
+from prismgate.routing.portkey_config import InlineConfigs, SavedConfigs
 
 __all__ = ["ProxyState"]
 
-# litellm_params shown by /model/info: where a deployment points, never its secrets.
+# litellm_params shown by /model/info: where a deployment points, never its secrets (and
+# the settings providers declare as shown: regions, projects).
 _SHOWN_PARAMS = (
     "model", "api_base", "api_version", "timeout", "max_retries", "rpm", "tpm", "weight",
-    "custom_llm_provider", "drop_params", "aws_region_name", "vertex_project",
-    "vertex_location", "vertex_ai_project", "vertex_ai_location",
+    "custom_llm_provider", "drop_params",
 )  # fmt: skip
 
 
@@ -44,6 +45,7 @@ class ProxyState:
         self.allowed_hosts = HostAllowlist(settings.media.allowed_hosts)
         # Saved Portkey configs are checked once, at startup.
         self.saved_configs = SavedConfigs(config.portkey_configs)
+        self.inline_configs = InlineConfigs()
         redact = Redactor([entry.litellm_params.api_key for entry in config.model_list])
         groups = [(g, gateway.deployments.deployments_of(g)) for g in gateway.deployments.groups]
         encode = msgspec.json.encode
@@ -70,6 +72,8 @@ def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> 
     shown: dict[str, Any] = {
         name: value for name in _SHOWN_PARAMS if (value := getattr(params, name)) is not None
     }
+    declared = {setting.name: setting for setting in get_provider(deployment.provider).settings}
+    shown |= {k: v for k, v in params.settings.items() if k in declared and declared[k].shown}
     if "api_base" in shown:
         shown["api_base"] = redact(str(shown["api_base"]))
     info = deployment.info.to_dict() if deployment.info else {}

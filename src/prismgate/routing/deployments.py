@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 from prismgate.catalog import Catalog, ModelInfo, merge_model_info
 from prismgate.config import Config, LiteLLMParams, ModelEntry
@@ -12,15 +13,7 @@ from prismgate.providers import get_provider, is_provider, provider_names
 from prismgate.providers.base import Deployment
 from prismgate.routing.strategies import Candidate
 
-__all__ = ["PROVIDER_SETTINGS", "CallerOverrides", "DeploymentResolver", "split_model"]
-
-# `litellm_params` that configure how a provider is reached (organization, aws_*, vertex_*),
-# as opposed to the fields a Deployment names and the routing settings.
-PROVIDER_SETTINGS = frozenset(LiteLLMParams.__struct_fields__) - {
-    "model", "api_key", "api_base", "api_version", "timeout", "connect_timeout",
-    "stream_timeout", "max_retries", "safe_to_retry", "custom_llm_provider", "drop_params",
-    "rpm", "tpm", "weight", "provider_params",
-}  # fmt: skip
+__all__ = ["CallerOverrides", "DeploymentResolver", "split_model"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +26,9 @@ class CallerOverrides:
     custom_llm_provider: str | None = None
     # LiteLLM's per-call `model_info`: what this model can do, over the catalog's word.
     model_info: ModelInfo | None = None
+    # Provider settings of a deployment the caller describes itself (Portkey's provider
+    # option headers in direct mode: the caller's own account, region, project).
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def split_model(
@@ -142,7 +138,6 @@ class DeploymentResolver:
     def from_params(self, params: LiteLLMParams, model_info: ModelInfo | None = None) -> Deployment:
         """The deployment `litellm_params` describe (a model_list entry, a virtual key)."""
         provider, model = split_model(params.model, self._catalog, params.custom_llm_provider)
-        settings = {k: v for k in PROVIDER_SETTINGS if (v := getattr(params, k)) is not None}
         return Deployment(
             provider=provider,
             model=model,
@@ -153,7 +148,7 @@ class DeploymentResolver:
             connect_timeout=params.connect_timeout,
             max_retries=params.max_retries,
             drop_params=params.drop_params,
-            settings=settings,
+            settings=params.settings,
             params=params.provider_params,
             info=self._info(provider, model, model_info),
         )
@@ -203,5 +198,6 @@ def _with_overrides(deployment: Deployment, overrides: CallerOverrides) -> Deplo
         api_key=overrides.api_key or deployment.api_key,
         api_base=overrides.api_base or deployment.api_base,
         api_version=overrides.api_version or deployment.api_version,
+        settings={**deployment.settings, **overrides.settings},
         info=merge_model_info(deployment.info, overrides.model_info),
     )

@@ -12,7 +12,6 @@ A target is one of:
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from prismgate.config import Config, LiteLLMParams
+from prismgate.authority import CallerAuthority
+from prismgate.config import Config, LiteLLMParams, sorted_params
 from prismgate.errors import (
     BadRequestError,
     ConfigError,
@@ -33,6 +33,7 @@ from prismgate.providers.base import Deployment
 from prismgate.response_cache import CacheChoice
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.portkey_config import (
+    PROVIDER_OPTIONS,
     PlanBranch,
     PlanLeaf,
     PlanNode,
@@ -45,19 +46,6 @@ __all__ = ["Plan", "PlanRunner", "RunContext", "VirtualKeys", "leaves", "virtual
 
 T = TypeVar("T")
 PARAM = "x-portkey-config"
-
-# Portkey's provider options → the `litellm_params` names prismgate's providers read.
-_PROVIDER_OPTIONS: Mapping[str, str] = {
-    "aws_region": "aws_region_name",
-    "aws_access_key_id": "aws_access_key_id",
-    "aws_secret_access_key": "aws_secret_access_key",
-    "aws_session_token": "aws_session_token",
-    "vertex_project_id": "vertex_project",
-    "vertex_region": "vertex_location",
-    "vertex_service_account_json": "vertex_credentials",
-    "openai_organization": "organization",
-    "azure_api_version": "api_version",
-}
 
 
 class VirtualKeys:
@@ -72,10 +60,11 @@ class VirtualKeys:
                 raise ConfigError(
                     f"virtual_keys.{name}.provider: name a provider, for example openai"
                 )
+            fields = sorted_params(
+                {**fields, "model": "", "custom_llm_provider": provider}, f"virtual_keys.{name}"
+            )
             try:
-                params = msgspec.convert(
-                    {**fields, "model": "", "custom_llm_provider": provider}, LiteLLMParams
-                )
+                params = msgspec.convert(fields, LiteLLMParams)
             except msgspec.ValidationError as error:
                 raise ConfigError(f"virtual_keys.{name}: {error}") from None
             self._keys[name] = (provider, params)
@@ -88,13 +77,15 @@ class VirtualKeys:
         return sorted(self._keys)
 
     def get(self, name: str) -> tuple[str, LiteLLMParams]:
-        """(provider, how to call it) for a virtual key, or a 400 naming the known ones."""
+        """(provider, how to call it) for a virtual key, or a 400 (the names the gateway
+        keeps are the operator's: a caller is not shown them)."""
         try:
             return self._keys[name]
         except KeyError:
-            known = ", ".join(self.names()) or "(none configured)"
+            shown = name if len(name) <= 80 else name[:80] + "..."
             raise BadRequestError(
-                f"unknown virtual key {name!r}; this gateway keeps: {known}",
+                f"unknown virtual key {shown!r}; use a virtual key this gateway's operator "
+                "gave you",
                 param="x-portkey-virtual-key",
             ) from None
 
@@ -141,18 +132,27 @@ class PlanRunner:
         router: Router,
         deployments: DeploymentResolver,
         virtual_keys: VirtualKeys,
+        authority: CallerAuthority,
         *,
         rng: random.Random | None = None,
     ) -> None:
         self._router = router
         self._deployments = deployments
         self.virtual_keys = virtual_keys
+        self._authority = authority
         self._rng = rng or random.Random()  # noqa: S311 (load spreading, not secrets)
 
     async def run(
         self, plan: PlanNode, attempt: Callable[[Target], Awaitable[T]], context: RunContext
     ) -> Outcome[T]:
-        """Serve one call by `plan`. A failure raised from here carries its attempts."""
+        """Serve one call by `plan`. A failure raised from here carries its attempts.
+
+        A caller's own config is checked whole before any target is called: its
+        `override_params` may set request parameters only, and provider options belong
+        only on targets that bring the caller's own provider key."""
+        if not context.trusted:
+            for leaf in leaves(plan):
+                self._check_callers_leaf(leaf)
         run = _Run(attempt, context, AttemptLog())
         try:
             outcome: Outcome[T] = await self._node(plan, run)
@@ -162,6 +162,18 @@ class PlanRunner:
         return dataclasses.replace(
             outcome, attempts=tuple(run.log.entries), retries=run.log.retries
         )
+
+    def _check_callers_leaf(self, leaf: PlanLeaf) -> None:
+        self._authority.check(leaf.override_params, where=f"{PARAM}: {leaf.path}.override_params")
+        if leaf.provider_options and (leaf.provider is None or leaf.api_key is None):
+            option = next(iter(leaf.provider_options))
+            raise BadRequestError(
+                f"{PARAM}: {leaf.path} sets {option!r}, but provider options go only with "
+                "your own provider key (provider and api_key); a virtual key or model group "
+                "is configured by the gateway's operator",
+                param=PARAM,
+                code="setting_not_allowed",
+            )
 
     async def _node(self, node: PlanNode, run: _Run) -> Outcome[Any]:
         if isinstance(node, PlanLeaf):
@@ -205,13 +217,21 @@ class PlanRunner:
             "cache": cache,
         }
         if leaf.provider is None and leaf.virtual_key is None:
+            if leaf.provider_options:
+                raise BadRequestError(
+                    f"{PARAM}: {leaf.path} routes to model group {model!r}, whose deployments "
+                    f"the gateway's config sets; {next(iter(leaf.provider_options))!r} applies "
+                    "only to a target with a provider or virtual_key",
+                    param=PARAM,
+                )
             return await self._group(leaf, model, settings, run)
         target = Target(
             deployment=self._deployment(leaf, model, run.context),
             label=leaf.path or f"virtual_key:{leaf.virtual_key}",
             group=model,
             direct=not run.context.trusted and leaf.virtual_key is None,
-            guarded=leaf.custom_host is not None and not run.context.trusted,
+            # A caller's own provider target: every address it dials passes the rules.
+            guarded=not run.context.trusted and leaf.virtual_key is None,
             timeout=leaf.request_timeout,
             override_params=overrides,
             cache=cache,
@@ -255,10 +275,13 @@ class PlanRunner:
 
     def _deployment(self, leaf: PlanLeaf, model: str, context: RunContext) -> Deployment:
         """Where a provider or virtual-key target sends its call."""
+        options = {PROVIDER_OPTIONS[k]: v for k, v in leaf.provider_options.items()}
         if leaf.virtual_key is not None:
             _, params = self.virtual_keys.get(leaf.virtual_key)
-            # Built as a model_list entry is: key, base, settings, timeouts and all.
-            return self._deployments.from_params(msgspec.structs.replace(params, model=model))
+            # Built as a model_list entry is: key, base, settings, timeouts and all; a saved
+            # config's provider options (the operator's) over the key's own.
+            deployment = self._deployments.from_params(msgspec.structs.replace(params, model=model))
+            return _with_options(deployment, options)
         named = canonical_provider(leaf.provider or "")
         if named is None:
             raise BadRequestError(f"{PARAM}: {leaf.path}.provider: unknown provider", param=PARAM)
@@ -275,21 +298,23 @@ class PlanRunner:
                 "give its api_key, or use a virtual_key",
                 param=PARAM,
             )
-        options = {_PROVIDER_OPTIONS[k]: v for k, v in leaf.provider_options.items()
-                   if k in _PROVIDER_OPTIONS}  # fmt: skip
-        if isinstance(options.get("vertex_credentials"), dict):
-            options["vertex_credentials"] = json.dumps(options["vertex_credentials"])
-        api_version = options.pop("api_version", None)
         deployment = self._deployments.direct(
             model,
             CallerOverrides(
-                api_key=leaf.api_key,
-                api_base=leaf.custom_host,
-                api_version=api_version,
-                custom_llm_provider=named,
+                api_key=leaf.api_key, api_base=leaf.custom_host, custom_llm_provider=named
             ),
         )
-        return dataclasses.replace(deployment, settings=options)
+        return _with_options(deployment, options)
+
+
+def _with_options(deployment: Deployment, options: Mapping[str, Any]) -> Deployment:
+    """`deployment` with a Portkey target's provider options over its settings (an
+    `api_version` option sets the deployment's own)."""
+    if not options:
+        return deployment
+    settings = {**deployment.settings, **options}
+    api_version = settings.pop("api_version", None) or deployment.api_version
+    return dataclasses.replace(deployment, settings=settings, api_version=api_version)
 
 
 def leaves(node: PlanNode) -> list[PlanLeaf]:

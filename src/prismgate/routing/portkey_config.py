@@ -18,16 +18,19 @@ Units: `request_timeout` is milliseconds in the config and seconds in the plan;
 
 from __future__ import annotations
 
-import functools
+import hmac
 import json
 import math
 import random
+import secrets
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias, TypeGuard, cast
 
 from prismgate.errors import BadRequestError, ConfigError
+from prismgate.providers import provider_settings
 from prismgate.routing.portkey_conditions import (
     Condition,
     InvalidConfig,
@@ -41,6 +44,7 @@ __all__ = [
     "PROVIDER_OPTIONS",
     "CacheSettings",
     "Condition",
+    "InlineConfigs",
     "PlanBranch",
     "PlanLeaf",
     "PlanNode",
@@ -60,23 +64,13 @@ MAX_NODES = 100
 MAX_TIMEOUT_MS = 86_400_000  # a day; more is a typo for seconds or worse
 PARAM = "x-portkey-config"
 
-# Provider settings Portkey documents as target fields (config object schema and its
-# Options type), kept under Portkey's names; the executor maps them to a deployment.
-PROVIDER_OPTIONS = frozenset({
-    "openai_organization", "openai_project", "openai_beta",
-    "resource_name", "deployment_id", "api_version",  # Azure OpenAI, older names
-    "azure_resource_name", "azure_deployment_id", "azure_api_version", "azure_model_name",
-    "azure_region", "azure_deployment_name", "azure_deployment_type", "azure_endpoint_name",
-    "azure_foundry_url", "azure_auth_mode", "azure_ad_token", "azure_managed_client_id",
-    "azure_entra_client_id", "azure_entra_client_secret", "azure_entra_tenant_id",
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region",
-    "aws_auth_type", "aws_role_arn", "aws_external_id",
-    "vertex_project_id", "vertex_region", "vertex_service_account_json",
-    "vertex_storage_bucket_name",
-    "stability_client_id", "stability_client_user_id", "stability_client_version",
-    "anthropic_beta", "anthropic_version",
-})  # fmt: skip
-_OBJECT_OPTIONS = frozenset({"vertex_service_account_json"})
+# Portkey's target options that a provider honours: its declared settings' Portkey names,
+# mapped to ours. Any other Portkey option is refused by name, never accepted and ignored.
+_DECLARED = provider_settings()
+PROVIDER_OPTIONS: Mapping[str, str] = MappingProxyType(
+    {s.portkey: s.name for s in _DECLARED.values() if s.portkey}
+)
+_OBJECT_OPTIONS = frozenset(s.portkey for s in _DECLARED.values() if s.portkey and s.structured)
 
 # `strict_open_ai_compliance` is the one field read and dropped: it only lets Portkey add
 # non-OpenAI fields to answers, and ours are OpenAI-shaped either way. Everything else we
@@ -207,7 +201,7 @@ def parse_portkey_config(
         return saved.get(text, param=param)
     if text in saved:
         return _checked(saved[text], param, f"portkey_configs.{text}")
-    raise _unknown_id(text, sorted(saved), param)
+    raise _unknown_id(text, param)
 
 
 class SavedConfigs:
@@ -245,16 +239,16 @@ class SavedConfigs:
         """The plan saved as `config_id`, or a 400 listing the ids this gateway knows."""
         plan = self._plans.get(config_id.strip())
         if plan is None:
-            raise _unknown_id(config_id.strip(), self.ids, param)
+            raise _unknown_id(config_id.strip(), param)
         return plan
 
 
-def _unknown_id(config_id: str, known: list[str], param: str) -> BadRequestError:
-    listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+def _unknown_id(config_id: str, param: str) -> BadRequestError:
+    # The saved ids are the operator's: a caller is not shown the list.
     shown = config_id if len(config_id) <= 80 else config_id[:80] + "..."
     return BadRequestError(
-        f"{param}: unknown config id {shown!r}; ids this gateway knows: "
-        f"{listed or '(none configured)'}",
+        f"{param}: unknown config id {shown!r}; use a config id this gateway's operator "
+        "gave you, or send the config itself as JSON",
         param=param,
     )
 
@@ -304,9 +298,41 @@ def pick_weighted(targets: Sequence[PlanNode], rng: random.Random) -> PlanNode:
 # --- parsing -----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=256)
+class InlineConfigs:
+    """Callers' inline configs for one gateway. The same text comes request after
+    request, so each is parsed once and kept, keyed by a keyed digest of the text (never
+    the text, which can hold provider keys); a plan that holds a provider key or
+    credential is not kept at all, so no caller's secret outlives its request."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._key = secrets.token_bytes(32)
+        self._size = size
+        self._plans: OrderedDict[bytes, PlanNode] = OrderedDict()
+
+    def parse(self, text: str, *, param: str = PARAM) -> PlanNode:
+        """The plan for inline JSON `text` (a 400 naming the field when it is wrong)."""
+        digest = hmac.digest(self._key, text.encode(), "sha256")
+        plan = self._plans.get(digest)
+        if plan is not None:
+            self._plans.move_to_end(digest)
+            return plan
+        plan = _parse_text(text.strip(), param)
+        if not _holds_secrets(plan):
+            self._plans[digest] = plan
+            if len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        return plan
+
+
+def _holds_secrets(node: PlanNode) -> bool:
+    if isinstance(node, PlanLeaf):
+        return node.api_key is not None or any(
+            _DECLARED[PROVIDER_OPTIONS[option]].secret for option in node.provider_options
+        )
+    return any(_holds_secrets(target) for target in node.targets)
+
+
 def _parse_text(text: str, param: str) -> PlanNode:
-    """Inline JSON configs repeat request after request: parse each distinct text once."""
     try:
         raw = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:

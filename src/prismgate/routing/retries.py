@@ -4,15 +4,19 @@ A failure is one of:
 
 - **retryable**: the provider said "not now" or could not be reached (429, 408, 5xx,
   timeouts, broken connections). The same call may succeed on another try or deployment.
+  Not an answer larger than that kind of answer can be: another try would cost as much.
 - **a provider fault that another deployment may not have** (401, 403, 404 from the
   provider: a wrong key or a missing deployment). Not retried, but fallbacks apply.
 - **the caller's** (any other 4xx, a refused prompt): never retried; only a refused
   prompt has its own fallbacks (`content_policy_fallbacks`).
 
-An image generation whose request reached the provider before the failure (a timeout or
-a broken connection after the body was sent) may have been accepted and billed: it is
-not tried again unless the caller sent an idempotency key or the deployment is marked
-`safe_to_retry`.
+An image generation whose request reached the provider and got no usable answer (a
+timeout or a broken connection after the body was sent, or a success status whose body
+could not be read: garbage, HTML, a bad gzip stream, a body cut short or too large) may
+have been accepted and billed: any error that says `request_sent` is final for it. It is
+not tried again, nor sent to a fallback, unless the caller sent an idempotency key or the
+deployment is marked `safe_to_retry`. An error answer (a 4xx or 5xx status) says the
+provider did not serve the call, and follows the classes above.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prismgate.errors import (
+    AnswerTooLargeError,
     APIConnectionError,
     ContentPolicyViolationError,
+    InsufficientStorageError,
     PrismgateError,
     RateLimitError,
     Timeout,
@@ -61,8 +67,12 @@ class RetrySettings:
 
 def is_retryable(error: PrismgateError) -> bool:
     """Whether trying the same call again may succeed."""
+    if isinstance(error, AnswerTooLargeError):
+        return False  # the next answer would be as large, and cost as much to read
     if isinstance(error, RateLimitError | Timeout | APIConnectionError):
         return True
+    if isinstance(error, InsufficientStorageError):
+        return False  # the gateway's own disk: another try would be billed and refused
     return error.status_code >= 500
 
 
@@ -79,9 +89,10 @@ def is_content_refusal(error: PrismgateError) -> bool:
 
 
 def may_have_been_accepted(error: PrismgateError) -> bool:
-    """The request reached the provider and no answer came back: it may have been served
-    (and billed) although we never saw the result."""
-    return error.request_sent and isinstance(error, Timeout | APIConnectionError)
+    """The request reached the provider and no usable answer came back: it may have been
+    served (and billed) although we never saw the result. Whatever the error's class: the
+    boundary that raised it knows, and says so with `request_sent`."""
+    return error.request_sent
 
 
 def backoff_delay(

@@ -7,12 +7,19 @@ failure is tried again (on another deployment at once when the group has one, el
 a backoff or the provider's Retry-After), at most `num_retries` times and within the
 retry budget; then the group's fallbacks are tried, each with the same rules. Every
 attempt is logged as `<label>=<status>` and reported (`x-prismgate-attempts`).
+
+Cooldowns exist to steer calls to a group's other deployments, so a group of one is never
+cooled down: its failures reach the caller as the provider answered them. When every
+deployment of a larger group is cooling down, the answer is a 503 (the gateway has no
+deployment to offer: not the caller's rate limit) with a Retry-After for the soonest end
+of a cooldown and the upstream failure that caused it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,7 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from prismgate.config import Config
-from prismgate.errors import ConfigError, PrismgateError, RateLimitError
+from prismgate.errors import (
+    ConfigError,
+    PrismgateError,
+    RateLimitError,
+    ServiceUnavailableError,
+)
 from prismgate.providers.base import Deployment
 from prismgate.response_cache import CacheChoice
 from prismgate.routing.retries import (
@@ -43,6 +55,8 @@ T = TypeVar("T")
 # A 429's Retry-After cools a deployment down for at most this long.
 MAX_COOLDOWN = 600.0
 FAILURE_WINDOW = 60.0
+# A cooldown's reason (the upstream failure) is quoted to callers: a message, not a body.
+MAX_REASON_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +76,9 @@ class Target:
     # that must pass the address rules when dialled.
     direct: bool = False
     guarded: bool = False
+    # The call described this deployment itself (an SDK call naming `provider/model`), so
+    # its keywords may configure it; a config's deployments are the operator's alone.
+    described_by_call: bool = False
 
 
 @dataclass(slots=True)
@@ -72,6 +89,8 @@ class AttemptLog:
     retries: int = 0
     # Set when a failure may have been served upstream: nothing may be tried again.
     final: bool = False
+    # The last failure came after every retry it was allowed (Portkey reports -1).
+    exhausted: bool = False
 
     def add(self, label: str, status: int) -> None:
         self.entries.append(f"{label}={status}")
@@ -154,6 +173,11 @@ class Router:
         )
         self._tracks_load = policy.strategy in ("least-busy", "latency-based-routing")
         self._ids = {name: [c.id for c in group] for name, group in self._groups.items()}
+        # Deployments that are their group's only one: never cooled down.
+        self._alone = frozenset(g[0].id for g in self._groups.values() if len(g) == 1)
+        # The latest upstream failure seen here per group, quoted when all are cooling
+        # (a cooldown's own reason stands in when another instance saw the failure).
+        self._last_failure: dict[str, str] = {}
         # Groups whose calls are counted (rpm/tpm limits, or the usage strategy).
         self._counted = frozenset(
             name
@@ -228,6 +252,7 @@ class Router:
                     else error.status_code in on_status_codes
                 )
                 if not wanted or retry == retries:
+                    call.log.exhausted = wanted and retries > 0
                     raise
                 hint = error.retry_after if use_retry_after else None
                 if hint is not None and hint > self._policy.retries.max_retry_after:
@@ -278,7 +303,7 @@ class Router:
         for retry in range(retries + 1):
             try:
                 candidate = await self._pick(group, candidates, avoid=failed, waited=waited)
-            except RateLimitError:
+            except (RateLimitError, ServiceUnavailableError):
                 if last is None:
                     raise
                 raise last from None  # the provider's own failure says more
@@ -291,6 +316,7 @@ class Router:
                     call.log.final = True
                     raise
                 if not is_retryable(error) or retry == retries:
+                    call.log.exhausted = is_retryable(error) and retries > 0
                     raise
                 last = error
                 failed.add(candidate.id)
@@ -322,17 +348,16 @@ class Router:
     ) -> Candidate:
         """The deployment for the next attempt: not cooling down (unless this call waited
         for it), under its limits, and not one that just failed when another is there."""
-        cooling = await self._state.cooled_down(self._ids[group])
-        if not cooling and len(candidates) == 1 and group not in self._counted:
-            return candidates[0]  # the common case: one deployment, nothing to weigh
-        available = [c for c in candidates if c.id not in cooling or c.id in waited]
-        if not available:
-            wait = self._policy.cooldown_time
-            raise RateLimitError(
-                f"every deployment of {group!r} is cooling down after failures; "
-                f"try again in {wait:g} s",
-                retry_after=wait,
-            )
+        if len(candidates) == 1:
+            # A group of one is never cooled down (nothing to steer to): nothing to read.
+            if group not in self._counted:
+                return candidates[0]  # the common case: nothing to weigh either
+            available = list(candidates)
+        else:
+            cooling = await self._state.cooled_down(self._ids[group])
+            available = [c for c in candidates if c.id not in cooling or c.id in waited]
+            if not available:
+                available = await self._cooled_off(group, candidates)
         preferred = [c for c in available if c.id not in avoid] or available
         usage: Mapping[str, Usage] = {}
         if self._reads_usage:
@@ -354,6 +379,24 @@ class Router:
             f"every deployment of {group!r} is at its rpm/tpm limit for this minute; "
             f"try again in {wait:.0f} s",
             retry_after=wait,
+        )
+
+    async def _cooled_off(self, group: str, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The deployments whose cooldown ended since it was read; when none has, a 503
+        that says when the first one ends and which upstream failure caused it."""
+        cooling = await self._state.cooldowns([c.id for c in candidates])
+        ended = [c for c in candidates if c.id not in cooling]
+        if ended:
+            return ended
+        first = min(cooling.values(), key=lambda cooldown: cooldown.left)
+        soonest = first.left
+        latest = self._last_failure.get(group) or first.reason
+        cause = f" The last upstream error: {latest}" if latest else ""
+        raise ServiceUnavailableError(
+            f"every deployment of {group!r} is cooling down after upstream failures; try "
+            f"again in {math.ceil(soonest)} s.{cause}",
+            code="deployments_cooling_down",
+            retry_after=soonest,
         )
 
     async def _attempt(self, candidate: Candidate, call: _Call[T]) -> T:
@@ -391,22 +434,28 @@ class Router:
 
     async def _note_failure(self, candidate: Candidate, error: PrismgateError) -> None:
         """Cool a deployment down: at once for a provider's 429 (for its Retry-After) or
-        a broken setup (401/403/404/408); after `allowed_fails` for other faults."""
+        a broken setup (401/403/404/408); after `allowed_fails` for other faults. Never
+        a group's only deployment: its failures are answered as they are."""
         if error.provider is None:
             return  # the gateway's own refusal: nothing wrong with the deployment
+        if candidate.id in self._alone:
+            return
         policy = self._policy
         status = error.status_code
+        reason = f"{error.message} (status {status})"[:MAX_REASON_CHARS]
+        self._last_failure[candidate.group] = reason
         if status == 429:
             seconds = min(error.retry_after or policy.cooldown_time, MAX_COOLDOWN)
-            await self._state.cool_down(candidate.id, seconds)
+            await self._state.cool_down(candidate.id, seconds, reason)
         elif status in (401, 403, 404, 408):
-            await self._state.cool_down(candidate.id, policy.cooldown_time)
+            await self._state.cool_down(candidate.id, policy.cooldown_time, reason)
         elif is_retryable(error):
             cooled = await self._state.record_failure(
                 candidate.id,
                 allowed_fails=policy.allowed_fails,
                 window=FAILURE_WINDOW,
                 cooldown=policy.cooldown_time,
+                reason=reason,
             )
             if cooled:
                 log.warning(
@@ -425,6 +474,7 @@ async def _reported(call: _Call[T], served: Awaitable[tuple[T, Target]]) -> Outc
         value, target = await served
     except PrismgateError as error:
         error.attempts = tuple(call.log.entries)
+        error.retries_exhausted = call.log.exhausted
         raise
     return Outcome(value, target, tuple(call.log.entries), call.log.retries)
 

@@ -4,8 +4,10 @@ One interface per concern, two backends each: in-process (`memory`, the default:
 instance) and Redis (`redis`: every instance of the gateway sees the same state). The
 router and the cache code only ever see the protocols below.
 
-A Redis that cannot be reached never fails a request: routing state then reads as "no
-cooldown, no usage" and the cache as "miss", and a warning is logged (at most every 30 s).
+A Redis that does not answer never fails or holds up a request: every operation has a
+short deadline (`general_settings.redis_timeout`), and a circuit breaker then answers from
+in-process state until Redis answers again (see `breaker.py`); the outage and the recovery
+are each logged once.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote
 
+from prismgate.storage.breaker import DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisBreaker
+
 __all__ = [
     "CacheStore",
+    "Cooldown",
     "MemoryCacheStore",
     "MemoryRoutingState",
+    "RedisBreaker",
     "RedisCacheStore",
     "RedisRoutingState",
     "RoutingState",
@@ -38,6 +44,14 @@ class Usage:
     tokens: int  # tokens counted in the current minute
 
 
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """A deployment that is cooling down: for how long yet, and why."""
+
+    left: float  # seconds until it ends
+    reason: str  # the failure that started it ("" when none was given)
+
+
 class RoutingState(Protocol):
     """Cooldowns, failure counts and per-minute usage of deployments, by deployment id."""
 
@@ -45,12 +59,23 @@ class RoutingState(Protocol):
         """The ids among these that are cooling down right now."""
         ...
 
-    async def cool_down(self, deployment_id: str, seconds: float) -> None:
-        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown)."""
+    async def cooldowns(self, deployment_ids: Sequence[str]) -> dict[str, Cooldown]:
+        """The ids among these that are cooling down, each with its time left and reason."""
+        ...
+
+    async def cool_down(self, deployment_id: str, seconds: float, reason: str = "") -> None:
+        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown);
+        `reason` says why (the failure that started it)."""
         ...
 
     async def record_failure(
-        self, deployment_id: str, *, allowed_fails: int, window: float, cooldown: float
+        self,
+        deployment_id: str,
+        *,
+        allowed_fails: int,
+        window: float,
+        cooldown: float,
+        reason: str = "",
     ) -> bool:
         """Count one failure in a window of `window` seconds; when the count goes over
         `allowed_fails`, cool the deployment down for `cooldown` s, reset its count, return True."""
@@ -116,15 +141,27 @@ def open_shared_state(
     cache_max_entries: int = 1024,
     cache_max_bytes: int = 256 * 1024 * 1024,
     prefix: str = "prismgate:",
+    timeout: float = DEFAULT_TIMEOUT,
+    retry_interval: float = DEFAULT_RETRY_INTERVAL,
 ) -> tuple[RoutingState, CacheStore]:
     """The routing state and cache store for a gateway: on Redis (one client, keys under
-    `prefix`) when `redis_url` is given, in this process otherwise. Close both when done."""
+    `prefix`) when `redis_url` is given, in this process otherwise. Each Redis operation
+    may take `timeout` s; past it, both stores use in-process state until a probe (every
+    `retry_interval` s) finds Redis answering. Close both when done."""
     if redis_url is None:
         return MemoryRoutingState(), MemoryCacheStore(
             max_entries=cache_max_entries, max_bytes=cache_max_bytes
         )
-    client = connect_redis(redis_url)
-    return RedisRoutingState(client, prefix=prefix), RedisCacheStore(client, prefix=prefix)
+    client = connect_redis(redis_url, timeout=timeout)
+    # One breaker for both stores: one client, one outage, one log line.
+    breaker = RedisBreaker(client, timeout=timeout, retry_interval=retry_interval)
+    return RedisRoutingState(client, prefix=prefix, breaker=breaker), RedisCacheStore(
+        client,
+        prefix=prefix,
+        breaker=breaker,
+        local_max_entries=cache_max_entries,
+        local_max_bytes=cache_max_bytes,
+    )
 
 
 # The backends build `Usage` and follow the protocols above, so they are imported after them.

@@ -12,11 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prismgate.errors import ConfigError
-from prismgate.storage import Usage
+from prismgate.storage import Cooldown, Usage
 
 __all__ = ["MemoryCacheStore", "MemoryRoutingState"]
 
 Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class _Cooling:
+    ends: float
+    reason: str
 
 
 @dataclass(slots=True)
@@ -36,7 +42,7 @@ class MemoryRoutingState:
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._cooldowns: dict[str, float] = {}  # id → when its cooldown ends
+        self._cooldowns: dict[str, _Cooling] = {}
         self._failures: dict[str, _Failures] = {}
         # Usage is kept for the current minute only: a new minute starts from zero.
         self._minute = self._current_minute()
@@ -50,21 +56,38 @@ class MemoryRoutingState:
         now = self._clock()
         cooling = set()
         for deployment_id in deployment_ids:
-            ends = self._cooldowns.get(deployment_id)
-            if ends is None:
+            cooled = self._cooldowns.get(deployment_id)
+            if cooled is None:
                 continue
-            if ends > now:
+            if cooled.ends > now:
                 cooling.add(deployment_id)
             else:
                 del self._cooldowns[deployment_id]
         return frozenset(cooling)
 
-    async def cool_down(self, deployment_id: str, seconds: float) -> None:
-        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown)."""
-        self._extend_cooldown(deployment_id, seconds)
+    async def cooldowns(self, deployment_ids: Sequence[str]) -> dict[str, Cooldown]:
+        """The ids among these that are cooling down, each with its time left and reason."""
+        now = self._clock()
+        found = {}
+        for deployment_id in await self.cooled_down(deployment_ids):
+            cooled = self._cooldowns[deployment_id]
+            found[deployment_id] = Cooldown(cooled.ends - now, cooled.reason)
+        return found
+
+    async def cool_down(self, deployment_id: str, seconds: float, reason: str = "") -> None:
+        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown);
+        `reason` says why (the failure that started it)."""
+        if seconds > 0:
+            self._extend_cooldown(deployment_id, seconds, reason)
 
     async def record_failure(
-        self, deployment_id: str, *, allowed_fails: int, window: float, cooldown: float
+        self,
+        deployment_id: str,
+        *,
+        allowed_fails: int,
+        window: float,
+        cooldown: float,
+        reason: str = "",
     ) -> bool:
         """Count one failure in a window of `window` seconds; when the count goes over
         `allowed_fails`, cool the deployment down for `cooldown` s, reset its count, return True."""
@@ -77,7 +100,8 @@ class MemoryRoutingState:
         if failures.count <= allowed_fails:
             return False
         del self._failures[deployment_id]
-        self._extend_cooldown(deployment_id, cooldown)
+        if cooldown > 0:
+            self._extend_cooldown(deployment_id, cooldown, reason)
         return True
 
     async def usage(self, deployment_ids: Sequence[str]) -> dict[str, Usage]:
@@ -113,10 +137,14 @@ class MemoryRoutingState:
         self._requests.clear()
         self._tokens.clear()
 
-    def _extend_cooldown(self, deployment_id: str, seconds: float) -> None:
+    def _extend_cooldown(self, deployment_id: str, seconds: float, reason: str) -> None:
         ends = self._clock() + seconds
-        if ends > self._cooldowns.get(deployment_id, float("-inf")):
-            self._cooldowns[deployment_id] = ends
+        cooled = self._cooldowns.get(deployment_id)
+        if cooled is None or cooled.ends <= self._clock():
+            self._cooldowns[deployment_id] = _Cooling(ends, reason)
+        else:  # the latest reason, the longer cooldown (as the Redis backend keeps them)
+            cooled.ends = max(cooled.ends, ends)
+            cooled.reason = reason
 
     def _current_minute(self) -> int:
         return int(self._clock() // 60)

@@ -9,50 +9,49 @@ own clocks disagree still count into the same minute. Scripts build their per-mi
 names from the key bases they are given: fine on one Redis server (or a primary with
 replicas), not meant for Redis Cluster.
 
-When Redis cannot be reached, no method raises: routing state answers "no cooldown, nothing
-used" and counts nothing, the cache misses. A warning is logged at most every 30 s, and
-Redis is left alone for a second after a failure so requests do not each wait for it.
+No method raises when Redis is sick, and none waits on it for more than a short deadline:
+each store runs its operations through a `RedisBreaker`, which answers from an in-process
+backend (cooldowns, counts and cache entries of this process alone) while Redis is set
+aside, and goes back to Redis when it answers again.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from prismgate.errors import ConfigError
-from prismgate.storage import Usage
-from prismgate.storage.memory import check_ttl
+from prismgate.storage import Cooldown, Usage
+from prismgate.storage.breaker import DEFAULT_TIMEOUT, RedisBreaker
+from prismgate.storage.memory import MemoryCacheStore, MemoryRoutingState, check_ttl
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisCacheStore", "RedisRoutingState", "connect_redis"]
 
-log = logging.getLogger("prismgate.storage")
-
-T = TypeVar("T")
-
-WARN_EVERY = 30.0  # seconds between two "Redis is unreachable" warnings
-RETRY_AFTER = 1.0  # seconds Redis is left alone after a failed call
 MINUTE_KEY_TTL = 120  # seconds a per-minute counter outlives its first write
+MAX_REASON_CHARS = 500  # a cooldown's reason is a message for people, not a log
 
 # Sets a cooldown key to expire in ARGV ms unless it already expires later.
 _EXTEND_COOLDOWN = """
-local function extend_cooldown(key, ms)
+local function extend_cooldown(key, ms, reason)
   local left = redis.call('PTTL', key)
   if left == -2 or (left >= 0 and left < ms) then
-    redis.call('SET', key, '1', 'PX', ms)
+    redis.call('SET', key, reason, 'PX', ms)
+  else
+    redis.call('SET', key, reason, 'KEEPTTL')  -- the latest reason, the longer cooldown
   end
 end
 """
 
-# KEYS[1] cooldown key; ARGV[1] ms.
-_COOL_DOWN = _EXTEND_COOLDOWN + "extend_cooldown(KEYS[1], tonumber(ARGV[1]))\n"
+# KEYS[1] cooldown key; ARGV[1] ms, ARGV[2] the reason (the failure that started it).
+_COOL_DOWN = _EXTEND_COOLDOWN + "extend_cooldown(KEYS[1], tonumber(ARGV[1]), ARGV[2])\n"
 
-# KEYS[1] failure counter, KEYS[2] cooldown key; ARGV allowed_fails, window ms, cooldown ms.
+# KEYS[1] failure counter, KEYS[2] cooldown key; ARGV allowed_fails, window ms, cooldown ms,
+# reason.
 # The counter's expiry is set by the first failure: the window opens there.
 _RECORD_FAILURE = (
     _EXTEND_COOLDOWN
@@ -61,7 +60,7 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if count <= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-if tonumber(ARGV[3]) > 0 then extend_cooldown(KEYS[2], tonumber(ARGV[3])) end
+if tonumber(ARGV[3]) > 0 then extend_cooldown(KEYS[2], tonumber(ARGV[3]), ARGV[4]) end
 return 1
 """
 )
@@ -95,6 +94,16 @@ return 0
 """
 )
 
+# KEYS: cooldown keys; answers, for each, its ms left (-2: none) and its reason.
+_COOLDOWNS = """
+local found = {}
+for i, key in ipairs(KEYS) do
+  found[2 * i - 1] = redis.call('PTTL', key)
+  found[2 * i] = redis.call('GET', key) or ''
+end
+return found
+"""
+
 # KEYS: counter bases; answers each one's count this minute, in order.
 _USAGE = (
     _MINUTE
@@ -108,8 +117,9 @@ return counts
 )
 
 
-def connect_redis(url: str) -> Redis:
-    """A client for `url` that gives up quickly: a sick Redis must not hold requests up."""
+def connect_redis(url: str, *, timeout: float = DEFAULT_TIMEOUT) -> Redis:
+    """A client for `url` that gives up quickly: a sick Redis must not hold requests up.
+    Its sockets time out after `timeout` s; the breaker bounds each whole operation too."""
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
@@ -117,8 +127,8 @@ def connect_redis(url: str) -> Redis:
     try:
         return Redis.from_url(
             url,
-            socket_connect_timeout=1.0,
-            socket_timeout=1.0,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             # One immediate retry covers a pooled connection that Redis closed; redis-py's
             # default (10 retries with backoff) keeps a request waiting seconds per call.
             retry=Retry(NoBackoff(), 1),
@@ -129,54 +139,13 @@ def connect_redis(url: str) -> Redis:
         ) from None
 
 
-class _Guard:
-    """Runs Redis calls; when Redis is unreachable, answers a fallback instead and warns."""
-
-    def __init__(self, what: str, clock: Callable[[], float]) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        self._unreachable = (RedisConnectionError, RedisTimeoutError)
-        self._what = what
-        self._clock = clock
-        self._skip_until = float("-inf")
-        self._next_warning = float("-inf")
-        self._unwarned = 0  # failures since the last warning
-
-    async def run(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        if self._clock() < self._skip_until:
-            return fallback
-        try:
-            return await call()
-        except self._unreachable as error:
-            self._failed(error)
-            return fallback
-
-    def _failed(self, error: Exception) -> None:
-        now = self._clock()
-        self._skip_until = now + RETRY_AFTER
-        self._unwarned += 1
-        if now < self._next_warning:
-            return
-        self._next_warning = now + WARN_EVERY
-        # redis-py names host and port in these messages, never the password.
-        log.warning(
-            "Redis unreachable (%s: %s); %s until it is back "
-            "(%d calls answered without Redis since the last warning)",
-            type(error).__name__,
-            error,
-            self._what,
-            self._unwarned,
-        )
-        self._unwarned = 0
-
-
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
 class RedisRoutingState:
-    """Cooldowns, failure counts and per-minute usage in Redis, under `prefix`.
+    """Cooldowns, failure counts and per-minute usage in Redis, under `prefix`; in this
+    process while `breaker` has Redis set aside.
 
     `aclose` closes `client`.
     """
@@ -186,41 +155,101 @@ class RedisRoutingState:
         client: Redis,
         *,
         prefix: str = "prismgate:",
+        breaker: RedisBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._prefix = prefix
-        self._guard = _Guard("routing ignores cooldowns and rate limits", clock)
+        self._breaker = breaker or RedisBreaker(client, clock=clock)
+        self._local = MemoryRoutingState(clock=clock)
         self._cool_down = client.register_script(_COOL_DOWN)
         self._record_failure = client.register_script(_RECORD_FAILURE)
         self._take_request = client.register_script(_TAKE_REQUEST)
         self._add_tokens = client.register_script(_ADD_TOKENS)
         self._usage = client.register_script(_USAGE)
+        self._cooldowns = client.register_script(_COOLDOWNS)
+
+    @property
+    def breaker(self) -> RedisBreaker:
+        """Whether Redis is in use right now, and the deadline of its operations."""
+        return self._breaker
 
     async def cooled_down(self, deployment_ids: Sequence[str]) -> frozenset[str]:
         """The ids among these that are cooling down right now."""
         if not deployment_ids:
             return frozenset()
         keys = [self._cooldown_key(deployment_id) for deployment_id in deployment_ids]
-        found: list[Any] = await self._guard.run(lambda: self._client.mget(keys), [])
-        return frozenset(i for i, value in zip(deployment_ids, found, strict=False) if value)
 
-    async def cool_down(self, deployment_id: str, seconds: float) -> None:
-        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown)."""
+        async def shared() -> frozenset[str]:
+            found: list[Any] = await self._client.mget(keys)
+            return frozenset(
+                i for i, value in zip(deployment_ids, found, strict=True) if value is not None
+            )
+
+        return await self._breaker.run(shared, lambda: self._local.cooled_down(deployment_ids))
+
+    async def cooldowns(self, deployment_ids: Sequence[str]) -> dict[str, Cooldown]:
+        """The ids among these that are cooling down, each with its time left and reason."""
+        if not deployment_ids:
+            return {}
+        keys = [self._cooldown_key(deployment_id) for deployment_id in deployment_ids]
+
+        async def shared() -> dict[str, Cooldown]:
+            found: list[Any] = await self._cooldowns(keys=keys)
+            cooling = {}
+            for i, deployment_id in enumerate(deployment_ids):
+                left, reason = int(found[2 * i]), found[2 * i + 1]
+                if left >= 0:  # -2: no key; -1 (no expiry) is never written
+                    text = reason.decode(errors="replace") if isinstance(reason, bytes) else ""
+                    cooling[deployment_id] = Cooldown(left / 1000, text)
+            return cooling
+
+        return await self._breaker.run(shared, lambda: self._local.cooldowns(deployment_ids))
+
+    async def cool_down(self, deployment_id: str, seconds: float, reason: str = "") -> None:
+        """Skip this deployment for `seconds` (extends, never shortens, a running cooldown);
+        `reason` says why (the failure that started it)."""
         if seconds <= 0:
             return
         keys = [self._cooldown_key(deployment_id)]
-        await self._guard.run(lambda: self._cool_down(keys=keys, args=[_ms(seconds)]), None)
+        args: list[int | str] = [_ms(seconds), _reason(reason)]
+        await self._breaker.run(
+            lambda: self._cool_down(keys=keys, args=args),
+            lambda: self._local.cool_down(deployment_id, seconds, reason),
+        )
 
     async def record_failure(
-        self, deployment_id: str, *, allowed_fails: int, window: float, cooldown: float
+        self,
+        deployment_id: str,
+        *,
+        allowed_fails: int,
+        window: float,
+        cooldown: float,
+        reason: str = "",
     ) -> bool:
         """Count one failure in a window of `window` seconds; when the count goes over
         `allowed_fails`, cool the deployment down for `cooldown` s, reset its count, return True."""
         keys = [self._key("fails", deployment_id), self._cooldown_key(deployment_id)]
-        args = [allowed_fails, _ms(window), _ms(cooldown) if cooldown > 0 else 0]
-        cooled = await self._guard.run(lambda: self._record_failure(keys=keys, args=args), 0)
-        return bool(cooled)
+        args: list[int | str] = [
+            allowed_fails,
+            _ms(window),
+            _ms(cooldown) if cooldown > 0 else 0,
+            _reason(reason),
+        ]
+
+        async def shared() -> bool:
+            return bool(await self._record_failure(keys=keys, args=args))
+
+        return await self._breaker.run(
+            shared,
+            lambda: self._local.record_failure(
+                deployment_id,
+                allowed_fails=allowed_fails,
+                window=window,
+                cooldown=cooldown,
+                reason=reason,
+            ),
+        )
 
     async def usage(self, deployment_ids: Sequence[str]) -> dict[str, Usage]:
         """Requests and tokens counted for each id in the current minute (0s when none)."""
@@ -232,30 +261,41 @@ class RedisRoutingState:
                 self._minute_base("rpm", deployment_id),
                 self._minute_base("tpm", deployment_id),
             ]
-        counts: list[Any] = await self._guard.run(lambda: self._usage(keys=keys), [])
-        if not counts:
-            counts = [0] * len(keys)
-        return {
-            deployment_id: Usage(requests=int(counts[2 * i]), tokens=int(counts[2 * i + 1]))
-            for i, deployment_id in enumerate(deployment_ids)
-        }
+
+        async def shared() -> dict[str, Usage]:
+            counts: list[Any] = await self._usage(keys=keys)
+            return {
+                deployment_id: Usage(requests=int(counts[2 * i]), tokens=int(counts[2 * i + 1]))
+                for i, deployment_id in enumerate(deployment_ids)
+            }
+
+        return await self._breaker.run(shared, lambda: self._local.usage(deployment_ids))
 
     async def take_request(self, deployment_id: str, rpm: int | None) -> bool:
         """Count one request in the current minute, atomically; False (and nothing counted)
         when `rpm` requests were already counted this minute. rpm None: always counts, True."""
         keys = [self._minute_base("rpm", deployment_id)]
         args = [-1 if rpm is None else max(rpm, 0), MINUTE_KEY_TTL]
-        taken = await self._guard.run(lambda: self._take_request(keys=keys, args=args), 1)
-        return bool(taken)
+
+        async def shared() -> bool:
+            return bool(await self._take_request(keys=keys, args=args))
+
+        return await self._breaker.run(shared, lambda: self._local.take_request(deployment_id, rpm))
 
     async def add_tokens(self, deployment_id: str, tokens: int) -> None:
         """Add tokens to this minute's count."""
         keys = [self._minute_base("tpm", deployment_id)]
         args = [tokens, MINUTE_KEY_TTL]
-        await self._guard.run(lambda: self._add_tokens(keys=keys, args=args), None)
+
+        async def shared() -> None:
+            await self._add_tokens(keys=keys, args=args)
+
+        await self._breaker.run(shared, lambda: self._local.add_tokens(deployment_id, tokens))
 
     async def aclose(self) -> None:
-        """Close the client."""
+        """Stop the breaker's probe and close the client."""
+        await self._breaker.aclose()
+        await self._local.aclose()
         await self._client.aclose()
 
     def _key(self, kind: str, deployment_id: str) -> str:
@@ -269,8 +309,15 @@ class RedisRoutingState:
         return self._key(kind, deployment_id) + ":"
 
 
+def _reason(reason: str) -> str:
+    # A cooldown's value is its reason (may be empty: the key's presence is the cooldown).
+    return reason[:MAX_REASON_CHARS]
+
+
 class RedisCacheStore:
-    """Cached bytes in Redis under `prefix` + "cache:", each expiring after its TTL.
+    """Cached bytes in Redis under `prefix` + "cache:", each expiring after its TTL; in
+    this process (an LRU of `local_max_entries` / `local_max_bytes`) while `breaker` has
+    Redis set aside.
 
     `client` must answer bytes (redis-py's default, `decode_responses=False`);
     `aclose` closes it.
@@ -281,6 +328,9 @@ class RedisCacheStore:
         client: Redis,
         *,
         prefix: str = "prismgate:",
+        breaker: RedisBreaker | None = None,
+        local_max_entries: int = 1024,
+        local_max_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if client.connection_pool.connection_kwargs.get("decode_responses"):
@@ -290,24 +340,44 @@ class RedisCacheStore:
             )
         self._client = client
         self._prefix = prefix + "cache:"
-        self._guard = _Guard("the cache is skipped", clock)
+        self._breaker = breaker or RedisBreaker(client, clock=clock)
+        self._local = MemoryCacheStore(
+            max_entries=local_max_entries, max_bytes=local_max_bytes, clock=clock
+        )
+
+    @property
+    def breaker(self) -> RedisBreaker:
+        """Whether Redis is in use right now, and the deadline of its operations."""
+        return self._breaker
 
     async def get(self, key: str) -> bytes | None:
-        """The value stored under `key`, or None when absent, expired or unreachable."""
-        value = await self._guard.run(lambda: self._client.get(self._prefix + key), None)
-        return value if isinstance(value, bytes) else None
+        """The value stored under `key`, or None when absent or expired."""
+
+        async def shared() -> bytes | None:
+            value = await self._client.get(self._prefix + key)
+            return value if isinstance(value, bytes) else None
+
+        return await self._breaker.run(shared, lambda: self._local.get(key))
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         """Store `value` under `key` for `ttl` seconds (> 0)."""
         check_ttl(ttl)
-        await self._guard.run(
-            lambda: self._client.set(self._prefix + key, value, px=_ms(ttl)), None
-        )
+
+        async def shared() -> None:
+            await self._client.set(self._prefix + key, value, px=_ms(ttl))
+
+        await self._breaker.run(shared, lambda: self._local.set(key, value, ttl))
 
     async def delete(self, key: str) -> None:
         """Forget `key` (nothing happens when it is absent)."""
-        await self._guard.run(lambda: self._client.delete(self._prefix + key), None)
+
+        async def shared() -> None:
+            await self._client.delete(self._prefix + key)
+
+        await self._breaker.run(shared, lambda: self._local.delete(key))
 
     async def aclose(self) -> None:
-        """Close the client."""
+        """Stop the breaker's probe and close the client (a second close does nothing)."""
+        await self._breaker.aclose()
+        await self._local.aclose()
         await self._client.aclose()

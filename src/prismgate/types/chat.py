@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -89,7 +89,8 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     fields not listed here are provider parameters and travel separately."""
 
     model: str
-    messages: list[ChatMessage]
+    # A chat without a message has nothing to answer, for every provider.
+    messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1)]
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = None

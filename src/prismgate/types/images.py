@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -45,7 +45,8 @@ class ImageEditRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     transparent pixels of `mask` mark where the first one may change."""
 
     prompt: str
-    image: list[InputImage]
+    # An edit changes an image: without one there is nothing to edit.
+    image: Annotated[list[InputImage], msgspec.Meta(min_length=1)]
     mask: InputImage | None = None
     model: str | None = None
     n: int | None = None

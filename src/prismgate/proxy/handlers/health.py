@@ -4,6 +4,7 @@ without a paid call: credentials present, and a free model listing where there i
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,10 +15,12 @@ from prismgate.gateway import Gateway
 from prismgate.providers import get_provider
 from prismgate.providers.base import Deployment
 from prismgate.proxy.responses import json_response
-from prismgate.proxy.schemas import EndpointHealth, HealthReport
+from prismgate.proxy.schemas import EndpointHealth, HealthReport, Readiness
 from prismgate.proxy.state import ProxyState
 
 __all__ = ["health", "liveliness", "readiness"]
+
+log = logging.getLogger("prismgate.proxy")
 
 _ALIVE = b'"I\'m alive!"'
 
@@ -30,7 +33,7 @@ async def liveliness(request: Request) -> Response:
 async def readiness(request: Request) -> Response:
     """The config is loaded and the gateway can take calls."""
     state: ProxyState = request.app.state.proxy
-    return json_response({"status": "healthy", "version": __version__, "models": state.groups})
+    return json_response(Readiness(version=__version__, models=state.groups))
 
 
 async def health(request: Request) -> Response:
@@ -42,7 +45,7 @@ async def health(request: Request) -> Response:
         for group in gateway.deployments.groups
         for _, deployment in gateway.deployments.deployments_of(group)
     ]
-    results = await asyncio.gather(*(_check(gateway, g, d) for g, d in pairs))
+    results = await asyncio.gather(*(_checked(gateway, g, d) for g, d in pairs))
     healthy = [r for r in results if r.error is None]
     unhealthy = [r for r in results if r.error is not None]
     report = HealthReport(
@@ -52,6 +55,22 @@ async def health(request: Request) -> Response:
         unhealthy_count=len(unhealthy),
     )
     return json_response(report)
+
+
+async def _checked(gateway: Gateway, group: str, deployment: Deployment) -> EndpointHealth:
+    """One deployment's health; a bug in one check makes that deployment unhealthy, never
+    the whole report a 500."""
+    try:
+        return await _check(gateway, group, deployment)
+    except Exception as exc:
+        log.error("health check of %s failed: unexpected %s", group, type(exc).__name__)
+        log.debug("traceback of the health check of %s", group, exc_info=exc)
+        return EndpointHealth(
+            model=group,
+            provider=deployment.provider,
+            checks={"health_check": "failed"},
+            error="the health check failed unexpectedly; see the gateway's log",
+        )
 
 
 async def _check(gateway: Gateway, group: str, deployment: Deployment) -> EndpointHealth:
