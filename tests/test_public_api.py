@@ -16,7 +16,8 @@ PUBLIC = {
     "UnsupportedParamsError", "__version__", "acompletion", "aimage_generation", "completion",
     "get_model_info", "image_generation", "load_config", "supports_vision",
     "ImageEditRequest", "ImageVariationRequest", "InputImage", "image_edit", "aimage_edit",
-    "image_variation", "aimage_variation",
+    "image_variation", "aimage_variation", "AnswerTooLargeError", "InsufficientStorageError",
+    "RequestTimeoutError", "UnreadableAnswerError",
 }  # fmt: skip
 
 

@@ -345,6 +345,12 @@ def sorted_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
     others = {k: v for k, v in params.items() if k not in known}
     settings = {k: v for k, v in others.items() if k in declared and v is not None}
     extra = {k: v for k, v in others.items() if k not in declared}
+    for key, value in settings.items():
+        if declared[key].endpoint and isinstance(value, str):
+            try:
+                check_api_base(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.{key}: {str(exc).replace('api_base', key)}") from None
     for key in extra:
         log.warning(
             "config: %s.%s is not a prismgate setting; it is sent to the provider as a "

@@ -91,6 +91,8 @@ class Setting:
     portkey: str | None = None
     # Its value may be a JSON object (a service-account key), not only a string.
     structured: bool = False
+    # Its value is a URL the provider is called at: checked like api_base.
+    endpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)

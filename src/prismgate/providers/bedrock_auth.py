@@ -41,7 +41,7 @@ BEDROCK_SETTINGS = (
     Setting("aws_session_token", secret=True, portkey="aws_session_token"),
     Setting("aws_region_name", shown=True, portkey="aws_region"),
     Setting("aws_profile_name"),
-    Setting("aws_bedrock_runtime_endpoint"),
+    Setting("aws_bedrock_runtime_endpoint", endpoint=True),
 )
 
 

@@ -38,6 +38,7 @@ from prismgate.routing.portkey_conditions import (
     compile_conditions,
     first_match,
 )
+from prismgate.types.validation import check_json_depth
 
 __all__ = [
     "DEFAULT_RETRY_STATUS_CODES",
@@ -333,9 +334,10 @@ def _holds_secrets(node: PlanNode) -> bool:
 
 
 def _parse_text(text: str, param: str) -> PlanNode:
+    check_json_depth(text, what=param, param=param)
     try:
         raw = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         detail = (
             f" ({exc.msg} at character {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
         )
