@@ -644,7 +644,7 @@ class Gateway:
         if options.extra and (options.remote or not target.described_by_call):
             where = "the request body" if options.remote else "this call's keywords"
             self.authority.check(options.extra, where=where)
-        setting_names = {setting.name for setting in provider.settings}
+        setting_names = provider.setting_names
         extra = dict(deployment.params)
         settings = dict(deployment.settings)
         for source in (options.extra, overrides):

@@ -154,7 +154,11 @@ def test_the_parameter_name_is_the_callers_choice() -> None:
         ('{"retry": ', "x-portkey-config: is not valid JSON (Expecting value at character 9)"),
         ('{"weight": NaN}', "x-portkey-config: is not valid JSON"),
         ('{"weight": Infinity}', "x-portkey-config: is not valid JSON"),
-        ("[" * 100_000, "x-portkey-config: is not valid JSON"),
+        (
+            "[" * 100_000,
+            "x-portkey-config nests arrays and objects more than 64 levels deep; "
+            "send a flatter JSON document",
+        ),
         ("[1, 2]", "x-portkey-config: must be a config object (got list)"),
     ],
 )

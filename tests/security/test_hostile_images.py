@@ -165,6 +165,28 @@ def test_images_within_the_budget_are_decoded_off_the_loop_one_budget_at_a_time(
     assert proxy.peak_rss_mb() < 300
 
 
+def jpeg_with_metadata(width: int, height: int, metadata_bytes: int) -> bytes:
+    """A JPEG header whose size (its SOF segment) comes after `metadata_bytes` of APP1
+    metadata, as a camera's EXIF pushes it in: past the gateway's first look."""
+    app1 = b"\xff\xe1" + struct.pack(">H", metadata_bytes + 2) + b"\x00" * metadata_bytes
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height, width, 3)
+    sof += b"".join(bytes([i, 0x11, 0]) for i in (1, 2, 3))
+    return b"\xff\xd8" + app1 + sof + b"\xff\xd9"
+
+
+def test_a_size_declared_far_into_the_header_is_still_read(in_thread_proxy: str) -> None:
+    # 40 KB of metadata before the size: the first few KB of base64 do not hold it.
+    bomb = jpeg_with_metadata(9000, 9000, 40_000)
+    assert read_dimensions(bomb) is not None and read_dimensions(bomb[:3000]) is None
+    answer = httpx.post(
+        f"{in_thread_proxy}/v1/chat/completions",
+        json=vision_body("see", data_url(bomb, "image/jpeg")), headers=AUTH, timeout=30,
+    )  # fmt: skip
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "image_too_large"
+    assert "9000x9000" in answer.json()["error"]["message"]
+
+
 # -------------------------------------------------------- broken images are 400s, not 500s
 
 _SAMPLES = {

@@ -43,7 +43,9 @@ FetchImage = Callable[[str, str], Awaitable[FetchedImage]]
 _SCHEME = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):")
 _REMOTE = frozenset({"http", "https"})
 _DECODED_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-# Enough base64 for the header of any image (JPEG's EXIF can push its size 64 KB in).
+# Base64 read for an image's header: a first look that holds the size of any PNG, GIF,
+# WebP and most JPEGs, then enough for any header (JPEG's EXIF can push its size 64 KB in).
+_FIRST_LOOK_CHARS = 4096
 _HEAD_CHARS = 256 * 1024
 
 
@@ -158,12 +160,22 @@ def _checked_scheme(url: str, limits: ImageLimits | None, param: str) -> tuple[s
             param=param,
             code="invalid_image_url",
         )
-    return scheme, scheme + url[len(scheme) :]
+    if found and found["scheme"] != scheme:  # `HTTPS:` → `https:` (a copy, so only then)
+        url = scheme + url[len(scheme) :]
+    return scheme, url
 
 
 def _head(payload: str, param: str) -> bytes:
-    """The first bytes of base64 data: enough for the image's header, cheap to decode."""
-    head = payload[:_HEAD_CHARS]
+    """The first bytes of base64 data, enough for the image's header: a few KB, or up to
+    `_HEAD_CHARS` when the size is further in. Never the whole image (the hot path)."""
+    head = _decoded_prefix(payload, _FIRST_LOOK_CHARS, param)
+    if len(payload) > _FIRST_LOOK_CHARS and read_dimensions(head) is None:
+        head = _decoded_prefix(payload, _HEAD_CHARS, param)
+    return head
+
+
+def _decoded_prefix(payload: str, chars: int, param: str) -> bytes:
+    head = payload[:chars]
     try:
         return base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
     except (binascii.Error, ValueError):

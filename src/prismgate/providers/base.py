@@ -388,3 +388,8 @@ class Provider:
     default_info: ModelInfo | None = None
     # What configures how this provider is reached, rather than filling its body.
     settings: tuple[Setting, ...] = ()
+    # Their names, for the per-call split of keywords into settings and body fields.
+    setting_names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "setting_names", frozenset(s.name for s in self.settings))

@@ -104,15 +104,18 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
     return dataclasses.replace(options, overrides=overrides, direct=True, guarded=True)
 
 
+# Portkey's provider option headers, as the portkey-ai client writes each option
+# (`aws_region` as `x-portkey-aws-region`): header → option.
+_OPTION_HEADERS = {"x-portkey-" + option.replace("_", "-"): option for option in PROVIDER_OPTIONS}
+
+
 def _provider_option_headers(headers: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """Portkey's provider option headers the request carries (`x-portkey-aws-region`, as
-    the portkey-ai client writes each option): header → (option, value)."""
-    found = {}
-    for option in PROVIDER_OPTIONS:
-        header = "x-portkey-" + option.replace("_", "-")
-        if value := headers.get(header):
-            found[header] = (option, value)
-    return found
+    """The provider option headers the request carries: header → (option, value)."""
+    return {
+        header: (option, value)
+        for header, option in _OPTION_HEADERS.items()
+        if (value := headers.get(header))
+    }
 
 
 def _config_plan(raw: str, state: ProxyState) -> Plan:
