@@ -105,7 +105,7 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
 
 
 # Portkey's provider option headers, as the portkey-ai client writes each option
-# (`aws_region` as `x-portkey-aws-region`): header → option.
+# (`x-portkey-` and its name with dashes): header → option.
 _OPTION_HEADERS = {"x-portkey-" + option.replace("_", "-"): option for option in PROVIDER_OPTIONS}
 
 
