@@ -22,6 +22,7 @@ from prismgate.storage import (
     RedisRoutingState,
     RoutingState,
 )
+from prismgate.storage.breaker import RedisBreaker
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -107,7 +108,10 @@ async def routing(
     else:
         client = redis_client()
         await settle_minute(client)
-        state = RedisRoutingState(client, prefix=prefix)
+        # These tests are about Redis's own atomicity: a deadline that a loaded CI machine
+        # can miss would put the breaker's in-process fallback under test instead.
+        breaker = RedisBreaker(client, timeout=5.0)
+        state = RedisRoutingState(client, prefix=prefix, breaker=breaker)
         backend = Backend[RoutingState]("redis", state, asyncio.sleep)
     yield backend
     await state.aclose()
