@@ -127,7 +127,8 @@ async def cache(
         store = MemoryCacheStore(max_entries=100, max_bytes=1 << 20, clock=clock)
         backend = Backend[CacheStore]("memory", store, _fake_time(clock))
     else:
-        store = RedisCacheStore(redis_client(), prefix=prefix)
+        client = redis_client()
+        store = RedisCacheStore(client, prefix=prefix, breaker=RedisBreaker(client, timeout=5.0))
         backend = Backend[CacheStore]("redis", store, asyncio.sleep)
     yield backend
     await store.aclose()
