@@ -77,3 +77,22 @@ def xai_emulator(_xai_server: OpenAIEmulator) -> OpenAIEmulator:
 def compatible_emulator(_compatible_server: OpenAIEmulator) -> OpenAIEmulator:
     _compatible_server.reset()
     return _compatible_server
+
+
+# Two OpenAI-shaped upstreams for routing tests (two regions of one model group).
+@pytest.fixture(scope="module")
+def _pair() -> Iterator[tuple[OpenAIEmulator, OpenAIEmulator]]:
+    with OpenAIEmulator() as first, OpenAIEmulator() as second:
+        yield first, second
+
+
+@pytest.fixture
+def east(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
+    _pair[0].reset()
+    return _pair[0]
+
+
+@pytest.fixture
+def west(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
+    _pair[1].reset()
+    return _pair[1]

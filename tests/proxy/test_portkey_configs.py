@@ -8,7 +8,7 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,24 +20,6 @@ from tests.emulators.images import make_image
 from tests.proxy.conftest import MASTER_KEY, RunningProxy, model
 
 BODY = {"model": "dall-e-2", "prompt": "an otter", "size": "256x256", "response_format": "url"}
-
-
-@pytest.fixture(scope="module")
-def _pair() -> Iterator[tuple[OpenAIEmulator, OpenAIEmulator]]:
-    with OpenAIEmulator() as first, OpenAIEmulator() as second:
-        yield first, second
-
-
-@pytest.fixture
-def east(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[0].reset()
-    return _pair[0]
-
-
-@pytest.fixture
-def west(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[1].reset()
-    return _pair[1]
 
 
 def virtual_key(emulator: OpenAIEmulator) -> dict[str, str]:

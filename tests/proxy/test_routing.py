@@ -7,7 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,24 +19,6 @@ from tests.proxy.conftest import RunningProxy, model
 
 BODY = {"model": "art", "prompt": "an otter", "size": "256x256", "response_format": "url"}
 FAST_RETRIES = {"base_delay": 0.01, "max_delay": 0.05}
-
-
-@pytest.fixture(scope="module")
-def _pair() -> Iterator[tuple[OpenAIEmulator, OpenAIEmulator]]:
-    with OpenAIEmulator() as first, OpenAIEmulator() as second:
-        yield first, second
-
-
-@pytest.fixture
-def east(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[0].reset()
-    return _pair[0]
-
-
-@pytest.fixture
-def west(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[1].reset()
-    return _pair[1]
 
 
 def deployment(

@@ -337,24 +337,6 @@ def test_the_proxy_stays_fast_with_a_black_hole_redis(
 # ---- 2. cooldowns that tell the truth ----
 
 
-@pytest.fixture(scope="module")
-def _pair() -> Iterator[tuple[OpenAIEmulator, OpenAIEmulator]]:
-    with OpenAIEmulator() as first, OpenAIEmulator() as second:
-        yield first, second
-
-
-@pytest.fixture
-def east(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[0].reset()
-    return _pair[0]
-
-
-@pytest.fixture
-def west(_pair: tuple[OpenAIEmulator, OpenAIEmulator]) -> OpenAIEmulator:
-    _pair[1].reset()
-    return _pair[1]
-
-
 def deployment(emulator: OpenAIEmulator, api_key: str | None = None) -> dict[str, Any]:
     return model(
         "art",
