@@ -4,7 +4,9 @@
     ├── AuthenticationError             401 authentication_error
     ├── PermissionDeniedError           403 permission_error
     ├── NotFoundError                   404 invalid_request_error   (code: model_not_found, ...)
+    ├── ConflictError                   409 invalid_request_error   (code: already_exists)
     ├── BadRequestError                 400 invalid_request_error
+    │   ├── BudgetExceededError         400 budget_exceeded         (LiteLLM's type and status)
     │   ├── UnsupportedParamsError      400 invalid_request_error   (code: unsupported_parameter)
     │   └── ContentPolicyViolationError 400 invalid_request_error   (code: content_policy_violation)
     ├── RequestTooLargeError            413 invalid_request_error   (code: request_too_large)
@@ -42,7 +44,9 @@ __all__ = [
     "AnswerTooLargeError",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ConfigError",
+    "ConflictError",
     "ContentPolicyViolationError",
     "InsufficientStorageError",
     "NotFoundError",
@@ -133,11 +137,27 @@ class NotFoundError(PrismgateError):
     type = "invalid_request_error"
 
 
+class ConflictError(PrismgateError):
+    """The thing to create exists already: a key alias, a team id (409)."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "already_exists"
+
+
 class BadRequestError(PrismgateError):
     """The request is malformed or asks for something the model cannot do (400)."""
 
     status = 400
     type = "invalid_request_error"
+
+
+class BudgetExceededError(BadRequestError):
+    """A key's, team's or user's budget does not cover the call; refused before any
+    upstream call, with LiteLLM's type and status."""
+
+    type = "budget_exceeded"
+    default_code = "budget_exceeded"
 
 
 class UnsupportedParamsError(BadRequestError):

@@ -1,8 +1,15 @@
-"""Shared state for routing (cooldowns, failure counts, per-minute usage) and the response cache.
+"""Every store the gateway uses, as one small protocol per concern, and `open_stores`.
 
-One interface per concern, two backends each: in-process (`memory`, the default: one
-instance) and Redis (`redis`: every instance of the gateway sees the same state). The
-router and the cache code only ever see the protocols below.
+| concern | protocol | backends |
+|---|---|---|
+| routing state (cooldowns, failure counts, per-minute usage, caller limits) | `RoutingState` | `memory`, `redis` |
+| response cache | `CacheStore` | `memory`, `redis` |
+| images behind signed links | `ImageStore` | `local_images` |
+| keys, teams, users, provider keys, budgets | `KeyStore` | `sql` (SQLite, PostgreSQL) |
+| spend log | `SpendLog` | `sql` (SQLite, PostgreSQL) |
+
+The gateway is given a `Stores` and builds none of them; `open_stores(config)` is the one
+place a config becomes stores. The code above them only ever sees the protocols.
 
 A Redis that does not answer never fails or holds up a request: every operation has a
 short deadline (`general_settings.redis_timeout`), and a circuit breaker then answers from
@@ -12,22 +19,41 @@ are each logged once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from prismgate.storage.breaker import DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisBreaker
+from prismgate.storage.records import (
+    KeyRecord,
+    Nanos,
+    ProviderKeyRecord,
+    SpendRow,
+    TeamRecord,
+    UserRecord,
+)
+
+if TYPE_CHECKING:
+    from prismgate.config import Config
 
 __all__ = [
+    "BudgetRefusal",
     "CacheStore",
     "Cooldown",
+    "Holder",
+    "ImageStore",
+    "KeyStore",
     "MemoryCacheStore",
     "MemoryRoutingState",
     "RedisBreaker",
     "RedisCacheStore",
     "RedisRoutingState",
     "RoutingState",
+    "SpendLog",
+    "SpendQuery",
+    "SpendTotal",
+    "StoredImage",
     "Usage",
     "open_shared_state",
     "redis_url_from",
@@ -116,6 +142,222 @@ class CacheStore(Protocol):
 
     async def aclose(self) -> None:
         """Release the backend's connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """An image read back from the image store."""
+
+    data: bytes
+    media_type: str
+
+
+class ImageStore(Protocol):
+    """Images kept behind signed links, named by their content."""
+
+    async def put(self, data: bytes, media_type: str) -> str:
+        """Store `data`; the name links point at. `InsufficientStorageError` when full."""
+        ...
+
+    async def exists(self, name: str) -> bool:
+        """Whether `name` is stored (and keep it another link lifetime)."""
+        ...
+
+    async def get(self, name: str) -> StoredImage | None:
+        """The image called `name`, or None (names this store did not make included)."""
+        ...
+
+    def signing_key(self, master_key: str | None) -> bytes:
+        """The HMAC key for links, the same for every instance sharing this store."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop background work and release connections."""
+        ...
+
+
+HolderKind = Literal["key", "team", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Whose budget a call spends from: a key (by its token), a team or a user."""
+
+    kind: HolderKind
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """Why a reservation was refused: the first budget it would pass."""
+
+    holder: Holder
+    max_budget: Nanos
+    spend: Nanos  # spent, plus what calls in flight hold
+    reset_at: float | None
+
+
+class KeyStore(Protocol):
+    """Keys, teams, users and provider keys, and the budgets they spend from.
+
+    `update_*` take the record's field names (`budget` and `limits` as whole Structs) and
+    return the changed record, or None when there is none to change. Reservations are
+    atomic across every instance sharing the store: a call holds its price before it goes
+    upstream and settles with its real cost after.
+    """
+
+    async def create_key(self, key: KeyRecord) -> None:
+        """Add a key. `ConflictError` when its token or alias is taken."""
+        ...
+
+    async def key(self, token: str) -> KeyRecord | None:
+        """The key with this token, deleted ones included (they answer "deleted")."""
+        ...
+
+    async def key_by_alias(self, alias: str) -> KeyRecord | None:
+        """The live key with this alias."""
+        ...
+
+    async def update_key(self, token: str, changes: Mapping[str, Any]) -> KeyRecord | None:
+        """Change a live key's fields."""
+        ...
+
+    async def delete_keys(self, tokens: Sequence[str], *, now: float) -> list[str]:
+        """Mark live keys deleted; the tokens that were."""
+        ...
+
+    async def list_keys(
+        self,
+        *,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        key_alias: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[KeyRecord], int]:
+        """Live keys, newest first, and how many match in all."""
+        ...
+
+    async def create_team(self, team: TeamRecord) -> None:
+        """Add a team. `ConflictError` when its id is taken."""
+        ...
+
+    async def team(self, team_id: str) -> TeamRecord | None:
+        """The team with this id."""
+        ...
+
+    async def update_team(self, team_id: str, changes: Mapping[str, Any]) -> TeamRecord | None:
+        """Change a team's fields."""
+        ...
+
+    async def delete_teams(self, team_ids: Sequence[str]) -> list[str]:
+        """Remove teams (their keys stay, without a team); the ids that were removed."""
+        ...
+
+    async def list_teams(self) -> list[TeamRecord]:
+        """Every team, oldest first."""
+        ...
+
+    async def create_user(self, user: UserRecord) -> None:
+        """Add a user. `ConflictError` when its id is taken."""
+        ...
+
+    async def user(self, user_id: str) -> UserRecord | None:
+        """The user with this id."""
+        ...
+
+    async def update_user(self, user_id: str, changes: Mapping[str, Any]) -> UserRecord | None:
+        """Change a user's fields."""
+        ...
+
+    async def put_provider_key(self, record: ProviderKeyRecord) -> None:
+        """Add or replace a provider key (a rotation keeps its `created_at`)."""
+        ...
+
+    async def provider_key(self, name: str) -> ProviderKeyRecord | None:
+        """The provider key called `name`."""
+        ...
+
+    async def list_provider_keys(self) -> list[ProviderKeyRecord]:
+        """Every provider key, by name."""
+        ...
+
+    async def delete_provider_key(self, name: str) -> bool:
+        """Remove a provider key; whether there was one."""
+        ...
+
+    async def reserve(
+        self, hold_id: str, holders: Sequence[Holder], amount: Nanos, *, now: float, ttl: float
+    ) -> BudgetRefusal | None:
+        """Hold `amount` against every holder's budget, all or none: budgets whose period
+        ended are reset first; a holder without a budget always passes. The hold lapses
+        after `ttl` s unless settled (an instance that died mid-call)."""
+        ...
+
+    async def settle(self, hold_id: str, spent: Nanos, *, now: float) -> None:
+        """Release the hold and add `spent` to each of its holders' spend (once)."""
+        ...
+
+    async def charge(self, holders: Sequence[Holder], spent: Nanos, *, now: float) -> None:
+        """Add `spent` to each holder's spend with no hold (a call that reserved nothing)."""
+        ...
+
+    async def release_lapsed(self, *, now: float) -> int:
+        """Drop holds past their time; how many."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SpendQuery:
+    """Which spend rows to read: every given field must match; times are Unix seconds."""
+
+    token: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    request_id: str | None = None
+    start: float | None = None
+    end: float | None = None
+    limit: int = 1000
+    offset: int = 0
+
+
+SpendGrouping = Literal["key", "team", "model", "day"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpendTotal:
+    """Spend of one key, team, model group or day (`YYYY-MM-DD`, UTC)."""
+
+    group: str | None
+    spend: Nanos
+    requests: int
+    images: int
+    total_tokens: int
+
+
+class SpendLog(Protocol):
+    """One row per served request."""
+
+    async def write(self, rows: Sequence[SpendRow]) -> None:
+        """Add rows; a row whose request id is already there is skipped (a replay after an
+        outage writes each row once)."""
+        ...
+
+    async def rows(self, query: SpendQuery) -> list[SpendRow]:
+        """Rows matching `query`, newest first."""
+        ...
+
+    async def totals(self, query: SpendQuery, by: SpendGrouping) -> list[SpendTotal]:
+        """Spend matching `query`, grouped, largest first."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connections."""
         ...
 
 
