@@ -10,6 +10,7 @@ from prismgate.errors import BadRequestError
 from prismgate.gateway import CallOptions
 from prismgate.routing.deployments import CallerOverrides
 from tests.emulators import OpenAIEmulator
+from tests.meta import with_meta
 
 
 def gateway_for(compatible: OpenAIEmulator, **settings: object) -> Gateway:
@@ -38,9 +39,11 @@ def gateway_for(compatible: OpenAIEmulator, **settings: object) -> Gateway:
 
 async def test_model_groups_and_config_params(compatible_emulator: OpenAIEmulator) -> None:
     async with gateway_for(compatible_emulator) as gateway:
-        response = await gateway.image_generation(
-            ImageGenerationRequest(prompt="an otter", model="sdxl"),
-            CallOptions(extra={"negative_prompt": "blurry"}),
+        response = with_meta(
+            await gateway.image_generation(
+                ImageGenerationRequest(prompt="an otter", model="sdxl"),
+                CallOptions(extra={"negative_prompt": "blurry"}),
+            )
         )
     sent = compatible_emulator.requests[-1]
     assert sent.json == {
@@ -65,7 +68,9 @@ async def test_unknown_model_lists_the_available_ones(compatible_emulator: OpenA
 async def test_default_image_model_is_configurable(compatible_emulator: OpenAIEmulator) -> None:
     settings = {"general_settings": {"default_image_model": "otter-images"}}
     async with gateway_for(compatible_emulator, **settings) as gateway:
-        response = await gateway.image_generation(ImageGenerationRequest(prompt="x", n=2))
+        response = with_meta(
+            await gateway.image_generation(ImageGenerationRequest(prompt="x", n=2))
+        )
     assert response._hidden_params is not None
     assert response._hidden_params.provider == "mock"
     assert len(response.data) == 2
@@ -100,7 +105,7 @@ async def test_drop_params_from_litellm_settings_and_model_info_limits(drop: boo
             with pytest.raises(prismgate.UnsupportedParamsError, match="accepts n, size"):
                 await gateway.image_generation(request)
             return
-        response = await gateway.image_generation(request)
+        response = with_meta(await gateway.image_generation(request))
     assert response._hidden_params is not None
     assert response._hidden_params.dropped_params == ("style",)
     assert len(response.data) == 1

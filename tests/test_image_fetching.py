@@ -13,6 +13,7 @@ from PIL import Image
 import prismgate
 from prismgate import Gateway, aimage_generation, load_config
 from prismgate.gateway import CallOptions
+from prismgate.identity import Principal
 from prismgate.types.chat import ChatCompletionRequest
 from prismgate.types.validation import convert_request
 from tests.emulators import OpenAIEmulator
@@ -80,7 +81,8 @@ async def test_http_images_are_fetched_and_sent_inline(
     url = hosted_image_url(compatible_emulator)
     host = url.removeprefix("http://").split("/")[0]
     async with gateway(claude, [host]) as served:
-        answer = await served.chat_completion(vision_request(url), CallOptions(scope="alice"))
+        options = CallOptions(principal=Principal(role="open", scope="alice"))
+        answer = (await served.chat_completion(vision_request(url), options)).value
     assert answer.choices[0].message.content == (
         "I see 1 image(s): 48x32 image/png. You said: What is this?"
     )

@@ -16,7 +16,9 @@ import dataclasses
 import functools
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -32,14 +34,16 @@ from prismgate.errors import (
     PrismgateError,
     UnsupportedParamsError,
 )
+from prismgate.identity.principal import SDK_CALLER, Principal
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
 from prismgate.media.decoding import DecodePool
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.inputs import check_input_pixels
-from prismgate.media.store import ImageStore, SignedLinks
+from prismgate.media.links import SignedLinks
 from prismgate.media.vision import ImageWork, prepare_images
 from prismgate.observability.redaction import Redactor
+from prismgate.observers import CallReport, Observer, report_to
 from prismgate.providers import get_provider, provider_settings
 from prismgate.providers.base import (
     ChatCall,
@@ -54,8 +58,7 @@ from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
-from prismgate.routing.settings import redis_url_of
-from prismgate.storage import open_shared_state
+from prismgate.storage import Stores, open_stores
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -65,6 +68,7 @@ from prismgate.types import (
     ImageRequest,
     ImageResponse,
     ImageVariationRequest,
+    Served,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 from prismgate.types.validation import convert_request
@@ -74,7 +78,7 @@ __all__ = ["CallOptions", "Gateway"]
 DEFAULT_IMAGE_TIMEOUT = 600.0
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
-A = TypeVar("A", ImageResponse, ChatCompletion, "_OpenedStream")
+A = TypeVar("A")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,8 +96,10 @@ class CallOptions:
     # The caller sends the provider's answer on as it is when no change is needed (the
     # proxy); SDK callers always get decoded images.
     relay: bool = False
-    # Who is calling, for caches that must never be shared across callers.
-    scope: str = "sdk"
+    # Who is calling: the code holding the gateway, or the proxy's authenticated caller.
+    principal: Principal = SDK_CALLER
+    # The proxy's request id (observers record it); SDK calls get a fresh one.
+    request_id: str | None = None
     # Where this caller reaches the gateway: base64-only images asked for as `url` become
     # signed links under it (the proxy sets it; SDK callers get data URLs).
     image_base_url: str | None = None
@@ -115,21 +121,31 @@ class CallOptions:
     # caller-authority rule and its timeouts are capped by the operator's.
     remote: bool = False
 
+    @property
+    def scope(self) -> str:
+        """Who is calling, for caches that must never be shared across callers."""
+        return self.principal.scope
+
 
 class Gateway:
     """Serves OpenAI-shaped calls from any configured provider.
 
     Use it as an async context manager (or call `aclose()`) to release the HTTP pool.
-    `direct_models=False` serves only the config's model groups (what the proxy does).
+    `stores` are where it keeps state (routing, cache, images, keys, spend); without them
+    it opens the ones the config names and closes them with itself. `direct_models=False`
+    serves only the config's model groups (what the proxy does). Each call, served or
+    failed, is reported once to every one of `observers`.
     """
 
     def __init__(
         self,
         config: Config | None = None,
         *,
+        stores: Stores | None = None,
         transport: Transport | None = None,
         catalog: Catalog | None = None,
         direct_models: bool = True,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.config = config if config is not None else load_config()
         self.catalog = catalog if catalog is not None else builtin_catalog()
@@ -148,17 +164,16 @@ class Gateway:
         self.fetcher = SafeFetcher(self.config.general_settings.media)
         # Image decoding and resizing run here, off the event loop, within a pixel budget.
         self.image_pool = DecodePool(self.config.general_settings.media.max_image_pixels)
-        self.image_store = ImageStore(self.config.general_settings.image_store)
+        # The gateway closes only the stores it opened; stores passed in are the caller's.
+        self._own_stores = stores is None
+        self.stores = stores if stores is not None else open_stores(self.config)
+        self.image_store = self.stores.images
         self.provider_cache = ProviderCache()
-        general = self.config.general_settings
-        state, cache_store = open_shared_state(
-            redis_url=redis_url_of(self.config),
-            prefix=general.redis_prefix,
-            timeout=general.redis_timeout,
-            retry_interval=general.redis_retry_interval,
+        self.observers = tuple(observers)
+        self.router = Router(
+            self.deployments.candidates, router_policy(self.config), self.stores.routing
         )
-        self.router = Router(self.deployments.candidates, router_policy(self.config), state)
-        self.response_cache = ResponseCache(cache_store, cache_policy(self.config))
+        self.response_cache = ResponseCache(self.stores.cache, cache_policy(self.config))
         self.plans = PlanRunner(
             self.router, self.deployments, VirtualKeys(self.config), self.authority
         )
@@ -175,12 +190,11 @@ class Gateway:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP pool this gateway made, and the image fetcher's."""
+        """Release the HTTP pools and stores this gateway made, and the image fetcher's."""
         await self.fetcher.aclose()
         self.image_pool.close()
-        await self.image_store.aclose()
-        await self.router.state.aclose()
-        await self.response_cache.aclose()
+        if self._own_stores:
+            await self.stores.aclose()
         if self._guard_pool is not None:
             await self._guard_pool.aclose()
         if self._own_http is not None:
@@ -214,49 +228,93 @@ class Gateway:
 
     async def image_generation(
         self, request: ImageGenerationRequest, options: CallOptions | None = None
-    ) -> ImageResponse:
+    ) -> Served[ImageResponse]:
         """Generate images. Raises a `PrismgateError` for anything that goes wrong."""
-        return await self._images(request, options or CallOptions())
+        return await self._images("image_generation", request, options or CallOptions())
 
     async def image_edit(
         self, request: ImageEditRequest, options: CallOptions | None = None
-    ) -> ImageResponse:
+    ) -> Served[ImageResponse]:
         """Edit images (input images, an optional mask, a prompt), as OpenAI's
         `/v1/images/edits`. Raises a `PrismgateError` for anything that goes wrong."""
-        return await self._images(request, options or CallOptions())
+        return await self._images("image_edit", request, options or CallOptions())
 
     async def image_variation(
         self, request: ImageVariationRequest, options: CallOptions | None = None
-    ) -> ImageResponse:
+    ) -> Served[ImageResponse]:
         """Variations of one image, as OpenAI's `/v1/images/variations`."""
-        return await self._images(request, options or CallOptions())
+        return await self._images("image_variation", request, options or CallOptions())
 
-    async def _images(self, request: ImageRequest, options: CallOptions) -> ImageResponse:
+    async def _images(
+        self, operation: str, request: ImageRequest, options: CallOptions
+    ) -> Served[ImageResponse]:
         """One path for generations, edits and variations: routed (retries, fallbacks),
         each attempt checked against its model's rules, fanned out, delivered in the
         asked format, priced, and cached when caching is on."""
         name = request.model or self.config.general_settings.default_image_model
-        check_input_pixels(request, self.config.general_settings.media.max_image_pixels)
 
-        async def attempt(target: Target) -> ImageResponse:
+        async def attempt(target: Target) -> Served[ImageResponse]:
             return await self._image_attempt(request, options, target, name)
 
-        # Only generations bill for work that may have been done before a lost answer.
-        accepted_risk = isinstance(request, ImageGenerationRequest)
-        return await self._serve(
-            name, request, options, attempt, tokens=_image_tokens, accepted_risk=accepted_risk
-        )
+        async def work() -> Served[ImageResponse]:
+            check_input_pixels(request, self.config.general_settings.media.max_image_pixels)
+            # Only generations bill for work that may have been done before a lost answer.
+            accepted_risk = isinstance(request, ImageGenerationRequest)
+            return await self._serve(
+                name, request, options, attempt, tokens=_image_tokens, accepted_risk=accepted_risk
+            )
+
+        return await self._observed(operation, name, request, options, work)
+
+    async def _observed(
+        self,
+        operation: str,
+        name: str,
+        request: msgspec.Struct,
+        options: CallOptions,
+        work: Callable[[], Awaitable[Served[A]]],
+    ) -> Served[A]:
+        """`work()`, reported once to the observers, whether it was served or failed (a
+        call whose caller left included)."""
+        if not self.observers:
+            return await work()
+        started = time.time()
+        clock = time.perf_counter()
+        served: Served[A] | None = None
+        failure: BaseException | None = None
+        try:
+            served = await work()
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            report = CallReport(
+                request_id=options.request_id or uuid.uuid4().hex,
+                operation=operation,
+                model=name,
+                request=request,
+                principal=options.principal,
+                started_at=started,
+                latency=time.perf_counter() - clock,
+                value=served.value if served is not None else None,
+                meta=served.meta if served is not None else None,
+                failure=failure,
+                trace_id=options.trace_id,
+                metadata=options.metadata,
+            )
+            report_to(self.observers, report)
+        return served
 
     async def _serve(
         self,
         name: str,
         request: msgspec.Struct,
         options: CallOptions,
-        attempt: Callable[[Target], Awaitable[A]],
+        attempt: Callable[[Target], Awaitable[Served[A]]],
         *,
         tokens: Callable[[A], int],
         accepted_risk: bool = False,
-    ) -> A:
+    ) -> Served[A]:
         """Run `attempt` on the targets this call may use: a Portkey config's plan, the
         model group (strategy, retries, cooldowns, fallbacks), or one direct target."""
         idempotent = options.idempotency_key is not None or not accepted_risk
@@ -275,7 +333,7 @@ class Gateway:
             outcome = await self.router.run(
                 group,
                 attempt,
-                tokens=tokens,
+                tokens=lambda served: tokens(served.value),
                 idempotent=idempotent,
                 num_retries=options.num_retries,
             )
@@ -285,13 +343,11 @@ class Gateway:
             outcome = await self.router.run_target(
                 target, attempt, retries=retries, idempotent=idempotent
             )
-        value = outcome.value
-        meta = value._hidden_params
-        if meta is not None:
-            value._hidden_params = msgspec.structs.replace(
-                meta, attempts=outcome.attempts, retries=outcome.retries, path=outcome.path
-            )
-        return value
+        served = outcome.value
+        meta = msgspec.structs.replace(
+            served.meta, attempts=outcome.attempts, retries=outcome.retries, path=outcome.path
+        )
+        return Served(served.value, meta)
 
     def _direct_target(self, name: str, options: CallOptions) -> Target:
         """A call that names a provider's model itself (SDK), or Portkey's direct mode."""
@@ -310,7 +366,7 @@ class Gateway:
 
     async def _image_attempt(
         self, request: ImageRequest, options: CallOptions, target: Target, name: str
-    ) -> ImageResponse:
+    ) -> Served[ImageResponse]:
         """One try on one deployment."""
         deployment, provider, environ = self._resolved(target, options)
         request, extra_overrides = _with_overrides(request, target.override_params)
@@ -336,8 +392,7 @@ class Gateway:
         if cache is not None and (
             hit := await cache.lookup_images(self.image_store, self._stored_link(options))
         ):
-            if hit._hidden_params is not None:
-                hit._hidden_params = _for_this_call(hit._hidden_params, options)
+            hit = Served(hit.value, _for_this_call(hit.meta, options))
             return await self._delivered(request, hit, capabilities, options)
         converting = request.response_format is not None and not accepts(
             capabilities, "response_format"
@@ -362,7 +417,7 @@ class Gateway:
         response = await run_all(operation, calls, self._transport_for(target))
         if not response.data:
             raise withheld_or_empty(provider.name, response.filtered)
-        response._hidden_params = CallMeta(
+        meta = CallMeta(
             provider=provider.name,
             model=deployment.model,
             model_group=name,
@@ -376,35 +431,35 @@ class Gateway:
             metadata=dict(options.metadata) if options.metadata else None,
             cache_status=cache.status if cache else None,
         )
+        served = Served(response, meta)
         if cache is not None and not response.filtered:
             # Kept as the provider answered; a hit is delivered like a fresh answer.
 
             async def image_bytes(url: str) -> bytes:
                 return await self._image_bytes(url, options)
 
-            await cache.store_images(response, self.image_store, image_bytes)
-        return await self._delivered(request, response, capabilities, options)
+            await cache.store_images(served, self.image_store, image_bytes)
+        return await self._delivered(request, served, capabilities, options)
 
     async def _delivered(
         self,
         request: ImageRequest,
-        response: ImageResponse,
+        served: Served[ImageResponse],
         capabilities: ImageCapabilities | None,
         options: CallOptions,
-    ) -> ImageResponse:
-        """`response` in the format the caller asked for, with its call metadata."""
-        delivered = await self._deliver_as(request.response_format, response, capabilities, options)
-        if delivered is not response and (meta := response._hidden_params) is not None:
-            delivered._hidden_params = meta  # a converted copy does not carry it
-        return delivered
+    ) -> Served[ImageResponse]:
+        """The answer in the format the caller asked for."""
+        wanted = request.response_format
+        delivered = await self._deliver_as(wanted, served.value, capabilities, options)
+        return served if delivered is served.value else Served(delivered, served.meta)
 
     async def chat_completion(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
-    ) -> ChatCompletion:
+    ) -> Served[ChatCompletion]:
         """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
 
-        async def attempt(target: Target) -> ChatCompletion:
+        async def attempt(target: Target) -> Served[ChatCompletion]:
             chat, call, provider = await self._chat_call(request, options, target)
             cache = self.response_cache.for_call(
                 "chat",
@@ -416,11 +471,9 @@ class Gateway:
                 extra=call.extra,
             )
             if cache is not None and (hit := await cache.lookup_chat()):
-                if hit._hidden_params is not None:
-                    hit._hidden_params = _for_this_call(hit._hidden_params, options)
-                return hit
+                return Served(hit.value, _for_this_call(hit.meta, options))
             completion = await chat.complete(call, self._transport_for(target))
-            completion._hidden_params = CallMeta(
+            meta = CallMeta(
                 provider=provider.name,
                 model=call.deployment.model,
                 model_group=request.model,
@@ -431,23 +484,27 @@ class Gateway:
                 metadata=dict(options.metadata) if options.metadata else None,
                 cache_status=cache.status if cache else None,
             )
+            served = Served(completion, meta)
             if cache is not None:
-                await cache.store_chat(completion)
-            return completion
+                await cache.store_chat(served)
+            return served
 
-        return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
+        async def work() -> Served[ChatCompletion]:
+            return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
+
+        return await self._observed("chat_completion", request.model, request, options, work)
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> Served[AsyncIterator[bytes]]:
         """A streamed chat completion as OpenAI server-sent events, ending with
         `data: [DONE]`. Failures before the first event raise (the caller can still answer
         with an error status, and the router can still retry); later ones become an error
         event that ends the stream."""
         options = options or CallOptions()
 
-        async def attempt(target: Target) -> _OpenedStream:
-            chat, call, _ = await self._chat_call(request, options, target)
+        async def attempt(target: Target) -> Served[_OpenedStream]:
+            chat, call, provider = await self._chat_call(request, options, target)
             events = chat.stream(call, self._transport_for(target))
             try:
                 first = await anext(events)
@@ -455,10 +512,23 @@ class Gateway:
                 raise APIError(
                     f"{call.deployment.provider} ended the stream without an answer"
                 ) from None
-            return _OpenedStream(first, events)
+            meta = CallMeta(
+                provider=provider.name,
+                model=call.deployment.model,
+                model_group=request.model,
+                api_base=call.credentials.api_base,
+                dropped_params=call.dropped,
+                trace_id=options.trace_id,
+                metadata=dict(options.metadata) if options.metadata else None,
+            )
+            return Served(_OpenedStream(first, events), meta)
 
-        opened = await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
-        return _guarded_stream(opened.first, opened.events, self._redact)
+        async def work() -> Served[AsyncIterator[bytes]]:
+            opened = await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
+            stream = _guarded_stream(opened.value.first, opened.value.events, self._redact)
+            return Served(stream, opened.meta)
+
+        return await self._observed("chat_completion", request.model, request, options, work)
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
@@ -752,7 +822,6 @@ class _OpenedStream:
 
     first: bytes
     events: AsyncGenerator[bytes, None]
-    _hidden_params: CallMeta | None = None
 
 
 async def _guarded_stream(

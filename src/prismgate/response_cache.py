@@ -35,10 +35,9 @@ import msgspec
 from prismgate.config import Config
 from prismgate.errors import InsufficientStorageError
 from prismgate.media import data_url, sniff_image_type
-from prismgate.media.store import ImageStore
 from prismgate.providers.base import Deployment
-from prismgate.storage import CacheStore
-from prismgate.types import CallMeta, ImageObject, ImageResponse, ImageUsage
+from prismgate.storage import CacheStore, ImageStore
+from prismgate.types import CallMeta, ImageObject, ImageResponse, ImageUsage, Served
 from prismgate.types.chat import ChatCompletion
 
 __all__ = ["CacheChoice", "CachePolicy", "CallCache", "ResponseCache", "cache_policy"]
@@ -193,7 +192,9 @@ class CallCache:
             log.warning("response cache: an unreadable entry is ignored")
             return None
 
-    async def lookup_images(self, images: ImageStore, link: LinkStored) -> ImageResponse | None:
+    async def lookup_images(
+        self, images: ImageStore, link: LinkStored
+    ) -> Served[ImageResponse] | None:
         """The cached answer, with fresh links; None on a miss (or a refresh)."""
         entry = await self._entry(_ImagesEntry)
         if entry is None:
@@ -227,13 +228,13 @@ class CallCache:
             size=entry.size,
         )
         self.status = "HIT"
-        response._hidden_params = _hit(entry.meta)
-        return response
+        return Served(response, _hit(entry.meta))
 
     async def store_images(
-        self, response: ImageResponse, images: ImageStore, fetch: FetchImage
+        self, served: Served[ImageResponse], images: ImageStore, fetch: FetchImage
     ) -> None:
         """Keep a complete answer: its images go to the image store."""
+        response = served.value
         kept: list[_StoredImage] = []
         for image in response.data:
             if image.b64_json is not None:
@@ -247,13 +248,10 @@ class CallCache:
             except InsufficientStorageError:
                 return  # a full store: the answer is delivered, only not cached
             kept.append(_StoredImage(name, image.url is not None, image.revised_prompt))
-        meta = response._hidden_params
-        if meta is None:
-            return
         entry = _ImagesEntry(
             created=response.created,
             images=kept,
-            meta=meta,
+            meta=served.meta,
             usage=response.usage,
             background=response.background,
             output_format=response.output_format,
@@ -262,22 +260,18 @@ class CallCache:
         )
         await self._store.set(self.key, msgspec.msgpack.encode(entry), self._ttl)
 
-    async def lookup_chat(self) -> ChatCompletion | None:
+    async def lookup_chat(self) -> Served[ChatCompletion] | None:
         """The cached completion; None on a miss (or a refresh)."""
         entry = await self._entry(_ChatEntry)
         if entry is None:
             return None
         completion = msgspec.json.decode(entry.completion, type=ChatCompletion)
         self.status = "HIT"
-        completion._hidden_params = _hit(entry.meta)
-        return completion
+        return Served(completion, _hit(entry.meta))
 
-    async def store_chat(self, completion: ChatCompletion) -> None:
+    async def store_chat(self, served: Served[ChatCompletion]) -> None:
         """Keep a finished completion."""
-        meta = completion._hidden_params
-        if meta is None:
-            return
-        entry = _ChatEntry(completion=msgspec.json.encode(completion), meta=meta)
+        entry = _ChatEntry(completion=msgspec.json.encode(served.value), meta=served.meta)
         await self._store.set(self.key, msgspec.msgpack.encode(entry), self._ttl)
 
 

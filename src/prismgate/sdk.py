@@ -29,6 +29,7 @@ from prismgate.types import (
     ImageRequest,
     ImageResponse,
     ImageVariationRequest,
+    Served,
 )
 from prismgate.types.chat import ChatChunk, ChatCompletion, ChatCompletionRequest, ChatMessage
 from prismgate.types.validation import convert_request
@@ -48,6 +49,7 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
+A = TypeVar("A", ImageResponse, ChatCompletion)
 
 # OpenAI request fields that arrive as keyword arguments rather than named parameters.
 _REQUEST_KEYWORDS = frozenset(ImageGenerationRequest.__struct_fields__)
@@ -265,10 +267,18 @@ async def _serve_images(
 
 async def _dispatch(gateway: Gateway, request: ImageRequest, options: CallOptions) -> ImageResponse:
     if isinstance(request, ImageEditRequest):
-        return await gateway.image_edit(request, options)
-    if isinstance(request, ImageVariationRequest):
-        return await gateway.image_variation(request, options)
-    return await gateway.image_generation(request, options)
+        served = await gateway.image_edit(request, options)
+    elif isinstance(request, ImageVariationRequest):
+        served = await gateway.image_variation(request, options)
+    else:
+        served = await gateway.image_generation(request, options)
+    return _with_hidden_params(served)
+
+
+def _with_hidden_params(served: Served[A]) -> A:
+    """The answer, showing its call metadata as `_hidden_params` (LiteLLM's view)."""
+    served.value._hidden_params = served.meta
+    return served.value
 
 
 _CHAT_KEYWORDS = frozenset(ChatCompletionRequest.__struct_fields__)
@@ -354,9 +364,9 @@ async def acompletion(
     if stream:
         return _stream(request, options, gateway)
     if gateway is not None:
-        return await gateway.chat_completion(request, options)
+        return _with_hidden_params(await gateway.chat_completion(request, options))
     async with Gateway() as own:
-        return await own.chat_completion(request, options)
+        return _with_hidden_params(await own.chat_completion(request, options))
 
 
 async def _stream(
@@ -364,8 +374,8 @@ async def _stream(
 ) -> AsyncIterator[ChatChunk]:
     serving = gateway if gateway is not None else Gateway()
     try:
-        events = await serving.chat_completion_stream(request, options)
-        async for chunk in chunks_from_events(events):
+        served = await serving.chat_completion_stream(request, options)
+        async for chunk in chunks_from_events(served.value):
             yield chunk
     finally:
         if gateway is None:  # this call made it, this call closes it

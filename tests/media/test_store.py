@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from prismgate.config import ImageStoreSettings
 from prismgate.errors import InsufficientStorageError
-from prismgate.media.store import ImageStore, SignedLinks
+from prismgate.media.links import SignedLinks
+from prismgate.storage.local_images import LocalImageStore as ImageStore
 
 
 def store(path: Path, **settings: object) -> ImageStore:

@@ -23,6 +23,7 @@ from prismgate.providers.bedrock_images import WIRES
 from prismgate.types import ImageEditRequest, ImageVariationRequest, InputImage
 from tests.emulators.bedrock import BedrockEmulator
 from tests.emulators.bedrock_image_rules import BLOCKED
+from tests.meta import with_meta
 from tests.serving import RunningProxy, model
 
 REGION = "eu-west-1"
@@ -440,7 +441,7 @@ async def edit(emulator: BedrockEmulator, model_id: str, **fields: Any) -> Any:
     extra = fields.pop("extra", {})
     request = ImageEditRequest(model="m", **{"prompt": "a hat", **fields})
     async with gateway_for(emulator, model_id) as served:
-        return await served.image_edit(request, CallOptions(extra=extra))
+        return with_meta(await served.image_edit(request, CallOptions(extra=extra)))
 
 
 async def test_sd3_edit_is_image_to_image(bedrock: BedrockEmulator) -> None:
@@ -521,7 +522,7 @@ async def test_variations(bedrock: BedrockEmulator, model_id: str) -> None:
     request = ImageVariationRequest(model="m", image=image, n=2, size="768x768",
                                     response_format="url")  # fmt: skip
     async with gateway_for(bedrock, model_id) as served:
-        answer = await served.image_variation(request)
+        answer = with_meta(await served.image_variation(request))
     assert [size_of(decoded(item)) for item in answer.data] == [(768, 768)] * 2
     assert answer._hidden_params["response_cost"] is not None
     assert bedrock.requests[-1].json == {

@@ -25,6 +25,7 @@ from tests.emulators import OpenAIEmulator
 from tests.emulators.images import make_image
 from tests.emulators.openai_rules import FormPart
 from tests.images import image_bytes, opened
+from tests.meta import with_meta
 from tests.serving import RunningProxy, model
 
 PROMPT = "add a red hat"
@@ -47,14 +48,14 @@ def options(emulator: OpenAIEmulator, base: str = "/v1", **kwargs: Any) -> CallO
 
 async def edit(emulator: OpenAIEmulator, request: ImageEditRequest, **kwargs: Any) -> ImageResponse:
     async with Gateway() as gateway:
-        return await gateway.image_edit(request, options(emulator, **kwargs))
+        return with_meta(await gateway.image_edit(request, options(emulator, **kwargs)))
 
 
 async def vary(
     emulator: OpenAIEmulator, request: ImageVariationRequest, **kwargs: Any
 ) -> ImageResponse:
     async with Gateway() as gateway:
-        return await gateway.image_variation(request, options(emulator, **kwargs))
+        return with_meta(await gateway.image_variation(request, options(emulator, **kwargs)))
 
 
 def sent(emulator: OpenAIEmulator) -> list[FormPart]:
@@ -402,10 +403,10 @@ async def test_azure_deployment_named_otherwise_uses_its_base_model(
                 ImageEditRequest(prompt=PROMPT, image=[png(256, 128)], model="painter")
             )
         assert caught.value.param == "image"
-        response = await gateway.image_edit(
+        response = (await gateway.image_edit(
             ImageEditRequest(prompt=PROMPT, image=[png()], model="painter", size="256x256",
                              response_format="b64_json")
-        )  # fmt: skip
+        )).value  # fmt: skip
     assert azure_emulator.requests[-1].path == "/openai/deployments/painter/images/edits"
     assert opened(image_bytes(response.data[0])).size == (256, 256)
 

@@ -4,7 +4,7 @@ The middleware order, outermost first:
 
     RequestContext      request id and trace id on every answer; no traceback ever leaves
     CancelOnDisconnect  a call whose client left is cancelled, upstream request included
-    MasterKeyAuth       the master key, on the raw ASGI path
+    Authenticate        the caller's key → a Principal, on the raw ASGI path
     Starlette           routes → handlers; PrismgateError → OpenAI error body; any other
                         exception → a JSON 500 naming the request id (logged outside)
 """
@@ -24,8 +24,9 @@ from starlette.types import ASGIApp
 from prismgate.config import Config, config_path_from_environment, load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
+from prismgate.identity import Authenticator
 from prismgate.observability.logging import redact_logger
-from prismgate.proxy.auth import MasterKeyAuth
+from prismgate.proxy.auth import Authenticate
 from prismgate.proxy.memory import tune_allocator
 from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, internal_error
 from prismgate.proxy.responses import error_response, json_response
@@ -98,9 +99,8 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
         },
     )
     app.state.proxy = state
-    return RequestContext(
-        CancelOnDisconnect(MasterKeyAuth(app, config.general_settings.master_key))
-    )
+    authenticator = Authenticator(config.general_settings.master_key, served.stores.keys)
+    return RequestContext(CancelOnDisconnect(Authenticate(app, authenticator)))
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -1,15 +1,15 @@
-"""Inbound authentication: the master key, compared in constant time, on the raw path."""
+"""Inbound authentication, on the raw path: the request's key becomes a `Principal` in
+`scope["state"]["principal"]`, once, before any handler runs."""
 
 from __future__ import annotations
 
-import hmac
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from prismgate.errors import AuthenticationError
+from prismgate.errors import PrismgateError
+from prismgate.identity import Authenticator, Principal
 from prismgate.proxy.responses import error_response
 
-__all__ = ["PUBLIC_PATHS", "MasterKeyAuth", "presented_key"]
+__all__ = ["PUBLIC_PATHS", "Authenticate", "presented_key", "principal_of"]
 
 # Exactly these paths answer without a key (the router sees the same raw path), and
 # stored images, whose links carry their own signature.
@@ -30,27 +30,31 @@ def presented_key(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key") or headers.get("api-key") or None
 
 
-class MasterKeyAuth:
-    """Plain-ASGI middleware: every path but PUBLIC_PATHS needs the master key."""
+def principal_of(scope: Scope) -> Principal:
+    """The caller `Authenticate` found for this request."""
+    principal: Principal = scope["state"]["principal"]
+    return principal
 
-    def __init__(self, app: ASGIApp, master_key: str | None) -> None:
+
+class Authenticate:
+    """Plain-ASGI middleware: every path but PUBLIC_PATHS needs a caller the authenticator
+    accepts (the master key, a live generated key, anyone on a gateway without a master
+    key); the others get a 401 that says why."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self.app = app
-        self._key = master_key.encode() if master_key else None
+        self._authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if self._key is None or not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
+        if not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        key = presented_key(headers)
-        if key is None or not hmac.compare_digest(key.encode(), self._key):
-            error = AuthenticationError(
-                "missing or wrong API key: send the gateway key as 'Authorization: Bearer "
-                "<key>' (or x-api-key, api-key, x-portkey-api-key)"
-                if key is None
-                else "the API key is not valid for this gateway"
-            )
+        try:
+            principal = await self._authenticator.authenticate(presented_key(headers))
+        except PrismgateError as error:
             await error_response(error)(scope, receive, send)
             return
+        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -4,7 +4,6 @@ rule that a proxy client can never reconfigure a deployment."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -15,7 +14,7 @@ from prismgate.custom_hosts import check_custom_host
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from prismgate.gateway import CallOptions
 from prismgate.providers import canonical_provider, provider_names
-from prismgate.proxy.auth import presented_key
+from prismgate.proxy.auth import principal_of
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.forms import read_image_form
 from prismgate.proxy.portkey import read_portkey_headers
@@ -44,7 +43,8 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
     options = CallOptions(
         extra=extra,
         relay=True,
-        scope=_caller_scope(headers),
+        principal=principal_of(request.scope),
+        request_id=request.scope["state"].get("request_id"),
         image_base_url=_base_url(request.scope),
         trace_id=portkey.trace_id,
         metadata=portkey.metadata,
@@ -150,7 +150,7 @@ async def image_form_call(
 ) -> tuple[F, CallOptions]:
     """An edit or variation request (multipart or JSON) and the call's options. Linked
     images are fetched by the safe fetcher, in the caller's own cache scope."""
-    scope = _caller_scope(dict(request.headers))
+    scope = principal_of(request.scope).scope
 
     async def fetch(url: str) -> bytes:
         return (await state.gateway.fetcher.fetch(url, scope=scope)).data
@@ -191,9 +191,3 @@ def _base_url(scope: Scope) -> str:
     if ":" in host:  # IPv6
         host = f"[{host}]"
     return f"{scope.get('scheme', 'http')}://{host}:{port}{scope.get('root_path', '')}".rstrip("/")
-
-
-def _caller_scope(headers: dict[str, str]) -> str:
-    """Who is calling, for per-caller caches: a digest of their key (never the key)."""
-    key = presented_key(headers) or ""
-    return hashlib.sha256(key.encode()).hexdigest()[:24]

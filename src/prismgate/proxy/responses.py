@@ -39,11 +39,9 @@ def error_response(error: PrismgateError) -> Response:
     return json_response(error.body(), status=error.status_code, headers=headers)
 
 
-def served_headers(meta: CallMeta | None) -> dict[str, str]:
+def served_headers(meta: CallMeta) -> dict[str, str]:
     """Response headers saying how a call was served: provider, cost, and what the
     gateway changed (Portkey's names where Portkey has one)."""
-    if meta is None:
-        return {}
     headers = {
         "x-portkey-provider": meta.provider,
         "x-portkey-cache-status": meta.cache_status or "DISABLED",

@@ -2,7 +2,7 @@
 
 | concern | protocol | backends |
 |---|---|---|
-| routing state (cooldowns, failure counts, per-minute usage, caller limits) | `RoutingState` | `memory`, `redis` |
+| routing state (cooldowns, failures, usage) | `RoutingState` | `memory`, `redis` |
 | response cache | `CacheStore` | `memory`, `redis` |
 | images behind signed links | `ImageStore` | `local_images` |
 | keys, teams, users, provider keys, budgets | `KeyStore` | `sql` (SQLite, PostgreSQL) |
@@ -54,8 +54,10 @@ __all__ = [
     "SpendQuery",
     "SpendTotal",
     "StoredImage",
+    "Stores",
     "Usage",
     "open_shared_state",
+    "open_stores",
     "redis_url_from",
 ]
 
@@ -404,6 +406,45 @@ def open_shared_state(
         local_max_entries=cache_max_entries,
         local_max_bytes=cache_max_bytes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """Every store a gateway uses. The key store and spend log are None where there is no
+    database (an SDK gateway whose config names none): calls then carry no accounting."""
+
+    routing: RoutingState
+    cache: CacheStore
+    images: ImageStore
+    keys: KeyStore | None = None
+    spend: SpendLog | None = None
+
+    async def aclose(self) -> None:
+        """Close every store."""
+        await self.routing.aclose()
+        await self.cache.aclose()
+        await self.images.aclose()
+        if self.keys is not None:
+            await self.keys.aclose()
+        if self.spend is not None:
+            await self.spend.aclose()
+
+
+def open_stores(config: Config) -> Stores:
+    """The stores `config` names: routing state and cache in this process or on Redis
+    (`router_settings.redis_*`), images in a local folder. The SQL stores are attached by
+    whoever serves (`prismgate.storage.sql`), since they need their schema migrated."""
+    from prismgate.routing.settings import redis_url_of
+    from prismgate.storage.local_images import LocalImageStore
+
+    general = config.general_settings
+    routing, cache = open_shared_state(
+        redis_url=redis_url_of(config),
+        prefix=general.redis_prefix,
+        timeout=general.redis_timeout,
+        retry_interval=general.redis_retry_interval,
+    )
+    return Stores(routing=routing, cache=cache, images=LocalImageStore(general.image_store))
 
 
 # The backends build `Usage` and follow the protocols above, so they are imported after them.

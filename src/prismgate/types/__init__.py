@@ -14,7 +14,7 @@ from prismgate.types.images import (
     InputImage,
     image_params,
 )
-from prismgate.types.meta import CallMeta
+from prismgate.types.meta import CallMeta, Served
 
 __all__ = [
     "IMAGE_GENERATION_PARAMS",
@@ -30,5 +30,6 @@ __all__ = [
     "ImageUsageDetails",
     "ImageVariationRequest",
     "InputImage",
+    "Served",
     "image_params",
 ]

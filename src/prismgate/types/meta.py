@@ -1,10 +1,17 @@
-"""What the gateway did for a call: attached to SDK responses, sent as proxy headers."""
+"""What the gateway did for a call: the `Served` envelope of an answer and its `CallMeta`.
+
+The gateway returns `Served(value, meta)`; the proxy sends the meta as headers, the SDK
+shows it as the answer's `_hidden_params` (LiteLLM's name), observers record it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
@@ -41,10 +48,19 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
         return getattr(self, key, default) if key in self.__struct_fields__ else default
 
 
+@dataclass(frozen=True, slots=True)
+class Served(Generic[T]):
+    """A served call: the answer, and how it was served (provider, cost, attempts,
+    adjustments, withheld images)."""
+
+    value: T
+    meta: CallMeta
+
+
 class WithCallMeta:
-    """Gives an answer type `_hidden_params`: how the call was served, under LiteLLM's
-    name. It lives in the instance `__dict__` (the Struct is made with `dict=True`), so it
-    is never encoded, and a `msgspec.structs.replace` copy does not carry it."""
+    """Gives an answer type `_hidden_params`, the SDK's view of its `Served.meta` under
+    LiteLLM's name. It lives in the instance `__dict__` (the Struct is made with
+    `dict=True`), so it is never encoded."""
 
     __slots__ = ()
 

@@ -21,7 +21,9 @@ async def completions(request: Request) -> Response:
     state: ProxyState = request.app.state.proxy
     chat_request, options = await decoded_call(request, ChatCompletionRequest, state)
     if chat_request.stream:
-        events = await state.gateway.chat_completion_stream(chat_request, options)
-        return StreamingResponse(events, media_type="text/event-stream", headers=_STREAM_HEADERS)
-    completion = await state.gateway.chat_completion(chat_request, options)
-    return json_response(completion, headers=served_headers(completion._hidden_params))
+        streamed = await state.gateway.chat_completion_stream(chat_request, options)
+        return StreamingResponse(
+            streamed.value, media_type="text/event-stream", headers=_STREAM_HEADERS
+        )
+    served = await state.gateway.chat_completion(chat_request, options)
+    return json_response(served.value, headers=served_headers(served.meta))

@@ -14,6 +14,7 @@ from prismgate.types import (
     ImageGenerationRequest,
     ImageResponse,
     ImageVariationRequest,
+    Served,
 )
 
 __all__ = ["edits", "generations", "variations"]
@@ -41,7 +42,6 @@ async def variations(request: Request) -> Response:
     return _answer(await state.gateway.image_variation(variation, options))
 
 
-def _answer(response: ImageResponse) -> Response:
-    return json_response(
-        response.relayed_body or response, headers=served_headers(response._hidden_params)
-    )
+def _answer(served: Served[ImageResponse]) -> Response:
+    response = served.value
+    return json_response(response.relayed_body or response, headers=served_headers(served.meta))

@@ -1,54 +1,33 @@
-"""Images kept for `response_format=url`, and the signed, expiring links to them.
+"""The image store in a local folder (`general_settings.image_store.type: local`).
 
-Base64-only providers answer with image bytes; a caller who asked for URLs gets links to
-the proxy's `/v1/images/files/{name}`, signed with HMAC-SHA256 and valid for
-`url_ttl_seconds` (an hour by default, as OpenAI's are). An altered or expired link is
-refused. The signing key comes from the master key, or from a key file in the store
-directory, so every worker of one deployment accepts every other worker's links.
+Images are kept for `response_format=url` answers behind signed links (`media/links.py`).
+The signing key comes from the master key, or from a key file in the store directory, so
+every worker of one deployment accepts every other worker's links.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
 import hmac
 import logging
 import os
-import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from prismgate.config import ImageStoreSettings
 from prismgate.errors import InsufficientStorageError
+from prismgate.media.links import image_name, is_image_name, media_type_of
+from prismgate.storage import StoredImage
 
-__all__ = ["ImageStore", "SignedLinks", "StoredImage"]
-
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
-_MEDIA_TYPES = {extension: media for media, extension in _EXTENSIONS.items()}
-FILES_PATH = "/v1/images/files/"
-# An `expires` a link can carry: ASCII digits only (str.isdigit also takes "²" and Arabic-Indic
-# digits), and few enough to be a time (int() refuses more than 4,300 digits).
-_EXPIRES = re.compile(r"[0-9]{1,12}")
-# A signature this module makes: 43 URL-safe base64 characters (an unpadded SHA-256).
-_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{43}")
+__all__ = ["LocalImageStore"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredImage:
-    """An image read back from the store."""
-
-    data: bytes
-    media_type: str
-
-
-class ImageStore:
+class LocalImageStore:
     """A local directory of images, named by their content (so storing twice is free),
     within `max_bytes` and kept until every link to them has expired.
 
@@ -72,7 +51,7 @@ class ImageStore:
         """Store `data`; its name (`<sha256>.<ext>`) is what links point at. Raises
         `InsufficientStorageError` when it does not fit, even once expired images go."""
         self._start_sweeper()
-        name = f"{hashlib.sha256(data).hexdigest()}.{_EXTENSIONS.get(media_type, 'bin')}"
+        name = image_name(data, media_type)
         await asyncio.to_thread(self._write, name, data)
         return name
 
@@ -81,21 +60,20 @@ class ImageStore:
         images this one lacks). A found image is kept for another link lifetime: the
         caller is about to link to it again."""
         self._start_sweeper()
-        if not _is_own_name(name):
+        if not is_image_name(name):
             return False
         return await asyncio.to_thread(_touch, self._root / name)
 
     async def get(self, name: str) -> StoredImage | None:
         """The image called `name`, or None."""
-        if not _is_own_name(name):
+        if not is_image_name(name):
             return None  # only names this store made: never a path from a caller
-        extension = name.partition(".")[2]
         path = self._root / name
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
-        return StoredImage(data, _MEDIA_TYPES.get(extension, "application/octet-stream"))
+        return StoredImage(data, media_type_of(name))
 
     async def sweep(self) -> int:
         """Remove expired images now; the bytes the store holds afterwards."""
@@ -156,7 +134,7 @@ class ImageStore:
         except FileNotFoundError:
             entries = []
         for entry in entries:
-            if not (_is_own_name(entry.name) or entry.name.endswith(".part")):
+            if not (is_image_name(entry.name) or entry.name.endswith(".part")):
                 continue  # the signing key, and anything that is not ours
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -213,51 +191,3 @@ def _amount(size: int) -> str:
         if scaled < 1024 or unit == "GB":
             break
     return f"{scaled:.1f} {unit}"
-
-
-def _is_own_name(name: str) -> bool:
-    """A name this store makes (`<sha256>.<ext>`), never a path."""
-    stem, _, extension = name.partition(".")
-    return (
-        len(stem) == 64
-        and all(c in "0123456789abcdef" for c in stem)
-        and extension in (*_MEDIA_TYPES, "bin")
-    )
-
-
-class SignedLinks:
-    """Makes and checks `…/v1/images/files/{name}?expires=…&signature=…` links."""
-
-    def __init__(self, key: bytes, ttl_seconds: int) -> None:
-        self._key = key
-        self._ttl = ttl_seconds
-
-    def link(self, base_url: str, name: str, *, now: float | None = None) -> str:
-        """A link to `name` under `base_url`, valid for the configured time."""
-        expires = int((now if now is not None else time.time()) + self._ttl)
-        return (
-            f"{base_url.rstrip('/')}{FILES_PATH}{name}"
-            f"?expires={expires}&signature={self._signature(name, expires)}"
-        )
-
-    def check(
-        self, name: str, expires: str, signature: str, *, now: float | None = None
-    ) -> str | None:
-        """None when the link is good; otherwise why it is refused. Any part a caller
-        may have altered (non-ASCII, huge, malformed) is refused, never an error."""
-        if (
-            not _EXPIRES.fullmatch(expires)
-            or not _SIGNATURE.fullmatch(signature)
-            or not _is_own_name(name)
-            or not hmac.compare_digest(
-                signature.encode(), self._signature(name, int(expires)).encode()
-            )
-        ):
-            return "this image link is not valid; use the link exactly as it was given"
-        if int(expires) < (now if now is not None else time.time()):
-            return "this image link has expired; generate the image again for a fresh link"
-        return None
-
-    def _signature(self, name: str, expires: int) -> str:
-        digest = hmac.new(self._key, f"{name}:{expires}".encode(), "sha256").digest()
-        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
