@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +148,21 @@ def test_defaults() -> None:
     assert config.general_settings.max_request_size_mb == 32
     assert config.general_settings.allow_client_provider_keys is False
     assert config.litellm_settings.drop_params is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"general_settings": {"image_store": {"type": "s3"}}},
+            "general_settings.image_store.type: 's3' is not available in this version",
+        ),
+        (
+            {"litellm_settings": {"cache": True, "cache_params": {"type": "redis-semantic"}}},
+            "litellm_settings.cache_params.type: 'redis-semantic' is not supported",
+        ),
+    ],
+)
+def test_a_backend_without_code_fails_at_load(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(raw, environ={})

@@ -289,7 +289,29 @@ def load_config(
     except msgspec.ValidationError as exc:
         where, detail = plain_validation_error(exc)
         raise ConfigError(f"{where or '(top level)'}: {detail}") from None
+    _check_backends(config)
     return msgspec.structs.replace(config, environ=snapshot)
+
+
+# The backends each store setting has code behind; anything else fails at load time,
+# never at the first request.
+_CACHE_TYPES = ("local", "redis")
+
+
+def _check_backends(config: Config) -> None:
+    """A ConfigError for a store backend this version has no code for."""
+    store = config.general_settings.image_store
+    if store.type != "local":
+        raise ConfigError(
+            f"general_settings.image_store.type: {store.type!r} is not available in this "
+            "version; use 'local' (a folder shared by the instances)"
+        )
+    cache_type = config.litellm_settings.cache_params.get("type", "local")
+    if cache_type not in _CACHE_TYPES:
+        raise ConfigError(
+            f"litellm_settings.cache_params.type: {cache_type!r} is not supported; use "
+            f"{' or '.join(repr(t) for t in _CACHE_TYPES)}"
+        )
 
 
 def _read(source: str | os.PathLike[str] | Mapping[str, Any] | None) -> Any:
