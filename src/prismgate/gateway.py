@@ -31,6 +31,7 @@ from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import (
     APIError,
     BadRequestError,
+    PermissionDeniedError,
     PrismgateError,
     UnsupportedParamsError,
 )
@@ -317,6 +318,14 @@ class Gateway:
     ) -> Served[A]:
         """Run `attempt` on the targets this call may use: a Portkey config's plan, the
         model group (strategy, retries, cooldowns, fallbacks), or one direct target."""
+        principal = options.principal
+        if not principal.may_call(name):
+            raise PermissionDeniedError(
+                f"the key {principal.key_alias} may not call model {name!r}; its models: "
+                f"{', '.join(principal.key.models if principal.key else ())}",
+                param="model",
+                code="key_model_access_denied",
+            )
         idempotent = options.idempotency_key is not None or not accepted_risk
         if options.plan is not None:
             context = RunContext(

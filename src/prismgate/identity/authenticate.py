@@ -45,7 +45,7 @@ class Authenticator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._master = master_key.encode() if master_key else None
-        self._keys = keys
+        self.keys = keys
         self._staleness = staleness
         self._max_cached = max_cached
         self._clock = clock
@@ -84,7 +84,7 @@ class Authenticator:
         self._cached.pop(token, None)
 
     async def _lookup(self, token: str) -> Principal | None:
-        if self._keys is None:
+        if self.keys is None:
             return None
         now = self._clock()
         cached = self._cached.get(token)
@@ -96,7 +96,7 @@ class Authenticator:
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._reading[token] = future
         try:
-            found = await self._read(self._keys, token)
+            found = await self._read(self.keys, token)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits

@@ -24,7 +24,6 @@ from starlette.types import ASGIApp
 from prismgate.config import Config, config_path_from_environment, load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
-from prismgate.identity import Authenticator
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import Authenticate
 from prismgate.proxy.memory import tune_allocator
@@ -32,6 +31,7 @@ from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, inter
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
+from prismgate.storage.sql import SqlKeyStore, SqlSpendLog, database_url, open_sql_stores
 from prismgate.types import ErrorBody, ErrorDetail
 
 __all__ = ["create_app", "create_app_from_environment"]
@@ -85,7 +85,16 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        database = config.general_settings.database_url
+        sql: tuple[SqlKeyStore, SqlSpendLog] | None = None
+        if database is not None and served.stores.keys is None:
+            # Migrated under a lock: several workers and instances may start together.
+            sql = await open_sql_stores(database_url(database, "."))
+            state.use_key_store(sql[0])
         yield
+        if sql is not None:
+            for store in sql:
+                await store.aclose()
         if owned:
             await served.aclose()
 
@@ -99,8 +108,7 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
         },
     )
     app.state.proxy = state
-    authenticator = Authenticator(config.general_settings.master_key, served.stores.keys)
-    return RequestContext(CancelOnDisconnect(Authenticate(app, authenticator)))
+    return RequestContext(CancelOnDisconnect(Authenticate(app, state.authenticator)))
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prismgate.proxy.handlers import chat, files, health, images, models
+from prismgate.proxy.handlers import admin, chat, files, health, images, models
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
 
@@ -48,4 +48,5 @@ ROUTES = [
     Route("/health/readiness", health.readiness, methods=["GET"]),
     Route("/health", health.health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    *(Route(path, handler, methods=[method]) for path, handler, method in admin.ROUTES),
 ]

@@ -8,6 +8,8 @@ import msgspec
 
 from prismgate.config import Config, ModelEntry
 from prismgate.gateway import Gateway
+from prismgate.identity import Authenticator
+from prismgate.identity.accounts import Accounts
 from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
@@ -22,6 +24,7 @@ from prismgate.proxy.schemas import (
     ModelList,
 )
 from prismgate.routing.portkey_config import InlineConfigs, SavedConfigs
+from prismgate.storage import KeyStore
 
 __all__ = ["ProxyState"]
 
@@ -39,6 +42,10 @@ class ProxyState:
     def __init__(self, config: Config, gateway: Gateway) -> None:
         self.config = config
         self.gateway = gateway
+        self.authenticator = Authenticator(config.general_settings.master_key, None)
+        self.accounts: Accounts | None = None
+        if gateway.stores.keys is not None:
+            self.use_key_store(gateway.stores.keys)
         settings = config.general_settings
         self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
         self.allow_client_provider_keys = settings.allow_client_provider_keys
@@ -65,6 +72,13 @@ class ProxyState:
         )
         self.groups = [name for name, _ in groups]
         self.openapi_body = openapi_document()
+
+    def use_key_store(self, keys: KeyStore) -> None:
+        """Authenticate generated keys from `keys` and serve the management API over it.
+        Keys changed through this worker stop working here at once, elsewhere within the
+        authenticator's staleness."""
+        self.authenticator.keys = keys
+        self.accounts = Accounts(keys, on_change=self.authenticator.forget)
 
 
 def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> ModelInfoEntry:

@@ -225,6 +225,11 @@ class KeyStore(Protocol):
         """Change a live key's fields."""
         ...
 
+    async def replace_key(self, old_token: str, key: KeyRecord, *, now: float) -> None:
+        """Give a live key a new token (a regenerated key), in one step: the old token
+        is deleted as `key` is added, spend and budget holds included."""
+        ...
+
     async def delete_keys(self, tokens: Sequence[str], *, now: float) -> list[str]:
         """Mark live keys deleted; the tokens that were."""
         ...

@@ -1,0 +1,233 @@
+"""LiteLLM's management API: `/key/*`, `/team/*`, `/user/*`. Master key only, except
+`GET /key/info`, which a key may call about itself."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from prismgate.errors import BadRequestError, PermissionDeniedError, ServiceUnavailableError
+from prismgate.identity.accounts import Accounts
+from prismgate.identity.principal import Principal
+from prismgate.identity.wire import (
+    BlockKey,
+    DeleteKeys,
+    DeleteTeams,
+    GenerateKey,
+    NewTeam,
+    NewUser,
+    RegenerateKey,
+    UpdateKey,
+    UpdateTeam,
+    key_view,
+    team_view,
+)
+from prismgate.proxy.auth import principal_of
+from prismgate.proxy.body import decode_json_object, read_body
+from prismgate.proxy.responses import json_response
+from prismgate.proxy.state import ProxyState
+from prismgate.types.validation import convert_request
+
+__all__ = ["ROUTES"]
+
+T = TypeVar("T", bound=msgspec.Struct)
+# Management bodies are small; a megabyte is generous.
+_MAX_BODY = 1 << 20
+
+
+def _accounts(request: Request, *, own_key: bool = False) -> Accounts:
+    """The accounts service, for an admin (or, with `own_key`, any key about itself)."""
+    state: ProxyState = request.app.state.proxy
+    principal = principal_of(request.scope)
+    if not principal.is_admin and not (own_key and principal.key is not None):
+        raise _not_admin(principal)
+    if state.accounts is None:
+        raise ServiceUnavailableError(
+            "this gateway has no key store: the management API needs a database "
+            "(general_settings.database_url, or the default SQLite file when serving)"
+        )
+    return state.accounts
+
+
+def _not_admin(principal: Principal) -> PermissionDeniedError:
+    if principal.role == "open":
+        return PermissionDeniedError(
+            "the management API needs the master key: set general_settings.master_key and "
+            "send it as 'Authorization: Bearer <master key>'",
+            code="master_key_required",
+        )
+    return PermissionDeniedError(
+        f"the key {principal.key_alias} may not manage keys, teams or users; use the master key",
+        code="master_key_required",
+    )
+
+
+async def _body(request: Request, kind: type[T]) -> T:
+    data = decode_json_object(await read_body(request, _MAX_BODY))
+    return convert_request(data, kind)
+
+
+def _query(request: Request, name: str, *, required: bool = False) -> str | None:
+    value = request.query_params.get(name) or None
+    if required and value is None:
+        raise BadRequestError(f"add ?{name}=... to the URL", param=name)
+    return value
+
+
+def _int_query(request: Request, name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if not value.isdecimal() or len(value) > 6:
+        raise BadRequestError(f"{name} must be a whole number", param=name)
+    return int(value)
+
+
+async def generate_key(request: Request) -> Response:
+    """`POST /key/generate`: the new key is in the answer's `key`, shown this once."""
+    accounts = _accounts(request)
+    body = await _body(request, GenerateKey)
+    return json_response(await accounts.generate_key(body, created_by="master_key"))
+
+
+async def update_key(request: Request) -> Response:
+    """`POST /key/update`: change the fields sent; answers the whole key."""
+    accounts = _accounts(request)
+    body = await _body(request, UpdateKey)
+    updated = await accounts.update_key(body)
+    return json_response({"key": body.key, **key_view(updated)})
+
+
+async def delete_key(request: Request) -> Response:
+    """`POST /key/delete`: by `keys` or `key_aliases`."""
+    accounts = _accounts(request)
+    body = await _body(request, DeleteKeys)
+    return json_response({"deleted_keys": await accounts.delete_keys(body)})
+
+
+async def key_info(request: Request) -> Response:
+    """`GET /key/info?key=...`: a key's settings and spend; without `key`, the caller's."""
+    accounts = _accounts(request, own_key=True)
+    principal = principal_of(request.scope)
+    asked = _query(request, "key")
+    if principal.key is not None and not principal.is_admin:
+        own = principal.key.token
+        if asked is not None and (await accounts.key(asked)).token != own:
+            raise PermissionDeniedError("a key may read only its own info", param="key")
+        found = await accounts.key(own)
+    elif asked is None:
+        raise BadRequestError("add ?key=... (the key or its token) to the URL", param="key")
+    else:
+        found = await accounts.key(asked)
+    return json_response({"key": asked or found.token, "info": key_view(found)})
+
+
+async def list_keys(request: Request) -> Response:
+    """`GET /key/list`: `page`, `size`, `team_id`, `user_id`, `key_alias`,
+    `return_full_object`."""
+    accounts = _accounts(request)
+    full = (_query(request, "return_full_object") or "").lower() == "true"
+    return json_response(
+        await accounts.list_keys(
+            page=_int_query(request, "page", 1),
+            size=_int_query(request, "size", 10),
+            team_id=_query(request, "team_id"),
+            user_id=_query(request, "user_id"),
+            key_alias=_query(request, "key_alias"),
+            full=full,
+        )
+    )
+
+
+async def block_key(request: Request) -> Response:
+    """`POST /key/block`: the key is refused (401) until unblocked."""
+    accounts = _accounts(request)
+    body = await _body(request, BlockKey)
+    return json_response(key_view(await accounts.block_key(body.key, blocked=True)))
+
+
+async def unblock_key(request: Request) -> Response:
+    """`POST /key/unblock`."""
+    accounts = _accounts(request)
+    body = await _body(request, BlockKey)
+    return json_response(key_view(await accounts.block_key(body.key, blocked=False)))
+
+
+async def regenerate_key(request: Request) -> Response:
+    """`POST /key/regenerate` (or `/key/{key}/regenerate`): a new key, same settings."""
+    accounts = _accounts(request)
+    data = decode_json_object(await read_body(request, _MAX_BODY) or b"{}")
+    if (path_key := request.path_params.get("key")) is not None:
+        data.setdefault("key", path_key)
+    return json_response(await accounts.regenerate_key(convert_request(data, RegenerateKey)))
+
+
+async def new_team(request: Request) -> Response:
+    """`POST /team/new`."""
+    accounts = _accounts(request)
+    return json_response(team_view(await accounts.new_team(await _body(request, NewTeam))))
+
+
+async def update_team(request: Request) -> Response:
+    """`POST /team/update`: answers `{team_id, data}` as LiteLLM does."""
+    accounts = _accounts(request)
+    team = await accounts.update_team(await _body(request, UpdateTeam))
+    return json_response({"team_id": team.team_id, "data": team_view(team)})
+
+
+async def delete_team(request: Request) -> Response:
+    """`POST /team/delete`: the teams and their keys."""
+    accounts = _accounts(request)
+    body = await _body(request, DeleteTeams)
+    return json_response({"deleted_teams": await accounts.delete_teams(body.team_ids)})
+
+
+async def team_info(request: Request) -> Response:
+    """`GET /team/info?team_id=...`."""
+    accounts = _accounts(request)
+    team_id = _query(request, "team_id", required=True)
+    assert team_id is not None
+    return json_response(await accounts.team_info(team_id))
+
+
+async def list_teams(request: Request) -> Response:
+    """`GET /team/list`."""
+    return json_response(await _accounts(request).list_teams())
+
+
+async def new_user(request: Request) -> Response:
+    """`POST /user/new`: the user, and their new key in `key` (unless auto_create_key is
+    false)."""
+    accounts = _accounts(request)
+    return json_response(await accounts.new_user(await _body(request, NewUser)))
+
+
+async def user_info(request: Request) -> Response:
+    """`GET /user/info?user_id=...`."""
+    accounts = _accounts(request)
+    user_id = _query(request, "user_id", required=True)
+    assert user_id is not None
+    return json_response(await accounts.user_info(user_id))
+
+
+ROUTES: list[tuple[str, Any, str]] = [
+    ("/key/generate", generate_key, "POST"),
+    ("/key/update", update_key, "POST"),
+    ("/key/delete", delete_key, "POST"),
+    ("/key/info", key_info, "GET"),
+    ("/key/list", list_keys, "GET"),
+    ("/key/block", block_key, "POST"),
+    ("/key/unblock", unblock_key, "POST"),
+    ("/key/regenerate", regenerate_key, "POST"),
+    ("/key/{key}/regenerate", regenerate_key, "POST"),
+    ("/team/new", new_team, "POST"),
+    ("/team/update", update_team, "POST"),
+    ("/team/delete", delete_team, "POST"),
+    ("/team/info", team_info, "GET"),
+    ("/team/list", list_teams, "GET"),
+    ("/user/new", new_user, "POST"),
+    ("/user/info", user_info, "GET"),
+]

@@ -1,0 +1,132 @@
+"""The spend log on SQL (SQLite or PostgreSQL): one row per served request.
+
+A batch is one INSERT that skips request ids already stored (`ON CONFLICT DO NOTHING`),
+so replaying a batch after an outage writes each row once. Each row also keeps its UTC
+`day`, computed when written, to group by without date functions that differ by database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from prismgate.storage import SpendGrouping, SpendQuery, SpendTotal
+from prismgate.storage.records import SpendRow
+from prismgate.storage.sql.engine import EngineHold, SharedEngine, dialect_insert, reader
+from prismgate.storage.sql.schema import spend_logs
+
+__all__ = ["SqlSpendLog"]
+
+_GROUPS: dict[SpendGrouping, sa.Column[Any]] = {
+    "key": spend_logs.c.token,
+    "team": spend_logs.c.team_id,
+    "model": spend_logs.c.model_group,
+    "day": spend_logs.c.day,
+}
+
+
+class SqlSpendLog:
+    """The spend log in a SQL database (see `SpendLog`).
+
+    Made from an engine it owns (disposed of by `aclose`) or a `SharedEngine`."""
+
+    def __init__(self, engine: AsyncEngine | SharedEngine) -> None:
+        self._hold = EngineHold(engine)
+        self._engine = self._hold.engine
+        self._reader = reader(self._engine)
+
+    async def write(self, rows: Sequence[SpendRow]) -> None:
+        """Add rows in one transaction; a row whose request id is already there is skipped."""
+        if not rows:
+            return
+        unique = {row.request_id: row for row in rows}  # one statement may not repeat a key
+        insert = dialect_insert(self._engine, spend_logs).on_conflict_do_nothing(
+            index_elements=[spend_logs.c.request_id]
+        )
+        async with self._hold.begin() as connection:
+            await connection.execute(insert, [_values(row) for row in unique.values()])
+
+    async def rows(self, query: SpendQuery) -> list[SpendRow]:
+        """Rows matching `query`, newest first (`start` <= started_at < `end`)."""
+        select = (
+            sa.select(spend_logs)
+            .where(*_matching(query))
+            .order_by(spend_logs.c.started_at.desc(), spend_logs.c.request_id.desc())
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        async with self._reader.connect() as connection:
+            found = await connection.execute(select)
+            return [_row(row) for row in found.mappings()]
+
+    async def totals(self, query: SpendQuery, by: SpendGrouping) -> list[SpendTotal]:
+        """Spend matching `query` per key (its token), team, model group or UTC day,
+        largest first."""
+        group = _GROUPS[by]
+        spend = sa.func.coalesce(sa.func.sum(spend_logs.c.spend), 0)
+        select = (
+            sa.select(
+                group.label("group"),
+                spend.label("spend"),
+                sa.func.count().label("requests"),
+                sa.func.coalesce(sa.func.sum(spend_logs.c.images), 0).label("images"),
+                sa.func.coalesce(sa.func.sum(spend_logs.c.total_tokens), 0).label("tokens"),
+            )
+            .where(*_matching(query))
+            .group_by(group)
+            .order_by(spend.desc(), group.asc().nulls_last())
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        async with self._reader.connect() as connection:
+            found = await connection.execute(select)
+            # PostgreSQL sums BIGINTs as NUMERIC: int() brings them back to whole nanos.
+            return [
+                SpendTotal(
+                    group=row.group,
+                    spend=int(row.spend),
+                    requests=int(row.requests),
+                    images=int(row.images),
+                    total_tokens=int(row.tokens),
+                )
+                for row in found
+            ]
+
+    async def aclose(self) -> None:
+        """Release the connections (the engine too, unless it is shared and still used)."""
+        await self._hold.release()
+
+
+def _matching(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
+    which: list[sa.ColumnElement[bool]] = []
+    for column, wanted in (
+        (spend_logs.c.token, query.token),
+        (spend_logs.c.user_id, query.user_id),
+        (spend_logs.c.team_id, query.team_id),
+        (spend_logs.c.request_id, query.request_id),
+    ):
+        if wanted is not None:
+            which.append(column == wanted)
+    if query.start is not None:
+        which.append(spend_logs.c.started_at >= query.start)
+    if query.end is not None:
+        which.append(spend_logs.c.started_at < query.end)
+    return which
+
+
+def _values(row: SpendRow) -> dict[str, Any]:
+    values: dict[str, Any] = msgspec.to_builtins(row)
+    values["day"] = datetime.fromtimestamp(row.started_at, UTC).strftime("%Y-%m-%d")
+    return values
+
+
+def _row(row: RowMapping) -> SpendRow:
+    return msgspec.convert(
+        {str(name): value for name, value in row.items() if name != "day"}, SpendRow
+    )
