@@ -130,3 +130,27 @@ def test_serve_names_an_unresolvable_model(tmp_path: Path) -> None:
         assert (
             "model_list[0].litellm_params.model: cannot tell which provider serves" in done.stderr
         )
+
+
+def test_keys_are_made_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list: [{model_name: otters, litellm_params: {model: mock/otters}}]\n"
+        f"general_settings: {{database_url: 'sqlite:///{tmp_path / 'gateway.db'}'}}\n"
+    )
+    upgraded = prismgate_command("db", "upgrade", "-c", str(config), cwd=tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    made = prismgate_command(
+        "keys", "create", "-c", str(config), "--alias", "bot", "--max-budget", "2",
+        "--ipm-limit", "5", cwd=tmp_path,
+    )  # fmt: skip
+    key = made.stdout.strip()
+    assert made.returncode == 0 and key.startswith("sk-")
+    listed = prismgate_command("keys", "list", "-c", str(config), cwd=tmp_path)
+    assert "bot" in listed.stdout and f"sk-...{key[-4:]}" in listed.stdout
+    assert key not in listed.stdout  # shown once, when made
+    info = prismgate_command("keys", "info", key, "-c", str(config), cwd=tmp_path)
+    assert '"ipm_limit": 5' in info.stdout and '"max_budget": 2.0' in info.stdout
+    assert prismgate_command("keys", "revoke", key, "-c", str(config), cwd=tmp_path).returncode == 0
+    gone = prismgate_command("keys", "info", key, "-c", str(config), cwd=tmp_path)
+    assert gone.returncode == 1 and "deleted" in gone.stderr

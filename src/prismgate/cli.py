@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +21,9 @@ from prismgate._version import __version__
 
 if TYPE_CHECKING:
     from prismgate.config import Config
+    from prismgate.identity.accounts import Accounts
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="prismgate",
@@ -223,6 +227,126 @@ def check_config(path: Annotated[Path, typer.Argument(help="The config.yaml to c
         table.add_row(entry.model_name, params.model, params.api_base or "(provider default)")
     console.print(table)
     console.print(f"{path}: valid, {len(loaded.model_list)} deployments")
+
+
+db_app = typer.Typer(help="The gateway's database (keys, teams, users, spend).")
+keys_app = typer.Typer(help="Gateway keys, over the same code as the /key/* routes.")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+
+
+def _database(config: Path | None) -> str:
+    """The database URL the config names; exit 2 when it names none."""
+    from prismgate.storage.sql import database_url
+
+    url = _checked_config(config).general_settings.database_url
+    if url is None:
+        errors.print("[red]config error:[/] set general_settings.database_url to use keys")
+        raise typer.Exit(2)
+    return database_url(url, ".")
+
+
+def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """Run `work` with the accounts service over the config's database (migrated first)."""
+    import asyncio
+
+    from prismgate.errors import PrismgateError
+    from prismgate.identity.accounts import Accounts
+    from prismgate.storage.sql import open_sql_stores
+
+    url = _database(config)
+
+    async def run() -> T:
+        keys, spend = await open_sql_stores(url)
+        try:
+            return await work(Accounts(keys))
+        finally:
+            await keys.aclose()
+            await spend.aclose()
+
+    try:
+        return asyncio.run(run())
+    except PrismgateError as error:
+        errors.print(f"[red]error:[/] {error.message}")
+        raise typer.Exit(1) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Bring the database schema to this version (safe while other instances start)."""
+    import asyncio
+
+    from prismgate.storage.sql import safe_url, upgrade
+
+    url = _database(config)
+    asyncio.run(upgrade(url))
+    console.print(f"database {safe_url(url)} is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    config: ConfigOption = None,
+    alias: Annotated[str | None, typer.Option(help="A name for the key.")] = None,
+    team: Annotated[str | None, typer.Option(help="The team it belongs to.")] = None,
+    user: Annotated[str | None, typer.Option(help="The user it belongs to.")] = None,
+    models: Annotated[list[str] | None, typer.Option(help="A model group it may call.")] = None,
+    max_budget: Annotated[float | None, typer.Option(help="Dollars it may spend.")] = None,
+    budget_duration: Annotated[str | None, typer.Option(help="30d, 1h, 1mo, ...")] = None,
+    ipm_limit: Annotated[int | None, typer.Option(help="Images per minute.")] = None,
+    rpm_limit: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    duration: Annotated[str | None, typer.Option(help="How long it lives.")] = None,
+) -> None:
+    """Make a key and print it (the only time it is shown)."""
+    from prismgate.identity.wire import GenerateKey
+
+    request = GenerateKey(
+        key_alias=alias, team_id=team, user_id=user, models=models or [],
+        max_budget=max_budget, budget_duration=budget_duration, ipm_limit=ipm_limit,
+        rpm_limit=rpm_limit, duration=duration,
+    )  # fmt: skip
+    made = _with_accounts(config, lambda accounts: accounts.generate_key(request))
+    console.print(made["key"], soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """The live keys: alias, shown name, team, spend and budget."""
+    listed = _with_accounts(config, lambda accounts: accounts.list_keys(size=100, full=True))
+    table = Table("alias", "key", "team", "spend", "max budget", "token")
+    for key in listed["keys"]:
+        budget = "-" if key["max_budget"] is None else f"${key['max_budget']:.4f}"
+        table.add_row(key["key_alias"] or "", key["key_name"], key["team_id"] or "",
+                      f"${key['spend']:.4f}", budget, key["token"][:12])  # fmt: skip
+    console.print(table)
+
+
+@keys_app.command("info")
+def keys_info(
+    key: Annotated[str, typer.Argument(help="The key, or its token.")],
+    config: ConfigOption = None,
+) -> None:
+    """One key's settings and spend, as JSON."""
+    import json
+
+    from prismgate.identity.wire import key_view
+
+    async def info(accounts: Accounts) -> dict[str, object]:
+        return key_view(await accounts.key(key))
+
+    console.print_json(json.dumps(_with_accounts(config, info)))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key, or its token.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete a key: it stops working on every instance within a second."""
+    from prismgate.identity.wire import DeleteKeys
+
+    request = DeleteKeys(keys=[key])
+    _with_accounts(config, lambda accounts: accounts.delete_keys(request))
+    console.print("revoked")
 
 
 def main() -> None:
