@@ -51,8 +51,12 @@ WITHOUT_KEY = settings(max_examples=3, **EXAMPLES)
 
 
 @pytest.fixture(scope="module")
-def proxy() -> Iterator[RunningProxy]:
-    running = RunningProxy(CONFIG).start()
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
+    # A database, so that the management routes are fuzzed past their first check.
+    database = tmp_path_factory.mktemp("schemathesis") / "gateway.db"
+    config = {**CONFIG, "general_settings": {**CONFIG["general_settings"],
+                                             "database_url": f"sqlite:///{database}"}}  # fmt: skip
+    running = RunningProxy(config).start()
     yield running
     running.stop()
 

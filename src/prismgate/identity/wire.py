@@ -29,8 +29,8 @@ __all__ = [
     "user_view",
 ]
 
-_NonNegative = msgspec.Meta(ge=0)
-Money = Annotated[float, _NonNegative]
+# Dollars, up to a billion: kept as nano-dollars in a 64-bit integer.
+Money = Annotated[float, msgspec.Meta(ge=0, le=1_000_000_000)]
 Count = Annotated[int, msgspec.Meta(ge=1)]
 
 

@@ -49,6 +49,56 @@ def _operation(summary: str, answer: type, *, body: type | None = None) -> dict[
     return operation
 
 
+def _management(components: dict[str, Any]) -> dict[str, Any]:
+    """The `/key/*`, `/team/*`, `/user/*` operations: bodies from their Structs, answers
+    as JSON objects (LiteLLM's shapes, documented in the README)."""
+    from prismgate.identity import wire
+
+    bodies = {
+        "/key/generate": wire.GenerateKey, "/key/update": wire.UpdateKey,
+        "/key/delete": wire.DeleteKeys, "/key/block": wire.BlockKey,
+        "/key/unblock": wire.BlockKey, "/key/regenerate": wire.RegenerateKey,
+        "/team/new": wire.NewTeam, "/team/update": wire.UpdateTeam,
+        "/team/delete": wire.DeleteTeams, "/user/new": wire.NewUser,
+    }  # fmt: skip
+    _, found = msgspec.json.schema_components(tuple(bodies.values()), ref_template=_REF)
+    components.update(found)
+    answer = {"description": "Success", "content": {"application/json": {"schema": {}}}}
+    error = _json(ErrorBody, "Error")
+
+    def operation(summary: str, body: type | None = None, **query: bool) -> dict[str, Any]:
+        done: dict[str, Any] = {"summary": summary, "responses": {"200": answer, "default": error}}
+        if body is not None:
+            done["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(body)}},
+            }
+        if query:
+            done["parameters"] = [
+                {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+                for name, required in query.items()
+            ]
+        return done
+
+    paths: dict[str, Any] = {
+        path: {"post": operation(f"{path} (master key)", body)} for path, body in bodies.items()
+    }
+    path_key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
+    paths["/key/{key}/regenerate"] = {
+        "post": {**operation("A new key for the same settings", wire.RegenerateKey),
+                 "parameters": path_key}
+    }  # fmt: skip
+    paths["/key/info"] = {"get": operation("A key's settings and spend", key=False)}
+    paths["/key/list"] = {
+        "get": operation("Keys, a page at a time", page=False, size=False, team_id=False,
+                         user_id=False, key_alias=False, return_full_object=False)
+    }  # fmt: skip
+    paths["/team/info"] = {"get": operation("A team and its keys", team_id=True)}
+    paths["/team/list"] = {"get": operation("Every team")}
+    paths["/user/info"] = {"get": operation("A user, their keys and teams", user_id=True)}
+    return paths
+
+
 def _form(kind: type[msgspec.Struct]) -> dict[str, Any]:
     """A multipart body for `kind`: its images are files, the other fields text."""
     schema = msgspec.json.schema(kind)["$defs"][kind.__name__]
@@ -160,6 +210,7 @@ def openapi_document() -> bytes:
         "/health/readiness": {"get": {**_operation("Ready to serve", Readiness), **_PUBLIC}},
         "/v1/images/files/{name}": {"get": _image_file()},
         "/openapi.json": {"get": _document()},
+        **_management(components),
     }
     document = {
         "openapi": "3.1.0",
