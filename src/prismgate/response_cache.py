@@ -138,10 +138,6 @@ class ResponseCache:
         self._store = store
         self._policy = policy
 
-    async def aclose(self) -> None:
-        """Close the store (a Redis connection)."""
-        await self._store.aclose()
-
     def for_call(
         self,
         kind: Kind,
