@@ -138,3 +138,32 @@ def test_bad_management_requests_get_clear_errors(proxy: RunningProxy) -> None:
     time.sleep(1.2)
     with pytest.raises(openai.AuthenticationError, match="expired"):
         client(proxy, expired).images.generate(model="otters", prompt="an otter")
+
+
+def test_a_key_store_outage_keeps_known_keys_working_and_refuses_unknown_ones_with_503(
+    serve: Callable[..., RunningProxy],
+) -> None:
+    name = f"prismgate_test_{uuid.uuid4().hex[:16]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    try:
+        proxy = serve(
+            {
+                "model_list": [model("otters", "mock/otters")],
+                "general_settings": {
+                    "master_key": MASTER_KEY,
+                    "database_url": f"postgresql://postgres@127.0.0.1:5432/{name}",
+                },
+            }
+        )
+        known = post(proxy, "/key/generate", {"key_alias": "known"}).json()["key"]
+        unread = post(proxy, "/key/generate", {"key_alias": "unread"}).json()["key"]
+        client(proxy, known).images.generate(model="otters", prompt="an otter")
+        _psql(f'DROP DATABASE "{name}" WITH (FORCE)')  # the store is gone mid-service
+        time.sleep(0.6)  # past the staleness: the next call asks the store again
+        client(proxy, known).images.generate(model="otters", prompt="an otter")
+        with pytest.raises(openai.InternalServerError) as refused:
+            client(proxy, unread).images.generate(model="otters", prompt="an otter")
+        assert refused.value.status_code == 503
+        assert "key store is not answering" in refused.value.message
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

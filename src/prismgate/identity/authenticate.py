@@ -5,7 +5,8 @@ Generated keys are read from the key store and kept for `staleness` seconds, so 
 that was blocked, deleted or changed stops working everywhere within that time while the
 hot path reads the store about once per key per interval. Concurrent lookups of one key
 share one read; unknown keys are remembered too (a caller trying keys costs the store
-little), within a bounded number of entries.
+little), within a bounded number of entries. When the store does not answer, a key read
+before is served as it was last read, and a key never read gets a 503.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from prismgate.errors import AuthenticationError
+from prismgate.errors import AuthenticationError, ServiceUnavailableError
 from prismgate.identity.keys import token_of
 from prismgate.identity.principal import Principal
 from prismgate.storage import KeyStore
 
 __all__ = ["DEFAULT_STALENESS", "Authenticator"]
+
+log = logging.getLogger(__name__)
 
 # How long a key read from the store is trusted: a revoked key stops working on every
 # instance within this time.
@@ -97,9 +101,22 @@ class Authenticator:
         self._reading[token] = future
         try:
             found = await self._read(self.keys, token)
+        except Exception as exc:
+            if cached is None:
+                failure = ServiceUnavailableError(
+                    "the gateway's key store is not answering; try again shortly",
+                    code="key_store_unavailable",
+                )
+                future.set_exception(failure)
+                future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+                log.warning("key store: a key could not be read (%s)", type(exc).__name__)
+                raise failure from None
+            # The key as last read: a store outage does not lock out every caller.
+            log.warning("key store: a key is served as last read (%s)", type(exc).__name__)
+            found = cached[1]
         except BaseException as exc:
             future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            future.exception()
             raise
         finally:
             self._reading.pop(token, None)
