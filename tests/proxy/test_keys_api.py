@@ -167,3 +167,32 @@ def test_a_key_store_outage_keeps_known_keys_working_and_refuses_unknown_ones_wi
         assert "key store is not answering" in refused.value.message
     finally:
         _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_every_call_of_a_key_has_one_spend_log_row(proxy: RunningProxy) -> None:
+    made = post(proxy, "/key/generate", {"key_alias": "painter", "models": ["otters"]}).json()
+    key = made["key"]
+    for _ in range(3):
+        client(proxy, key).images.generate(model="otters", prompt="an otter " * 100, n=2)
+    with pytest.raises(openai.PermissionDeniedError):
+        client(proxy, key).images.generate(model="ducks", prompt="a duck")
+    deadline = time.monotonic() + 5
+    while True:
+        rows = httpx.get(proxy.base_url + f"/spend/logs?api_key={key}", headers=ADMIN).json()
+        if len(rows) == 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(rows) == 4 and len({row["request_id"] for row in rows}) == 4
+    refused, *served = rows  # newest first
+    assert refused["status_code"] == 403 and refused["status"] == "failure"
+    assert refused["error"] == "key_model_access_denied" and refused["images"] == 0
+    for row in served:
+        assert row["api_key"] == made["token"] and row["key_alias"] == "painter"
+        assert row["images"] == 2 and row["model_group"] == "otters"
+        assert row["status_code"] == 200 and row["custom_llm_provider"] == "mock"
+        assert len(row["prompt"]) == 200  # kept truncated
+    by_id = httpx.get(
+        proxy.base_url + f"/spend/logs?request_id={served[0]['request_id']}", headers=ADMIN
+    ).json()
+    assert [row["request_id"] for row in by_id] == [served[0]["request_id"]]
+    assert key not in httpx.get(proxy.base_url + "/spend/logs", headers=ADMIN).text

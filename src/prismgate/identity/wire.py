@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from prismgate.storage.records import KeyRecord, TeamRecord, UserRecord, dollars
+from prismgate.storage.records import KeyRecord, SpendRow, TeamRecord, UserRecord, dollars
 
 __all__ = [
     "BlockKey",
@@ -25,6 +25,7 @@ __all__ = [
     "UpdateTeam",
     "iso",
     "key_view",
+    "spend_view",
     "team_view",
     "user_view",
 ]
@@ -235,4 +236,41 @@ def user_view(user: UserRecord) -> dict[str, Any]:
         "metadata": user.metadata,
         "created_at": iso(user.created_at),
         "updated_at": iso(user.updated_at),
+    }
+
+
+def spend_view(row: SpendRow) -> dict[str, Any]:
+    """A spend log row in LiteLLM's names where it has one (`api_key` is the token)."""
+    return {
+        "request_id": row.request_id,
+        "call_type": row.call_type,
+        "api_key": row.token,
+        "key_alias": row.key_alias,
+        "team_id": row.team_id,
+        "user": row.user_id,
+        "end_user": row.end_user,
+        "spend": dollars(row.spend),
+        "startTime": iso(row.started_at),
+        "endTime": iso(row.ended_at),
+        "request_duration_ms": round(row.latency_ms, 3),
+        "model": row.model,
+        "model_group": row.model_group,
+        "model_id": row.deployment,
+        "custom_llm_provider": row.provider,
+        "api_base": row.api_base,
+        "status": "success" if row.status_code < 400 else "failure",
+        "status_code": row.status_code,
+        "error": row.error,
+        "images": row.images,
+        "image_size": row.image_size,
+        "image_quality": row.image_quality,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "total_tokens": row.total_tokens,
+        "cache_hit": str(row.cache_status == "HIT"),
+        "attempts": list(row.attempts),
+        "adjustments": list(row.adjustments),
+        "trace_id": row.trace_id,
+        "metadata": row.metadata,
+        "prompt": row.prompt,
     }

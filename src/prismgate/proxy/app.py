@@ -31,6 +31,7 @@ from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, inter
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
+from prismgate.spend import SpendRecorder
 from prismgate.storage.sql import SqlKeyStore, SqlSpendLog, database_url, open_sql_stores
 from prismgate.types import ErrorBody, ErrorDetail
 
@@ -87,11 +88,17 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         database = config.general_settings.database_url
         sql: tuple[SqlKeyStore, SqlSpendLog] | None = None
+        recorder: SpendRecorder | None = None
         if database is not None and served.stores.keys is None:
             # Migrated under a lock: several workers and instances may start together.
             sql = await open_sql_stores(database_url(database, "."))
             state.use_key_store(sql[0])
+            state.spend_log = sql[1]
+            recorder = SpendRecorder(sql[1])
+            served.observers = (*served.observers, recorder)
         yield
+        if recorder is not None:
+            await recorder.aclose()
         if sql is not None:
             for store in sql:
                 await store.aclose()

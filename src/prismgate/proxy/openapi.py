@@ -96,6 +96,10 @@ def _management(components: dict[str, Any]) -> dict[str, Any]:
     paths["/team/info"] = {"get": operation("A team and its keys", team_id=True)}
     paths["/team/list"] = {"get": operation("Every team")}
     paths["/user/info"] = {"get": operation("A user, their keys and teams", user_id=True)}
+    paths["/spend/logs"] = {
+        "get": operation("Spend log rows", api_key=False, user_id=False, request_id=False,
+                         start_date=False, end_date=False)
+    }  # fmt: skip
     return paths
 
 

@@ -24,7 +24,7 @@ from prismgate.proxy.schemas import (
     ModelList,
 )
 from prismgate.routing.portkey_config import InlineConfigs, SavedConfigs
-from prismgate.storage import KeyStore
+from prismgate.storage import KeyStore, SpendLog
 
 __all__ = ["ProxyState"]
 
@@ -44,6 +44,7 @@ class ProxyState:
         self.gateway = gateway
         self.authenticator = Authenticator(config.general_settings.master_key, None)
         self.accounts: Accounts | None = None
+        self.spend_log: SpendLog | None = gateway.stores.spend
         if gateway.stores.keys is not None:
             self.use_key_store(gateway.stores.keys)
         settings = config.general_settings

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -11,6 +12,7 @@ from starlette.responses import Response
 
 from prismgate.errors import BadRequestError, PermissionDeniedError, ServiceUnavailableError
 from prismgate.identity.accounts import Accounts
+from prismgate.identity.keys import KEY_PREFIX, token_of
 from prismgate.identity.principal import Principal
 from prismgate.identity.wire import (
     BlockKey,
@@ -23,12 +25,14 @@ from prismgate.identity.wire import (
     UpdateKey,
     UpdateTeam,
     key_view,
+    spend_view,
     team_view,
 )
 from prismgate.proxy.auth import principal_of
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
+from prismgate.storage import SpendQuery
 from prismgate.types.validation import convert_request
 
 __all__ = ["ROUTES"]
@@ -213,7 +217,40 @@ async def user_info(request: Request) -> Response:
     return json_response(await accounts.user_info(user_id))
 
 
+def _day(request: Request, name: str) -> float | None:
+    """A `YYYY-MM-DD` query parameter as the Unix time its day starts (UTC)."""
+    value = _query(request, name)
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise BadRequestError(f"{name} must be a date, YYYY-MM-DD", param=name) from None
+
+
+async def spend_logs(request: Request) -> Response:
+    """`GET /spend/logs`: rows newest first; LiteLLM's `api_key`, `user_id`,
+    `request_id`, `start_date`, `end_date` (inclusive days, UTC)."""
+    _accounts(request)
+    state: ProxyState = request.app.state.proxy
+    if state.spend_log is None:
+        raise ServiceUnavailableError("this gateway keeps no spend log (no database)")
+    api_key = _query(request, "api_key")
+    end = _day(request, "end_date")
+    query = SpendQuery(
+        token=token_of(api_key) if api_key and api_key.startswith(KEY_PREFIX) else api_key,
+        user_id=_query(request, "user_id"),
+        request_id=_query(request, "request_id"),
+        start=_day(request, "start_date"),
+        end=None if end is None else end + 86_400,
+        limit=min(_int_query(request, "limit", 1000), 10_000),
+    )
+    rows = await state.spend_log.rows(query)
+    return json_response([spend_view(row) for row in rows])
+
+
 ROUTES: list[tuple[str, Any, str]] = [
+    ("/spend/logs", spend_logs, "GET"),
     ("/key/generate", generate_key, "POST"),
     ("/key/update", update_key, "POST"),
     ("/key/delete", delete_key, "POST"),
