@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 DEFAULT_STALENESS = 0.5
 _MAX_CACHED = 10_000
 _ADMIN_SCOPE = "admin"
+# Callers of an open gateway who send no key share one scope.
+_KEYLESS = Principal(role="open", scope=hashlib.sha256(b"").hexdigest()[:24])
 
 
 class Authenticator:
@@ -75,7 +77,7 @@ class Authenticator:
             if self._master is None:
                 return Principal(role="open", scope=token[:24])
         elif self._master is None:
-            return Principal(role="open", scope=hashlib.sha256(b"").hexdigest()[:24])
+            return _KEYLESS
         raise AuthenticationError(
             "missing API key: send the gateway key as 'Authorization: Bearer <key>' (or "
             "x-api-key, api-key, x-portkey-api-key)"
