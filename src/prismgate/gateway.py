@@ -14,11 +14,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
-import json
-import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -27,12 +25,12 @@ import msgspec
 from prismgate.authority import CallerAuthority
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
+from prismgate.config_secrets import config_secrets
 from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import (
     APIError,
     BadRequestError,
     PermissionDeniedError,
-    PrismgateError,
     UnsupportedParamsError,
 )
 from prismgate.identity.principal import SDK_CALLER, Principal
@@ -45,7 +43,7 @@ from prismgate.media.links import SignedLinks
 from prismgate.media.vision import ImageWork, prepare_images
 from prismgate.observability.redaction import Redactor
 from prismgate.observers import CallReport, Observer, report_to
-from prismgate.providers import get_provider, provider_settings
+from prismgate.providers import get_provider
 from prismgate.providers.base import (
     ChatCall,
     ChatCompletions,
@@ -60,6 +58,7 @@ from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.storage import Stores, open_stores
+from prismgate.streaming import OpenedStream, guarded_stream
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -77,7 +76,6 @@ from prismgate.types.validation import convert_request
 __all__ = ["CallOptions", "Gateway"]
 
 DEFAULT_IMAGE_TIMEOUT = 600.0
-_SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 A = TypeVar("A")
 
@@ -161,7 +159,7 @@ class Gateway:
             transport = self._own_http
         self._http: Transport = transport
         self.authority = CallerAuthority.from_providers()
-        self._redact = Redactor(_secrets(self.config))
+        self._redact = Redactor(config_secrets(self.config))
         self.fetcher = SafeFetcher(self.config.general_settings.media)
         # Image decoding and resizing run here, off the event loop, within a pixel budget.
         self.image_pool = DecodePool(self.config.general_settings.media.max_image_pixels)
@@ -512,7 +510,7 @@ class Gateway:
         event that ends the stream."""
         options = options or CallOptions()
 
-        async def attempt(target: Target) -> Served[_OpenedStream]:
+        async def attempt(target: Target) -> Served[OpenedStream]:
             chat, call, provider = await self._chat_call(request, options, target)
             events = chat.stream(call, self._transport_for(target))
             try:
@@ -530,11 +528,11 @@ class Gateway:
                 trace_id=options.trace_id,
                 metadata=dict(options.metadata) if options.metadata else None,
             )
-            return Served(_OpenedStream(first, events), meta)
+            return Served(OpenedStream(first, events), meta)
 
         async def work() -> Served[AsyncIterator[bytes]]:
             opened = await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
-            stream = _guarded_stream(opened.value.first, opened.value.events, self._redact)
+            stream = guarded_stream(opened.value.first, opened.value.events, self._redact)
             return Served(stream, opened.meta)
 
         return await self._observed("chat_completion", request.model, request, options, work)
@@ -736,27 +734,6 @@ def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _secrets(config: Config) -> list[str]:
-    """Every secret the config holds: the environment's, the master key, and each
-    deployment's and virtual key's key and secret settings (as providers declare them)."""
-    secret_settings = {name for name, s in provider_settings().items() if s.secret}
-    found = [v for k, v in config.environ.items() if _SECRET_NAME.search(k)]
-    found.append(config.general_settings.master_key or "")
-    sources: list[Mapping[str, Any]] = [
-        {"api_key": e.litellm_params.api_key, **e.litellm_params.settings}
-        for e in config.model_list
-    ]
-    sources += config.virtual_keys.values()
-    for source in sources:
-        for name in {"api_key", *secret_settings}:
-            value = source.get(name)
-            if isinstance(value, Mapping):
-                value = json.dumps(value)
-            if isinstance(value, str) and value:
-                found += [value, *_service_account_secrets(value)]
-    return found
-
-
 def _drop_or_refuse(
     request: ChatCompletionRequest, unsupported: frozenset[str], *, model: str, drop: bool
 ) -> tuple[ChatCompletionRequest, tuple[str, ...]]:
@@ -771,18 +748,6 @@ def _drop_or_refuse(
             param=present[0],
         )
     return msgspec.structs.replace(request, **dict.fromkeys(present)), tuple(present)
-
-
-def _service_account_secrets(credentials: str) -> list[str]:
-    """A JSON credential's private key on its own (it may be echoed alone)."""
-    if not credentials.lstrip().startswith("{"):
-        return []
-    try:
-        info = json.loads(credentials)
-    except ValueError:
-        return []
-    key = info.get("private_key") if isinstance(info, dict) else None
-    return [key, *key.splitlines()] if isinstance(key, str) else []
 
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -823,27 +788,3 @@ def _no_tokens(_: object) -> int:
 
 def _chat_tokens(completion: ChatCompletion) -> int:
     return completion.usage.total_tokens if completion.usage else 0
-
-
-@dataclasses.dataclass(slots=True)
-class _OpenedStream:
-    """A stream whose first event arrived: from here on, failures are events."""
-
-    first: bytes
-    events: AsyncGenerator[bytes, None]
-
-
-async def _guarded_stream(
-    first: bytes, events: AsyncGenerator[bytes, None], redact: Redactor
-) -> AsyncIterator[bytes]:
-    """The events, and if the provider fails mid-stream, an OpenAI error event to end it
-    cleanly. Closing this generator (a caller that left) closes the upstream call."""
-    try:
-        yield first
-        async for event in events:
-            yield event
-    except PrismgateError as error:
-        body = msgspec.json.encode(error.body()).decode()
-        yield f"\n\ndata: {redact(body)}\n\ndata: [DONE]\n\n".encode()
-    finally:
-        await events.aclose()

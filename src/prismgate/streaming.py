@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import msgspec
 
-from prismgate.errors import APIError
+from prismgate.errors import APIError, PrismgateError
+from prismgate.observability.redaction import Redactor
 from prismgate.types.chat import ChatChunk
 
-__all__ = ["chunks_from_events", "iterate_in_thread"]
+__all__ = ["OpenedStream", "chunks_from_events", "guarded_stream", "iterate_in_thread"]
 
 _ErrorEnvelope = msgspec.json.Decoder(dict[str, dict[str, object]])
 
@@ -75,3 +77,27 @@ def iterate_in_thread(make: Callable[[], AsyncIterator[ChatChunk]]) -> Iterator[
                 items.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    """A stream whose first event arrived: from here on, failures are events."""
+
+    first: bytes
+    events: AsyncGenerator[bytes, None]
+
+
+async def guarded_stream(
+    first: bytes, events: AsyncGenerator[bytes, None], redact: Redactor
+) -> AsyncIterator[bytes]:
+    """The events, and if the provider fails mid-stream, an OpenAI error event to end it
+    cleanly. Closing this generator (a caller that left) closes the upstream call."""
+    try:
+        yield first
+        async for event in events:
+            yield event
+    except PrismgateError as error:
+        body = msgspec.json.encode(error.body()).decode()
+        yield f"\n\ndata: {redact(body)}\n\ndata: [DONE]\n\n".encode()
+    finally:
+        await events.aclose()
