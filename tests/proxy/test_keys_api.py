@@ -64,6 +64,12 @@ def test_a_team_key_calls_its_models_and_is_refused_when_blocked_or_deleted(
     team = post(proxy, "/team/new", {"team_alias": "artists", "max_budget": 5})
     assert team.status_code == 200, team.text
     team_id = team.json()["team_id"]
+    renamed = post(proxy, "/team/update", {"team_id": team_id, "team_alias": "painters",
+                                           "max_budget": 7, "ipm_limit": 20})  # fmt: skip
+    assert renamed.json()["team_id"] == team_id
+    data = renamed.json()["data"]
+    assert (data["team_alias"], data["max_budget"], data["ipm_limit"]) == ("painters", 7.0, 20)
+    assert data["models"] == [] and data["blocked"] is False  # not sent: left as they were
     made = post(
         proxy,
         "/key/generate",

@@ -100,25 +100,11 @@ class Accounts:
         """Change the fields `request` sends (null clears one); the changed key."""
         key = await self.key(request.key)
         now = self._clock()
-        changes: dict[str, Any] = {"updated_at": now}
-        simple = ("key_alias", "team_id", "user_id", "metadata", "blocked")
-        changes |= {
-            name: value for name in simple if (value := getattr(request, name)) is not UNSET
-        }
-        if request.models is not UNSET:
-            changes["models"] = tuple(request.models)
-        if request.tags is not UNSET:
-            changes["tags"] = tuple(request.tags)
+        changes = _changes(key, request, ("key_alias", "team_id", "user_id"), now)
         if request.duration is not UNSET:
             changes["expires"] = _expires(request.duration, now)
         if request.team_id is not UNSET or request.user_id is not UNSET:
             await self._check_owner(changes.get("team_id"), changes.get("user_id"), now)
-        budget = _changed_budget(key.budget, request.max_budget, request.budget_duration, now)
-        if budget is not None:
-            changes["budget"] = budget
-        limits = _changed_limits(key.limits, request)
-        if limits is not None:
-            changes["limits"] = limits
         updated = await self.store.update_key(key.token, changes)
         if updated is None:
             raise NotFoundError(f"no key {_shown(request.key)}", param="key", code="key_not_found")
@@ -236,21 +222,7 @@ class Accounts:
         """Change the fields `request` sends."""
         team = await self.team(request.team_id)
         now = self._clock()
-        changes: dict[str, Any] = {"updated_at": now}
-        simple = ("team_alias", "metadata", "blocked")
-        changes |= {
-            name: value for name in simple if (value := getattr(request, name)) is not UNSET
-        }
-        if request.models is not UNSET:
-            changes["models"] = tuple(request.models)
-        if request.tags is not UNSET:
-            changes["tags"] = tuple(request.tags)
-        budget = _changed_budget(team.budget, request.max_budget, request.budget_duration, now)
-        if budget is not None:
-            changes["budget"] = budget
-        limits = _changed_limits(team.limits, request)
-        if limits is not None:
-            changes["limits"] = limits
+        changes = _changes(team, request, ("team_alias",), now)
         updated = await self.store.update_team(team.team_id, changes)
         if updated is None:
             raise NotFoundError(f"no team {team.team_id!r}", param="team_id", code="team_not_found")
@@ -363,7 +335,7 @@ def _shown(key_or_token: str) -> str:
     return key_name(key_or_token) if key_or_token.startswith(KEY_PREFIX) else key_or_token[:12]
 
 
-def _duration_seconds_after(duration: str, now: float, param: str) -> float:
+def _after_duration(duration: str, now: float, param: str) -> float:
     try:
         return parse_duration(duration).after(now)
     except ValueError as exc:
@@ -373,13 +345,13 @@ def _duration_seconds_after(duration: str, now: float, param: str) -> float:
 def _expires(duration: str | None, now: float) -> float | None:
     if duration is None or duration in ("", "-1"):
         return None
-    return _duration_seconds_after(duration, now, "duration")
+    return _after_duration(duration, now, "duration")
 
 
 def _budget(max_budget: float | None, duration: str | None, now: float) -> Budget:
     reset_at = None
     if duration:
-        _duration_seconds_after(duration, now, "budget_duration")  # a 400 when unreadable
+        _after_duration(duration, now, "budget_duration")  # a 400 when unreadable
         reset_at = next_reset(duration, now=now)
     return Budget(
         max_budget=None if max_budget is None else nanos(max_budget),
@@ -408,6 +380,30 @@ def _changed_budget(budget: Budget, max_budget: Any, duration: Any, now: float) 
             spend=changed.spend,
         )
     return changed
+
+
+def _changes(
+    record: KeyRecord | TeamRecord,
+    request: UpdateKey | UpdateTeam,
+    own: tuple[str, ...],
+    now: float,
+) -> dict[str, Any]:
+    """The record fields an update sends: its `own` plain fields, and the fields keys and
+    teams share (models, tags, metadata, blocked, budget, limits)."""
+    changes: dict[str, Any] = {"updated_at": now}
+    for name in (*own, "metadata", "blocked"):
+        if (value := getattr(request, name)) is not UNSET:
+            changes[name] = value
+    for name in ("models", "tags"):
+        if (value := getattr(request, name)) is not UNSET:
+            changes[name] = tuple(value)
+    budget = _changed_budget(record.budget, request.max_budget, request.budget_duration, now)
+    if budget is not None:
+        changes["budget"] = budget
+    limits = _changed_limits(record.limits, request)
+    if limits is not None:
+        changes["limits"] = limits
+    return changes
 
 
 def _changed_limits(limits: Limits, request: Any) -> Limits | None:
