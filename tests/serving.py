@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,14 @@ class RunningProxy:
     guarded httptools protocol) in a background thread, on a port the OS picked."""
 
     def __init__(self, raw_config: dict[str, Any], environ: dict[str, str] | None = None) -> None:
+        # Each proxy gets its own data folder (its embedded database) unless the test names one.
+        self._data_dir = tempfile.TemporaryDirectory(prefix="prismgate-data-")
+        general = raw_config.get("general_settings") or {}
+        if "data_dir" not in general:
+            raw_config = {
+                **raw_config,
+                "general_settings": {**general, "data_dir": self._data_dir.name},
+            }
         self.config = load_config(raw_config, environ=environ or {})
         app = create_app(self.config)
         self._socket = socket.socket()
@@ -55,6 +64,7 @@ class RunningProxy:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+        self._data_dir.cleanup()
 
 
 def open_file_limit() -> int:

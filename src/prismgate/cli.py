@@ -236,14 +236,12 @@ app.add_typer(keys_app, name="keys")
 
 
 def _database(config: Path | None) -> str:
-    """The database URL the config names; exit 2 when it names none."""
+    """The database the config names, or the embedded SQLite file in its `data_dir`: the
+    one `serve` uses."""
     from prismgate.storage.sql import database_url
 
-    url = _checked_config(config).general_settings.database_url
-    if url is None:
-        errors.print("[red]config error:[/] set general_settings.database_url to use keys")
-        raise typer.Exit(2)
-    return database_url(url, ".")
+    general = _checked_config(config).general_settings
+    return database_url(general.database_url, general.data_dir)
 
 
 def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:

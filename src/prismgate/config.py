@@ -196,7 +196,11 @@ class GeneralSettings(_Section, frozen=True):
     redis_timeout: Annotated[float, _Positive] = 0.1
     redis_retry_interval: Annotated[float, _Positive] = 5.0
     image_store: ImageStoreSettings = msgspec.field(default_factory=ImageStoreSettings)
+    # PostgreSQL (or SQLite) for keys, teams, budgets and spend; unset, the proxy keeps them
+    # in an embedded SQLite file in `data_dir`, so one instance needs no database server.
     database_url: str | None = None
+    # The gateway's own files: the embedded database and the spend log's spool.
+    data_dir: str = "./prismgate-data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
 
 

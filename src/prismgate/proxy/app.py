@@ -86,12 +86,12 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        database = config.general_settings.database_url
+        general = config.general_settings
         sql: tuple[SqlKeyStore, SqlSpendLog] | None = None
         recorder: SpendRecorder | None = None
-        if database is not None and served.stores.keys is None:
+        if served.stores.keys is None:
             # Migrated under a lock: several workers and instances may start together.
-            sql = await open_sql_stores(database_url(database, "."))
+            sql = await open_sql_stores(database_url(general.database_url, general.data_dir))
             state.use_key_store(sql[0])
             state.spend_log = sql[1]
             recorder = SpendRecorder(sql[1])
