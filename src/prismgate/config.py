@@ -201,6 +201,15 @@ class GeneralSettings(_Section, frozen=True):
     database_url: str | None = None
     # The gateway's own files: the embedded database and the spend log's spool.
     data_dir: str = "./prismgate-data"
+    # LiteLLM's name: keep each call's prompt (its first 200 characters) in the spend log.
+    store_prompts_in_spend_logs: bool = True
+    # The disk the spend log's spool (`data_dir`/spend-spool) may fill while the database
+    # does not answer; rows past it are dropped, with a logged count.
+    spend_spool_max_bytes: Annotated[int, _Positive] = 256 << 20
+    # Seals the provider keys of virtual keys made over the API (identity/sealing.py). A
+    # list rotates it: the first seals, every one opens. Unset: PRISMGATE_ENCRYPTION_KEY,
+    # then LiteLLM's LITELLM_SALT_KEY, from the environment.
+    encryption_key: str | list[str] | None = None
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
 
 

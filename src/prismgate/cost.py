@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from prismgate.catalog import ImageCapabilities, ModelInfo
 from prismgate.types import ImageRequest, ImageResponse
-from prismgate.types.chat import ChatUsage
+from prismgate.types.chat import ChatCompletionRequest, ChatUsage, ImagePart, TextPart
 
-__all__ = ["chat_cost", "image_cost"]
+__all__ = ["chat_cost", "chat_price_bound", "image_cost", "image_price_bound"]
+
+# What a price bound assumes where the request does not say: output tokens of one image of
+# a token-priced model (gpt-image's 1536x1024 at high quality), pixels per output token
+# (the same ratio), input tokens of one input image, and a chat answer's length.
+IMAGE_OUTPUT_TOKENS = 6240
+PIXELS_PER_IMAGE_TOKEN = 250
+INPUT_IMAGE_TOKENS = 6000
+CHAT_OUTPUT_TOKENS = 4096
 
 
 def image_cost(
@@ -75,3 +83,68 @@ def chat_cost(info: ModelInfo | None, usage: ChatUsage | None) -> float | None:
     return usage.prompt_tokens * info.input_cost_per_token + usage.completion_tokens * (
         info.output_cost_per_token or 0.0
     )
+
+
+def image_price_bound(
+    capabilities: ImageCapabilities | None, request: ImageRequest
+) -> float | None:
+    """The most this request can cost on this model, known before the call: `n` images at
+    the dearest price its size and quality allow (every size or tier when it names none,
+    or `auto`), plus, for token-priced models, its prompt and input images. None when
+    the model has no price."""
+    if capabilities is None or capabilities.pricing is None:
+        return None
+    pricing = capabilities.pricing
+    n = getattr(request, "n", None) or 1
+    size = request.size if request.size and request.size != "auto" else None
+    # Unset means the model's default quality (listed first), as the provider bills it.
+    quality = getattr(request, "quality", None) or (capabilities.qualities or (None,))[0]
+    per_image = 0.0
+    if pricing.per_image:
+        table = pricing.per_image
+        tier = quality if quality in table else "*" if "*" in table else None
+        for by_size in [table[tier]] if tier else table.values():
+            prices = [by_size[size]] if size in by_size else by_size.values()
+            per_image = max(per_image, *prices)
+    if pricing.output_image_per_token is not None:
+        tokens = IMAGE_OUTPUT_TOKENS
+        if size is not None and "x" in size:
+            width, _, height = size.partition("x")
+            if width.isdigit() and height.isdigit():
+                tokens = max(tokens, int(width) * int(height) // PIXELS_PER_IMAGE_TOKEN)
+        per_image = max(per_image, tokens * pricing.output_image_per_token)
+    prompt = getattr(request, "prompt", None) or ""
+    images = getattr(request, "image", None)
+    inputs = len(images) if isinstance(images, list) else int(images is not None)
+    # A token is never shorter than one character, so the prompt's length bounds its tokens.
+    return (
+        n * per_image
+        + len(prompt) * (pricing.input_text_per_token or 0.0)
+        + inputs * INPUT_IMAGE_TOKENS * (pricing.input_image_per_token or 0.0)
+    )
+
+
+def chat_price_bound(info: ModelInfo | None, request: ChatCompletionRequest) -> float | None:
+    """The most a chat request can cost on this model: its text (one token at most per
+    character) and images in, and `max_completion_tokens` (or `max_tokens`, or the model's
+    output limit) out. None when the model has no price."""
+    if info is None or info.input_cost_per_token is None:
+        return None
+    characters = images = 0
+    for message in request.messages:
+        if isinstance(message.content, str):
+            characters += len(message.content)
+        elif message.content is not None:
+            for part in message.content:
+                if isinstance(part, TextPart):
+                    characters += len(part.text)
+                elif isinstance(part, ImagePart):
+                    images += 1
+    out = (
+        request.max_completion_tokens
+        or request.max_tokens
+        or info.max_output_tokens
+        or CHAT_OUTPUT_TOKENS
+    )
+    tokens_in = characters + images * INPUT_IMAGE_TOKENS
+    return tokens_in * info.input_cost_per_token + out * (info.output_cost_per_token or 0.0)

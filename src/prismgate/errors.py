@@ -6,12 +6,14 @@
     ├── NotFoundError                   404 invalid_request_error   (code: model_not_found, ...)
     ├── ConflictError                   409 invalid_request_error   (code: already_exists)
     ├── BadRequestError                 400 invalid_request_error
-    │   ├── BudgetExceededError         400 budget_exceeded         (LiteLLM's type and status)
     │   ├── UnsupportedParamsError      400 invalid_request_error   (code: unsupported_parameter)
     │   └── ContentPolicyViolationError 400 invalid_request_error   (code: content_policy_violation)
     ├── RequestTooLargeError            413 invalid_request_error   (code: request_too_large)
     ├── RequestTimeoutError             408 invalid_request_error   (code: request_timeout)
     ├── RateLimitError                  429 rate_limit_error        (retry_after, when known)
+    │   └── LimitReachedError           429 requests, tokens, images or parallel_requests
+    │                                       (a caller's own limit; code: rate_limit_exceeded)
+    ├── BudgetExceededError             429 budget_exceeded         (LiteLLM's type and status)
     ├── Timeout                         504 timeout                 (also a builtin TimeoutError)
     ├── ServiceUnavailableError         503 service_unavailable
     ├── InsufficientStorageError        507 api_error               (code: image_store_full)
@@ -24,7 +26,8 @@ Each error carries its HTTP `status`, the OpenAI `type`, `code` and `param`, the
 `provider` that produced it, and the `upstream_status` and `upstream_message` as the
 provider sent them (secrets redacted), and `retry_after` when the provider gave one.
 `request_sent` says the request reached the provider before the failure (it may have been
-served), and `attempts` what the router tried (`<target>=<status>` each).
+served), and `attempts` what the router tried (`<target>=<status>` each). A limited
+caller's errors carry its `rate_limits` (the `x-ratelimit-*` headers).
 `body()` gives the OpenAI wire body.
 
 Upstream failures are translated once, at the provider boundary, by `from_upstream`,
@@ -33,9 +36,10 @@ which keeps at most `MAX_UPSTREAM_MESSAGE_CHARS` of the provider's message.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from prismgate.types.errors import ErrorBody, ErrorDetail
+from prismgate.types.meta import RateLimitStatus
 
 __all__ = [
     "MAX_UPSTREAM_MESSAGE_CHARS",
@@ -49,6 +53,7 @@ __all__ = [
     "ConflictError",
     "ContentPolicyViolationError",
     "InsufficientStorageError",
+    "LimitReachedError",
     "NotFoundError",
     "PermissionDeniedError",
     "PrismgateError",
@@ -70,6 +75,9 @@ class PrismgateError(Exception):
     status: ClassVar[int] = 500
     type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
+    # False: a client retrying at once gets the same answer (OpenAI's clients read
+    # `x-should-retry`).
+    retryable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -97,6 +105,8 @@ class PrismgateError(Exception):
         self.attempts: tuple[str, ...] = ()
         # The last attempt failed after every retry it was allowed (Portkey's retry count -1).
         self.retries_exhausted = False
+        # Where a limited caller's rate limits stand (`x-ratelimit-*` on the answer).
+        self.rate_limits: tuple[RateLimitStatus, ...] = ()
 
     @property
     def status_code(self) -> int:
@@ -152,14 +162,6 @@ class BadRequestError(PrismgateError):
     type = "invalid_request_error"
 
 
-class BudgetExceededError(BadRequestError):
-    """A key's, team's or user's budget does not cover the call; refused before any
-    upstream call, with LiteLLM's type and status."""
-
-    type = "budget_exceeded"
-    default_code = "budget_exceeded"
-
-
 class UnsupportedParamsError(BadRequestError):
     """A parameter the model has no meaning for; `drop_params=True` drops it instead."""
 
@@ -194,6 +196,35 @@ class RateLimitError(PrismgateError):
     status = 429
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class LimitReachedError(RateLimitError):
+    """A key's, team's or user's own limit refused the call before any upstream call
+    (429). As in OpenAI's rate-limit errors, its `type` names the limit (`requests`,
+    `tokens`, `images`, or `parallel_requests`) and its code is `rate_limit_exceeded`."""
+
+    def __init__(self, message: str, *, limit_type: str = "requests", **details: Any) -> None:
+        super().__init__(message, **details)
+        self.limit_type = limit_type
+
+    def body(self) -> ErrorBody:
+        """The OpenAI-style error body, its `type` naming the limit."""
+        return ErrorBody(
+            error=ErrorDetail(
+                message=self.message, type=self.limit_type, param=None, code=self.code
+            )
+        )
+
+
+class BudgetExceededError(PrismgateError):
+    """A key's, team's or user's budget does not cover the call (429, LiteLLM's status);
+    refused before any upstream call. Retry-After says when the budget resets, if it does;
+    clients are told not to retry sooner (`x-should-retry: false`)."""
+
+    status = 429
+    type = "budget_exceeded"
+    default_code = "budget_exceeded"
+    retryable = False
 
 
 class Timeout(PrismgateError, TimeoutError):

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -26,13 +26,16 @@ from prismgate.authority import CallerAuthority
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.config_secrets import config_secrets
-from prismgate.cost import chat_cost, image_cost
+from prismgate.cost import chat_cost, chat_price_bound, image_cost, image_price_bound
 from prismgate.errors import (
     APIError,
     BadRequestError,
     PermissionDeniedError,
+    PrismgateError,
     UnsupportedParamsError,
 )
+from prismgate.identity.budgets import Budgets, Hold
+from prismgate.identity.limits import Limiter, images_asked
 from prismgate.identity.principal import SDK_CALLER, Principal
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
@@ -57,7 +60,8 @@ from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
-from prismgate.storage import Stores, open_stores
+from prismgate.storage import KeyStore, Stores, open_stores
+from prismgate.storage.records import nanos
 from prismgate.streaming import OpenedStream, guarded_stream
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
@@ -169,6 +173,10 @@ class Gateway:
         self.image_store = self.stores.images
         self.provider_cache = ProviderCache()
         self.observers = tuple(observers)
+        # Calls by generated keys hold their price against the keys' budgets first.
+        self.budgets = Budgets(self.stores.keys) if self.stores.keys is not None else None
+        # Callers' rpm, tpm, ipm and parallel limits, shared through the limit store.
+        self.limiter = Limiter(self.stores.limits)
         self.router = Router(
             self.deployments.candidates, router_policy(self.config), self.stores.routing
         )
@@ -188,8 +196,21 @@ class Gateway:
     ) -> None:
         await self.aclose()
 
+    def use_key_store(self, keys: KeyStore) -> None:
+        """Hold calls by generated keys against their budgets in `keys` (a store opened
+        after this gateway, as the proxy's database is); `release_key_store()` before
+        closing it."""
+        self.budgets = Budgets(keys)
+
+    async def release_key_store(self) -> None:
+        """Settle every budget hold with the key store, and stop using it."""
+        budgets, self.budgets = self.budgets, None
+        if budgets is not None:
+            await budgets.aclose()
+
     async def aclose(self) -> None:
         """Release the HTTP pools and stores this gateway made, and the image fetcher's."""
+        await self.release_key_store()
         await self.fetcher.aclose()
         self.image_pool.close()
         if self._own_stores:
@@ -324,6 +345,58 @@ class Gateway:
                 param="model",
                 code="key_model_access_denied",
             )
+        # The caller's rate limits first: a refusal is a 429 before anything is held.
+        async with self.limiter.admit(principal, images=images_asked(request)) as admission:
+            served = await self._within_budget(
+                name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
+            )
+            return admission.served(served, tokens)
+
+    async def _within_budget(
+        self,
+        name: str,
+        request: msgspec.Struct,
+        options: CallOptions,
+        attempt: Callable[[Target], Awaitable[Served[A]]],
+        *,
+        tokens: Callable[[A], int],
+        accepted_risk: bool,
+    ) -> Served[A]:
+        """The call held against its caller's budgets while it is routed."""
+        principal = options.principal
+        hold: Hold | None = None
+        if self.budgets is not None:
+            hold = await self.budgets.hold(
+                principal, lambda: self._price_bound(name, request, options)
+            )
+        try:
+            served = await self._route(
+                name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
+            )
+        except BaseException:
+            if hold is not None:
+                hold.pay(0)
+            raise
+        if hold is not None:
+            if isinstance(served.value, OpenedStream):
+                # A stream is relayed unread: it pays its price bound when it ends.
+                stream = served.value
+                events = _paid_when_closed(stream.events, hold)
+                return Served(OpenedStream(stream.first, events), served.meta)  # type: ignore[arg-type]
+            hold.pay(nanos(served.meta.response_cost or 0.0))
+        return served
+
+    async def _route(
+        self,
+        name: str,
+        request: msgspec.Struct,
+        options: CallOptions,
+        attempt: Callable[[Target], Awaitable[Served[A]]],
+        *,
+        tokens: Callable[[A], int],
+        accepted_risk: bool,
+    ) -> Served[A]:
+        """`attempt` on the targets this call may use, with retries and fallbacks."""
         idempotent = options.idempotency_key is not None or not accepted_risk
         if options.plan is not None:
             context = RunContext(
@@ -355,6 +428,30 @@ class Gateway:
             served.meta, attempts=outcome.attempts, retries=outcome.retries, path=outcome.path
         )
         return Served(served.value, meta)
+
+    def _price_bound(
+        self, name: str, request: msgspec.Struct, options: CallOptions
+    ) -> float | None:
+        """The most this call can cost on the deployments its model name routes to (a
+        fallback to another group pays what it costs); None when unpriced."""
+        try:
+            pairs = self.deployments.deployments_of(self.deployments.group_of(name))
+            deployments = [deployment for _, deployment in pairs]
+        except KeyError:
+            try:
+                deployments = [self.deployments.resolve(name, options.overrides)]
+            except PrismgateError:
+                return None
+        bounds = []
+        for deployment in deployments:
+            info = deployment.info
+            if isinstance(request, ChatCompletionRequest):
+                bounds.append(chat_price_bound(info, request))
+            else:
+                assert isinstance(request, ImageRequest)
+                bounds.append(image_price_bound(info.image if info else None, request))
+        known = [bound for bound in bounds if bound is not None]
+        return max(known) if known else None
 
     def _direct_target(self, name: str, options: CallOptions) -> Target:
         """A call that names a provider's model itself (SDK), or Portkey's direct mode."""
@@ -776,6 +873,17 @@ def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
         trace_id=options.trace_id,
         metadata=dict(options.metadata) if options.metadata else None,
     )
+
+
+async def _paid_when_closed(
+    events: AsyncGenerator[bytes, None], hold: Hold
+) -> AsyncGenerator[bytes, None]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        hold.pay(hold.price)
+        await events.aclose()
 
 
 def _image_tokens(response: ImageResponse) -> int:

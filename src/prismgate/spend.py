@@ -1,9 +1,20 @@
 """The spend log's observer: one row per call, written in batches off the request path.
 
-`SpendRecorder.observe` only builds the row and queues it; a background task writes the
-queue in batches (every `interval` seconds, or at once when `batch` rows wait). A write
-that fails keeps its rows queued and is tried again; the queue is bounded, and rows past
-the bound are dropped with a logged count. `aclose()` writes what is left.
+`SpendRecorder.observe` only builds the row and queues it (O(1), never blocks); a
+background task writes the queue in batches (every `interval` seconds, or at once when
+`batch` rows wait).
+
+When a write fails (the database is down or restarting) and the recorder has a spool
+folder, the queued rows go to a `SpendSpool` on local disk (bounded, fsync'd), and are
+written back, oldest first and in batches, once the database answers again; new rows
+wait behind them. Without a spool they stay queued, up to `max_queued`. Past either
+bound, rows are dropped with a logged count.
+
+`start()` starts the writer, which first adopts the spool files of processes that ended
+(one crashed, or shut down while the database was down) and replays them. `aclose()`
+writes what is queued; if the database does not answer then, the rows go to the spool
+for the next start. The spend log skips request ids it already has, so a row sent twice
+(a crash between a write and forgetting it) is kept once.
 """
 
 from __future__ import annotations
@@ -11,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import deque
 from typing import Any
 
 from prismgate.observers import CallReport
+from prismgate.spool import DEFAULT_MAX_BYTES, SpendSpool
 from prismgate.storage import SpendLog
 from prismgate.storage.records import SpendRow, nanos
 from prismgate.types import ImageResponse
@@ -25,77 +38,212 @@ __all__ = ["SpendRecorder", "spend_row"]
 log = logging.getLogger(__name__)
 
 PROMPT_CHARS = 200  # what a row keeps of a prompt
+_MAX_BACKOFF = 20  # a failing database is retried at most every 20 intervals (10 s)
 
 
 class SpendRecorder:
-    """An observer that writes a `SpendRow` for every call to `spend_log`."""
+    """An observer that writes a `SpendRow` for every call to `spend_log`, through a
+    spool in `spool_folder` (see the module docstring) when given one."""
 
     def __init__(
         self,
         spend_log: SpendLog,
         *,
+        spool_folder: str | os.PathLike[str] | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
         batch: int = 200,
         interval: float = 0.5,
         max_queued: int = 100_000,
         keep_prompts: bool = True,
+        write_timeout: float = 15.0,
+        close_timeout: float = 10.0,
     ) -> None:
         self._log = spend_log
+        self._spool = (
+            None if spool_folder is None else SpendSpool(spool_folder, max_bytes=spool_max_bytes)
+        )
         self._batch = batch
         self._interval = interval
         self._queue: deque[SpendRow] = deque()
         self._max_queued = max_queued
         self._keep_prompts = keep_prompts
+        self._write_timeout = write_timeout
+        self._close_timeout = close_timeout
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._draining = asyncio.Lock()  # one drain at a time: the spool is read in order
         self._writer: asyncio.Task[None] | None = None
         self._dropped = 0
+        self._outage = False
+
+    @property
+    def spool(self) -> SpendSpool | None:
+        """The spool, when the recorder has a folder for one."""
+        return self._spool
+
+    def start(self) -> None:
+        """Start the writer (in a running event loop); `observe` starts it too. It first
+        replays what processes that ended left in the spool folder."""
+        if self._stopping.is_set():
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_periodically())
 
     def observe(self, report: CallReport) -> None:
         """Queue the call's row (never blocks)."""
         if len(self._queue) >= self._max_queued:
             self._dropped += 1
-            if self._dropped in (1, 100, 10_000):
+            if self._dropped in (1, 100, 10_000) or self._dropped % 100_000 == 0:
                 log.error("spend log: the queue is full; %d rows dropped", self._dropped)
             return
         self._queue.append(spend_row(report, keep_prompt=self._keep_prompts))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_periodically())
+            self.start()
         if len(self._queue) >= self._batch:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Write every queued row now."""
-        while self._queue:
-            rows = [self._queue[i] for i in range(min(self._batch, len(self._queue)))]
-            await self._log.write(rows)
-            for _ in rows:
-                self._queue.popleft()
+        """Write every spooled and queued row now. When the database fails, the queued
+        rows go to the spool (if there is one) and the error is raised."""
+        async with self._draining:
+            try:
+                await self._replay()
+                while self._queue:
+                    rows = [self._queue[i] for i in range(min(self._batch, len(self._queue)))]
+                    await self._write(rows)
+                    for _ in rows:
+                        self._queue.popleft()
+            except Exception:
+                await self._spool_queue()
+                raise
+        if self._outage:
+            self._outage = False
+            log.warning("spend log: the database answers again; the rows that waited are written")
 
     async def aclose(self) -> None:
-        """Stop the writer and write what is left."""
+        """Stop the writer and write what is left; what cannot be written now goes to the
+        spool, for the next start."""
+        self._stopping.set()
+        self._wake.set()
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            try:
+                # A write under way is let finish (it may be a batch read from the spool).
+                await asyncio.wait_for(asyncio.shield(writer), self._close_timeout)
+            except TimeoutError:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+        try:
+            await asyncio.wait_for(self.flush(), self._close_timeout)
+        except Exception as exc:
+            await self._keep_at_shutdown(exc)
+        finally:
+            if self._spool is not None:
+                await asyncio.to_thread(self._spool.close)
+
+    async def _keep_at_shutdown(self, exc: Exception) -> None:
+        if self._queue:  # the flush was cut short (a timeout): spool what it left
+            with contextlib.suppress(Exception):
+                await self._spool_queue()
+        if self._queue:
+            log.error(
+                "spend log: %d rows could not be written at shutdown (%s)",
+                len(self._queue),
+                type(exc).__name__,
+            )
+        else:
+            log.warning(
+                "spend log: the database did not answer at shutdown (%s); the rows "
+                "wait in the spool for the next start",
+                type(exc).__name__,
+            )
+
+    async def _write_periodically(self) -> None:
+        if self._spool is not None:
+            try:
+                await asyncio.to_thread(self._spool.adopt)
+            except OSError as exc:
+                log.error(
+                    "spend log: the spool folder %s cannot be read (%s)", self._spool.folder, exc
+                )
+        # Adopted rows are written at once; queued ones when a batch fills or `interval`
+        # has passed.
+        failures = 0 if self._spool is None or not self._spool.waiting else await self._try()
+        while not self._stopping.is_set():
+            await self._pause(failures)
+            if self._stopping.is_set():
+                return  # aclose() writes what is left
+            if self._queue or (self._spool is not None and self._spool.waiting):
+                failures = await self._try(failures)
+
+    async def _try(self, failures: int = 0) -> int:
+        """Write what waits; the count of failures in a row after it."""
         try:
             await self.flush()
         except Exception as exc:
-            log.error("spend log: %d rows could not be written at shutdown (%s)",
-                      len(self._queue), type(exc).__name__)  # fmt: skip
+            self._note_outage(exc)
+            return min(failures + 1, _MAX_BACKOFF)
+        return 0
 
-    async def _write_periodically(self) -> None:
-        failures = 0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval * (1 + failures))
-            self._wake.clear()
+    async def _pause(self, failures: int) -> None:
+        """Wait `interval`, or less if a batch fills up. While the database fails, wait
+        out the backoff instead, and send each batch that fills up meanwhile to the spool
+        (not to the database), so memory stays small however long the outage."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._interval * (1 + failures)
+        while not self._stopping.is_set() and (left := deadline - loop.time()) > 0:
             try:
-                await self.flush()
-                failures = 0
-            except Exception as exc:
-                failures = min(failures + 1, 20)
-                log.warning("spend log: a write failed (%s); %d rows wait",
-                            type(exc).__name__, len(self._queue))  # fmt: skip
+                await asyncio.wait_for(self._wake.wait(), left)
+            except TimeoutError:
+                return
+            self._wake.clear()
+            if not failures or self._stopping.is_set():
+                return
+            async with self._draining:
+                await self._spool_queue()
+
+    async def _replay(self) -> None:
+        spool = self._spool
+        if spool is None or not spool.waiting:
+            return
+        while (batch := await asyncio.to_thread(spool.peek, self._batch)) is not None:
+            await self._write(batch.rows)
+            await asyncio.to_thread(spool.take, batch)
+
+    async def _write(self, rows: list[SpendRow]) -> None:
+        # Bounded: a database that hangs is handled as one that is down.
+        await asyncio.wait_for(self._log.write(rows), self._write_timeout)
+
+    async def _spool_queue(self) -> None:
+        """Move the queue to the spool (rows observed meanwhile stay queued)."""
+        if self._spool is None or not self._queue:
+            return
+        rows = list(self._queue)
+        try:
+            await asyncio.to_thread(self._spool.append, rows)
+        except OSError as exc:  # a full or read-only disk: the rows stay queued
+            log.error(
+                "spend log: the spool in %s cannot be written (%s); %d rows wait in memory",
+                self._spool.folder,
+                exc,
+                len(rows),
+            )
+            return
+        for _ in rows:
+            self._queue.popleft()
+
+    def _note_outage(self, exc: Exception) -> None:
+        where = "the spool" if self._spool is not None else "memory"
+        if not self._outage:
+            self._outage = True
+            log.warning(
+                "spend log: a write failed (%s); rows wait in %s until the database answers",
+                type(exc).__name__,
+                where,
+            )
+        else:
+            log.debug("spend log: a write failed again (%s)", type(exc).__name__)
 
 
 def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:

@@ -52,10 +52,15 @@ WITHOUT_KEY = settings(max_examples=3, **EXAMPLES)
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProxy]:
-    # A database, so that the management routes are fuzzed past their first check.
+    # A database and an encryption key (virtual keys), so that the management routes are
+    # fuzzed past their first check.
     database = tmp_path_factory.mktemp("schemathesis") / "gateway.db"
-    config = {**CONFIG, "general_settings": {**CONFIG["general_settings"],
-                                             "database_url": f"sqlite:///{database}"}}  # fmt: skip
+    general = {
+        **CONFIG["general_settings"],
+        "database_url": f"sqlite:///{database}",
+        "encryption_key": "schemathesis-key-0001",
+    }
+    config = {**CONFIG, "general_settings": general}
     running = RunningProxy(config).start()
     yield running
     running.stop()

@@ -1,4 +1,6 @@
-"""Backends for the storage contract suites: in-process, and the real Redis on 127.0.0.1:6379.
+"""Backends for the storage contract suites: in-process, the real Redis on 127.0.0.1:6379,
+and fresh SQL databases (SQLite files, and databases on the real PostgreSQL at
+127.0.0.1:5432, made per module and dropped at its end; never skipped).
 
 Each test gets its own key prefix; every key under it is deleted when the test ends.
 """
@@ -9,10 +11,14 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import pytest
+import sqlalchemy as sa
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.storage import (
     CacheStore,
@@ -23,6 +29,15 @@ from prismgate.storage import (
     RoutingState,
 )
 from prismgate.storage.breaker import RedisBreaker
+from prismgate.storage.sql import (
+    SharedEngine,
+    SqlKeyStore,
+    SqlSpendLog,
+    database_url,
+    open_engine,
+    upgrade,
+)
+from prismgate.storage.sql.schema import metadata
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -132,3 +147,82 @@ async def cache(
         backend = Backend[CacheStore]("redis", store, asyncio.sleep)
     yield backend
     await store.aclose()
+
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+
+# ---- backends ----
+
+
+@dataclass
+class Databases:
+    """Makes fresh, empty databases of either kind; PostgreSQL ones are dropped at the end."""
+
+    folder: Path
+    made: list[str]
+
+    async def fresh(self, kind: str) -> str:
+        if kind == "sqlite":
+            return database_url(f"sqlite:///{self.folder / uuid.uuid4().hex}.db", self.folder)
+        name = f"prismgate_test_{uuid.uuid4().hex[:16]}"
+        admin = await _pg_admin()
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        self.made.append(name)
+        return database_url(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}", self.folder)
+
+
+async def _pg_admin() -> asyncpg.Connection:
+    return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+
+
+@pytest.fixture(scope="module")
+async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Databases]:
+    made = Databases(tmp_path_factory.mktemp("sql"), [])
+    yield made
+    if made.made:
+        admin = await _pg_admin()
+        try:
+            for name in made.made:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+async def migrated(request: pytest.FixtureRequest, databases: Databases) -> str:
+    """One migrated database per backend, shared by the module's contract tests."""
+    url = await databases.fresh(request.param)
+    await upgrade(url)
+    return url
+
+
+@dataclass
+class SqlBackend:
+    """The stores under test, and their engine for looking behind them."""
+
+    name: str
+    url: str
+    engine: AsyncEngine
+    keys: SqlKeyStore
+    spend: SqlSpendLog
+
+
+@pytest.fixture
+async def sql(migrated: str) -> AsyncIterator[SqlBackend]:
+    engine = open_engine(migrated)
+    async with engine.begin() as connection:  # every test starts from empty tables
+        for table in reversed(metadata.sorted_tables):
+            await connection.execute(sa.delete(table))
+    shared = SharedEngine(engine)
+    backend = SqlBackend(
+        engine.dialect.name, migrated, engine, SqlKeyStore(shared), SqlSpendLog(shared)
+    )
+    yield backend
+    await backend.keys.aclose()
+    await backend.spend.aclose()

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.errors import ConfigError, ConflictError, NotFoundError
 from prismgate.storage import BudgetRefusal, Holder, SpendQuery, SpendTotal
@@ -34,7 +29,6 @@ from prismgate.storage.records import (
     nanos,
 )
 from prismgate.storage.sql import (
-    SharedEngine,
     SqlKeyStore,
     SqlSpendLog,
     current_revision,
@@ -49,87 +43,11 @@ from prismgate.storage.sql import (
 )
 from prismgate.storage.sql.periods import Period
 from prismgate.storage.sql.schema import keys, metadata, teams, users
-
-PG_HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
+from tests.storage.conftest import Databases
+from tests.storage.conftest import SqlBackend as Backend
 
 NOW = 1_750_000_000.0  # 2025-06-15, a fixed "now" for budget tests
 CENTS_4 = nanos(0.04)  # 40_000_000 nano-dollars
-
-
-# ---- backends ----
-
-
-@dataclass
-class Databases:
-    """Makes fresh, empty databases of either kind; PostgreSQL ones are dropped at the end."""
-
-    folder: Path
-    made: list[str]
-
-    async def fresh(self, kind: str) -> str:
-        if kind == "sqlite":
-            return database_url(f"sqlite:///{self.folder / uuid.uuid4().hex}.db", self.folder)
-        name = f"prismgate_test_{uuid.uuid4().hex[:16]}"
-        admin = await _pg_admin()
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-        self.made.append(name)
-        return database_url(f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}", self.folder)
-
-
-async def _pg_admin() -> asyncpg.Connection:
-    return await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-
-
-@pytest.fixture(scope="module")
-async def databases(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Databases]:
-    made = Databases(tmp_path_factory.mktemp("sql"), [])
-    yield made
-    if made.made:
-        admin = await _pg_admin()
-        try:
-            for name in made.made:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-async def migrated(request: pytest.FixtureRequest, databases: Databases) -> str:
-    """One migrated database per backend, shared by the module's contract tests."""
-    url = await databases.fresh(request.param)
-    await upgrade(url)
-    return url
-
-
-@dataclass
-class Backend:
-    """The stores under test, and their engine for looking behind them."""
-
-    name: str
-    url: str
-    engine: AsyncEngine
-    keys: SqlKeyStore
-    spend: SqlSpendLog
-
-
-@pytest.fixture
-async def sql(migrated: str) -> AsyncIterator[Backend]:
-    engine = open_engine(migrated)
-    async with engine.begin() as connection:  # every test starts from empty tables
-        for table in reversed(metadata.sorted_tables):
-            await connection.execute(sa.delete(table))
-    shared = SharedEngine(engine)
-    backend = Backend(
-        engine.dialect.name, migrated, engine, SqlKeyStore(shared), SqlSpendLog(shared)
-    )
-    yield backend
-    await backend.keys.aclose()
-    await backend.spend.aclose()
 
 
 def make_key(name: str, **fields: object) -> KeyRecord:

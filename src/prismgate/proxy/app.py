@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -93,10 +94,19 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
             # Migrated under a lock: several workers and instances may start together.
             sql = await open_sql_stores(database_url(general.database_url, general.data_dir))
             state.use_key_store(sql[0])
+            served.use_key_store(sql[0])
             state.spend_log = sql[1]
-            recorder = SpendRecorder(sql[1])
+            recorder = SpendRecorder(
+                sql[1],
+                spool_folder=Path(general.data_dir, "spend-spool"),
+                spool_max_bytes=general.spend_spool_max_bytes,
+                keep_prompts=general.store_prompts_in_spend_logs,
+            )
+            recorder.start()  # replays what processes that ended left in the spool
             served.observers = (*served.observers, recorder)
         yield
+        if sql is not None:
+            await served.release_key_store()  # settles budget holds while the store is open
         if recorder is not None:
             await recorder.aclose()
         if sql is not None:

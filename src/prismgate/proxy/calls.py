@@ -66,7 +66,7 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
     if portkey.config is not None:
         return dataclasses.replace(options, plan=_config_plan(portkey.config, state))
     if portkey.virtual_key is not None:
-        state.gateway.plans.virtual_keys.get(portkey.virtual_key)  # a 400 when unknown
+        # An unknown name is a 400 when the plan runs (stored keys are read there, async).
         return dataclasses.replace(options, plan=Plan(virtual_key_leaf(portkey.virtual_key)))
     if portkey.provider is None:
         return options

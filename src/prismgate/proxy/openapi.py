@@ -100,6 +100,36 @@ def _management(components: dict[str, Any]) -> dict[str, Any]:
         "get": operation("Spend log rows", api_key=False, user_id=False, request_id=False,
                          start_date=False, end_date=False)
     }  # fmt: skip
+    summary = operation(
+        "Spend per key, team, model group or day (dollars, requests, images, tokens)",
+        group_by=False,
+        api_key=False,
+        user_id=False,
+        internal_user_id=False,
+        team_id=False,
+        start_date=False,
+        end_date=False,
+    )
+    groups = ["team", "key", "api_key", "model", "day"]
+    summary["parameters"][0]["schema"] = {"type": "string", "enum": groups}
+    paths["/spend/summary"] = {"get": summary}
+    paths["/global/spend/report"] = {"get": summary}  # LiteLLM's path for the same
+    # Portkey's virtual keys: bodies derived from the settings providers declare.
+    from prismgate.identity.virtual_key_wire import create_struct, update_struct
+
+    create, change = create_struct(), update_struct()
+    components.update(msgspec.json.schema_components((create, change), ref_template=_REF)[1])
+    slug = [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}]
+    for prefix in ("/v1", ""):
+        paths[f"{prefix}/virtual-keys"] = {
+            "post": operation("Store a virtual key (master key)", create),
+            "get": operation("Virtual keys, a page at a time", current_page=False, page_size=False),
+        }
+        paths[f"{prefix}/virtual-keys/{{slug}}"] = {
+            "get": {**operation("A virtual key (never its secrets)"), "parameters": slug},
+            "put": {**operation("Rotate or change a virtual key", change), "parameters": slug},
+            "delete": {**operation("Delete a virtual key"), "parameters": slug},
+        }
     return paths
 
 

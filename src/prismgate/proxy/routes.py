@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prismgate.proxy.handlers import admin, chat, files, health, images, models
+from prismgate.proxy.handlers import admin, chat, files, health, images, models, virtual_keys
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
 
@@ -49,4 +49,5 @@ ROUTES = [
     Route("/health", health.health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     *(Route(path, handler, methods=[method]) for path, handler, method in admin.ROUTES),
+    *(Route(path, handler, methods=[method]) for path, handler, method in virtual_keys.ROUTES),
 ]

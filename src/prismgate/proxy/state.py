@@ -10,6 +10,8 @@ from prismgate.config import Config, ModelEntry
 from prismgate.gateway import Gateway
 from prismgate.identity import Authenticator
 from prismgate.identity.accounts import Accounts
+from prismgate.identity.sealing import sealer_from_config
+from prismgate.identity.virtual_keys import StoredVirtualKeys
 from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import get_provider
@@ -44,6 +46,9 @@ class ProxyState:
         self.gateway = gateway
         self.authenticator = Authenticator(config.general_settings.master_key, None)
         self.accounts: Accounts | None = None
+        # Virtual keys stored over the API (with the key store), sealed with this key.
+        self.sealer = sealer_from_config(config)
+        self.virtual_keys: StoredVirtualKeys | None = None
         self.spend_log: SpendLog | None = gateway.stores.spend
         if gateway.stores.keys is not None:
             self.use_key_store(gateway.stores.keys)
@@ -75,11 +80,15 @@ class ProxyState:
         self.openapi_body = openapi_document()
 
     def use_key_store(self, keys: KeyStore) -> None:
-        """Authenticate generated keys from `keys` and serve the management API over it.
-        Keys changed through this worker stop working here at once, elsewhere within the
-        authenticator's staleness."""
+        """Authenticate generated keys from `keys`, serve the management API over it, and
+        resolve the virtual keys stored in it. Keys changed through this worker stop
+        working here at once, elsewhere within the authenticator's (and the virtual keys')
+        staleness."""
         self.authenticator.keys = keys
         self.accounts = Accounts(keys, on_change=self.authenticator.forget)
+        configured = self.gateway.plans.virtual_keys
+        self.virtual_keys = StoredVirtualKeys(keys, self.sealer, configured)
+        configured.attach(self.virtual_keys)
 
 
 def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> ModelInfoEntry:

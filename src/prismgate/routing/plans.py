@@ -4,7 +4,8 @@ down to targets, each target with its own retries, timeout, overrides and cache.
 A target is one of:
 - a provider with the caller's key (`provider` + `api_key`: Portkey's direct mode, only
   for callers allowed to bring provider keys; only their credentials are used);
-- a `virtual_key`: provider credentials kept by the gateway (`virtual_keys` in the config);
+- a `virtual_key`: provider credentials kept by the gateway (`virtual_keys` in the config,
+  or stored by an admin over the API; see `routing/virtual_keys.py`);
 - neither: one of the gateway's model groups, named by `override_params.model` or the
   request's `model`, served with the group's strategy and cooldowns.
 """
@@ -20,10 +21,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from prismgate.authority import CallerAuthority
-from prismgate.config import Config, LiteLLMParams, sorted_params
 from prismgate.errors import (
     BadRequestError,
-    ConfigError,
     NotFoundError,
     PermissionDeniedError,
     PrismgateError,
@@ -41,53 +40,12 @@ from prismgate.routing.portkey_config import (
     pick_weighted,
 )
 from prismgate.routing.router import AttemptLog, Outcome, Router, Target
+from prismgate.routing.virtual_keys import VirtualKey, VirtualKeys, redact_error
 
 __all__ = ["Plan", "PlanRunner", "RunContext", "VirtualKeys", "leaves", "virtual_key_leaf"]
 
 T = TypeVar("T")
 PARAM = "x-portkey-config"
-
-
-class VirtualKeys:
-    """The config's `virtual_keys`: named provider credentials, checked at startup."""
-
-    def __init__(self, config: Config) -> None:
-        self._keys: dict[str, tuple[str, LiteLLMParams]] = {}
-        for name, raw in config.virtual_keys.items():
-            fields = dict(raw)
-            provider = canonical_provider(str(fields.pop("provider", "")))
-            if provider is None:
-                raise ConfigError(
-                    f"virtual_keys.{name}.provider: name a provider, for example openai"
-                )
-            fields = sorted_params(
-                {**fields, "model": "", "custom_llm_provider": provider}, f"virtual_keys.{name}"
-            )
-            try:
-                params = msgspec.convert(fields, LiteLLMParams)
-            except msgspec.ValidationError as error:
-                raise ConfigError(f"virtual_keys.{name}: {error}") from None
-            self._keys[name] = (provider, params)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._keys
-
-    def names(self) -> list[str]:
-        """The virtual keys this gateway keeps."""
-        return sorted(self._keys)
-
-    def get(self, name: str) -> tuple[str, LiteLLMParams]:
-        """(provider, how to call it) for a virtual key, or a 400 (the names the gateway
-        keeps are the operator's: a caller is not shown them)."""
-        try:
-            return self._keys[name]
-        except KeyError:
-            shown = name if len(name) <= 80 else name[:80] + "..."
-            raise BadRequestError(
-                f"unknown virtual key {shown!r}; use a virtual key this gateway's operator "
-                "gave you",
-                param="x-portkey-virtual-key",
-            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +183,12 @@ class PlanRunner:
                     param=PARAM,
                 )
             return await self._group(leaf, model, settings, run)
+        # A stored virtual key is read (through its cache) before the target is built.
+        key = None
+        if leaf.virtual_key is not None:
+            key = await self.virtual_keys.resolve(leaf.virtual_key)
         target = Target(
-            deployment=self._deployment(leaf, model, run.context),
+            deployment=self._deployment(leaf, model, run.context, key),
             label=leaf.path or f"virtual_key:{leaf.virtual_key}",
             group=model,
             direct=not run.context.trusted and leaf.virtual_key is None,
@@ -236,15 +198,20 @@ class PlanRunner:
             override_params=overrides,
             cache=cache,
         )
-        outcome = await self._router.run_target(
-            target,
-            run.attempt,
-            retries=retry.attempts if retry else 0,
-            idempotent=run.context.idempotent,
-            on_status_codes=frozenset(retry.on_status_codes) if retry else None,
-            use_retry_after=retry.use_retry_after_header if retry else False,
-            log=run.log,
-        )
+        try:
+            outcome = await self._router.run_target(
+                target,
+                run.attempt,
+                retries=retry.attempts if retry else 0,
+                idempotent=run.context.idempotent,
+                on_status_codes=frozenset(retry.on_status_codes) if retry else None,
+                use_retry_after=retry.use_retry_after_header if retry else False,
+                log=run.log,
+            )
+        except PrismgateError as error:
+            if key is not None and key.secrets:
+                redact_error(error, key.secrets)
+            raise
         return dataclasses.replace(outcome, path=leaf.path or None)
 
     async def _group(
@@ -273,15 +240,16 @@ class PlanRunner:
         )
         return dataclasses.replace(outcome, path=leaf.path)
 
-    def _deployment(self, leaf: PlanLeaf, model: str, context: RunContext) -> Deployment:
+    def _deployment(
+        self, leaf: PlanLeaf, model: str, context: RunContext, key: VirtualKey | None
+    ) -> Deployment:
         """Where a provider or virtual-key target sends its call."""
         options = {PROVIDER_OPTIONS[k]: v for k, v in leaf.provider_options.items()}
-        if leaf.virtual_key is not None:
-            _, params = self.virtual_keys.get(leaf.virtual_key)
+        if key is not None:
             # Built as a model_list entry is: key, base, settings, timeouts and all; a saved
             # config's provider options (the operator's) over the key's own.
-            deployment = self._deployments.from_params(msgspec.structs.replace(params, model=model))
-            return _with_options(deployment, options)
+            params = msgspec.structs.replace(key.params, model=model)
+            return _with_options(self._deployments.from_params(params), options)
         named = canonical_provider(leaf.provider or "")
         if named is None:
             raise BadRequestError(f"{PARAM}: {leaf.path}.provider: unknown provider", param=PARAM)

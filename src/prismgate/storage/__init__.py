@@ -3,6 +3,7 @@
 | concern | protocol | backends |
 |---|---|---|
 | routing state (cooldowns, failures, usage) | `RoutingState` | `memory`, `redis` |
+| callers' rate limits (rpm, tpm, ipm, parallel) | `LimitState` | `memory`, `redis` |
 | response cache | `CacheStore` | `memory`, `redis` |
 | images behind signed links | `ImageStore` | `local_images` |
 | keys, teams, users, provider keys, budgets | `KeyStore` | `sql` (SQLite, PostgreSQL) |
@@ -20,7 +21,7 @@ are each logged once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
@@ -38,24 +39,34 @@ if TYPE_CHECKING:
     from prismgate.config import Config
 
 __all__ = [
+    "LIMIT_WINDOW",
     "BudgetRefusal",
     "CacheStore",
     "Cooldown",
     "Holder",
     "ImageStore",
     "KeyStore",
+    "LimitAnswer",
+    "LimitCheck",
+    "LimitKind",
+    "LimitLevel",
+    "LimitState",
     "MemoryCacheStore",
+    "MemoryLimitState",
     "MemoryRoutingState",
     "RedisBreaker",
     "RedisCacheStore",
+    "RedisLimitState",
     "RedisRoutingState",
     "RoutingState",
+    "SharedState",
     "SpendLog",
     "SpendQuery",
     "SpendTotal",
     "StoredImage",
     "Stores",
     "Usage",
+    "open_shared",
     "open_shared_state",
     "open_stores",
     "redis_url_from",
@@ -200,6 +211,77 @@ class BudgetRefusal:
     reset_at: float | None
 
 
+# requests, tokens and images are counted per minute; parallel counts calls in flight.
+LimitKind = Literal["requests", "tokens", "images", "parallel"]
+
+LIMIT_WINDOW = 60.0  # seconds: every per-minute limit is a budget of this long
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """One counter a call takes from: a holder's limit of one kind.
+
+    `cost` is what the call takes when it is let in: 1 request, its n images, 1 parallel
+    slot, and 0 tokens (they are known only after the call and added by `finish`; a call
+    is let in while at least one token of the limit is left)."""
+
+    holder: Holder
+    kind: LimitKind
+    limit: int
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLevel:
+    """Where one counter stands: how much of its limit is left, and in how many seconds
+    all of it is back (0 for parallel slots, which come back when calls end)."""
+
+    remaining: int
+    reset: float
+
+
+@dataclass(frozen=True, slots=True)
+class LimitAnswer:
+    """What a take did: `levels[i]` is where `checks[i]` stands (after the take, or as it
+    was when refused). `refused` is the index of the check that refused the call (None:
+    every counter was taken); `retry_after` the seconds until it would pass (None when
+    unknown: a parallel slot comes back when a call ends)."""
+
+    levels: tuple[LimitLevel, ...]
+    refused: int | None = None
+    retry_after: float | None = None
+
+
+class LimitState(Protocol):
+    """The counters behind callers' limits, shared by every instance on one backend.
+
+    Per-minute kinds are exact token buckets (GCRA): a limit of L per minute lets L in at
+    once, then one more every 60/L s, and says to the millisecond when the next would
+    pass. Parallel slots are leases: a call's slot lapses `lease` s after it was taken or
+    last renewed, so the calls of an instance that died free their slots.
+    """
+
+    async def take(
+        self, call_id: str, checks: Sequence[LimitCheck], *, lease: float
+    ) -> LimitAnswer:
+        """Take every check's cost for call `call_id`, all or none, atomically: a call is
+        refused (and nothing taken) when any one counter cannot give its cost."""
+        ...
+
+    async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
+        """Keep this call's parallel slots another `lease` s (a call still running)."""
+        ...
+
+    async def finish(self, call_id: str, checks: Sequence[LimitCheck], *, tokens: int) -> None:
+        """The call ended: free its parallel slots, add `tokens` to its tokens counters.
+        It is done in full even when the caller is cancelled while it runs."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections."""
+        ...
+
+
 class KeyStore(Protocol):
     """Keys, teams, users and provider keys, and the budgets they spend from.
 
@@ -278,8 +360,12 @@ class KeyStore(Protocol):
         """Change a user's fields."""
         ...
 
-    async def put_provider_key(self, record: ProviderKeyRecord) -> None:
-        """Add or replace a provider key (a rotation keeps its `created_at`)."""
+    async def put_provider_key(
+        self, record: ProviderKeyRecord, *, only: Literal["new", "existing"] | None = None
+    ) -> bool:
+        """Add or replace a provider key (a rotation keeps its `created_at`); whether it
+        was written. `only="new"` writes only when the name is free, `only="existing"`
+        only when it is taken (each decided in the same statement as the write)."""
         ...
 
     async def provider_key(self, name: str) -> ProviderKeyRecord | None:
@@ -302,8 +388,14 @@ class KeyStore(Protocol):
         after `ttl` s unless settled (an instance that died mid-call)."""
         ...
 
-    async def settle(self, hold_id: str, spent: Nanos, *, now: float) -> None:
-        """Release the hold and add `spent` to each of its holders' spend (once)."""
+    async def settle(self, hold_id: str, spent: Nanos, *, now: float) -> bool:
+        """Release the hold and add `spent` to each of its holders' spend (once); whether
+        the hold was there (False: it lapsed, or was settled already)."""
+        ...
+
+    async def headroom(self, holders: Sequence[Holder]) -> Nanos | None:
+        """The least room left (cap, less spend and holds) among the holders that have a
+        cap; None when none has one. Read without a lock: a guide for sizing a hold."""
         ...
 
     async def charge(self, holders: Sequence[Holder], spent: Nanos, *, now: float) -> None:
@@ -384,6 +476,50 @@ def redis_url_from(
     return f"redis://{auth}{host}:{port or DEFAULT_REDIS_PORT}/0"
 
 
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    """The stores that instances share through Redis: routing state, cache, limits."""
+
+    routing: RoutingState
+    cache: CacheStore
+    limits: LimitState
+
+
+def open_shared(
+    *,
+    redis_url: str | None,
+    cache_max_entries: int = 1024,
+    cache_max_bytes: int = 256 * 1024 * 1024,
+    prefix: str = "prismgate:",
+    timeout: float = DEFAULT_TIMEOUT,
+    retry_interval: float = DEFAULT_RETRY_INTERVAL,
+) -> SharedState:
+    """The routing state, cache store and limit state for a gateway: on Redis (one client,
+    keys under `prefix`) when `redis_url` is given, in this process otherwise. Each Redis
+    operation may take `timeout` s; past it, the stores use in-process state until a probe
+    (every `retry_interval` s) finds Redis answering. Close all three when done."""
+    if redis_url is None:
+        return SharedState(
+            MemoryRoutingState(),
+            MemoryCacheStore(max_entries=cache_max_entries, max_bytes=cache_max_bytes),
+            MemoryLimitState(),
+        )
+    client = connect_redis(redis_url, timeout=timeout)
+    # One breaker for every store: one client, one outage, one log line.
+    breaker = RedisBreaker(client, timeout=timeout, retry_interval=retry_interval)
+    return SharedState(
+        RedisRoutingState(client, prefix=prefix, breaker=breaker),
+        RedisCacheStore(
+            client,
+            prefix=prefix,
+            breaker=breaker,
+            local_max_entries=cache_max_entries,
+            local_max_bytes=cache_max_bytes,
+        ),
+        RedisLimitState(client, prefix=prefix, breaker=breaker),
+    )
+
+
 def open_shared_state(
     *,
     redis_url: str | None,
@@ -393,24 +529,17 @@ def open_shared_state(
     timeout: float = DEFAULT_TIMEOUT,
     retry_interval: float = DEFAULT_RETRY_INTERVAL,
 ) -> tuple[RoutingState, CacheStore]:
-    """The routing state and cache store for a gateway: on Redis (one client, keys under
-    `prefix`) when `redis_url` is given, in this process otherwise. Each Redis operation
-    may take `timeout` s; past it, both stores use in-process state until a probe (every
-    `retry_interval` s) finds Redis answering. Close both when done."""
-    if redis_url is None:
-        return MemoryRoutingState(), MemoryCacheStore(
-            max_entries=cache_max_entries, max_bytes=cache_max_bytes
-        )
-    client = connect_redis(redis_url, timeout=timeout)
-    # One breaker for both stores: one client, one outage, one log line.
-    breaker = RedisBreaker(client, timeout=timeout, retry_interval=retry_interval)
-    return RedisRoutingState(client, prefix=prefix, breaker=breaker), RedisCacheStore(
-        client,
+    """The routing state and cache store of `open_shared` (same arguments), for callers
+    that keep no limits. Close both when done."""
+    shared = open_shared(
+        redis_url=redis_url,
+        cache_max_entries=cache_max_entries,
+        cache_max_bytes=cache_max_bytes,
         prefix=prefix,
-        breaker=breaker,
-        local_max_entries=cache_max_entries,
-        local_max_bytes=cache_max_bytes,
+        timeout=timeout,
+        retry_interval=retry_interval,
     )
+    return shared.routing, shared.cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,11 +552,15 @@ class Stores:
     images: ImageStore
     keys: KeyStore | None = None
     spend: SpendLog | None = None
+    # Callers' rate limits: in this process unless `open_stores` puts them on Redis. (A
+    # lambda: the backend is imported at the bottom of this module, after this class.)
+    limits: LimitState = field(default_factory=lambda: MemoryLimitState())  # noqa: PLW0108
 
     async def aclose(self) -> None:
         """Close every store."""
         await self.routing.aclose()
         await self.cache.aclose()
+        await self.limits.aclose()
         await self.images.aclose()
         if self.keys is not None:
             await self.keys.aclose()
@@ -436,26 +569,37 @@ class Stores:
 
 
 def open_stores(config: Config) -> Stores:
-    """The stores `config` names: routing state and cache in this process or on Redis
-    (`router_settings.redis_*`), images in a local folder. The SQL stores are attached by
+    """The stores `config` names: routing state, cache and limits in this process or on
+    Redis (`router_settings.redis_*`), images in a local folder. The SQL stores are attached by
     whoever serves (`prismgate.storage.sql`), since they need their schema migrated."""
     from prismgate.routing.settings import redis_url_of
     from prismgate.storage.local_images import LocalImageStore
 
     general = config.general_settings
-    routing, cache = open_shared_state(
+    shared = open_shared(
         redis_url=redis_url_of(config),
         prefix=general.redis_prefix,
         timeout=general.redis_timeout,
         retry_interval=general.redis_retry_interval,
     )
-    return Stores(routing=routing, cache=cache, images=LocalImageStore(general.image_store))
+    return Stores(
+        routing=shared.routing,
+        cache=shared.cache,
+        images=LocalImageStore(general.image_store),
+        limits=shared.limits,
+    )
 
 
-# The backends build `Usage` and follow the protocols above, so they are imported after them.
-from prismgate.storage.memory import MemoryCacheStore, MemoryRoutingState  # noqa: E402
+# The backends build `Usage` and `LimitLevel` and follow the protocols above, so they
+# are imported after them.
+from prismgate.storage.memory import (  # noqa: E402
+    MemoryCacheStore,
+    MemoryLimitState,
+    MemoryRoutingState,
+)
 from prismgate.storage.redis import (  # noqa: E402
     RedisCacheStore,
+    RedisLimitState,
     RedisRoutingState,
     connect_redis,
 )

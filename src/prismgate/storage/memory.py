@@ -6,15 +6,25 @@ loop never interleave inside one: no locks are needed.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prismgate.errors import ConfigError
-from prismgate.storage import Cooldown, Usage
+from prismgate.storage import (
+    LIMIT_WINDOW,
+    Cooldown,
+    Holder,
+    LimitAnswer,
+    LimitCheck,
+    LimitKind,
+    LimitLevel,
+    Usage,
+)
 
-__all__ = ["MemoryCacheStore", "MemoryRoutingState"]
+__all__ = ["MemoryCacheStore", "MemoryLimitState", "MemoryRoutingState"]
 
 Clock = Callable[[], float]
 
@@ -155,6 +165,130 @@ class MemoryRoutingState:
             self._minute = minute
             self._requests.clear()
             self._tokens.clear()
+
+
+# Sums of 60/L s intervals are not exact in floating point: a bucket L-full is full.
+LIMIT_EPSILON = 1e-6  # seconds
+_SWEEP_START = 1024  # counters kept before the first sweep of idle ones
+
+
+class MemoryLimitState:
+    """Callers' limit counters (see `LimitState`) for this process only.
+
+    A per-minute counter is the time its bucket is full again (GCRA's theoretical arrival
+    time); a parallel counter, the lease end of each call in flight. Counters that mean
+    nothing any more (a full bucket, no lease left) are swept out every minute, and
+    whenever their number doubles. `clock` as for MemoryRoutingState.
+    """
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._full_at: dict[tuple[Holder, LimitKind], float] = {}
+        self._slots: dict[tuple[Holder, LimitKind], dict[str, float]] = {}
+        self._sweep_at = _SWEEP_START
+        self._next_sweep = clock() + LIMIT_WINDOW
+
+    async def take(
+        self, call_id: str, checks: Sequence[LimitCheck], *, lease: float
+    ) -> LimitAnswer:
+        """Take every check's cost for call `call_id`, all or none."""
+        now = self._clock()
+        self._sweep(now)
+        # Each counter as it stands: a bucket's full-again time, or the slots in use.
+        starts: list[float] = []
+        refused_slot: int | None = None
+        refused_rate: int | None = None
+        retry = 0.0
+        for i, check in enumerate(checks):
+            counter = (check.holder, check.kind)
+            if check.kind == "parallel":
+                slots = self._live_slots(counter, now)
+                starts.append(float(len(slots)))
+                if len(slots) + check.cost > check.limit and refused_slot is None:
+                    refused_slot = i
+                continue
+            start = max(self._full_at.get(counter, now), now)
+            starts.append(start)
+            wait = bucket_wait(start - now, check)
+            if wait is None:  # more than the whole limit: never passes
+                refused_slot = i if refused_slot is None else refused_slot
+            elif wait > 0 and wait > retry:  # the longest wait is when every counter passes
+                refused_rate, retry = i, wait
+        if refused_rate is not None:
+            return LimitAnswer(_levels(checks, starts, now), refused_rate, retry)
+        if refused_slot is not None:
+            return LimitAnswer(_levels(checks, starts, now), refused_slot, None)
+        for i, check in enumerate(checks):
+            counter = (check.holder, check.kind)
+            if check.kind == "parallel":
+                self._slots.setdefault(counter, {})[call_id] = now + lease
+                starts[i] += 1
+            elif check.cost:
+                starts[i] += check.cost * LIMIT_WINDOW / check.limit
+                self._full_at[counter] = starts[i]
+        return LimitAnswer(_levels(checks, starts, now))
+
+    async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
+        """Keep this call's parallel slots another `lease` s (a lapsed slot stays lapsed)."""
+        now = self._clock()
+        for check in checks:
+            slots = self._slots.get((check.holder, check.kind))
+            if check.kind == "parallel" and slots is not None and slots.get(call_id, 0) > now:
+                slots[call_id] = now + lease
+
+    async def finish(self, call_id: str, checks: Sequence[LimitCheck], *, tokens: int) -> None:
+        """Free this call's parallel slots, add `tokens` to its tokens counters."""
+        now = self._clock()
+        for check in checks:
+            counter = (check.holder, check.kind)
+            if check.kind == "parallel":
+                self._slots.get(counter, {}).pop(call_id, None)
+            elif check.kind == "tokens" and tokens > 0 and check.limit > 0:
+                start = max(self._full_at.get(counter, now), now)
+                self._full_at[counter] = start + tokens * LIMIT_WINDOW / check.limit
+
+    async def aclose(self) -> None:
+        """Forget every counter (nothing to release)."""
+        self._full_at.clear()
+        self._slots.clear()
+
+    def _live_slots(self, counter: tuple[Holder, LimitKind], now: float) -> dict[str, float]:
+        slots = self._slots.get(counter, {})
+        for call_id in [c for c, ends in slots.items() if ends <= now]:
+            del slots[call_id]  # a lease that lapsed: its instance died mid-call
+        return slots
+
+    def _sweep(self, now: float) -> None:
+        if len(self._full_at) + len(self._slots) <= self._sweep_at and now < self._next_sweep:
+            return
+        self._next_sweep = now + LIMIT_WINDOW
+        self._full_at = {c: full for c, full in self._full_at.items() if full > now}
+        self._slots = {c: live for c in list(self._slots) if (live := self._live_slots(c, now))}
+        self._sweep_at = max(_SWEEP_START, 2 * (len(self._full_at) + len(self._slots)))
+
+
+def bucket_wait(used: float, check: LimitCheck) -> float | None:
+    """Seconds until a per-minute check fits a bucket of which `used` seconds are taken
+    (<= 0: it fits now); None when it asks for more than its whole limit."""
+    need = max(check.cost, 1)
+    if need > check.limit:
+        return None
+    wait = used + need * LIMIT_WINDOW / check.limit - LIMIT_WINDOW
+    return wait if wait > LIMIT_EPSILON else 0.0
+
+
+def _levels(
+    checks: Sequence[LimitCheck], starts: Sequence[float], now: float
+) -> tuple[LimitLevel, ...]:
+    levels = []
+    for check, start in zip(checks, starts, strict=True):
+        if check.kind == "parallel":
+            levels.append(LimitLevel(max(check.limit - int(start), 0), 0.0))
+            continue
+        used = start - now
+        left = (LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW
+        levels.append(LimitLevel(max(math.floor(left + LIMIT_EPSILON), 0), used))
+    return tuple(levels)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Redis backends: routing state and cache shared by every gateway instance.
+"""Redis backends: routing state, cache and callers' limits shared by every gateway
+instance.
 
 redis-py is an optional extra (`prismgate[redis]`) and is imported only when a backend is
 built, so `import prismgate` never loads it.
@@ -17,20 +18,34 @@ aside, and goes back to Redis when it answers again.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prismgate.errors import ConfigError
-from prismgate.storage import Cooldown, Usage
+from prismgate.storage import (
+    LIMIT_WINDOW,
+    Cooldown,
+    LimitAnswer,
+    LimitCheck,
+    LimitLevel,
+    Usage,
+)
 from prismgate.storage.breaker import DEFAULT_TIMEOUT, RedisBreaker
-from prismgate.storage.memory import MemoryCacheStore, MemoryRoutingState, check_ttl
+from prismgate.storage.memory import (
+    LIMIT_EPSILON,
+    MemoryCacheStore,
+    MemoryLimitState,
+    MemoryRoutingState,
+    check_ttl,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisCacheStore", "RedisRoutingState", "connect_redis"]
+__all__ = ["RedisCacheStore", "RedisLimitState", "RedisRoutingState", "connect_redis"]
 
 MINUTE_KEY_TTL = 120  # seconds a per-minute counter outlives its first write
 MAX_REASON_CHARS = 500  # a cooldown's reason is a message for people, not a log
@@ -381,3 +396,212 @@ class RedisCacheStore:
         await self._breaker.aclose()
         await self._local.aclose()
         await self._client.aclose()
+
+
+# Callers' limits. Times are ms by the server's clock. A per-minute counter holds when
+# its bucket is full again (GCRA's theoretical arrival time); a parallel counter is a
+# sorted set of call ids scored by when their lease ends.
+_LIMIT_CLOCK = f"""
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local window = {LIMIT_WINDOW * 1000:g}
+local epsilon = {LIMIT_EPSILON * 1000:g}
+"""
+
+# KEYS: one counter per check; ARGV[1] the call id, ARGV[2] the lease (ms), then per
+# check: its kind, limit and cost. Every counter is checked before any is taken (all or
+# none). Answers the refusing check's index (0: none), the ms until it would pass (-1:
+# unknown), then each counter's remaining and reset (ms).
+_TAKE_LIMITS = (
+    _LIMIT_CLOCK
+    + """
+local call, lease = ARGV[1], tonumber(ARGV[2])
+local starts = {}
+local refused_slot, refused_rate, retry = 0, 0, 0
+for i, key in ipairs(KEYS) do
+  local kind, limit, cost = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  if kind == 'parallel' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)  -- lapsed leases: dead instances
+    starts[i] = redis.call('ZCARD', key)
+    if starts[i] + cost > limit and refused_slot == 0 then refused_slot = i end
+  else
+    local need = math.max(cost, 1)
+    starts[i] = math.max(tonumber(redis.call('GET', key) or '0'), now)
+    if need > limit then
+      if refused_slot == 0 then refused_slot = i end  -- more than the whole limit
+    else
+      local wait = starts[i] - now + need * window / limit - window
+      -- the longest wait is the one after which every counter passes
+      if wait > epsilon and wait > retry then refused_rate, retry = i, wait end
+    end
+  end
+end
+local refused = refused_rate
+if refused == 0 then refused, retry = refused_slot, -1 end
+if refused == 0 then
+  for i, key in ipairs(KEYS) do
+    local kind, limit, cost = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+    if kind == 'parallel' then
+      redis.call('ZADD', key, now + lease, call)
+      if redis.call('PTTL', key) < lease then redis.call('PEXPIRE', key, lease) end
+      starts[i] = starts[i] + 1
+    elseif cost > 0 then
+      starts[i] = starts[i] + cost * window / limit
+      -- once full again the counter means nothing: it expires then
+      redis.call('SET', key, string.format('%.3f', starts[i]), 'PX', math.ceil(starts[i] - now))
+    end
+  end
+end
+local answer = {refused, math.ceil(retry)}
+for i = 1, #KEYS do
+  local kind, limit = ARGV[3 * i], tonumber(ARGV[3 * i + 1])
+  if kind == 'parallel' then
+    answer[2 * i + 1] = math.max(limit - starts[i], 0)
+    answer[2 * i + 2] = 0
+  else
+    local used = starts[i] - now
+    answer[2 * i + 1] = math.max(math.floor((window - used) * limit / window + 1e-6), 0)
+    answer[2 * i + 2] = math.ceil(used)
+  end
+end
+return answer
+"""
+)
+
+# KEYS: parallel counters; ARGV[1] the call id, ARGV[2] the lease (ms). A lapsed lease
+# stays lapsed: its slot may have been given to another call already.
+_RENEW_LIMITS = (
+    _LIMIT_CLOCK
+    + """
+local call, lease = ARGV[1], tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  local ends = redis.call('ZSCORE', key, call)
+  if ends and tonumber(ends) > now then
+    redis.call('ZADD', key, 'XX', now + lease, call)
+    if redis.call('PTTL', key) < lease then redis.call('PEXPIRE', key, lease) end
+  end
+end
+return 0
+"""
+)
+
+# KEYS: counters; ARGV[1] the call id, ARGV[2] tokens, then per counter: kind, limit.
+_FINISH_LIMITS = (
+    _LIMIT_CLOCK
+    + """
+local call, tokens = ARGV[1], tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local kind, limit = ARGV[2 * i + 1], tonumber(ARGV[2 * i + 2])
+  if kind == 'parallel' then
+    redis.call('ZREM', key, call)
+  elseif kind == 'tokens' and tokens > 0 and limit > 0 then
+    local full = math.max(tonumber(redis.call('GET', key) or '0'), now) + tokens * window / limit
+    redis.call('SET', key, string.format('%.3f', full), 'PX', math.ceil(full - now))
+  end
+end
+return 0
+"""
+)
+
+
+class RedisLimitState:
+    """Callers' limit counters (see `LimitState`) in Redis, one per holder and kind under
+    `prefix` + "limit:", each expiring once it means nothing (a full bucket, no lease
+    left); in this process while `breaker` has Redis set aside.
+
+    A take is one script: every counter of the call (the key's, its team's, its user's)
+    is checked and taken atomically, so instances sharing Redis never let more through
+    than a limit. `aclose` closes `client`.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "prismgate:",
+        breaker: RedisBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix + "limit:"
+        self._breaker = breaker or RedisBreaker(client, clock=clock)
+        self._local = MemoryLimitState(clock=clock)
+        self._take = client.register_script(_TAKE_LIMITS)
+        self._renew = client.register_script(_RENEW_LIMITS)
+        self._finish = client.register_script(_FINISH_LIMITS)
+        # Finishes under way: a cancelled caller does not stop them (its slots are freed).
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    @property
+    def breaker(self) -> RedisBreaker:
+        """Whether Redis is in use right now, and the deadline of its operations."""
+        return self._breaker
+
+    async def take(
+        self, call_id: str, checks: Sequence[LimitCheck], *, lease: float
+    ) -> LimitAnswer:
+        """Take every check's cost for call `call_id`, all or none, atomically."""
+        if not checks:
+            return LimitAnswer(())
+        keys = [self._key(check) for check in checks]
+        args: list[int | str] = [call_id, _ms(lease)]
+        for check in checks:
+            args += [check.kind, check.limit, check.cost]
+
+        async def shared() -> LimitAnswer:
+            found: list[Any] = await self._take(keys=keys, args=args)
+            levels = tuple(
+                LimitLevel(int(found[2 + 2 * i]), int(found[3 + 2 * i]) / 1000)
+                for i in range(len(checks))
+            )
+            refused, retry = int(found[0]), int(found[1])
+            if not refused:
+                return LimitAnswer(levels)
+            return LimitAnswer(levels, refused - 1, retry / 1000 if retry >= 0 else None)
+
+        return await self._breaker.run(
+            shared, lambda: self._local.take(call_id, checks, lease=lease)
+        )
+
+    async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
+        """Keep this call's parallel slots another `lease` s (a lapsed slot stays lapsed)."""
+        keys = [self._key(check) for check in checks if check.kind == "parallel"]
+        if not keys:
+            return
+        args: list[int | str] = [call_id, _ms(lease)]
+
+        async def shared() -> None:
+            await self._renew(keys=keys, args=args)
+
+        await self._breaker.run(shared, lambda: self._local.renew(call_id, checks, lease=lease))
+
+    async def finish(self, call_id: str, checks: Sequence[LimitCheck], *, tokens: int) -> None:
+        """Free this call's parallel slots, add `tokens` to its tokens counters."""
+        ending = [c for c in checks if c.kind == "parallel" or (c.kind == "tokens" and tokens)]
+        if not ending:
+            return
+        keys = [self._key(check) for check in ending]
+        args: list[int | str] = [call_id, tokens]
+        for check in ending:
+            args += [check.kind, check.limit]
+
+        async def shared() -> None:
+            await self._finish(keys=keys, args=args)
+
+        task = asyncio.ensure_future(
+            self._breaker.run(shared, lambda: self._local.finish(call_id, ending, tokens=tokens))
+        )
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        await asyncio.shield(task)
+
+    async def aclose(self) -> None:
+        """Stop the breaker's probe and close the client (a second close does nothing)."""
+        await self._breaker.aclose()
+        await self._local.aclose()
+        await self._client.aclose()
+
+    def _key(self, check: LimitCheck) -> str:
+        # The holder's kind and the limit's kind come from fixed sets, so an id holding
+        # ':' cannot make two counters share a key.
+        return f"{self._prefix}{check.holder.kind}:{check.holder.id}:{check.kind}"

@@ -14,6 +14,17 @@ import msgspec
 T = TypeVar("T")
 
 
+class RateLimitStatus(msgspec.Struct, kw_only=True, frozen=True):
+    """Where one of the caller's per-minute limits stands after a call, as OpenAI's
+    `x-ratelimit-{limit,remaining,reset}-<unit>` headers say it. When the key, its team and
+    its user all limit a unit, it is the tightest of them."""
+
+    unit: str  # requests, tokens or images
+    limit: int
+    remaining: int
+    reset: float  # seconds until all of the limit is back
+
+
 class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     """How a call was served. SDK responses carry it as `_hidden_params` (LiteLLM's name);
     `meta["response_cost"]` works as it does for LiteLLM users."""
@@ -37,6 +48,8 @@ class CallMeta(msgspec.Struct, kw_only=True, frozen=True):
     path: str | None = None
     # The response cache: HIT, MISS or REFRESH; None when caching is off for the call.
     cache_status: str | None = None
+    # The caller's rate limits after this call (a key, team or user with limits).
+    rate_limits: tuple[RateLimitStatus, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__struct_fields__:

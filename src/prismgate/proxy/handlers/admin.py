@@ -32,7 +32,8 @@ from prismgate.proxy.auth import principal_of
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
-from prismgate.storage import SpendQuery
+from prismgate.storage import SpendGrouping, SpendLog, SpendQuery
+from prismgate.storage.records import dollars
 from prismgate.types.validation import convert_request
 
 __all__ = ["ROUTES"]
@@ -228,29 +229,90 @@ def _day(request: Request, name: str) -> float | None:
         raise BadRequestError(f"{name} must be a date, YYYY-MM-DD", param=name) from None
 
 
-async def spend_logs(request: Request) -> Response:
-    """`GET /spend/logs`: rows newest first; LiteLLM's `api_key`, `user_id`,
-    `request_id`, `start_date`, `end_date` (inclusive days, UTC)."""
+def _spend_log(request: Request) -> SpendLog:
+    """The spend log, for an admin (the same rule as the rest of the management API)."""
     _accounts(request)
     state: ProxyState = request.app.state.proxy
     if state.spend_log is None:
         raise ServiceUnavailableError("this gateway keeps no spend log (no database)")
+    return state.spend_log
+
+
+def _spend_query(request: Request) -> SpendQuery:
+    """The filters both spend routes take: `api_key` (the key or its token), `user_id`
+    (or LiteLLM's `internal_user_id`), `team_id`, `request_id`, `start_date` and
+    `end_date` (inclusive days, UTC), `limit`."""
     api_key = _query(request, "api_key")
+    start = _day(request, "start_date")
     end = _day(request, "end_date")
-    query = SpendQuery(
+    if start is not None and end is not None and end < start:
+        raise BadRequestError("end_date is before start_date", param="end_date")
+    return SpendQuery(
         token=token_of(api_key) if api_key and api_key.startswith(KEY_PREFIX) else api_key,
-        user_id=_query(request, "user_id"),
+        user_id=_query(request, "user_id") or _query(request, "internal_user_id"),
+        team_id=_query(request, "team_id"),
         request_id=_query(request, "request_id"),
-        start=_day(request, "start_date"),
+        start=start,
         end=None if end is None else end + 86_400,
         limit=min(_int_query(request, "limit", 1000), 10_000),
     )
-    rows = await state.spend_log.rows(query)
+
+
+async def spend_logs(request: Request) -> Response:
+    """`GET /spend/logs`: rows newest first; LiteLLM's `api_key`, `user_id`,
+    `request_id`, `start_date`, `end_date` (inclusive days, UTC)."""
+    spend_log = _spend_log(request)
+    rows = await spend_log.rows(_spend_query(request))
     return json_response([spend_view(row) for row in rows])
+
+
+# `group_by` values, ours and LiteLLM's (`api_key`), and the field each group is named by
+# in the answer (LiteLLM's spend log column).
+_GROUP_BY: dict[str, tuple[SpendGrouping, str]] = {
+    "key": ("key", "api_key"),
+    "api_key": ("key", "api_key"),
+    "team": ("team", "team_id"),
+    "model": ("model", "model_group"),
+    "day": ("day", "day"),
+}
+
+
+async def spend_summary(request: Request) -> Response:
+    """`GET /spend/summary` (and LiteLLM's `GET /global/spend/report`): spend per key
+    (its token), team, model group or UTC day, largest first. `group_by` (default
+    `team`, as LiteLLM's; `api_key` is LiteLLM's name for `key`) and the filters of
+    `/spend/logs`; `spend` in dollars."""
+    spend_log = _spend_log(request)
+    group_by = _query(request, "group_by") or "team"
+    if group_by not in _GROUP_BY:
+        raise BadRequestError(
+            f"group_by must be one of {', '.join(_GROUP_BY)}; {group_by!r} is not supported",
+            param="group_by",
+        )
+    if _query(request, "customer_id") is not None:
+        # Not applied is worse than refused: a total would look filtered and not be.
+        raise BadRequestError("customer_id is not supported here", param="customer_id")
+    by, named = _GROUP_BY[group_by]
+    totals = await spend_log.totals(_spend_query(request), by)
+    return json_response(
+        [
+            {
+                "group": total.group,
+                named: total.group,
+                "spend": dollars(total.spend),
+                "requests": total.requests,
+                "images": total.images,
+                "total_tokens": total.total_tokens,
+            }
+            for total in totals
+        ]
+    )
 
 
 ROUTES: list[tuple[str, Any, str]] = [
     ("/spend/logs", spend_logs, "GET"),
+    ("/spend/summary", spend_summary, "GET"),
+    ("/global/spend/report", spend_summary, "GET"),  # LiteLLM's path for the same
     ("/key/generate", generate_key, "POST"),
     ("/key/update", update_key, "POST"),
     ("/key/delete", delete_key, "POST"),

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from prismgate.proxy.calls import decoded_call
-from prismgate.proxy.responses import json_response, served_headers
+from prismgate.proxy.responses import json_response, rate_limit_headers, served_headers
 from prismgate.proxy.state import ProxyState
 from prismgate.types.chat import ChatCompletionRequest
 
@@ -22,8 +22,7 @@ async def completions(request: Request) -> Response:
     chat_request, options = await decoded_call(request, ChatCompletionRequest, state)
     if chat_request.stream:
         streamed = await state.gateway.chat_completion_stream(chat_request, options)
-        return StreamingResponse(
-            streamed.value, media_type="text/event-stream", headers=_STREAM_HEADERS
-        )
+        headers = {**_STREAM_HEADERS, **rate_limit_headers(streamed.meta.rate_limits)}
+        return StreamingResponse(streamed.value, media_type="text/event-stream", headers=headers)
     served = await state.gateway.chat_completion(chat_request, options)
     return json_response(served.value, headers=served_headers(served.meta))

@@ -31,6 +31,7 @@ from prismgate.storage.sql.schema import budget_holds, keys, teams, users
 __all__ = [
     "Refused",
     "charge",
+    "headroom",
     "hold",
     "lock_holds",
     "move_holds",
@@ -102,12 +103,33 @@ async def hold(
         await connection.execute(sa.insert(budget_holds), held)
 
 
-async def settle(connection: AsyncConnection, hold_id: str, spent: Nanos, *, now: float) -> None:
-    """Release the hold and add `spent` to each of its holders; nothing when it is gone
-    (settled already, or lapsed)."""
+async def settle(connection: AsyncConnection, hold_id: str, spent: Nanos, *, now: float) -> bool:
+    """Release the hold and add `spent` to each of its holders; whether it was there
+    (nothing is done when it was settled already, or lapsed)."""
     rows = await _take_holds(connection, budget_holds.c.hold_id == hold_id)
     amounts = {Holder(row.holder_kind, row.holder_id): row.amount for row in rows}
     await _pay(connection, amounts, spent=spent, now=now)
+    return bool(rows)
+
+
+async def headroom(connection: AsyncConnection, holders: Sequence[Holder]) -> Nanos | None:
+    """The least room left (cap, less spend and holds) among the holders with a cap; None
+    when none has one. A period that ended is not reset here: the room may be understated."""
+    least: Nanos | None = None
+    for holder in ordered(holders):
+        table, ident = _HOLDERS[holder.kind]
+        row = (
+            await connection.execute(
+                sa.select(table.c.max_budget, table.c.spend, table.c.reserved).where(
+                    ident == holder.id
+                )
+            )
+        ).first()
+        if row is None or row.max_budget is None:
+            continue
+        room = row.max_budget - row.spend - row.reserved
+        least = room if least is None else min(least, room)
+    return least
 
 
 async def charge(

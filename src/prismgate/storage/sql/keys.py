@@ -8,7 +8,7 @@ arithmetic lives in `budgets.py`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -265,25 +265,44 @@ class SqlKeyStore:
 
     # Provider keys
 
-    async def put_provider_key(self, record: ProviderKeyRecord) -> None:
-        """Add or replace a provider key (a rotation keeps its `created_at`)."""
-        insert = dialect_insert(self._engine, provider_keys).values(
-            name=record.name,
-            provider=record.provider,
-            sealed=record.sealed,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
-        replace = insert.on_conflict_do_update(
-            index_elements=[provider_keys.c.name],
-            set_={
-                "provider": insert.excluded.provider,
-                "sealed": insert.excluded.sealed,
-                "updated_at": insert.excluded.updated_at,
-            },
-        )
+    async def put_provider_key(
+        self, record: ProviderKeyRecord, *, only: Literal["new", "existing"] | None = None
+    ) -> bool:
+        """Add or replace a provider key (a rotation keeps its `created_at`); whether it
+        was written. `only="new"`: only when the name is free; `only="existing"`: only
+        when it is taken. One statement each, so two instances cannot both win."""
+        statement: sa.Executable
+        if only == "existing":
+            statement = (
+                sa.update(provider_keys)
+                .where(provider_keys.c.name == record.name)
+                .values(
+                    provider=record.provider, sealed=record.sealed, updated_at=record.updated_at
+                )
+            )
+        else:
+            insert = dialect_insert(self._engine, provider_keys).values(
+                name=record.name,
+                provider=record.provider,
+                sealed=record.sealed,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+            statement = (
+                insert.on_conflict_do_nothing(index_elements=[provider_keys.c.name])
+                if only == "new"
+                else insert.on_conflict_do_update(
+                    index_elements=[provider_keys.c.name],
+                    set_={
+                        "provider": insert.excluded.provider,
+                        "sealed": insert.excluded.sealed,
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                )
+            )
         async with self._hold.begin() as connection:
-            await connection.execute(replace)
+            written = await connection.execute(statement)
+        return bool(written.rowcount)
 
     async def provider_key(self, name: str) -> ProviderKeyRecord | None:
         """The provider key called `name`."""
@@ -323,10 +342,16 @@ class SqlKeyStore:
             raise ConflictError(f"the budget hold {hold_id!r} exists already") from exc
         return None
 
-    async def settle(self, hold_id: str, spent: Nanos, *, now: float) -> None:
-        """Release the hold and add `spent` to each of its holders' spend (once)."""
+    async def settle(self, hold_id: str, spent: Nanos, *, now: float) -> bool:
+        """Release the hold and add `spent` to each of its holders' spend (once); whether
+        the hold was there."""
         async with self._hold.begin() as connection:
-            await budgets.settle(connection, hold_id, spent, now=now)
+            return await budgets.settle(connection, hold_id, spent, now=now)
+
+    async def headroom(self, holders: Sequence[Holder]) -> Nanos | None:
+        """The least room left among the holders' budgets; None when none has a cap."""
+        async with self._reader.connect() as connection:
+            return await budgets.headroom(connection, holders)
 
     async def charge(self, holders: Sequence[Holder], spent: Nanos, *, now: float) -> None:
         """Add `spent` to each holder's spend with no hold."""

@@ -1,0 +1,287 @@
+"""Budgets on the request path: a call holds its price before it goes upstream and pays its
+real cost after, without a database round trip per call.
+
+A caller whose key, team or user has a cap draws from a **lease**: one hold in the key
+store (`KeyStore.reserve`) that covers many calls. Each call takes its price bound from
+the lease in memory and gives back what it did not spend; a lease is settled with the
+sum of its calls' costs once it is a second old (or used up) and its last call ended. A
+lease takes at most an eighth of the room left, so instances sharing a budget each get
+some; when that is less than two calls' price, each call holds just its own price in
+the store itself, so that a budget covering ten calls lets exactly ten
+through across every instance. A caller without any cap holds nothing: its spend is
+added up here and charged once a second.
+
+What the store has not been told yet is lost if the process dies (the spend log keeps
+the rows; holds lapse after `HOLD_TTL`); `aclose()` settles everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prismgate.errors import BudgetExceededError, ServiceUnavailableError
+from prismgate.identity.principal import Principal
+from prismgate.storage import BudgetRefusal, Holder, KeyStore
+from prismgate.storage.records import NANOS_PER_DOLLAR, Nanos, dollars
+
+__all__ = ["Budgets", "Hold"]
+
+log = logging.getLogger(__name__)
+
+LEASE_SHARE = 8  # a lease takes at most this fraction (1/8) of the room left
+LEASE_CALLS = 256  # and at most this many calls' price
+LEASE_SECONDS = 1.0  # a lease is settled this long after it was taken
+HOLD_TTL = 900.0  # a hold that is never settled (its instance died) lapses after this
+SWEEP_SECONDS = 60.0  # how often lapsed holds are released
+
+
+@dataclass(slots=True, eq=False)
+class _Lease:
+    """A hold in the store that calls draw from in memory."""
+
+    hold_id: str
+    room: Nanos  # what calls may still take
+    taken_at: float
+    spent: Nanos = 0  # the real cost of the calls that ended
+    calls: int = 0  # calls drawing from it now
+    closed: bool = False  # no new calls; settled when the last one ends
+
+
+@dataclass(slots=True, eq=False)
+class _Account:
+    """What this process holds and owes for one set of holders (a key, its team, its user)."""
+
+    holders: tuple[Holder, ...]
+    lease: _Lease | None = None
+    owed: Nanos = 0  # spend of calls without a hold, not yet charged
+    calls: int = 0  # calls running now
+    opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True, eq=False)
+class Hold:
+    """One call's claim on its budgets; `pay` it once, with what the call cost."""
+
+    _budgets: Budgets
+    _account: _Account
+    _lease: _Lease | None
+    _price: Nanos
+    _paid: bool = False
+
+    @property
+    def price(self) -> Nanos:
+        """What the call holds: its price bound."""
+        return self._price
+
+    def pay(self, cost: Nanos) -> None:
+        """The call ended and cost `cost` (0 when it failed): return the rest of its hold.
+        Never blocks; the store is told in the background."""
+        if self._paid:
+            return
+        self._paid = True
+        self._account.calls -= 1
+        lease = self._lease
+        if lease is None:
+            self._account.owed += cost
+            return
+        lease.room += self._price - cost
+        lease.spent += cost
+        lease.calls -= 1
+        if lease.closed and lease.calls == 0:
+            self._budgets._settle_soon(self._account, lease)
+
+
+class Budgets:
+    """Holds and settles calls against the budgets of their keys, teams and users."""
+
+    def __init__(self, store: KeyStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+        self._accounts: dict[tuple[Holder, ...], _Account] = {}
+        self._unsettled: list[tuple[_Account, _Lease]] = []  # leases the store did not take
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._swept_at = 0.0
+
+    async def hold(self, principal: Principal, price: Callable[[], float | None]) -> Hold | None:
+        """Hold the call's price bound (`price()`, dollars; None when unknown) against the
+        caller's budgets. None when the caller has no key (nothing is counted).
+        `BudgetExceededError` (429) when a budget cannot cover it; nothing went upstream."""
+        holders = principal.holders
+        if not holders:
+            return None
+        account = self._accounts.get(holders)
+        if account is None:
+            account = self._accounts[holders] = _Account(holders)
+        self._start()
+        account.calls += 1  # from here on, until paid: the account is kept while it runs
+        if not _capped(principal):
+            return Hold(self, account, None, 0)
+        try:
+            # Never zero: a budget that is spent refuses even a call that costs nothing.
+            amount = max(1, round((price() or 0.0) * NANOS_PER_DOLLAR))
+            lease = account.lease
+            if lease is None or lease.closed or lease.room < amount:
+                async with account.opening:
+                    lease = account.lease
+                    if lease is None or lease.closed or lease.room < amount:
+                        lease = await self._open_lease(principal, account, amount)
+        except BaseException:
+            account.calls -= 1
+            raise
+        lease.room -= amount
+        lease.calls += 1
+        if lease.room < amount:
+            self._close(account, lease)  # used up (an exact hold is used up at once)
+        return Hold(self, account, lease, amount)
+
+    async def flush(self) -> None:
+        """Settle every lease and charge every owed amount now."""
+        now = self._clock()
+        for account in list(self._accounts.values()):
+            if account.lease is not None:
+                self._close(account, account.lease)
+            await self._charge(account, now)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._retry_unsettled(now)
+
+    async def aclose(self) -> None:
+        """Stop the background work and settle what is left (calls still running are
+        settled as they would be at their lapse)."""
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.error("budgets: spend could not be settled at shutdown (%s)", type(exc).__name__)
+
+    async def _open_lease(self, principal: Principal, account: _Account, amount: Nanos) -> _Lease:
+        if account.lease is not None:
+            self._close(account, account.lease)
+        now = self._clock()
+        store = self._store
+        try:
+            room = await store.headroom(account.holders)
+            size = amount if room is None else min(amount * LEASE_CALLS, room // LEASE_SHARE)
+            if size < 2 * amount:
+                size = amount  # little room left: each call holds just its own price
+            hold_id = uuid.uuid4().hex
+            refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
+            if refusal is not None and (size > amount or self._tasks):
+                # Others drew from the room since it was read, or calls of this process
+                # that ended are still giving theirs back: wait for those, ask for one call.
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                size = amount
+                refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
+        except Exception as exc:
+            log.warning("budgets: the key store did not answer (%s)", type(exc).__name__)
+            raise ServiceUnavailableError(
+                "the budget of this key cannot be checked right now (its store does not "
+                "answer); try again shortly",
+                code="budget_store_unavailable",
+            ) from exc
+        if refusal is not None:
+            raise _refused(principal, refusal, amount, now)
+        lease = account.lease = _Lease(hold_id, room=size, taken_at=now)
+        return lease
+
+    def _close(self, account: _Account, lease: _Lease) -> None:
+        if lease.closed:
+            return
+        lease.closed = True
+        if account.lease is lease:
+            account.lease = None
+        if lease.calls == 0:
+            self._settle_soon(account, lease)
+
+    def _settle_soon(self, account: _Account, lease: _Lease) -> None:
+        task = asyncio.get_running_loop().create_task(self._settle(account, lease))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, account: _Account, lease: _Lease) -> None:
+        try:
+            if not await self._store.settle(lease.hold_id, lease.spent, now=self._clock()):
+                # Lapsed (a call longer than the hold's lifetime): the spend still counts.
+                await self._store.charge(account.holders, lease.spent, now=self._clock())
+        except Exception as exc:
+            log.warning("budgets: a settlement failed (%s); it is retried", type(exc).__name__)
+            self._unsettled.append((account, lease))
+
+    async def _retry_unsettled(self, now: float) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        for account, lease in waiting:
+            await self._settle(account, lease)
+
+    async def _charge(self, account: _Account, now: float) -> None:
+        owed, account.owed = account.owed, 0
+        if owed:
+            try:
+                await self._store.charge(account.holders, owed, now=now)
+            except Exception as exc:
+                account.owed += owed
+                log.warning("budgets: a charge failed (%s); it is retried", type(exc).__name__)
+
+    def _start(self) -> None:
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 2)
+            now = self._clock()
+            for holders, account in list(self._accounts.items()):
+                lease = account.lease
+                if lease is not None and now - lease.taken_at >= LEASE_SECONDS:
+                    self._close(account, lease)
+                await self._charge(account, now)
+                if account.lease is None and not (account.owed or account.calls):
+                    del self._accounts[holders]  # idle: nothing to keep
+            await self._retry_unsettled(now)
+            if now - self._swept_at >= SWEEP_SECONDS:
+                self._swept_at = now
+                with contextlib.suppress(Exception):
+                    await self._store.release_lapsed(now=now)
+
+
+def _capped(principal: Principal) -> bool:
+    records = (principal.key, principal.team, principal.user)
+    return any(record is not None and record.budget.max_budget is not None for record in records)
+
+
+def _refused(
+    principal: Principal, refusal: BudgetRefusal, amount: Nanos, now: float
+) -> BudgetExceededError:
+    holder = refusal.holder
+    if holder.kind == "key":
+        whose = f"the key {principal.key_alias}"
+    elif holder.kind == "team":
+        team = principal.team
+        whose = f"the team {team.team_alias or team.team_id if team else holder.id}"
+    else:
+        whose = f"the user {holder.id}"
+    reset = ""
+    retry_after = None
+    if refusal.reset_at is not None:
+        when = datetime.fromtimestamp(refusal.reset_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reset = f"; it resets at {when}"
+        retry_after = max(1.0, refusal.reset_at - now)
+    return BudgetExceededError(
+        f"{whose} is over its budget: ${dollars(refusal.spend):.4f} spent or held of "
+        f"${dollars(refusal.max_budget):.4f}, and this call may cost up to "
+        f"${dollars(amount):.4f}{reset}. Raise max_budget (/key/update, /team/update) or "
+        "wait for the reset",
+        retry_after=retry_after,
+    )

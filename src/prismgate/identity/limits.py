@@ -1,0 +1,337 @@
+"""Callers' limits: requests, tokens and images per minute, and calls in flight, for a
+key, its team and its user, shared by every instance on one Redis.
+
+    async with limiter.admit(principal, images=n) as admission:   # a 429 when refused
+        served = await ...                                         # the call
+        return admission.served(served, tokens_of)                 # tokens counted
+
+| limit                   | counts                  | taken                                    |
+|-------------------------|-------------------------|------------------------------------------|
+| `rpm_limit`             | requests                | when the call is let in                  |
+| `ipm_limit`             | images asked for (`n`)  | when the call is let in (image calls)    |
+| `tpm_limit`             | tokens the answers used | after the call; a call is let in while   |
+|                         |                         | at least one token of the minute is left |
+| `max_parallel_requests` | calls in flight         | from let in until it ends (a stream:     |
+|                         |                         | until its last event)                    |
+
+Per-minute limits are token buckets: a limit of L lets L in at once, then one more every
+60/L s, so a refusal says to the millisecond when to retry. A call takes from every
+limit of its key, team and user at once, or from none (one script on Redis).
+
+A caller without any limit (the SDK, the master key, a key with no limits) gets the
+shared `Admission` that does nothing: no store is asked, nothing is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Sequence
+from types import TracebackType
+from typing import Self, TypeVar, cast
+
+import msgspec
+
+from prismgate.errors import LimitReachedError, PrismgateError
+from prismgate.identity.principal import Principal
+from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
+from prismgate.storage.records import Limits
+from prismgate.streaming import OpenedStream
+from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
+from prismgate.types.meta import RateLimitStatus
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "FREE",
+    "Admission",
+    "Limiter",
+    "images_asked",
+    "limit_checks",
+    "wait_text",
+]
+
+A = TypeVar("A")
+
+# Seconds a call's parallel slot lives without renewal: the calls of an instance that
+# died free their slots this long after. Running calls renew every third of it.
+DEFAULT_LEASE = 60.0
+# A parallel slot comes back when some call ends, at no known time: a short hint.
+PARALLEL_RETRY = 1.0
+
+_NO_LIMITS = Limits()
+_IMAGE_REQUESTS = (ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
+_NAMES = {
+    "requests": ("requests per minute", "rpm_limit"),
+    "tokens": ("tokens per minute", "tpm_limit"),
+    "images": ("images per minute", "ipm_limit"),
+}
+
+
+def images_asked(request: object) -> int:
+    """The images a call asks for (`n`, 1 when not given); 0 for calls that make none."""
+    if isinstance(request, _IMAGE_REQUESTS):
+        return request.n or 1
+    return 0
+
+
+def limit_checks(principal: Principal, images: int) -> tuple[LimitCheck, ...]:
+    """The counters a call by `principal` asking for `images` takes from: each limit of its
+    key, team and user. Empty for a caller without limits (the usual case)."""
+    key = principal.key
+    if key is None:
+        return ()
+    checks: list[LimitCheck] = []
+    if key.limits != _NO_LIMITS:
+        checks += _checks_of(Holder("key", key.token), key.limits, images)
+    team = principal.team
+    if team is not None and team.limits != _NO_LIMITS:
+        checks += _checks_of(Holder("team", team.team_id), team.limits, images)
+    user = principal.user
+    if user is not None and user.limits != _NO_LIMITS:
+        checks += _checks_of(Holder("user", user.user_id), user.limits, images)
+    return tuple(checks)
+
+
+def _checks_of(holder: Holder, limits: Limits, images: int) -> list[LimitCheck]:
+    checks = []
+    if limits.rpm_limit is not None:
+        checks.append(LimitCheck(holder, "requests", limits.rpm_limit, 1))
+    if limits.tpm_limit is not None:
+        checks.append(LimitCheck(holder, "tokens", limits.tpm_limit, 0))
+    if limits.ipm_limit is not None and images:
+        checks.append(LimitCheck(holder, "images", limits.ipm_limit, images))
+    if limits.max_parallel_requests is not None:
+        checks.append(LimitCheck(holder, "parallel", limits.max_parallel_requests, 1))
+    return checks
+
+
+class Limiter:
+    """Lets calls in by their callers' limits, kept in `state` (in this process, or on
+    Redis for every instance). `lease`: see `DEFAULT_LEASE`."""
+
+    def __init__(self, state: LimitState, *, lease: float = DEFAULT_LEASE) -> None:
+        self.state = state
+        self.lease = lease
+        # Call ids: this limiter's random name and a count, unique across instances.
+        self._name = uuid.uuid4().hex[:16]
+        self._count = itertools.count()
+        # Calls holding parallel slots, by call id, and the one task renewing their leases
+        # (it ends when none is left, and starts again with the next).
+        self._running: dict[str, tuple[LimitCheck, ...]] = {}
+        self._renewing: asyncio.Task[None] | None = None
+
+    def admit(self, principal: Principal, *, images: int = 0) -> Admission:
+        """The admission of one call by `principal` asking for `images`: entering it takes
+        from every limit of the key, its team and its user, or raises `LimitReachedError`
+        (429, with Retry-After) and takes nothing."""
+        checks = limit_checks(principal, images)
+        if not checks:
+            return FREE
+        return _LimitedAdmission(self, principal, checks, f"{self._name}-{next(self._count)}")
+
+    async def settle(self, call_id: str, checks: Sequence[LimitCheck], tokens: int) -> None:
+        """Free the call's parallel slots and count its tokens (the store finishes this
+        even when the caller is cancelled)."""
+        await self.state.finish(call_id, checks, tokens=tokens)
+
+    def hold(self, call_id: str, parallel: tuple[LimitCheck, ...]) -> None:
+        """Keep renewing this running call's parallel slots until `let_go(call_id)`."""
+        self._running[call_id] = parallel
+        loop = asyncio.get_running_loop()
+        renewing = self._renewing
+        if renewing is None or renewing.done() or renewing.get_loop() is not loop:
+            self._renewing = loop.create_task(self._renew_running())
+
+    def let_go(self, call_id: str) -> None:
+        """Stop renewing this call's slots (it ended, or a stream renews its own)."""
+        self._running.pop(call_id, None)
+
+    async def _renew_running(self) -> None:
+        # Every slot held is renewed at least every third of its lease.
+        while self._running:
+            await asyncio.sleep(self.lease / 3)
+            for call_id, checks in list(self._running.items()):
+                await self.state.renew(call_id, checks, lease=self.lease)
+
+
+class Admission:
+    """A call let in by its caller's limits. This base is the admission of a caller
+    without limits: entering and leaving it cost nothing."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+    def served(self, served: Served[A], tokens: Callable[[A], int]) -> Served[A]:
+        """`served` with the tokens it used counted (`tokens(value)`) and its caller's
+        limits in its metadata (`rate_limits`). A stream keeps its parallel slot until
+        its last event."""
+        return served
+
+
+FREE = Admission()  # it keeps nothing: one serves every caller without limits
+
+
+class _LimitedAdmission(Admission):
+    """The admission of a caller with limits: one take when entered, one release (slots,
+    tokens) when left; its parallel slots renewed while the call runs."""
+
+    def __init__(
+        self, limiter: Limiter, principal: Principal, checks: tuple[LimitCheck, ...], call_id: str
+    ) -> None:
+        self._limiter = limiter
+        self._principal = principal
+        self._checks = checks
+        self._call_id = call_id
+        self._parallel = tuple(check for check in checks if check.kind == "parallel")
+        self._levels: tuple[LimitLevel, ...] = ()
+        self._tokens = 0
+        self._handed_to_stream = False
+
+    async def __aenter__(self) -> Self:
+        limiter = self._limiter
+        try:
+            answer = await limiter.state.take(self._call_id, self._checks, lease=limiter.lease)
+        except BaseException:
+            if self._parallel:  # cancelled mid-take: free what the take may have held
+                await limiter.settle(self._call_id, self._parallel, 0)
+            raise
+        self._levels = answer.levels
+        if answer.refused is not None:
+            raise self._refusal(answer)
+        if self._parallel:
+            limiter.hold(self._call_id, self._parallel)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._parallel:
+            self._limiter.let_go(self._call_id)
+        if isinstance(exc, PrismgateError):
+            exc.rate_limits = self._statuses()
+        if not self._handed_to_stream:
+            await self._release()
+
+    def served(self, served: Served[A], tokens: Callable[[A], int]) -> Served[A]:
+        """`served` with its tokens counted and the caller's limits in its metadata."""
+        self._tokens = tokens(served.value)
+        meta = msgspec.structs.replace(served.meta, rate_limits=self._statuses())
+        value = served.value
+        if isinstance(value, OpenedStream) and self._parallel:
+            # The call goes on while the stream is read: its slot is freed at the end, and
+            # renewed by the stream while events flow (a stream never read then lapses).
+            self._handed_to_stream = True
+            held = OpenedStream(value.first, self._held(value.events))
+            return cast("Served[A]", Served(held, meta))
+        return Served(value, meta)
+
+    async def _release(self) -> None:
+        ending = [
+            check
+            for check in self._checks
+            if check.kind == "parallel" or (check.kind == "tokens" and self._tokens)
+        ]
+        if ending:
+            await self._limiter.settle(self._call_id, ending, self._tokens)
+
+    async def _held(self, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        limiter = self._limiter
+        renew_at = time.monotonic() + limiter.lease / 3
+        try:
+            async for event in events:
+                if time.monotonic() >= renew_at:
+                    await limiter.state.renew(self._call_id, self._parallel, lease=limiter.lease)
+                    renew_at = time.monotonic() + limiter.lease / 3
+                yield event
+        finally:
+            await events.aclose()
+            await self._release()
+
+    def _statuses(self) -> tuple[RateLimitStatus, ...]:
+        """Each limited unit at its tightest among the key's, team's and user's limits."""
+        tightest: dict[str, RateLimitStatus] = {}
+        for check, level in zip(self._checks, self._levels, strict=True):
+            if check.kind == "parallel":
+                continue  # parallel slots have no OpenAI header
+            unit = check.kind
+            remaining, reset = level.remaining, level.reset
+            if unit == "tokens" and self._tokens:
+                remaining = max(remaining - self._tokens, 0)
+                reset += self._tokens * LIMIT_WINDOW / check.limit
+            found = tightest.get(unit)
+            if found is None or (remaining, -reset) < (found.remaining, -found.reset):
+                tightest[unit] = RateLimitStatus(
+                    unit=unit, limit=check.limit, remaining=remaining, reset=reset
+                )
+        return tuple(tightest.values())
+
+    def _refusal(self, answer: LimitAnswer) -> LimitReachedError:
+        assert answer.refused is not None
+        check = self._checks[answer.refused]
+        who = _holder_name(self._principal, check.holder)
+        retry = answer.retry_after
+        if check.kind == "parallel":
+            retry = PARALLEL_RETRY
+            message = (
+                f"Rate limit reached for {who} on parallel requests (max_parallel_requests): "
+                f"limit {check.limit}, all in flight. Please try again when one of them ends."
+            )
+            limit_type = "parallel_requests"
+        else:
+            per_minute, field = _NAMES[check.kind]
+            asked = f", requested {check.cost}" if check.kind == "images" else ""
+            head = f"Rate limit reached for {who} on {per_minute} ({field}): limit {check.limit}"
+            if retry is None:  # asks for more than the whole limit
+                message = (
+                    f"{head}; this call asks for {check.cost} {check.kind}, more than the "
+                    f"whole limit, so it can never pass. Ask for at most {check.limit}."
+                )
+            else:
+                left = self._levels[answer.refused].remaining
+                message = (
+                    f"{head}, remaining {left}{asked}. Please try again in {wait_text(retry)}."
+                )
+            limit_type = check.kind
+        error = LimitReachedError(message, limit_type=limit_type, retry_after=retry)
+        error.rate_limits = self._statuses()
+        return error
+
+
+def _holder_name(principal: Principal, holder: Holder) -> str:
+    if holder.kind == "key":
+        return f"key {principal.key_alias!r}"
+    if holder.kind == "team" and principal.team is not None:
+        name = principal.team.team_alias or principal.team.team_id
+        return f"team {name!r}"
+    return f"{holder.kind} {holder.id!r}"
+
+
+def wait_text(seconds: float) -> str:
+    """A wait as OpenAI's reset headers and messages write it (Go's duration format, to
+    the millisecond, rounded up): `0s`, `120ms`, `1.5s`, `6m0s`, `1h2m3.25s`."""
+    ms = max(0, int(-(-round(seconds * 1_000_000) // 1000)))  # µs first: 0.3 s is 300 ms
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

@@ -1,0 +1,314 @@
+"""The spend log's spool: rows wait on local disk while the database does not answer.
+
+A spool is a folder (in the gateway's data folder) of append-only files, one row per line
+(msgspec JSON). Each process writes only its own file, `spool-<pid>-<random>.jsonl`, and
+holds an exclusive `flock` on it while it lives; a batch is appended with one write and
+made durable with `fsync` before the rows leave memory.
+
+Rows are read back in the order they were written, a batch at a time (`peek`), and
+forgotten only once the database has them (`take`): a file is truncated, or removed, only
+after every row in it was written. A crash between a write and a `take` sends those rows
+again, and the spend log skips request ids it already has.
+
+A starting process `adopt`s the files of processes that ended (their lock is free): it
+takes the lock, so no two processes replay one file, and removes the file once replayed.
+The spool holds at most `max_bytes`; rows past the bound are dropped and counted in the
+log, never silently.
+
+Every method does blocking file I/O: call it from a worker thread (`asyncio.to_thread`).
+A thread lock keeps the methods one at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from prismgate.storage.records import SpendRow
+
+__all__ = ["DEFAULT_MAX_BYTES", "SpendSpool", "SpoolBatch"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 256 << 20  # 256 MiB, hundreds of thousands of rows
+_PATTERN = "spool-*.jsonl"
+_READ_CHUNK = 1 << 20
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(SpendRow).decode
+
+
+@dataclass(slots=True)
+class _File:
+    """One spool file this process holds the lock of."""
+
+    path: Path
+    fd: int
+    size: int  # bytes in the file
+    offset: int = 0  # bytes before this are written to the database
+    own: bool = False  # this process appends to it (else: adopted, replay only)
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolBatch:
+    """Rows read from the spool, not yet forgotten: pass to `take` once written."""
+
+    rows: list[SpendRow]
+    file: _File
+    end: int  # the offset just after these rows
+
+
+class SpendSpool:
+    """Spend rows on local disk, bounded, replayed in order (see the module docstring)."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES):
+        if max_bytes < 1:
+            raise ValueError("the spool's max_bytes must be at least 1")
+        self.folder = Path(folder).expanduser()
+        self._max_bytes = max_bytes
+        self._files: list[_File] = []  # adopted files first, then this process's own
+        self._own: _File | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._waiting = 0
+        self.dropped = 0  # rows dropped because the spool was full, in all
+
+    @property
+    def waiting(self) -> int:
+        """Bytes of rows on disk not yet written to the database (no I/O: a count kept
+        by the methods, safe to read from the event loop)."""
+        return self._waiting
+
+    def adopt(self) -> int:
+        """Take over the spool files of processes that ended; how many were taken.
+
+        A file whose lock is held belongs to a live process (or to another process that
+        is adopting it) and is left alone."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self.folder.mkdir(parents=True, exist_ok=True)
+            held = {file.path for file in self._files}
+            adopted: list[_File] = []
+            for path in sorted(self.folder.glob(_PATTERN), key=_modified):
+                file = None if path in held else _lock(path)
+                if file is not None:
+                    adopted.append(file)
+                    log.warning(
+                        "spend log: replaying %d bytes of rows spooled by a process that "
+                        "ended (%s)",
+                        file.size,
+                        path.name,
+                    )
+            # Older rows first: adopted files go before this process's own.
+            self._files[:0] = adopted
+            self._recount()
+            return len(adopted)
+
+    def append(self, rows: Sequence[SpendRow]) -> int:
+        """Add rows at the end, durably (fsync); how many were dropped for want of room."""
+        with self._lock:
+            if not rows:
+                return 0
+            if self._closed:
+                raise RuntimeError("the spend spool is closed")
+            room = self._max_bytes - self._waiting
+            lines = []
+            for row in rows:
+                line = _encode(row) + b"\n"
+                if len(line) > room:
+                    break
+                room -= len(line)
+                lines.append(line)
+            dropped = len(rows) - len(lines)
+            if lines:
+                own = self._own or self._create()
+                data = b"".join(lines)
+                try:
+                    _write_all(own.fd, data)
+                    os.fsync(own.fd)
+                except OSError:
+                    os.ftruncate(own.fd, own.size)  # no part line left for the reader
+                    raise
+                own.size += len(data)
+                self._recount()
+            if dropped:
+                self.dropped += dropped
+                log.error(
+                    "spend log: the spool in %s is full (%d bytes); %d rows dropped (%d in all)",
+                    self.folder,
+                    self._max_bytes,
+                    dropped,
+                    self.dropped,
+                )
+            return dropped
+
+    def peek(self, limit: int) -> SpoolBatch | None:
+        """The oldest rows waiting (at most `limit`, from one file); None when none wait.
+        They stay in the spool until `take`."""
+        with self._lock:
+            while not self._closed:
+                file = next((f for f in self._files if f.offset < f.size), None)
+                if file is None:
+                    return None
+                rows, end = _read(file, limit)
+                if rows:
+                    return SpoolBatch(rows, file, end)
+                # Only unreadable lines were left in this file: it is done with.
+                file.offset = end
+                self._finish(file)
+            return None
+
+    def take(self, batch: SpoolBatch) -> None:
+        """Forget `batch`: its rows are in the database. A file whose rows are all written
+        is truncated (this process's own) or removed (an adopted one)."""
+        with self._lock:
+            file = batch.file
+            if self._closed or file not in self._files:
+                return
+            file.offset = max(file.offset, batch.end)
+            self._finish(file)
+
+    def close(self) -> None:
+        """Release the files: an empty own file is removed, any other is left for the next
+        process to adopt."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for file in self._files:
+                if file.own and file.offset >= file.size:
+                    file.path.unlink(missing_ok=True)
+                os.close(file.fd)  # releases the lock
+            left = self._waiting
+            self._files.clear()
+            self._waiting = 0
+            self._own = None
+            if left:
+                log.warning(
+                    "spend log: %d bytes of rows stay in the spool in %s for the next start",
+                    left,
+                    self.folder,
+                )
+
+    def _create(self) -> _File:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"spool-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        # Made and locked under another name, then renamed: a starting process never sees
+        # it unlocked (it would take an empty, unlocked file for an ended process's).
+        making = self.folder / f".{name}.new"
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(making, flags, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(making, self.folder / name)
+            _sync_folder(self.folder)  # the file's name survives a power cut too
+        except OSError:
+            os.close(fd)
+            making.unlink(missing_ok=True)
+            raise
+        self._own = _File(self.folder / name, fd, size=0, own=True)
+        self._files.append(self._own)
+        return self._own
+
+    def _recount(self) -> None:
+        self._waiting = sum(file.size - file.offset for file in self._files)
+
+    def _finish(self, file: _File) -> None:
+        self._recount()
+        if file.offset < file.size:
+            return
+        if file.own:
+            # Appends (O_APPEND) go on at the new end, 0.
+            os.ftruncate(file.fd, 0)
+            file.size = file.offset = 0
+            return
+        file.path.unlink(missing_ok=True)  # before the lock goes: no one replays it again
+        os.close(file.fd)
+        self._files.remove(file)
+
+
+def _lock(path: Path) -> _File | None:
+    """`path`, locked by this process; None when another process holds it or it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Another process may have replayed and removed the file since it was listed.
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError(path)
+        size = os.fstat(fd).st_size
+    except (BlockingIOError, FileNotFoundError):
+        os.close(fd)
+        return None
+    if size == 0:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        return None
+    return _File(path, fd, size=size)
+
+
+def _read(file: _File, limit: int) -> tuple[list[SpendRow], int]:
+    """Up to `limit` rows from `file` at its offset, and the offset after them."""
+    rows: list[SpendRow] = []
+    offset = file.offset
+    chunk = _READ_CHUNK
+    bad = 0
+    while len(rows) < limit and offset < file.size:
+        data = os.pread(file.fd, min(chunk, file.size - offset), offset)
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: a part line, or b""
+        if not lines:
+            if offset + len(data) < file.size:
+                chunk *= 2  # one line longer than the chunk: read more
+                continue
+            # A last line with no newline: a write cut short by a crash.
+            log.warning(
+                "spend log: a spool file ends in a part row (%d bytes), skipped: %s",
+                len(tail),
+                file.path.name,
+            )
+            offset = file.size
+            break
+        for line in lines:
+            if len(rows) == limit:
+                break
+            offset += len(line) + 1
+            try:
+                rows.append(_decode(line))
+            except msgspec.DecodeError:
+                bad += 1
+    if bad:
+        log.error("spend log: %d unreadable rows skipped in %s", bad, file.path.name)
+    return rows, offset
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -1,0 +1,127 @@
+"""`Budgets` over the real key store (SQLite and PostgreSQL): leases that cover many calls
+with one hold, exact holds when little room is left, and spend that is never lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+
+from prismgate.errors import BudgetExceededError
+from prismgate.identity.budgets import HOLD_TTL, Budgets, Hold
+from prismgate.identity.principal import Principal
+from prismgate.storage.records import Budget, KeyRecord, TeamRecord, nanos
+from prismgate.storage.sql.schema import budget_holds
+from tests.storage.conftest import SqlBackend as Backend
+
+PRICE = 0.04
+
+
+async def _key(
+    sql: Backend, name: str, budget: float | None, team: TeamRecord | None = None
+) -> Principal:
+    cap = nanos(budget) if budget is not None else None
+    record = KeyRecord(
+        token=name.ljust(64, "0"),
+        key_name=f"sk-...{name[-4:]}",
+        key_alias=name,
+        team_id=team.team_id if team else None,
+        budget=Budget(max_budget=cap),
+    )
+    await sql.keys.create_key(record)
+    return Principal(role="key", scope=record.token, key=record, team=team)
+
+
+async def _holds(sql: Backend) -> int:
+    async with sql.engine.connect() as connection:
+        return int(
+            (
+                await connection.execute(sa.select(sa.func.count()).select_from(budget_holds))
+            ).scalar_one()
+        )
+
+
+async def _spend(sql: Backend, principal: Principal) -> float:
+    assert principal.key is not None
+    key = await sql.keys.key(principal.key.token)
+    assert key is not None
+    return key.budget.spend / 1e9
+
+
+async def test_calls_draw_from_one_lease_and_pay_what_they_cost(sql: Backend) -> None:
+    principal = await _key(sql, "wide", budget=100.0)
+    budgets = Budgets(sql.keys)
+    holds = [await budgets.hold(principal, lambda: PRICE) for _ in range(50)]
+    assert await _holds(sql) == 1  # fifty calls, one hold in the store
+    for hold in holds:
+        assert hold is not None
+        hold.pay(nanos(0.03))  # cheaper than the bound: the rest goes back to the lease
+    await budgets.aclose()
+    assert await _holds(sql) == 0
+    assert await _spend(sql, principal) == pytest.approx(50 * 0.03)
+
+
+async def test_a_small_budget_lets_exactly_its_calls_through(sql: Backend) -> None:
+    principal = await _key(sql, "narrow", budget=10 * PRICE)
+    budgets = Budgets(sql.keys)
+
+    async def call() -> bool:
+        try:
+            hold = await budgets.hold(principal, lambda: PRICE)
+        except BudgetExceededError:
+            return False
+        await asyncio.sleep(0.05)
+        assert hold is not None
+        hold.pay(nanos(PRICE))
+        return True
+
+    served = await asyncio.gather(*(call() for _ in range(60)))
+    await budgets.aclose()
+    assert served.count(True) == 10
+    assert await _spend(sql, principal) == pytest.approx(10 * PRICE)
+
+
+async def test_a_team_cap_holds_for_a_key_without_one(sql: Backend) -> None:
+    team = TeamRecord(team_id="studio", team_alias="studio", budget=Budget(max_budget=nanos(0.1)))
+    await sql.keys.create_team(team)
+    principal = await _key(sql, "member", budget=None, team=team)
+    budgets = Budgets(sql.keys)
+    first = await budgets.hold(principal, lambda: 0.06)
+    with pytest.raises(BudgetExceededError, match="the team studio"):
+        await budgets.hold(principal, lambda: 0.06)
+    assert first is not None
+    first.pay(0)  # a failed call costs nothing and frees its hold
+    second = await budgets.hold(principal, lambda: 0.06)
+    assert second is not None
+    second.pay(nanos(0.06))
+    await budgets.aclose()
+    stored = await sql.keys.team("studio")
+    assert stored is not None and stored.budget.spend == nanos(0.06)
+
+
+async def test_uncapped_spend_is_charged_in_one_write(sql: Backend) -> None:
+    principal = await _key(sql, "free", budget=None)
+    budgets = Budgets(sql.keys)
+    holds = [
+        await budgets.hold(principal, lambda: pytest.fail("no price needed")) for _ in range(20)
+    ]
+    assert await _holds(sql) == 0
+    for hold in holds:
+        assert hold is not None
+        hold.pay(nanos(0.01))
+    await budgets.aclose()
+    assert await _spend(sql, principal) == pytest.approx(0.2)
+
+
+async def test_a_call_that_outlives_its_hold_is_still_charged(sql: Backend) -> None:
+    now = [1_000_000.0]
+    principal = await _key(sql, "slow", budget=1.0)
+    budgets = Budgets(sql.keys, clock=lambda: now[0])
+    hold: Hold | None = await budgets.hold(principal, lambda: 0.5)
+    now[0] += HOLD_TTL + 1
+    assert await sql.keys.release_lapsed(now=now[0]) == 1  # another instance swept it
+    assert hold is not None
+    hold.pay(nanos(0.25))
+    await budgets.aclose()
+    assert await _spend(sql, principal) == pytest.approx(0.25)

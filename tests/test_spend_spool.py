@@ -1,0 +1,229 @@
+"""The spend log's disk spool: rows wait on disk while the database is down, and are
+written once when it is back; a shutdown while it is down leaves them for the next start;
+the spool is bounded, and each file is replayed by one process only.
+
+The database is a PostgreSQL server of this module's own (tests/postgres_server.py),
+really stopped and started again; the calls are real gateway calls to `mock/` models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from prismgate import Gateway, ImageGenerationRequest, load_config
+from prismgate.gateway import CallOptions
+from prismgate.spend import SpendRecorder
+from prismgate.spool import SpendSpool
+from prismgate.storage import SpendQuery
+from prismgate.storage.records import SpendRow
+from prismgate.storage.sql import SqlSpendLog, database_url, open_engine, upgrade
+from tests.postgres_server import PostgresServer, running_postgres
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this module's own; a test that stops it starts it again."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+async def spend_log(postgres_server: PostgresServer, tmp_path: Path) -> AsyncIterator[SqlSpendLog]:
+    name = f"spool_{uuid.uuid4().hex[:12]}"
+    url = database_url(await asyncio.to_thread(postgres_server.create_database, name), tmp_path)
+    await upgrade(url)
+    log = SqlSpendLog(open_engine(url))
+    yield log
+    if not postgres_server.running:
+        postgres_server.start()
+    await log.aclose()
+
+
+def gateway(recorder: SpendRecorder) -> Gateway:
+    config = load_config(
+        {"model_list": [{"model_name": "otters", "litellm_params": {"model": "mock/otters"}}]},
+        environ={},
+    )
+    return Gateway(config, observers=(recorder,))
+
+
+async def call(served: Gateway, *request_ids: str) -> None:
+    for request_id in request_ids:
+        request = ImageGenerationRequest(prompt="an otter", model="otters", size="256x256")
+        await served.image_generation(request, CallOptions(request_id=request_id))
+
+
+async def stored(log: SqlSpendLog) -> list[str]:
+    return [row.request_id for row in await log.rows(SpendQuery(limit=10_000))]
+
+
+async def until(check: Callable[[], Awaitable[bool]], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def spool_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("spool-*.jsonl"))
+
+
+async def test_rows_wait_in_the_spool_while_the_database_is_down_and_are_written_once(
+    spend_log: SqlSpendLog, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    recorder = SpendRecorder(spend_log, spool_folder=tmp_path / "spool", interval=0.05)
+    recorder.start()
+    spool = recorder.spool
+    assert spool is not None
+    async with gateway(recorder) as served:
+        await call(served, *(f"before-{i}" for i in range(10)))
+        await until(lambda: _count_is(spend_log, 10))
+
+        await asyncio.to_thread(postgres_server.stop)
+        await call(served, *(f"during-{i}" for i in range(30)))
+
+        async def spooled() -> bool:  # the failed write moved the queue to disk
+            files = spool_files(tmp_path / "spool")
+            return len(files) == 1 and len(files[0].read_bytes().splitlines()) == 30
+
+        await until(spooled)
+        assert spool.waiting > 0
+
+        await asyncio.to_thread(postgres_server.start)
+        await call(served, *(f"after-{i}" for i in range(5)))
+        await until(lambda: _count_is(spend_log, 45))
+    await recorder.aclose()
+
+    ids = await stored(spend_log)
+    assert sorted(ids) == sorted(
+        [f"before-{i}" for i in range(10)]
+        + [f"during-{i}" for i in range(30)]
+        + [f"after-{i}" for i in range(5)]
+    )
+    assert spool.waiting == 0 and spool_files(tmp_path / "spool") == []  # removed once written
+
+
+async def test_a_shutdown_while_the_database_is_down_leaves_the_rows_to_the_next_start(
+    spend_log: SqlSpendLog,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "spool"
+    first = SpendRecorder(spend_log, spool_folder=folder, interval=60)  # writes only at close
+    first.start()
+    async with gateway(first) as served:
+        await call(served, *(f"r{i}" for i in range(25)))
+    await asyncio.to_thread(postgres_server.stop)
+    with caplog.at_level(logging.WARNING, logger="prismgate"):
+        await first.aclose()
+    assert "wait in the spool for the next start" in caplog.text
+    [file] = spool_files(folder)
+    assert len(file.read_bytes().splitlines()) == 25
+
+    await asyncio.to_thread(postgres_server.start)
+    second = SpendRecorder(spend_log, spool_folder=folder, interval=0.05)
+    second.start()  # adopts the file the first one left, and replays it
+    await until(lambda: _count_is(spend_log, 25))
+    await until(lambda: _no_files(folder))
+    await second.aclose()
+    assert sorted(await stored(spend_log)) == sorted(f"r{i}" for i in range(25))
+
+
+async def _count_is(log: SqlSpendLog, count: int) -> bool:
+    try:
+        return len(await stored(log)) == count
+    except OSError:
+        return False
+
+
+async def _no_files(folder: Path) -> bool:
+    return not spool_files(folder)
+
+
+def rows(count: int, prefix: str = "r") -> list[SpendRow]:
+    return [
+        SpendRow(
+            request_id=f"{prefix}{i}",
+            started_at=1_700_000_000.0 + i,
+            ended_at=1_700_000_001.0 + i,
+            call_type="image_generation",
+            status_code=200,
+            prompt="an otter",
+        )
+        for i in range(count)
+    ]
+
+
+def test_the_spool_is_bounded_and_drops_rows_past_it_with_a_logged_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    some = rows(8)
+    line = len(line_of(some[0]))
+    spool = SpendSpool(tmp_path, max_bytes=5 * line + line // 2)  # room for five rows
+    with caplog.at_level(logging.ERROR, logger="prismgate"):
+        assert spool.append(some[:3]) == 0
+        assert spool.append(some[3:]) == 3
+    assert "3 rows dropped (3 in all)" in caplog.text
+    batch = spool.peek(100)
+    assert batch is not None
+    assert [row.request_id for row in batch.rows] == ["r0", "r1", "r2", "r3", "r4"]
+    spool.take(batch)
+    assert spool.waiting == 0 and spool.peek(100) is None
+    assert spool.append(some[5:]) == 0  # written rows make room again
+    spool.close()
+
+
+def test_a_spool_file_is_adopted_by_one_process_only_and_never_while_its_owner_lives(
+    tmp_path: Path,
+) -> None:
+    owner = SpendSpool(tmp_path)
+    owner.append(rows(3))
+    assert SpendSpool(tmp_path).adopt() == 0  # its owner holds the lock
+    owner.close()  # ends with rows not written: the file stays
+    assert len(spool_files(tmp_path)) == 1
+
+    starters = [SpendSpool(tmp_path) for _ in range(4)]
+    counts: list[int] = []
+    threads = [threading.Thread(target=lambda s=s: counts.append(s.adopt())) for s in starters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(counts) == [0, 0, 0, 1]
+    [adopter] = [starter for starter in starters if starter.waiting]
+    batch = adopter.peek(100)
+    assert batch is not None and [row.request_id for row in batch.rows] == ["r0", "r1", "r2"]
+    adopter.take(batch)
+    assert spool_files(tmp_path) == []  # replayed: removed, so no one replays it again
+    for starter in starters:
+        starter.close()
+
+
+def test_a_row_cut_short_by_a_crash_is_skipped_with_a_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    whole = b"".join(line_of(row) for row in rows(2))
+    (tmp_path / "spool-1-dead.jsonl").write_bytes(whole + b'{"request_id": "r2", "sta')
+    spool = SpendSpool(tmp_path)
+    assert spool.adopt() == 1
+    with caplog.at_level(logging.WARNING, logger="prismgate"):
+        batch = spool.peek(100)
+    assert batch is not None and [row.request_id for row in batch.rows] == ["r0", "r1"]
+    assert "ends in a part row" in caplog.text
+    spool.take(batch)
+    assert spool.peek(100) is None and spool_files(tmp_path) == []
+    spool.close()
+
+
+def line_of(row: SpendRow) -> bytes:
+    """A row as the spool writes it: one JSON line."""
+    return msgspec.json.encode(row) + b"\n"
