@@ -62,7 +62,7 @@ from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.storage import KeyStore, Stores, open_stores
 from prismgate.storage.records import nanos
-from prismgate.streaming import OpenedStream, guarded_stream
+from prismgate.streaming import OpenedStream, StreamUsage, guarded_stream
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -293,37 +293,49 @@ class Gateway:
         request: msgspec.Struct,
         options: CallOptions,
         work: Callable[[], Awaitable[Served[A]]],
+        *,
+        stream_usage: StreamUsage | None = None,
     ) -> Served[A]:
         """`work()`, reported once to the observers, whether it was served or failed (a
-        call whose caller left included)."""
+        call whose caller left included). A stream (`stream_usage` given) is reported when
+        it ends, with the cost of the usage it reported."""
         if not self.observers:
             return await work()
         started = time.time()
         clock = time.perf_counter()
-        served: Served[A] | None = None
-        failure: BaseException | None = None
+
+        def report(served: Served[Any] | None, failure: BaseException | None) -> None:
+            meta = served.meta if served is not None else None
+            if meta is not None and stream_usage is not None:
+                meta = msgspec.structs.replace(meta, response_cost=stream_usage.cost)
+            report_to(
+                self.observers,
+                CallReport(
+                    request_id=options.request_id or uuid.uuid4().hex,
+                    operation=operation,
+                    model=name,
+                    request=request,
+                    principal=options.principal,
+                    started_at=started,
+                    latency=time.perf_counter() - clock,
+                    value=served.value if served is not None else None,
+                    meta=meta,
+                    failure=failure,
+                    trace_id=options.trace_id,
+                    metadata=options.metadata,
+                ),
+            )
+
         try:
             served = await work()
         except BaseException as exc:
-            failure = exc
+            report(None, exc)
             raise
-        finally:
-            report = CallReport(
-                request_id=options.request_id or uuid.uuid4().hex,
-                operation=operation,
-                model=name,
-                request=request,
-                principal=options.principal,
-                started_at=started,
-                latency=time.perf_counter() - clock,
-                value=served.value if served is not None else None,
-                meta=served.meta if served is not None else None,
-                failure=failure,
-                trace_id=options.trace_id,
-                metadata=options.metadata,
-            )
-            report_to(self.observers, report)
-        return served
+        if stream_usage is None:
+            report(served, None)
+            return served
+        events: AsyncIterator[bytes] = served.value  # type: ignore[assignment]
+        return Served(_reported_when_closed(events, served, report), served.meta)  # type: ignore[arg-type]
 
     async def _serve(
         self,
@@ -334,9 +346,11 @@ class Gateway:
         *,
         tokens: Callable[[A], int],
         accepted_risk: bool = False,
+        stream_usage: StreamUsage | None = None,
     ) -> Served[A]:
         """Run `attempt` on the targets this call may use: a Portkey config's plan, the
-        model group (strategy, retries, cooldowns, fallbacks), or one direct target."""
+        model group (strategy, retries, cooldowns, fallbacks), or one direct target.
+        A streamed answer is paid for when it ends, with what `stream_usage` found."""
         principal = options.principal
         if not principal.may_call(name):
             raise PermissionDeniedError(
@@ -348,7 +362,13 @@ class Gateway:
         # The caller's rate limits first: a refusal is a 429 before anything is held.
         async with self.limiter.admit(principal, images=images_asked(request)) as admission:
             served = await self._within_budget(
-                name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
+                name,
+                request,
+                options,
+                attempt,
+                tokens=tokens,
+                accepted_risk=accepted_risk,
+                stream_usage=stream_usage,
             )
             return admission.served(served, tokens)
 
@@ -361,6 +381,7 @@ class Gateway:
         *,
         tokens: Callable[[A], int],
         accepted_risk: bool,
+        stream_usage: StreamUsage | None,
     ) -> Served[A]:
         """The call held against its caller's budgets while it is routed."""
         principal = options.principal
@@ -379,9 +400,9 @@ class Gateway:
             raise
         if hold is not None:
             if isinstance(served.value, OpenedStream):
-                # A stream is relayed unread: it pays its price bound when it ends.
+                # Paid when it ends: its usage chunk if it sent one, else its price bound.
                 stream = served.value
-                events = _paid_when_closed(stream.events, hold)
+                events = _paid_when_closed(stream.events, hold, stream_usage)
                 return Served(OpenedStream(stream.first, events), served.meta)  # type: ignore[arg-type]
             hold.pay(nanos(served.meta.response_cost or 0.0))
         return served
@@ -607,9 +628,15 @@ class Gateway:
         event that ends the stream."""
         options = options or CallOptions()
 
+        usage = StreamUsage()
+
         async def attempt(target: Target) -> Served[OpenedStream]:
             chat, call, provider = await self._chat_call(request, options, target)
-            events = chat.stream(call, self._transport_for(target))
+            info = call.deployment.info
+            events = usage.watching(
+                chat.stream(call, self._transport_for(target)),
+                lambda reported: chat_cost(info, reported),
+            )
             try:
                 first = await anext(events)
             except StopAsyncIteration:
@@ -628,11 +655,15 @@ class Gateway:
             return Served(OpenedStream(first, events), meta)
 
         async def work() -> Served[AsyncIterator[bytes]]:
-            opened = await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
+            opened = await self._serve(
+                request.model, request, options, attempt, tokens=_no_tokens, stream_usage=usage
+            )
             stream = guarded_stream(opened.value.first, opened.value.events, self._redact)
             return Served(stream, opened.meta)
 
-        return await self._observed("chat_completion", request.model, request, options, work)
+        return await self._observed(
+            "chat_completion", request.model, request, options, work, stream_usage=usage
+        )
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
@@ -876,14 +907,33 @@ def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
 
 
 async def _paid_when_closed(
-    events: AsyncGenerator[bytes, None], hold: Hold
+    events: AsyncGenerator[bytes, None], hold: Hold, usage: StreamUsage | None
 ) -> AsyncGenerator[bytes, None]:
     try:
         async for event in events:
             yield event
     finally:
-        hold.pay(hold.price)
         await events.aclose()
+        cost = usage.cost if usage is not None else None
+        hold.pay(hold.price if cost is None else nanos(cost))
+
+
+async def _reported_when_closed(
+    events: AsyncIterator[bytes],
+    served: Served[Any],
+    report: Callable[[Served[Any], BaseException | None], None],
+) -> AsyncGenerator[bytes, None]:
+    failure: BaseException | None = None
+    try:
+        async for event in events:
+            yield event
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
+        report(served, failure)
 
 
 def _image_tokens(response: ImageResponse) -> int:

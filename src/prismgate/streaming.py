@@ -1,10 +1,12 @@
-"""Reading OpenAI server-sent events back into typed chunks (for SDK callers)."""
+"""Relayed streams: reading OpenAI server-sent events back into typed chunks (for SDK
+callers), ending a failed stream cleanly, and the usage a stream reports at its end."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
 import threading
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -12,11 +14,78 @@ import msgspec
 
 from prismgate.errors import APIError, PrismgateError
 from prismgate.observability.redaction import Redactor
-from prismgate.types.chat import ChatChunk
+from prismgate.types.chat import ChatChunk, ChatUsage
 
-__all__ = ["OpenedStream", "chunks_from_events", "guarded_stream", "iterate_in_thread"]
+__all__ = [
+    "OpenedStream",
+    "StreamUsage",
+    "chunks_from_events",
+    "guarded_stream",
+    "iterate_in_thread",
+]
 
 _ErrorEnvelope = msgspec.json.Decoder(dict[str, dict[str, object]])
+TAIL_BYTES = 8192  # what is kept of a stream's end: its usage chunk is well under this
+
+
+class _UsageChunk(msgspec.Struct):
+    usage: ChatUsage | None = None
+
+
+_usage_chunk = msgspec.json.Decoder(_UsageChunk)
+
+
+class StreamUsage:
+    """The usage a relayed stream reports in its last chunk (OpenAI's, when the request
+    sets `stream_options.include_usage`), read from the stream's tail: the stream itself
+    is relayed as it comes, never parsed. One per call; each attempt's stream replaces
+    the last one's."""
+
+    def __init__(self) -> None:
+        self._tail: deque[bytes] = deque()
+        self._cost_of: Callable[[ChatUsage], float | None] = lambda _: None
+
+    def watching(
+        self, events: AsyncGenerator[bytes, None], cost_of: Callable[[ChatUsage], float | None]
+    ) -> AsyncGenerator[bytes, None]:
+        """`events`, unchanged, with their tail kept; `cost_of` prices the usage found."""
+        self._tail.clear()
+        self._cost_of = cost_of
+        return self._watch(events)
+
+    async def _watch(self, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        tail = self._tail
+        kept = 0
+        try:
+            async for chunk in events:
+                tail.append(chunk)
+                kept += len(chunk)
+                while kept - len(tail[0]) >= TAIL_BYTES:
+                    kept -= len(tail.popleft())
+                yield chunk
+        finally:
+            await events.aclose()
+
+    @property
+    def usage(self) -> ChatUsage | None:
+        """The usage of the stream's last chunk that has one; None when none did."""
+        lines = b"".join(self._tail).split(b"\n")
+        for raw_line in reversed(lines):
+            line = raw_line.strip()
+            if line.startswith(b"data:") and b'"usage"' in line:
+                try:
+                    found = _usage_chunk.decode(line[5:].strip()).usage
+                except msgspec.DecodeError:
+                    continue  # the tail began inside this line
+                if found is not None:
+                    return found
+        return None
+
+    @property
+    def cost(self) -> float | None:
+        """What the reported usage cost; None without usage or a price."""
+        usage = self.usage
+        return None if usage is None else self._cost_of(usage)
 
 
 async def chunks_from_events(events: AsyncIterator[bytes]) -> AsyncIterator[ChatChunk]:

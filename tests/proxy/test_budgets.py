@@ -182,3 +182,38 @@ def test_the_readme_walkthrough_on_examples_team_yaml(
         time.sleep(0.1)
     assert sorted(row["status_code"] for row in logs) == [200, 200, 429]
     assert sum(row["spend"] for row in logs) == pytest.approx(0.08)
+
+
+def test_a_stream_pays_the_usage_it_reports_or_else_its_bound(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Path
+) -> None:
+    base = openai_emulator.base_url + "/v1"
+    with fresh_database("sqlite", tmp_path) as url:
+        config = _config(openai_emulator, url)
+        config["model_list"] = [
+            model("chat", "openai/gpt-4o", api_base=base, api_key=openai_emulator.api_key)
+        ]
+        proxy = serve(config)
+        key = _make(proxy.base_url, "/key/generate", {"max_budget": 10.0})["key"]
+        client = openai.OpenAI(api_key=key, base_url=proxy.base_url + "/v1", max_retries=0)
+        messages: list[Any] = [{"role": "user", "content": "describe an otter"}]
+        stream = client.chat.completions.create(
+            model="chat", messages=messages, max_tokens=100, stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        usage = [chunk.usage for chunk in stream if chunk.usage is not None][-1]
+        cost = usage.prompt_tokens * 2.5e-6 + usage.completion_tokens * 1e-5
+        assert _spend(proxy.base_url, key, cost) == pytest.approx(cost)
+        deadline = time.monotonic() + 5
+        while not (rows := httpx.get(proxy.base_url + "/spend/logs", headers=ADMIN).json()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert rows[0]["spend"] == pytest.approx(cost)  # the log and the budget agree
+
+        # Without a usage chunk, the stream pays its bound: 17 characters in, 100 tokens out.
+        for _ in client.chat.completions.create(
+            model="chat", messages=messages, max_tokens=100, stream=True
+        ):
+            pass
+        bound = 17 * 2.5e-6 + 100 * 1e-5
+        assert _spend(proxy.base_url, key, cost + bound) == pytest.approx(cost + bound)
