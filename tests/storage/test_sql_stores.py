@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 
 from prismgate.errors import ConfigError, ConflictError, NotFoundError
 from prismgate.storage import BudgetRefusal, Holder, SpendQuery, SpendTotal
+from prismgate.storage.periods import Period
 from prismgate.storage.records import (
     Budget,
     KeyRecord,
@@ -41,7 +42,6 @@ from prismgate.storage.sql import (
     safe_url,
     upgrade,
 )
-from prismgate.storage.sql.periods import Period
 from prismgate.storage.sql.schema import keys, metadata, teams, users
 from tests.storage.conftest import Databases
 from tests.storage.conftest import SqlBackend as Backend

@@ -28,8 +28,8 @@ from prismgate.identity.wire import (
     user_view,
 )
 from prismgate.storage import KeyStore
+from prismgate.storage.periods import next_reset, parse_duration
 from prismgate.storage.records import Budget, KeyRecord, Limits, TeamRecord, UserRecord, nanos
-from prismgate.storage.sql.periods import next_reset, parse_duration
 
 __all__ = ["Accounts"]
 

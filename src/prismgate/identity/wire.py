@@ -11,7 +11,15 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from prismgate.storage.records import KeyRecord, SpendRow, TeamRecord, UserRecord, dollars
+from prismgate.storage.records import (
+    Budget,
+    KeyRecord,
+    Limits,
+    SpendRow,
+    TeamRecord,
+    UserRecord,
+    dollars,
+)
 
 __all__ = [
     "BlockKey",
@@ -39,11 +47,9 @@ class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class GenerateKey(_Request):
-    """`POST /key/generate`."""
+class _Allowance(_Request):
+    """What a key, team or user may call and spend: their models, budget and limits."""
 
-    key_alias: str | None = None
-    duration: str | None = None  # how long the key lives: "30d", "1h"; None: for ever
     models: list[str] = msgspec.field(default_factory=list)
     max_budget: Money | None = None
     budget_duration: str | None = None
@@ -52,19 +58,11 @@ class GenerateKey(_Request):
     ipm_limit: Count | None = None
     max_parallel_requests: Count | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    team_id: str | None = None
-    user_id: str | None = None
-    tags: list[str] = msgspec.field(default_factory=list)
-    key: str | None = None  # a key of the operator's choosing (must start with sk-)
-    blocked: bool = False
 
 
-class UpdateKey(_Request):
-    """`POST /key/update`: `key` (the key or its token) and the fields to change."""
+class _AllowanceChanges(_Request):
+    """The same fields in an update: UNSET leaves one as it is, null clears it."""
 
-    key: str
-    key_alias: str | UnsetType | None = UNSET
-    duration: str | UnsetType | None = UNSET
     models: list[str] | UnsetType = UNSET
     max_budget: Money | UnsetType | None = UNSET
     budget_duration: str | UnsetType | None = UNSET
@@ -73,6 +71,26 @@ class UpdateKey(_Request):
     ipm_limit: Count | UnsetType | None = UNSET
     max_parallel_requests: Count | UnsetType | None = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
+
+
+class GenerateKey(_Allowance):
+    """`POST /key/generate`."""
+
+    key_alias: str | None = None
+    duration: str | None = None  # how long the key lives: "30d", "1h"; None: for ever
+    team_id: str | None = None
+    user_id: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    key: str | None = None  # a key of the operator's choosing (must start with sk-)
+    blocked: bool = False
+
+
+class UpdateKey(_AllowanceChanges, kw_only=True):
+    """`POST /key/update`: `key` (the key or its token) and the fields to change."""
+
+    key: str
+    key_alias: str | UnsetType | None = UNSET
+    duration: str | UnsetType | None = UNSET
     team_id: str | UnsetType | None = UNSET
     user_id: str | UnsetType | None = UNSET
     tags: list[str] | UnsetType = UNSET
@@ -99,36 +117,20 @@ class BlockKey(_Request):
     key: str
 
 
-class NewTeam(_Request):
+class NewTeam(_Allowance):
     """`POST /team/new`."""
 
     team_id: str | None = None
     team_alias: str | None = None
-    models: list[str] = msgspec.field(default_factory=list)
-    max_budget: Money | None = None
-    budget_duration: str | None = None
-    rpm_limit: Count | None = None
-    tpm_limit: Count | None = None
-    ipm_limit: Count | None = None
-    max_parallel_requests: Count | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     tags: list[str] = msgspec.field(default_factory=list)
     blocked: bool = False
 
 
-class UpdateTeam(_Request):
+class UpdateTeam(_AllowanceChanges, kw_only=True):
     """`POST /team/update`: `team_id` and the fields to change."""
 
     team_id: str
     team_alias: str | UnsetType | None = UNSET
-    models: list[str] | UnsetType = UNSET
-    max_budget: Money | UnsetType | None = UNSET
-    budget_duration: str | UnsetType | None = UNSET
-    rpm_limit: Count | UnsetType | None = UNSET
-    tpm_limit: Count | UnsetType | None = UNSET
-    ipm_limit: Count | UnsetType | None = UNSET
-    max_parallel_requests: Count | UnsetType | None = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
     tags: list[str] | UnsetType = UNSET
     blocked: bool | UnsetType = UNSET
 
@@ -139,21 +141,13 @@ class DeleteTeams(_Request):
     team_ids: Annotated[list[str], msgspec.Meta(min_length=1)]
 
 
-class NewUser(_Request):
+class NewUser(_Allowance):
     """`POST /user/new`: a user, and (unless `auto_create_key` is false) a key for them."""
 
     user_id: str | None = None
     user_email: str | None = None
     user_role: str = "internal_user"
     teams: list[str] = msgspec.field(default_factory=list)
-    models: list[str] = msgspec.field(default_factory=list)
-    max_budget: Money | None = None
-    budget_duration: str | None = None
-    rpm_limit: Count | None = None
-    tpm_limit: Count | None = None
-    ipm_limit: Count | None = None
-    max_parallel_requests: Count | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     auto_create_key: bool = True
     key_alias: str | None = None
     duration: str | None = None
@@ -166,24 +160,30 @@ def iso(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
 
 
+def _allowance_view(budget: Budget, limits: Limits) -> dict[str, Any]:
+    return {
+        "spend": dollars(budget.spend),
+        "max_budget": None if budget.max_budget is None else dollars(budget.max_budget),
+        "budget_duration": budget.duration,
+        "budget_reset_at": iso(budget.reset_at),
+        "rpm_limit": limits.rpm_limit,
+        "tpm_limit": limits.tpm_limit,
+        "ipm_limit": limits.ipm_limit,
+        "max_parallel_requests": limits.max_parallel_requests,
+    }
+
+
 def key_view(key: KeyRecord) -> dict[str, Any]:
     """A key as the API shows it: never the key itself, its token (digest) only."""
     return {
         "token": key.token,
         "key_name": key.key_name,
         "key_alias": key.key_alias,
-        "spend": dollars(key.budget.spend),
-        "max_budget": None if key.budget.max_budget is None else dollars(key.budget.max_budget),
-        "budget_duration": key.budget.duration,
-        "budget_reset_at": iso(key.budget.reset_at),
         "expires": iso(key.expires),
         "models": list(key.models),
         "user_id": key.user_id,
         "team_id": key.team_id,
-        "rpm_limit": key.limits.rpm_limit,
-        "tpm_limit": key.limits.tpm_limit,
-        "ipm_limit": key.limits.ipm_limit,
-        "max_parallel_requests": key.limits.max_parallel_requests,
+        **_allowance_view(key.budget, key.limits),
         "metadata": key.metadata,
         "tags": list(key.tags),
         "blocked": key.blocked,
@@ -195,19 +195,11 @@ def key_view(key: KeyRecord) -> dict[str, Any]:
 
 def team_view(team: TeamRecord) -> dict[str, Any]:
     """A team as the API shows it."""
-    budget = team.budget
     return {
         "team_id": team.team_id,
         "team_alias": team.team_alias,
         "models": list(team.models),
-        "spend": dollars(budget.spend),
-        "max_budget": None if budget.max_budget is None else dollars(budget.max_budget),
-        "budget_duration": budget.duration,
-        "budget_reset_at": iso(budget.reset_at),
-        "rpm_limit": team.limits.rpm_limit,
-        "tpm_limit": team.limits.tpm_limit,
-        "ipm_limit": team.limits.ipm_limit,
-        "max_parallel_requests": team.limits.max_parallel_requests,
+        **_allowance_view(team.budget, team.limits),
         "metadata": team.metadata,
         "tags": list(team.tags),
         "blocked": team.blocked,
@@ -218,21 +210,13 @@ def team_view(team: TeamRecord) -> dict[str, Any]:
 
 def user_view(user: UserRecord) -> dict[str, Any]:
     """A user as the API shows it."""
-    budget = user.budget
     return {
         "user_id": user.user_id,
         "user_email": user.user_email,
         "user_role": user.user_role,
         "teams": list(user.teams),
         "models": list(user.models),
-        "spend": dollars(budget.spend),
-        "max_budget": None if budget.max_budget is None else dollars(budget.max_budget),
-        "budget_duration": budget.duration,
-        "budget_reset_at": iso(budget.reset_at),
-        "rpm_limit": user.limits.rpm_limit,
-        "tpm_limit": user.limits.tpm_limit,
-        "ipm_limit": user.limits.ipm_limit,
-        "max_parallel_requests": user.limits.max_parallel_requests,
+        **_allowance_view(user.budget, user.limits),
         "metadata": user.metadata,
         "created_at": iso(user.created_at),
         "updated_at": iso(user.updated_at),

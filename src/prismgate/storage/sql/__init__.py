@@ -18,10 +18,10 @@ PostgreSQL, through SQLAlchemy Core (async) with Alembic migrations.
 
 from __future__ import annotations
 
+from prismgate.storage.periods import next_reset, parse_duration
 from prismgate.storage.sql.engine import SharedEngine, database_url, open_engine, safe_url
 from prismgate.storage.sql.keys import SqlKeyStore
 from prismgate.storage.sql.migrate import current_revision, head_revision, upgrade
-from prismgate.storage.sql.periods import next_reset, parse_duration
 from prismgate.storage.sql.spend import SqlSpendLog
 
 __all__ = [

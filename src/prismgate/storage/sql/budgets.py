@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from prismgate.storage import BudgetRefusal, Holder, HolderKind
+from prismgate.storage.periods import next_reset
 from prismgate.storage.records import Nanos
-from prismgate.storage.sql.periods import next_reset
 from prismgate.storage.sql.schema import budget_holds, keys, teams, users
 
 __all__ = [

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from prismgate.errors import ConflictError, NotFoundError
 from prismgate.storage import BudgetRefusal, Holder
+from prismgate.storage.periods import parse_duration
 from prismgate.storage.records import (
     Budget,
     KeyRecord,
@@ -27,7 +28,6 @@ from prismgate.storage.records import (
 )
 from prismgate.storage.sql import budgets
 from prismgate.storage.sql.engine import EngineHold, SharedEngine, dialect_insert, reader
-from prismgate.storage.sql.periods import parse_duration
 from prismgate.storage.sql.rows import (
     apply_changes,
     changed_columns,
