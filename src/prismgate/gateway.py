@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -61,8 +61,8 @@ from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.storage import KeyStore, Stores, open_stores
-from prismgate.storage.records import nanos
-from prismgate.streaming import OpenedStream, StreamUsage, guarded_stream
+from prismgate.storage.records import Nanos, nanos
+from prismgate.streaming import RelayedStream
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
     CallMeta,
@@ -293,12 +293,10 @@ class Gateway:
         request: msgspec.Struct,
         options: CallOptions,
         work: Callable[[], Awaitable[Served[A]]],
-        *,
-        stream_usage: StreamUsage | None = None,
     ) -> Served[A]:
         """`work()`, reported once to the observers, whether it was served or failed (a
-        call whose caller left included). A stream (`stream_usage` given) is reported when
-        it ends, with the cost of the usage it reported."""
+        call whose caller left included). A stream is reported when it is closed, with
+        the cost of the usage it reported."""
         if not self.observers:
             return await work()
         started = time.time()
@@ -306,8 +304,9 @@ class Gateway:
 
         def report(served: Served[Any] | None, failure: BaseException | None) -> None:
             meta = served.meta if served is not None else None
-            if meta is not None and stream_usage is not None:
-                meta = msgspec.structs.replace(meta, response_cost=stream_usage.cost)
+            value = served.value if served is not None else None
+            if meta is not None and isinstance(value, RelayedStream):
+                meta = msgspec.structs.replace(meta, response_cost=value.cost)
             report_to(
                 self.observers,
                 CallReport(
@@ -318,7 +317,7 @@ class Gateway:
                     principal=options.principal,
                     started_at=started,
                     latency=time.perf_counter() - clock,
-                    value=served.value if served is not None else None,
+                    value=value,
                     meta=meta,
                     failure=failure,
                     trace_id=options.trace_id,
@@ -331,11 +330,11 @@ class Gateway:
         except BaseException as exc:
             report(None, exc)
             raise
-        if stream_usage is None:
+        if isinstance(served.value, RelayedStream):
+            served.value.at_close(lambda failure: report(served, failure))
+        else:
             report(served, None)
-            return served
-        events: AsyncIterator[bytes] = served.value  # type: ignore[assignment]
-        return Served(_reported_when_closed(events, served, report), served.meta)  # type: ignore[arg-type]
+        return served
 
     async def _serve(
         self,
@@ -346,11 +345,9 @@ class Gateway:
         *,
         tokens: Callable[[A], int],
         accepted_risk: bool = False,
-        stream_usage: StreamUsage | None = None,
     ) -> Served[A]:
         """Run `attempt` on the targets this call may use: a Portkey config's plan, the
-        model group (strategy, retries, cooldowns, fallbacks), or one direct target.
-        A streamed answer is paid for when it ends, with what `stream_usage` found."""
+        model group (strategy, retries, cooldowns, fallbacks), or one direct target."""
         principal = options.principal
         if not principal.may_call(name):
             raise PermissionDeniedError(
@@ -368,7 +365,6 @@ class Gateway:
                 attempt,
                 tokens=tokens,
                 accepted_risk=accepted_risk,
-                stream_usage=stream_usage,
             )
             return admission.served(served, tokens)
 
@@ -381,9 +377,9 @@ class Gateway:
         *,
         tokens: Callable[[A], int],
         accepted_risk: bool,
-        stream_usage: StreamUsage | None,
     ) -> Served[A]:
-        """The call held against its caller's budgets while it is routed."""
+        """The call held against its caller's budgets while it is routed (a stream: until
+        it is closed)."""
         principal = options.principal
         hold: Hold | None = None
         if self.budgets is not None:
@@ -399,12 +395,11 @@ class Gateway:
                 hold.pay(0)
             raise
         if hold is not None:
-            if isinstance(served.value, OpenedStream):
-                # Paid when it ends: its usage chunk if it sent one, else its price bound.
+            if isinstance(served.value, RelayedStream):
                 stream = served.value
-                events = _paid_when_closed(stream.events, hold, stream_usage)
-                return Served(OpenedStream(stream.first, events), served.meta)  # type: ignore[arg-type]
-            hold.pay(nanos(served.meta.response_cost or 0.0))
+                stream.at_close(lambda _: hold.pay(_stream_cost(stream, hold)))
+            else:
+                hold.pay(nanos(served.meta.response_cost or 0.0))
         return served
 
     async def _route(
@@ -621,22 +616,18 @@ class Gateway:
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
-    ) -> Served[AsyncIterator[bytes]]:
+    ) -> Served[RelayedStream]:
         """A streamed chat completion as OpenAI server-sent events, ending with
-        `data: [DONE]`. Failures before the first event raise (the caller can still answer
-        with an error status, and the router can still retry); later ones become an error
-        event that ends the stream."""
+        `data: [DONE]`; close it (`aclose()`) when done with it, read or not. Failures
+        before the first event raise (the caller can still answer with an error status,
+        and the router can still retry); later ones become an error event that ends the
+        stream."""
         options = options or CallOptions()
 
-        usage = StreamUsage()
-
-        async def attempt(target: Target) -> Served[OpenedStream]:
+        async def attempt(target: Target) -> Served[RelayedStream]:
             chat, call, provider = await self._chat_call(request, options, target)
             info = call.deployment.info
-            events = usage.watching(
-                chat.stream(call, self._transport_for(target)),
-                lambda reported: chat_cost(info, reported),
-            )
+            events = chat.stream(call, self._transport_for(target))
             try:
                 first = await anext(events)
             except StopAsyncIteration:
@@ -652,18 +643,18 @@ class Gateway:
                 trace_id=options.trace_id,
                 metadata=dict(options.metadata) if options.metadata else None,
             )
-            return Served(OpenedStream(first, events), meta)
-
-        async def work() -> Served[AsyncIterator[bytes]]:
-            opened = await self._serve(
-                request.model, request, options, attempt, tokens=_no_tokens, stream_usage=usage
+            stream = RelayedStream(
+                first,
+                events,
+                redact=self._call_redactor(options),
+                cost_of=lambda usage: chat_cost(info, usage),
             )
-            stream = guarded_stream(opened.value.first, opened.value.events, self._redact)
-            return Served(stream, opened.meta)
+            return Served(stream, meta)
 
-        return await self._observed(
-            "chat_completion", request.model, request, options, work, stream_usage=usage
-        )
+        async def work() -> Served[RelayedStream]:
+            return await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
+
+        return await self._observed("chat_completion", request.model, request, options, work)
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
@@ -906,34 +897,10 @@ def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
     )
 
 
-async def _paid_when_closed(
-    events: AsyncGenerator[bytes, None], hold: Hold, usage: StreamUsage | None
-) -> AsyncGenerator[bytes, None]:
-    try:
-        async for event in events:
-            yield event
-    finally:
-        await events.aclose()
-        cost = usage.cost if usage is not None else None
-        hold.pay(hold.price if cost is None else nanos(cost))
-
-
-async def _reported_when_closed(
-    events: AsyncIterator[bytes],
-    served: Served[Any],
-    report: Callable[[Served[Any], BaseException | None], None],
-) -> AsyncGenerator[bytes, None]:
-    failure: BaseException | None = None
-    try:
-        async for event in events:
-            yield event
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        if isinstance(events, AsyncGenerator):
-            await events.aclose()
-        report(served, failure)
+def _stream_cost(stream: RelayedStream, hold: Hold) -> Nanos:
+    """What a closed stream pays: the usage it reported, else its price bound."""
+    cost = stream.cost
+    return hold.price if cost is None else nanos(cost)
 
 
 def _image_tokens(response: ImageResponse) -> int:

@@ -375,8 +375,11 @@ async def _stream(
     serving = gateway if gateway is not None else Gateway()
     try:
         served = await serving.chat_completion_stream(request, options)
-        async for chunk in chunks_from_events(served.value):
-            yield chunk
+        try:
+            async for chunk in chunks_from_events(served.value):
+                yield chunk
+        finally:
+            await served.value.aclose()
     finally:
         if gateway is None:  # this call made it, this call closes it
             await serving.aclose()

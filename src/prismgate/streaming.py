@@ -4,11 +4,11 @@ callers), ending a failed stream cleanly, and the usage a stream reports at its 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
 
@@ -16,13 +16,9 @@ from prismgate.errors import APIError, PrismgateError
 from prismgate.observability.redaction import Redactor
 from prismgate.types.chat import ChatChunk, ChatUsage
 
-__all__ = [
-    "OpenedStream",
-    "StreamUsage",
-    "chunks_from_events",
-    "guarded_stream",
-    "iterate_in_thread",
-]
+__all__ = ["RelayedStream", "chunks_from_events", "iterate_in_thread"]
+
+log = logging.getLogger(__name__)
 
 _ErrorEnvelope = msgspec.json.Decoder(dict[str, dict[str, object]])
 TAIL_BYTES = 8192  # what is kept of a stream's end: its usage chunk is well under this
@@ -33,38 +29,94 @@ class _UsageChunk(msgspec.Struct):
 
 
 _usage_chunk = msgspec.json.Decoder(_UsageChunk)
+OnClose = Callable[[BaseException | None], Awaitable[None] | None]
 
 
-class StreamUsage:
-    """The usage a relayed stream reports in its last chunk (OpenAI's, when the request
-    sets `stream_options.include_usage`), read from the stream's tail: the stream itself
-    is relayed as it comes, never parsed. One per call; each attempt's stream replaces
-    the last one's."""
+class RelayedStream:
+    """A provider's event stream on its way to the caller, closed exactly once, whether it
+    was read to its end, left half-read or never read: closing ends the upstream call and
+    runs what waits for the end of the call (`at_close`: paying its budget hold, freeing
+    its rate-limit slot, reporting it). Whoever serves it must `aclose()` it; one dropped
+    unclosed is closed when it is collected.
 
-    def __init__(self) -> None:
-        self._tail: deque[bytes] = deque()
-        self._cost_of: Callable[[ChatUsage], float | None] = lambda _: None
+    After the first event, a provider failure becomes an OpenAI error event that ends the
+    stream cleanly. The last few KB are kept, for the usage the last chunk may report
+    (OpenAI's, when the request sets `stream_options.include_usage`): the stream itself is
+    relayed as it comes, never parsed.
+    """
 
-    def watching(
-        self, events: AsyncGenerator[bytes, None], cost_of: Callable[[ChatUsage], float | None]
-    ) -> AsyncGenerator[bytes, None]:
-        """`events`, unchanged, with their tail kept; `cost_of` prices the usage found."""
-        self._tail.clear()
+    def __init__(
+        self,
+        first: bytes,
+        events: AsyncGenerator[bytes, None],
+        *,
+        redact: Redactor,
+        cost_of: Callable[[ChatUsage], float | None],
+    ) -> None:
+        self._first: bytes | None = first
+        self._events = events
+        self._redact = redact
         self._cost_of = cost_of
-        return self._watch(events)
+        self._tail: deque[bytes] = deque([first])
+        self._kept = len(first)
+        self._ended = False
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._at_close: list[OnClose] = []
+        self._loop = asyncio.get_running_loop()
 
-    async def _watch(self, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-        tail = self._tail
-        kept = 0
+    def at_close(self, callback: OnClose) -> None:
+        """Run `callback(failure)` when the stream is closed (`failure`: what ended it
+        early, None when it was read to its end or never read)."""
+        self._at_close.append(callback)
+
+    def __aiter__(self) -> RelayedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._ended:
+            await self.aclose()
+            raise StopAsyncIteration
         try:
-            async for chunk in events:
-                tail.append(chunk)
-                kept += len(chunk)
-                while kept - len(tail[0]) >= TAIL_BYTES:
-                    kept -= len(tail.popleft())
-                yield chunk
+            chunk = await anext(self._events)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        except PrismgateError as error:
+            self._failure = error
+            self._ended = True
+            body = msgspec.json.encode(error.body()).decode()
+            return f"\n\ndata: {self._redact(body)}\n\ndata: [DONE]\n\n".encode()
+        except BaseException as exc:  # the caller left (cancelled), or a bug
+            self._failure = exc
+            await self.aclose()
+            raise
+        self._keep(chunk)
+        return chunk
+
+    async def aclose(self) -> None:
+        """End the upstream call and run the `at_close` callbacks (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._events.aclose()
         finally:
-            await events.aclose()
+            for callback in self._at_close:
+                try:
+                    outcome = callback(self._failure)
+                    if outcome is not None:
+                        await outcome
+                except Exception:
+                    log.exception("a stream's closing step failed")
+
+    def __del__(self) -> None:
+        # Dropped without aclose() (a caller that never read it): closed on its loop.
+        if not self._closed and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.create_task, self.aclose())
 
     @property
     def usage(self) -> ChatUsage | None:
@@ -86,6 +138,13 @@ class StreamUsage:
         """What the reported usage cost; None without usage or a price."""
         usage = self.usage
         return None if usage is None else self._cost_of(usage)
+
+    def _keep(self, chunk: bytes) -> None:
+        tail = self._tail
+        tail.append(chunk)
+        self._kept += len(chunk)
+        while self._kept - len(tail[0]) >= TAIL_BYTES:
+            self._kept -= len(tail.popleft())
 
 
 async def chunks_from_events(events: AsyncIterator[bytes]) -> AsyncIterator[ChatChunk]:
@@ -146,27 +205,3 @@ def iterate_in_thread(make: Callable[[], AsyncIterator[ChatChunk]]) -> Iterator[
                 items.get_nowait()
             except queue.Empty:
                 thread.join(timeout=0.05)
-
-
-@dataclass(slots=True)
-class OpenedStream:
-    """A stream whose first event arrived: from here on, failures are events."""
-
-    first: bytes
-    events: AsyncGenerator[bytes, None]
-
-
-async def guarded_stream(
-    first: bytes, events: AsyncGenerator[bytes, None], redact: Redactor
-) -> AsyncIterator[bytes]:
-    """The events, and if the provider fails mid-stream, an OpenAI error event to end it
-    cleanly. Closing this generator (a caller that left) closes the upstream call."""
-    try:
-        yield first
-        async for event in events:
-            yield event
-    except PrismgateError as error:
-        body = msgspec.json.encode(error.body()).decode()
-        yield f"\n\ndata: {redact(body)}\n\ndata: [DONE]\n\n".encode()
-    finally:
-        await events.aclose()

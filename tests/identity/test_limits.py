@@ -16,9 +16,10 @@ from prismgate.errors import APIError, BudgetExceededError, LimitReachedError
 from prismgate.gateway import CallOptions
 from prismgate.identity import SDK_CALLER, Principal
 from prismgate.identity.limits import FREE, Admission, Limiter, images_asked, wait_text
+from prismgate.observability.redaction import Redactor
 from prismgate.storage import LimitState, MemoryLimitState, RedisBreaker, RedisLimitState
 from prismgate.storage.records import KeyRecord, Limits, TeamRecord, UserRecord
-from prismgate.streaming import OpenedStream
+from prismgate.streaming import RelayedStream
 from prismgate.types import CallMeta, Served
 from prismgate.types.chat import ChatCompletionRequest
 from prismgate.types.meta import RateLimitStatus
@@ -215,7 +216,7 @@ async def test_a_running_call_keeps_its_slot_past_its_lease(state: LimitState) -
     await use(limiter.admit(principal))
 
 
-async def test_a_stream_keeps_its_slot_until_its_last_event(state: LimitState) -> None:
+async def test_a_stream_keeps_its_slot_until_it_is_closed(state: LimitState) -> None:
     limiter = Limiter(state)
     principal = caller(Limits(max_parallel_requests=1))
 
@@ -223,13 +224,34 @@ async def test_a_stream_keeps_its_slot_until_its_last_event(state: LimitState) -
         yield b"data: 2\n\n"
         yield b"data: [DONE]\n\n"
 
+    relayed = RelayedStream(b"data: 1\n\n", events(), redact=Redactor([]), cost_of=lambda _: None)
     async with limiter.admit(principal) as admission:
-        opened = admission.served(served(OpenedStream(b"data: 1\n\n", events())), no_tokens)
+        opened = admission.served(served(relayed), no_tokens)
     with pytest.raises(LimitReachedError):  # the call ended; its stream is still being read
         await use(limiter.admit(principal))
     stream = opened.value
-    assert isinstance(stream, OpenedStream)
-    assert [event async for event in stream.events] == [b"data: 2\n\n", b"data: [DONE]\n\n"]
+    assert isinstance(stream, RelayedStream)
+    assert [event async for event in stream] == [
+        b"data: 1\n\n",
+        b"data: 2\n\n",
+        b"data: [DONE]\n\n",
+    ]
+    await use(limiter.admit(principal))
+
+
+async def test_a_stream_never_read_frees_its_slot_when_closed(state: LimitState) -> None:
+    limiter = Limiter(state)
+    principal = caller(Limits(max_parallel_requests=1))
+
+    async def events() -> AsyncGenerator[bytes, None]:
+        yield b"data: [DONE]\n\n"
+
+    relayed = RelayedStream(b"data: 1\n\n", events(), redact=Redactor([]), cost_of=lambda _: None)
+    async with limiter.admit(principal) as admission:
+        admission.served(served(relayed), no_tokens)
+    with pytest.raises(LimitReachedError):
+        await use(limiter.admit(principal))
+    await relayed.aclose()  # what the proxy does after the answer, read or not
     await use(limiter.admit(principal))
 
 

@@ -4,15 +4,22 @@ with one hold, exact holds when little room is left, and spend that is never los
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 import sqlalchemy as sa
 
+from prismgate.config import load_config
 from prismgate.errors import BudgetExceededError
+from prismgate.gateway import CallOptions, Gateway
 from prismgate.identity.budgets import HOLD_TTL, Budgets, Hold
 from prismgate.identity.principal import Principal
+from prismgate.observers import CallReport
 from prismgate.storage.records import Budget, KeyRecord, TeamRecord, nanos
 from prismgate.storage.sql.schema import budget_holds
+from prismgate.types.chat import ChatCompletionRequest
+from prismgate.types.validation import convert_request
+from tests.emulators import OpenAIEmulator
 from tests.storage.conftest import SqlBackend as Backend
 
 PRICE = 0.04
@@ -125,3 +132,44 @@ async def test_a_call_that_outlives_its_hold_is_still_charged(sql: Backend) -> N
     hold.pay(nanos(0.25))
     await budgets.aclose()
     assert await _spend(sql, principal) == pytest.approx(0.25)
+
+
+class _Reports:
+    def __init__(self) -> None:
+        self.seen: list[CallReport] = []
+
+    def observe(self, report: CallReport) -> None:
+        self.seen.append(report)
+
+
+async def test_a_stream_dropped_unread_is_still_paid_and_reported(
+    sql: Backend, openai_emulator: OpenAIEmulator
+) -> None:
+    """A streamed answer nobody reads nor closes (a client gone before the first byte, an
+    SDK caller that dropped it) still pays its hold and is reported, once collected."""
+    principal = await _key(sql, "dropper", budget=5.0)
+    base = openai_emulator.base_url + "/v1"
+    config = load_config(
+        {"model_list": [{"model_name": "chat", "litellm_params": {
+            "model": "openai/gpt-4o", "api_base": base, "api_key": openai_emulator.api_key}}]},
+        environ={},
+    )  # fmt: skip
+    reports = _Reports()
+    request = convert_request(
+        {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10,
+         "stream": True},
+        ChatCompletionRequest,
+    )  # fmt: skip
+    async with Gateway(config, observers=[reports]) as gateway:
+        gateway.use_key_store(sql.keys)
+        served = await gateway.chat_completion_stream(request, CallOptions(principal=principal))
+        assert reports.seen == []  # a stream is reported when it ends
+        del served
+        gc.collect()
+        for _ in range(50):
+            if reports.seen:
+                break
+            await asyncio.sleep(0.01)
+        assert len(reports.seen) == 1
+        await gateway.release_key_store()
+    assert await _spend(sql, principal) == pytest.approx(2 * 2.5e-6 + 10 * 1e-5)  # its bound

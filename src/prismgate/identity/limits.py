@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar, cast
+from typing import Self, TypeVar
 
 import msgspec
 
@@ -38,7 +37,7 @@ from prismgate.errors import LimitReachedError, PrismgateError
 from prismgate.identity.principal import Principal
 from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
 from prismgate.storage.records import Limits
-from prismgate.streaming import OpenedStream
+from prismgate.streaming import RelayedStream
 from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
 from prismgate.types.meta import RateLimitStatus
 
@@ -152,8 +151,11 @@ class Limiter:
         # Every slot held is renewed at least every third of its lease.
         while self._running:
             await asyncio.sleep(self.lease / 3)
-            for call_id, checks in list(self._running.items()):
-                await self.state.renew(call_id, checks, lease=self.lease)
+            renewals = [
+                self.state.renew(call_id, checks, lease=self.lease)
+                for call_id, checks in list(self._running.items())
+            ]
+            await asyncio.gather(*renewals, return_exceptions=True)
 
 
 class Admission:
@@ -218,11 +220,11 @@ class _LimitedAdmission(Admission):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._parallel:
-            self._limiter.let_go(self._call_id)
         if isinstance(exc, PrismgateError):
             exc.rate_limits = self._statuses()
         if not self._handed_to_stream:
+            if self._parallel:
+                self._limiter.let_go(self._call_id)
             await self._release()
 
     def served(self, served: Served[A], tokens: Callable[[A], int]) -> Served[A]:
@@ -230,12 +232,13 @@ class _LimitedAdmission(Admission):
         self._tokens = tokens(served.value)
         meta = msgspec.structs.replace(served.meta, rate_limits=self._statuses())
         value = served.value
-        if isinstance(value, OpenedStream) and self._parallel:
-            # The call goes on while the stream is read: its slot is freed at the end, and
-            # renewed by the stream while events flow (a stream never read then lapses).
+        counts_tokens = any(check.kind == "tokens" for check in self._checks)
+        if isinstance(value, RelayedStream) and (self._parallel or counts_tokens):
+            # The call goes on while the stream is read: its slots stay held (and renewed)
+            # until the stream is closed, and then the tokens its usage chunk reports count.
             self._handed_to_stream = True
-            held = OpenedStream(value.first, self._held(value.events))
-            return cast("Served[A]", Served(held, meta))
+            stream = value
+            value.at_close(lambda _: self._stream_closed(stream))
         return Served(value, meta)
 
     async def _release(self) -> None:
@@ -247,18 +250,13 @@ class _LimitedAdmission(Admission):
         if ending:
             await self._limiter.settle(self._call_id, ending, self._tokens)
 
-    async def _held(self, events: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
-        limiter = self._limiter
-        renew_at = time.monotonic() + limiter.lease / 3
-        try:
-            async for event in events:
-                if time.monotonic() >= renew_at:
-                    await limiter.state.renew(self._call_id, self._parallel, lease=limiter.lease)
-                    renew_at = time.monotonic() + limiter.lease / 3
-                yield event
-        finally:
-            await events.aclose()
-            await self._release()
+    async def _stream_closed(self, stream: RelayedStream) -> None:
+        if self._parallel:
+            self._limiter.let_go(self._call_id)
+        usage = stream.usage
+        if usage is not None:
+            self._tokens = usage.total_tokens
+        await self._release()
 
     def _statuses(self) -> tuple[RateLimitStatus, ...]:
         """Each limited unit at its tightest among the key's, team's and user's limits."""

@@ -9,7 +9,7 @@ from prismgate.errors import PrismgateError
 from prismgate.identity import Authenticator, Principal
 from prismgate.proxy.responses import error_response
 
-__all__ = ["PUBLIC_PATHS", "Authenticate", "presented_key", "principal_of"]
+__all__ = ["PUBLIC_PATHS", "Authenticate", "headers_of", "presented_key", "principal_of"]
 
 # Exactly these paths answer without a key (the router sees the same raw path), and
 # stored images, whose links carry their own signature.
@@ -28,6 +28,18 @@ def presented_key(headers: dict[str, str]) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return headers.get("x-api-key") or headers.get("api-key") or None
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    """The request's headers as one dict (ASGI gives their names lower-case), made once per
+    request and kept in its state for every later reader."""
+    state = scope.setdefault("state", {})
+    headers: dict[str, str] | None = state.get("headers")
+    if headers is None:
+        headers = state["headers"] = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+    return headers
 
 
 def principal_of(scope: Scope) -> Principal:
@@ -50,7 +62,7 @@ class Authenticate:
         if not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = headers_of(scope)
         try:
             principal = await self._authenticator.authenticate(presented_key(headers))
         except PrismgateError as error:

@@ -14,7 +14,7 @@ from prismgate.custom_hosts import check_custom_host
 from prismgate.errors import AuthenticationError, BadRequestError, PermissionDeniedError
 from prismgate.gateway import CallOptions
 from prismgate.providers import canonical_provider, provider_names
-from prismgate.proxy.auth import principal_of
+from prismgate.proxy.auth import headers_of, principal_of
 from prismgate.proxy.body import decode_json_object, read_body
 from prismgate.proxy.forms import read_image_form
 from prismgate.proxy.portkey import read_portkey_headers
@@ -37,8 +37,7 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
     """The options for one proxied call. Unknown body fields are provider parameters,
     never a provider setting (the caller-authority rule)."""
     state.gateway.authority.check(extra, where="the request body")
-    # One dict of the headers (ASGI gives their names lower-case): read many times below.
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
+    headers = headers_of(request.scope)
     portkey = read_portkey_headers(headers)
     options = CallOptions(
         extra=extra,

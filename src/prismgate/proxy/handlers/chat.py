@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -23,6 +24,13 @@ async def completions(request: Request) -> Response:
     if chat_request.stream:
         streamed = await state.gateway.chat_completion_stream(chat_request, options)
         headers = {**_STREAM_HEADERS, **rate_limit_headers(streamed.meta.rate_limits)}
-        return StreamingResponse(streamed.value, media_type="text/event-stream", headers=headers)
+        stream = streamed.value
+        # Closed after the answer, or (a client gone before it began) when collected.
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers=headers,
+            background=BackgroundTask(stream.aclose),
+        )
     served = await state.gateway.chat_completion(chat_request, options)
     return json_response(served.value, headers=served_headers(served.meta))
