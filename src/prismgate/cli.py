@@ -238,10 +238,13 @@ app.add_typer(keys_app, name="keys")
 def _database(config: Path | None) -> str:
     """The database the config names, or the embedded SQLite file in its `data_dir`: the
     one `serve` uses."""
-    from prismgate.storage.sql import database_url
+    from prismgate.storage.sql import database_url, safe_url
 
     general = _checked_config(config).general_settings
-    return database_url(general.database_url, general.data_dir)
+    url = database_url(general.database_url, general.data_dir)
+    # Said on stderr: a relative data_dir is read from the folder the command runs in.
+    errors.print(f"database: {safe_url(url)}", highlight=False)
+    return url
 
 
 def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:

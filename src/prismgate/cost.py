@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prismgate.catalog import ImageCapabilities, ModelInfo
+from prismgate.errors import BadRequestError
+from prismgate.providers.image_rules import parse_size
 from prismgate.types import ImageRequest, ImageResponse
 from prismgate.types.chat import ChatCompletionRequest, ChatUsage, ImagePart, TextPart
 
@@ -104,14 +108,14 @@ def image_price_bound(
         table = pricing.per_image
         tier = quality if quality in table else "*" if "*" in table else None
         for by_size in [table[tier]] if tier else table.values():
-            prices = [by_size[size]] if size in by_size else by_size.values()
-            per_image = max(per_image, *prices)
+            prices = [by_size[size]] if size in by_size else list(by_size.values())
+            per_image = max([per_image, *prices])
     if pricing.output_image_per_token is not None:
         tokens = IMAGE_OUTPUT_TOKENS
-        if size is not None and "x" in size:
-            width, _, height = size.partition("x")
-            if width.isdigit() and height.isdigit():
-                tokens = max(tokens, int(width) * int(height) // PIXELS_PER_IMAGE_TOKEN)
+        if size is not None:
+            with contextlib.suppress(BadRequestError):  # not WxH: the model's rules say so
+                width, height = parse_size(size)
+                tokens = max(tokens, width * height // PIXELS_PER_IMAGE_TOKEN)
         per_image = max(per_image, tokens * pricing.output_image_per_token)
     prompt = getattr(request, "prompt", None) or ""
     images = getattr(request, "image", None)
@@ -127,7 +131,7 @@ def image_price_bound(
 def chat_price_bound(info: ModelInfo | None, request: ChatCompletionRequest) -> float | None:
     """The most a chat request can cost on this model: its text (one token at most per
     character) and images in, and `max_completion_tokens` (or `max_tokens`, or the model's
-    output limit) out. None when the model has no price."""
+    output limit) out, for each of its `n` choices. None when the model has no price."""
     if info is None or info.input_cost_per_token is None:
         return None
     characters = images = 0
@@ -140,7 +144,7 @@ def chat_price_bound(info: ModelInfo | None, request: ChatCompletionRequest) -> 
                     characters += len(part.text)
                 elif isinstance(part, ImagePart):
                     images += 1
-    out = (
+    out = (request.n or 1) * (
         request.max_completion_tokens
         or request.max_tokens
         or info.max_output_tokens

@@ -76,8 +76,8 @@ class PrismgateError(Exception):
     type: ClassVar[str] = "api_error"
     default_code: ClassVar[str | None] = None
     # False: a client retrying at once gets the same answer (OpenAI's clients read
-    # `x-should-retry`).
-    retryable: ClassVar[bool] = True
+    # `x-should-retry`). A class default that one error may change.
+    retryable: bool = True
 
     def __init__(
         self,

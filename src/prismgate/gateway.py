@@ -200,6 +200,8 @@ class Gateway:
         """Hold calls by generated keys against their budgets in `keys` (a store opened
         after this gateway, as the proxy's database is); `release_key_store()` before
         closing it."""
+        if self.budgets is not None:
+            raise RuntimeError("this gateway holds budgets in a key store already")
         self.budgets = Budgets(keys)
 
     async def release_key_store(self) -> None:
@@ -386,6 +388,15 @@ class Gateway:
             hold = await self.budgets.hold(
                 principal, lambda: self._price_bound(name, request, options)
             )
+        if hold is not None and hold.capped:
+            plain, budgeted = attempt, hold
+
+            async def attempt(target: Target) -> Served[A]:
+                # This deployment may cost more than the call's first bound (a fallback, a
+                # Portkey target): its own bound is held before it is called.
+                await budgeted.cover(_deployment_bound(target.deployment, request))
+                return await plain(target)
+
         try:
             served = await self._route(
                 name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
@@ -458,14 +469,7 @@ class Gateway:
                 deployments = [self.deployments.resolve(name, options.overrides)]
             except PrismgateError:
                 return None
-        bounds = []
-        for deployment in deployments:
-            info = deployment.info
-            if isinstance(request, ChatCompletionRequest):
-                bounds.append(chat_price_bound(info, request))
-            else:
-                assert isinstance(request, ImageRequest)
-                bounds.append(image_price_bound(info.image if info else None, request))
+        bounds = [_deployment_bound(deployment, request) for deployment in deployments]
         known = [bound for bound in bounds if bound is not None]
         return max(known) if known else None
 
@@ -895,6 +899,15 @@ def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
         trace_id=options.trace_id,
         metadata=dict(options.metadata) if options.metadata else None,
     )
+
+
+def _deployment_bound(deployment: Deployment, request: msgspec.Struct) -> float | None:
+    """The most `request` can cost on `deployment`; None when it is unpriced."""
+    info = deployment.info
+    if isinstance(request, ChatCompletionRequest):
+        return chat_price_bound(info, request)
+    assert isinstance(request, ImageRequest)
+    return image_price_bound(info.image if info else None, request)
 
 
 def _stream_cost(stream: RelayedStream, hold: Hold) -> Nanos:

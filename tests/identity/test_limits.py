@@ -299,3 +299,10 @@ async def test_the_gateway_admits_image_and_chat_calls() -> None:
         assert by_unit["tokens"].remaining == 0 and by_unit["requests"].remaining == 99
         with pytest.raises(LimitReachedError, match="tokens per minute"):
             await gateway.chat_completion(chat, chatting)
+
+
+async def test_a_call_larger_than_the_whole_limit_is_final(state: LimitState) -> None:
+    limiter = Limiter(state)
+    with pytest.raises(LimitReachedError, match="can never pass") as refused:
+        await use(limiter.admit(caller(Limits(ipm_limit=2)), images=3))
+    assert refused.value.retry_after is None and not refused.value.retryable

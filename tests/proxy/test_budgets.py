@@ -217,3 +217,40 @@ def test_a_stream_pays_the_usage_it_reports_or_else_its_bound(
             pass
         bound = 17 * 2.5e-6 + 100 * 1e-5
         assert _spend(proxy.base_url, key, cost + bound) == pytest.approx(cost + bound)
+
+
+def test_a_fallback_to_a_dearer_model_holds_its_own_price_first(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Path
+) -> None:
+    base = openai_emulator.base_url + "/v1"
+    key_of = openai_emulator.api_key
+    with fresh_database("sqlite", tmp_path) as url:
+        config = _config(openai_emulator, url)
+        config["model_list"] = [
+            model("cheap", "openai/dall-e-2", api_base=base, api_key=key_of),  # $0.02
+            model("dear", "openai/dall-e-3", api_base=base, api_key=key_of),  # $0.04
+        ]
+        config["router_settings"] = {"fallbacks": [{"cheap": ["dear"]}], "num_retries": 0}
+        proxy = serve(config)
+        key = _make(proxy.base_url, "/key/generate", {"max_budget": 0.03})["key"]
+        openai_emulator.fail_next("status", status=500)
+        refused = httpx.post(
+            proxy.base_url + "/v1/images/generations",
+            json={"model": "cheap", "prompt": "an otter", "size": "1024x1024"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "budget_exceeded"
+        assert len(openai_emulator.requests) == 1  # the fallback was never called
+        # Within the budget, the fallback serves (and only its cost is spent).
+        httpx.post(proxy.base_url + "/key/update", json={"key": key, "max_budget": 0.05},
+                   headers=ADMIN)  # fmt: skip
+        time.sleep(0.6)  # the key's record is re-read within half a second
+        openai_emulator.fail_next("status", status=500)
+        served = httpx.post(
+            proxy.base_url + "/v1/images/generations",
+            json={"model": "cheap", "prompt": "an otter", "size": "1024x1024"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert served.status_code == 200, served.text
+        assert _spend(proxy.base_url, key, PRICE) == pytest.approx(PRICE)

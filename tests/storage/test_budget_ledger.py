@@ -173,3 +173,18 @@ async def test_a_stream_dropped_unread_is_still_paid_and_reported(
         assert len(reports.seen) == 1
         await gateway.release_key_store()
     assert await _spend(sql, principal) == pytest.approx(2 * 2.5e-6 + 10 * 1e-5)  # its bound
+
+
+async def test_a_shutdown_charges_running_calls_their_bound_once(sql: Backend) -> None:
+    principal = await _key(sql, "closing", budget=100.0)
+    budgets = Budgets(sql.keys)
+    finished = await budgets.hold(principal, lambda: PRICE)
+    running = await budgets.hold(principal, lambda: PRICE)
+    assert finished is not None and running is not None
+    finished.pay(nanos(0.01))
+    await budgets.aclose()  # `running` has not ended: it is charged what it holds
+    assert await _holds(sql) == 0
+    assert await _spend(sql, principal) == pytest.approx(0.01 + PRICE)
+    running.pay(nanos(0.02))  # too late to count, and never counted twice
+    await asyncio.sleep(0.05)
+    assert await _spend(sql, principal) == pytest.approx(0.01 + PRICE)

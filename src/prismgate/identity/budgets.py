@@ -24,10 +24,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prismgate.errors import BudgetExceededError, ServiceUnavailableError
 from prismgate.identity.principal import Principal
+from prismgate.identity.wire import iso
 from prismgate.storage import BudgetRefusal, Holder, KeyStore
 from prismgate.storage.records import NANOS_PER_DOLLAR, Nanos, dollars
 
@@ -40,6 +40,7 @@ LEASE_CALLS = 256  # and at most this many calls' price
 LEASE_SECONDS = 1.0  # a lease is settled this long after it was taken
 HOLD_TTL = 900.0  # a hold that is never settled (its instance died) lapses after this
 SWEEP_SECONDS = 60.0  # how often lapsed holds are released
+STORE_TIMEOUT = 5.0  # a store that takes longer to hold a call's price counts as down
 
 
 @dataclass(slots=True, eq=False)
@@ -47,11 +48,13 @@ class _Lease:
     """A hold in the store that calls draw from in memory."""
 
     hold_id: str
-    room: Nanos  # what calls may still take
+    size: Nanos  # what the store holds for it
     taken_at: float
+    room: Nanos = 0  # what calls may still take
     spent: Nanos = 0  # the real cost of the calls that ended
     calls: int = 0  # calls drawing from it now
     closed: bool = False  # no new calls; settled when the last one ends
+    settled: bool = False  # the store was told; nothing more to tell it
 
 
 @dataclass(slots=True, eq=False)
@@ -66,19 +69,45 @@ class _Account:
 
 
 @dataclass(slots=True, eq=False)
+class _Part:
+    """What a call took from one lease."""
+
+    lease: _Lease
+    amount: Nanos
+
+
+@dataclass(slots=True, eq=False)
 class Hold:
-    """One call's claim on its budgets; `pay` it once, with what the call cost."""
+    """One call's claim on its budgets: `cover` each deployment's price bound before its
+    attempt goes upstream, then `pay` once, with what the call cost."""
 
     _budgets: Budgets
+    _principal: Principal
     _account: _Account
-    _lease: _Lease | None
-    _price: Nanos
+    _capped: bool
+    _parts: list[_Part] = field(default_factory=list)
     _paid: bool = False
 
     @property
+    def capped(self) -> bool:
+        """Whether a budget limits the call (else nothing is held, the cost is counted)."""
+        return self._capped
+
+    @property
     def price(self) -> Nanos:
-        """What the call holds: its price bound."""
-        return self._price
+        """What the call holds: the highest price bound it was covered for."""
+        return sum(part.amount for part in self._parts)
+
+    async def cover(self, price: float | None) -> None:
+        """Hold up to `price` (dollars; None: unpriced) in all: a deployment dearer than
+        the call's first bound (a fallback, a Portkey target) takes the difference before
+        it is called. `BudgetExceededError` when the budgets cannot cover it."""
+        if not self._capped or self._paid:
+            return
+        # Never zero: a budget that is spent refuses even a call that costs nothing.
+        wanted = max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self.price
+        if wanted > 0:
+            self._parts.append(await self._budgets._take(self._principal, self._account, wanted))
 
     def pay(self, cost: Nanos) -> None:
         """The call ended and cost `cost` (0 when it failed): return the rest of its hold.
@@ -87,15 +116,19 @@ class Hold:
             return
         self._paid = True
         self._account.calls -= 1
-        lease = self._lease
-        if lease is None:
+        if not self._capped:
             self._account.owed += cost
             return
-        lease.room += self._price - cost
-        lease.spent += cost
-        lease.calls -= 1
-        if lease.closed and lease.calls == 0:
-            self._budgets._settle_soon(self._account, lease)
+        for index, part in enumerate(self._parts):
+            last = index == len(self._parts) - 1
+            spent = cost if last else min(cost, part.amount)
+            cost -= spent
+            lease = part.lease
+            lease.room += part.amount - spent
+            lease.spent += spent
+            lease.calls -= 1
+            if lease.closed and lease.calls == 0:
+                self._budgets._settle_soon(self._account, lease)
 
 
 class Budgets:
@@ -105,7 +138,8 @@ class Budgets:
         self._store = store
         self._clock = clock
         self._accounts: dict[tuple[Holder, ...], _Account] = {}
-        self._unsettled: list[tuple[_Account, _Lease]] = []  # leases the store did not take
+        self._leases: dict[_Lease, _Account] = {}  # every lease not settled yet
+        self._unsettled: list[tuple[_Account, _Lease]] = []  # settlements to try again
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._swept_at = 0.0
@@ -122,25 +156,27 @@ class Budgets:
             account = self._accounts[holders] = _Account(holders)
         self._start()
         account.calls += 1  # from here on, until paid: the account is kept while it runs
-        if not _capped(principal):
-            return Hold(self, account, None, 0)
+        hold = Hold(self, principal, account, _capped(principal))
         try:
-            # Never zero: a budget that is spent refuses even a call that costs nothing.
-            amount = max(1, round((price() or 0.0) * NANOS_PER_DOLLAR))
-            lease = account.lease
-            if lease is None or lease.closed or lease.room < amount:
-                async with account.opening:
-                    lease = account.lease
-                    if lease is None or lease.closed or lease.room < amount:
-                        lease = await self._open_lease(principal, account, amount)
+            if hold._capped:
+                await hold.cover(price())
         except BaseException:
-            account.calls -= 1
+            hold.pay(0)
             raise
+        return hold
+
+    async def _take(self, principal: Principal, account: _Account, amount: Nanos) -> _Part:
+        lease = account.lease
+        if lease is None or lease.closed or lease.room < amount:
+            async with account.opening:
+                lease = account.lease
+                if lease is None or lease.closed or lease.room < amount:
+                    lease = await self._open_lease(principal, account, amount)
         lease.room -= amount
         lease.calls += 1
         if lease.room < amount:
             self._close(account, lease)  # used up (an exact hold is used up at once)
-        return Hold(self, account, lease, amount)
+        return _Part(lease, amount)
 
     async def flush(self) -> None:
         """Settle every lease and charge every owed amount now."""
@@ -151,7 +187,7 @@ class Budgets:
             await self._charge(account, now)
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._retry_unsettled(now)
+        await self._retry_unsettled()
 
     async def aclose(self) -> None:
         """Stop the background work and settle what is left (calls still running are
@@ -163,6 +199,10 @@ class Budgets:
                 await ticker
         try:
             await self.flush()
+            # Calls still running are charged what they hold: their cost is not known yet.
+            for lease, account in list(self._leases.items()):
+                lease.spent = lease.size - lease.room
+                await self._settle(account, lease)
         except Exception as exc:
             log.error("budgets: spend could not be settled at shutdown (%s)", type(exc).__name__)
 
@@ -170,21 +210,9 @@ class Budgets:
         if account.lease is not None:
             self._close(account, account.lease)
         now = self._clock()
-        store = self._store
         try:
-            room = await store.headroom(account.holders)
-            size = amount if room is None else min(amount * LEASE_CALLS, room // LEASE_SHARE)
-            if size < 2 * amount:
-                size = amount  # little room left: each call holds just its own price
-            hold_id = uuid.uuid4().hex
-            refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
-            if refusal is not None and (size > amount or self._tasks):
-                # Others drew from the room since it was read, or calls of this process
-                # that ended are still giving theirs back: wait for those, ask for one call.
-                if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-                size = amount
-                refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
+            async with asyncio.timeout(STORE_TIMEOUT):
+                size, hold_id, refusal = await self._reserve(account, amount, now)
         except Exception as exc:
             log.warning("budgets: the key store did not answer (%s)", type(exc).__name__)
             raise ServiceUnavailableError(
@@ -194,8 +222,29 @@ class Budgets:
             ) from exc
         if refusal is not None:
             raise _refused(principal, refusal, amount, now)
-        lease = account.lease = _Lease(hold_id, room=size, taken_at=now)
+        lease = account.lease = _Lease(hold_id, size=size, room=size, taken_at=now)
+        self._leases[lease] = account
         return lease
+
+    async def _reserve(
+        self, account: _Account, amount: Nanos, now: float
+    ) -> tuple[Nanos, str, BudgetRefusal | None]:
+        """A lease's size and id, once the store holds it (or the refusal)."""
+        store = self._store
+        room = await store.headroom(account.holders)
+        size = amount if room is None else min(amount * LEASE_CALLS, room // LEASE_SHARE)
+        if size < 2 * amount:
+            size = amount  # little room left: each call holds just its own price
+        hold_id = uuid.uuid4().hex
+        refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
+        if refusal is not None and (size > amount or self._tasks):
+            # Others drew from the room since it was read, or calls of this process
+            # that ended are still giving theirs back: wait for those, ask for one call.
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            size = amount
+            refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
+        return size, hold_id, refusal
 
     def _close(self, account: _Account, lease: _Lease) -> None:
         if lease.closed:
@@ -211,27 +260,40 @@ class Budgets:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, account: _Account, lease: _Lease) -> None:
+    async def _settle(self, account: _Account, lease: _Lease, *, retried: bool = False) -> None:
+        if lease.settled:
+            return
         try:
-            if not await self._store.settle(lease.hold_id, lease.spent, now=self._clock()):
+            found = await self._store.settle(lease.hold_id, lease.spent, now=self._clock())
+            if not found and not retried:
                 # Lapsed (a call longer than the hold's lifetime): the spend still counts.
+                # (On a retry, the hold may be gone because the failed try did commit.)
                 await self._store.charge(account.holders, lease.spent, now=self._clock())
         except Exception as exc:
             log.warning("budgets: a settlement failed (%s); it is retried", type(exc).__name__)
             self._unsettled.append((account, lease))
+            return
+        lease.settled = True
+        self._leases.pop(lease, None)
 
-    async def _retry_unsettled(self, now: float) -> None:
+    async def _retry_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
-        for account, lease in waiting:
-            await self._settle(account, lease)
+        for index, (account, lease) in enumerate(waiting):
+            try:
+                await self._settle(account, lease, retried=True)
+            except BaseException:
+                self._unsettled.extend(waiting[index:])  # cancelled: kept for the next try
+                raise
 
     async def _charge(self, account: _Account, now: float) -> None:
         owed, account.owed = account.owed, 0
         if owed:
             try:
                 await self._store.charge(account.holders, owed, now=now)
-            except Exception as exc:
-                account.owed += owed
+            except BaseException as exc:
+                account.owed += owed  # charged on the next tick (or at shutdown)
+                if not isinstance(exc, Exception):
+                    raise
                 log.warning("budgets: a charge failed (%s); it is retried", type(exc).__name__)
 
     def _start(self) -> None:
@@ -249,7 +311,7 @@ class Budgets:
                 await self._charge(account, now)
                 if account.lease is None and not (account.owed or account.calls):
                     del self._accounts[holders]  # idle: nothing to keep
-            await self._retry_unsettled(now)
+            await self._retry_unsettled()
             if now - self._swept_at >= SWEEP_SECONDS:
                 self._swept_at = now
                 with contextlib.suppress(Exception):
@@ -275,8 +337,7 @@ def _refused(
     reset = ""
     retry_after = None
     if refusal.reset_at is not None:
-        when = datetime.fromtimestamp(refusal.reset_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        reset = f"; it resets at {when}"
+        reset = f"; it resets at {iso(refusal.reset_at)}"
         retry_after = max(1.0, refusal.reset_at - now)
     return BudgetExceededError(
         f"{whose} is over its budget: ${dollars(refusal.spend):.4f} spent or held of "

@@ -305,6 +305,7 @@ class _LimitedAdmission(Admission):
             limit_type = check.kind
         error = LimitReachedError(message, limit_type=limit_type, retry_after=retry)
         error.rate_limits = self._statuses()
+        error.retryable = retry is not None  # more than the whole limit: never passes
         return error
 
 
