@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -227,3 +228,15 @@ def test_a_row_cut_short_by_a_crash_is_skipped_with_a_log(
 def line_of(row: SpendRow) -> bytes:
     """A row as the spool writes it: one JSON line."""
     return msgspec.json.encode(row) + b"\n"
+
+
+def test_a_spool_file_left_half_made_is_removed_once_abandoned(tmp_path: Path) -> None:
+    abandoned = tmp_path / ".spool-1-dead.jsonl.new"
+    abandoned.touch()
+    os.utime(abandoned, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / ".spool-2-live.jsonl.new"  # being made right now, perhaps
+    fresh.touch()
+    spool = SpendSpool(tmp_path)
+    spool.adopt()
+    assert not abandoned.exists() and fresh.exists()
+    spool.close()

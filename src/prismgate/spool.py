@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,8 @@ class SpendSpool:
                     )
             # Older rows first: adopted files go before this process's own.
             self._files[:0] = adopted
+            for making in self.folder.glob(".spool-*.new"):
+                _remove_if_abandoned(making)
             self._recount()
             return len(adopted)
 
@@ -297,6 +300,28 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+ABANDONED_AFTER = 60.0  # seconds: a half-made spool file older than this was abandoned
+
+
+def _remove_if_abandoned(path: Path) -> None:
+    """Remove a spool file left half-made (its maker died between making and naming it:
+    it holds no rows). One being made now is locked by its maker, or too new to judge
+    (made, not locked yet), and is left alone."""
+    try:
+        if time.time() - path.stat().st_mtime < ABANDONED_AFTER:
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:
