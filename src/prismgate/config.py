@@ -201,6 +201,8 @@ class GeneralSettings(_Section, frozen=True):
     database_url: str | None = None
     # The gateway's own files: the embedded database and the spend log's spool.
     data_dir: str = "./prismgate-data"
+    # LiteLLM's switch: no spend-log rows at all (budgets and /key/info spend still count).
+    disable_spend_logs: bool = False
     # LiteLLM's name: keep each call's prompt (its first 200 characters) in the spend log.
     store_prompts_in_spend_logs: bool = True
     # The disk the spend log's spool (`data_dir`/spend-spool) may fill while the database

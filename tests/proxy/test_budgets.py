@@ -254,3 +254,16 @@ def test_a_fallback_to_a_dearer_model_holds_its_own_price_first(
         )
         assert served.status_code == 200, served.text
         assert _spend(proxy.base_url, key, PRICE) == pytest.approx(PRICE)
+
+
+def test_disable_spend_logs_keeps_no_rows_but_counts_spend(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Path
+) -> None:
+    with fresh_database("sqlite", tmp_path) as url:
+        config = _config(openai_emulator, url)
+        config["general_settings"]["disable_spend_logs"] = True
+        proxy = serve(config)
+        key = _make(proxy.base_url, "/key/generate", {})["key"]
+        assert _generate(proxy.base_url, key).status_code == 200
+        assert _spend(proxy.base_url, key, PRICE) == pytest.approx(PRICE)
+        assert httpx.get(proxy.base_url + "/spend/logs", headers=ADMIN).json() == []

@@ -188,3 +188,18 @@ async def test_a_shutdown_charges_running_calls_their_bound_once(sql: Backend) -
     running.pay(nanos(0.02))  # too late to count, and never counted twice
     await asyncio.sleep(0.05)
     assert await _spend(sql, principal) == pytest.approx(0.01 + PRICE)
+
+
+async def test_the_next_lease_is_taken_before_the_current_one_runs_out(sql: Backend) -> None:
+    principal = await _key(sql, "busy", budget=1000.0)
+    budgets = Budgets(sql.keys)
+    holds = [await budgets.hold(principal, lambda: PRICE) for _ in range(200)]  # of 256
+    await asyncio.sleep(0.1)
+    assert await _holds(sql) == 2  # the following lease is there already
+    holds += [await budgets.hold(principal, lambda: PRICE) for _ in range(100)]
+    for hold in holds:
+        assert hold is not None
+        hold.pay(nanos(PRICE))
+    await budgets.aclose()
+    assert await _holds(sql) == 0
+    assert await _spend(sql, principal) == pytest.approx(300 * PRICE)

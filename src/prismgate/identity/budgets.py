@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prismgate.errors import BudgetExceededError, ServiceUnavailableError
+from prismgate.errors import BudgetExceededError, PrismgateError, ServiceUnavailableError
 from prismgate.identity.principal import Principal
 from prismgate.identity.wire import iso
 from prismgate.storage import BudgetRefusal, Holder, KeyStore
@@ -49,6 +49,7 @@ class _Lease:
 
     hold_id: str
     size: Nanos  # what the store holds for it
+    unit: Nanos  # the price of the call that took it
     taken_at: float
     room: Nanos = 0  # what calls may still take
     spent: Nanos = 0  # the real cost of the calls that ended
@@ -66,6 +67,8 @@ class _Account:
     owed: Nanos = 0  # spend of calls without a hold, not yet charged
     calls: int = 0  # calls running now
     opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refilling: bool = False  # a lease to follow the current one is being taken
+    principal: Principal | None = None  # the last caller: whose name a refill would give
 
 
 @dataclass(slots=True, eq=False)
@@ -140,7 +143,8 @@ class Budgets:
         self._accounts: dict[tuple[Holder, ...], _Account] = {}
         self._leases: dict[_Lease, _Account] = {}  # every lease not settled yet
         self._unsettled: list[tuple[_Account, _Lease]] = []  # settlements to try again
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Task[None]] = set()  # settlements under way
+        self._refills: set[asyncio.Task[None]] = set()  # leases being taken ahead
         self._ticker: asyncio.Task[None] | None = None
         self._swept_at = 0.0
 
@@ -156,6 +160,7 @@ class Budgets:
             account = self._accounts[holders] = _Account(holders)
         self._start()
         account.calls += 1  # from here on, until paid: the account is kept while it runs
+        account.principal = principal
         hold = Hold(self, principal, account, _capped(principal))
         try:
             if hold._capped:
@@ -176,7 +181,30 @@ class Budgets:
         lease.calls += 1
         if lease.room < amount:
             self._close(account, lease)  # used up (an exact hold is used up at once)
+        elif lease.room < lease.size // 4:
+            self._refill(principal, account)  # the next lease is ready before this one ends
         return _Part(lease, amount)
+
+    def _refill(self, principal: Principal, account: _Account) -> None:
+        """Take the lease that follows the current one in the background: calls go on
+        drawing from the current one meanwhile, and never wait for the store."""
+        if account.refilling or account.lease is None:
+            return
+        account.refilling = True
+        task = asyncio.get_running_loop().create_task(self._refilled(principal, account))
+        self._refills.add(task)
+        task.add_done_callback(self._refills.discard)
+
+    async def _refilled(self, principal: Principal, account: _Account) -> None:
+        current = account.lease
+        try:
+            async with account.opening:
+                if current is not None and account.lease is current:
+                    await self._open_lease(principal, account, current.unit)
+        except PrismgateError:
+            pass  # no room for another lease (or no store): calls ask when this one ends
+        finally:
+            account.refilling = False
 
     async def flush(self) -> None:
         """Settle every lease and charge every owed amount now."""
@@ -184,9 +212,9 @@ class Budgets:
         for account in list(self._accounts.values()):
             if account.lease is not None:
                 self._close(account, account.lease)
-            await self._charge(account, now)
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._charge(now)
+        while self._settling or self._refills:
+            await asyncio.gather(*self._settling, *self._refills, return_exceptions=True)
         await self._retry_unsettled()
 
     async def aclose(self) -> None:
@@ -207,8 +235,6 @@ class Budgets:
             log.error("budgets: spend could not be settled at shutdown (%s)", type(exc).__name__)
 
     async def _open_lease(self, principal: Principal, account: _Account, amount: Nanos) -> _Lease:
-        if account.lease is not None:
-            self._close(account, account.lease)
         now = self._clock()
         try:
             async with asyncio.timeout(STORE_TIMEOUT):
@@ -222,8 +248,11 @@ class Budgets:
             ) from exc
         if refusal is not None:
             raise _refused(principal, refusal, amount, now)
-        lease = account.lease = _Lease(hold_id, size=size, room=size, taken_at=now)
+        previous = account.lease
+        lease = account.lease = _Lease(hold_id, size=size, unit=amount, room=size, taken_at=now)
         self._leases[lease] = account
+        if previous is not None:
+            self._close(account, previous)  # its calls end on it; new ones take the new one
         return lease
 
     async def _reserve(
@@ -237,11 +266,11 @@ class Budgets:
             size = amount  # little room left: each call holds just its own price
         hold_id = uuid.uuid4().hex
         refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
-        if refusal is not None and (size > amount or self._tasks):
+        if refusal is not None and (size > amount or self._settling):
             # Others drew from the room since it was read, or calls of this process
             # that ended are still giving theirs back: wait for those, ask for one call.
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._settling:
+                await asyncio.gather(*self._settling, return_exceptions=True)
             size = amount
             refusal = await store.reserve(hold_id, account.holders, size, now=now, ttl=HOLD_TTL)
         return size, hold_id, refusal
@@ -257,8 +286,8 @@ class Budgets:
 
     def _settle_soon(self, account: _Account, lease: _Lease) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(account, lease))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _settle(self, account: _Account, lease: _Lease, *, retried: bool = False) -> None:
         if lease.settled:
@@ -285,16 +314,25 @@ class Budgets:
                 self._unsettled.extend(waiting[index:])  # cancelled: kept for the next try
                 raise
 
-    async def _charge(self, account: _Account, now: float) -> None:
-        owed, account.owed = account.owed, 0
-        if owed:
-            try:
-                await self._store.charge(account.holders, owed, now=now)
-            except BaseException as exc:
-                account.owed += owed  # charged on the next tick (or at shutdown)
-                if not isinstance(exc, Exception):
-                    raise
-                log.warning("budgets: a charge failed (%s); it is retried", type(exc).__name__)
+    async def _charge(self, now: float) -> None:
+        """Charge what every account owes, in one write."""
+        owing = [account for account in self._accounts.values() if account.owed]
+        if not owing:
+            return
+        owed = [account.owed for account in owing]
+        for account in owing:
+            account.owed = 0
+        try:
+            await self._store.charge_many(
+                [(account.holders, amount) for account, amount in zip(owing, owed, strict=True)],
+                now=now,
+            )
+        except BaseException as exc:
+            for account, amount in zip(owing, owed, strict=True):
+                account.owed += amount  # charged on the next tick (or at shutdown)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("budgets: a charge failed (%s); it is retried", type(exc).__name__)
 
     def _start(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -304,11 +342,17 @@ class Budgets:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 2)
             now = self._clock()
-            for holders, account in list(self._accounts.items()):
+            for account in self._accounts.values():
                 lease = account.lease
-                if lease is not None and now - lease.taken_at >= LEASE_SECONDS:
-                    self._close(account, lease)
-                await self._charge(account, now)
+                if lease is None:
+                    continue
+                age = now - lease.taken_at
+                if age >= 2 * LEASE_SECONDS:
+                    self._close(account, lease)  # no lease followed it: settle it anyway
+                elif age >= LEASE_SECONDS and account.principal is not None:
+                    self._refill(account.principal, account)
+            await self._charge(now)
+            for holders, account in list(self._accounts.items()):
                 if account.lease is None and not (account.owed or account.calls):
                     del self._accounts[holders]  # idle: nothing to keep
             await self._retry_unsettled()

@@ -27,7 +27,7 @@ from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import Authenticate
-from prismgate.proxy.memory import tune_allocator
+from prismgate.proxy.memory import freeze_startup_heap, tune_allocator
 from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, internal_error
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
@@ -73,11 +73,14 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(internal_error(request.scope.get("state", {}).get("request_id")))
 
 
-def create_app(config: Config | None = None, *, gateway: Gateway | None = None) -> ASGIApp:
+def create_app(
+    config: Config | None = None, *, gateway: Gateway | None = None, serving: bool = False
+) -> ASGIApp:
     """The proxy for `config`. It serves exactly the config's model groups.
 
     Pass `gateway` to share one with other code; otherwise the app owns one and closes
-    it on shutdown.
+    it on shutdown. `serving`: this process only serves (a `prismgate serve` worker), so
+    what it made at startup is frozen out of the garbage collector's way.
     """
     config = config if config is not None else load_config()
     owned = gateway is None
@@ -96,6 +99,7 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
             state.use_key_store(sql[0])
             served.use_key_store(sql[0])
             state.spend_log = sql[1]
+        if sql is not None and not general.disable_spend_logs:
             recorder = SpendRecorder(
                 sql[1],
                 spool_folder=Path(general.data_dir, "spend-spool"),
@@ -104,6 +108,8 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
             )
             recorder.start()  # replays what processes that ended left in the spool
             served.observers = (*served.observers, recorder)
+        if serving:
+            freeze_startup_heap()
         yield
         if sql is not None:
             await served.release_key_store()  # settles budget holds while the store is open
@@ -131,4 +137,4 @@ def create_app(config: Config | None = None, *, gateway: Gateway | None = None) 
 def create_app_from_environment() -> ASGIApp:
     """The app for the config file named by PRISMGATE_CONFIG (each `serve` worker)."""
     tune_allocator()  # a serving process only: it changes the whole process's malloc
-    return create_app(load_config(config_path_from_environment()))
+    return create_app(load_config(config_path_from_environment()), serving=True)

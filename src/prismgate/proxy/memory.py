@@ -10,10 +10,11 @@ the heap, where they are reused. Small allocations are unaffected.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["freeze_startup_heap", "tune_allocator"]
 
 log = logging.getLogger("prismgate.proxy")
 
@@ -38,3 +39,12 @@ def tune_allocator(
     )
     log.debug("allocator thresholds %s", "raised" if tuned else "left as they were")
     return tuned
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive after startup (config, catalog, stores, modules) out of the
+    cyclic collector's reach: they live as long as the process, and full collections
+    otherwise walk all of them twice a second under load (measured: 13-18% of a busy
+    worker's time, against under 1% frozen)."""
+    gc.collect()
+    gc.freeze()

@@ -402,6 +402,12 @@ class KeyStore(Protocol):
         """Add `spent` to each holder's spend with no hold (a call that reserved nothing)."""
         ...
 
+    async def charge_many(
+        self, charges: Sequence[tuple[Sequence[Holder], Nanos]], *, now: float
+    ) -> None:
+        """`charge` for many sets of holders, all in one transaction."""
+        ...
+
     async def release_lapsed(self, *, now: float) -> int:
         """Drop holds past their time; how many."""
         ...

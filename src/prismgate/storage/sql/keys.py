@@ -355,8 +355,15 @@ class SqlKeyStore:
 
     async def charge(self, holders: Sequence[Holder], spent: Nanos, *, now: float) -> None:
         """Add `spent` to each holder's spend with no hold."""
+        await self.charge_many([(holders, spent)], now=now)
+
+    async def charge_many(
+        self, charges: Sequence[tuple[Sequence[Holder], Nanos]], *, now: float
+    ) -> None:
+        """`charge` for many sets of holders, in one transaction."""
         async with self._hold.begin() as connection:
-            await budgets.charge(connection, holders, spent, now=now)
+            for holders, spent in charges:
+                await budgets.charge(connection, holders, spent, now=now)
 
     async def release_lapsed(self, *, now: float) -> int:
         """Drop holds past their time; how many."""
