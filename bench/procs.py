@@ -137,6 +137,22 @@ def tree_rss_kb(pid: int) -> tuple[int, int]:
     return sum(values), max(values, default=0)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the command name
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14 and 15 of stat
+    return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The CPU time used so far by `pid` and its descendants (living ones), in seconds."""
+    return sum(_cpu_seconds(member) for member in process_tree(pid))
+
+
 def tree_hwm_kb(pid: int) -> int:
     """The largest VmHWM (lifetime peak RSS) of any process in the tree, in KiB."""
     return max((_status_kb(member, "VmHWM:") for member in process_tree(pid)), default=0)

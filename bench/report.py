@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 Results = dict[str, Any]
 
-ORDER = ("direct", "prismgate", "litellm", "portkey")
+ORDER = ("direct", "prismgate", "prismgate-keys", "prismgate-keys-pg", "litellm", "portkey")
 PEERS = (("litellm", "LiteLLM"), ("portkey", "Portkey"))
 RSS_LIMIT_MB = 250
+# prismgate with keys, budgets and spend logging on, against plain prismgate (issue 12 §6):
+# c=32 throughput within 10 %, added p50 at c=1 within 0.1 ms.
+KEYED = (("prismgate-keys", "SQLite"), ("prismgate-keys-pg", "PostgreSQL"))
+KEYED_MIN_THROUGHPUT = 0.9
+KEYED_MAX_EXTRA_P50_MS = 0.1
 
 
 def _workload(results: Results, key: str) -> Results | None:
@@ -37,6 +43,38 @@ def ratio(results: Results, key: str, peer: str) -> float | None:
     if not ours or not theirs or not theirs["ok_per_s"]:
         return None
     return float(ours["ok_per_s"] / theirs["ok_per_s"])
+
+
+def keyed_vs_plain(results: Results, key: str, keyed: str) -> Results | None:
+    """The keyed target against plain prismgate in workload `key`.
+
+    Paired by round (the two run one after the other in each round, so drift and other
+    work on the machine hit both alike): `ratio` is the median over the rounds of keyed
+    req/s over plain req/s, `extra_p50_ms` the median of keyed p50 minus plain p50;
+    `ratios` and `extra_p50s` per round. `median_ratio` and `median_extra_p50_ms` compare
+    the tables' medians instead; `extra_cpu_us` is the CPU per answer's difference."""
+    on, off = _row(results, key, keyed), _row(results, key, "prismgate")
+    if not on or not off or not on["requests"] or not off["requests"] or not off["ok_per_s"]:
+        return None
+    pairs = [(a, b) for a, b in zip(on["runs"], off["runs"], strict=False) if b["ok_per_s"]]
+    if not pairs:
+        return None
+    ratios = [a["ok_per_s"] / b["ok_per_s"] for a, b in pairs]
+    extra = [a["p50_ms"] - b["p50_ms"] for a, b in pairs]
+    cpu = None
+    if on.get("cpu_us_per_ok") and off.get("cpu_us_per_ok"):
+        cpu = float(on["cpu_us_per_ok"] - off["cpu_us_per_ok"])
+    return {
+        "ratio": float(statistics.median(ratios)),
+        "extra_p50_ms": float(statistics.median(extra)),
+        "ratios": ratios,
+        "extra_p50s": extra,
+        "median_ratio": float(on["ok_per_s"] / off["ok_per_s"]),
+        "median_extra_p50_ms": float(on["p50_ms"] - off["p50_ms"]),
+        "extra_cpu_us": cpu,
+        "on": on,
+        "off": off,
+    }
 
 
 def _why_not(results: Results, key: str, names: tuple[str, ...]) -> str:
@@ -85,6 +123,7 @@ def evaluate_targets(results: Results) -> list[Results]:
         label = dict(PEERS)[peer]
         verdicts.append(_verdict(f"Throughput >= {factor}x {label}'s ({key})", value, factor,
                                  at_most=False, shown=shown))  # fmt: skip
+    verdicts += _keyed_targets(results)
     slow, slow_workload = _row(results, "slow-c1000", "prismgate"), _workload(results, "slow-c1000")
     if slow and slow_workload:
         # Every connection has a request in flight all the time: all succeed means no
@@ -115,6 +154,43 @@ def evaluate_targets(results: Results) -> list[Results]:
     return verdicts
 
 
+def _keyed_targets(results: Results) -> list[Results]:
+    """Keys, budgets and spend on vs plain prismgate, for each keyed target that ran."""
+    verdicts = []
+    for keyed, store in KEYED:
+        if keyed not in results["gateways"]:
+            continue
+        names = ("prismgate", keyed)
+        c32 = keyed_vs_plain(results, "image-small-c32", keyed)
+        shown = (
+            f"{c32['ratio']:.0%} paired by round "
+            f"({', '.join(f'{r:.0%}' for r in c32['ratios'])}); medians "
+            f"{c32['on']['ok_per_s']:,.0f} vs {c32['off']['ok_per_s']:,.0f} req/s "
+            f"({c32['median_ratio']:.0%})"
+            if c32 else _why_not(results, "image-small-c32", names)
+        )  # fmt: skip
+        verdicts.append(_verdict(
+            f"Keys, budgets, spend on ({store}): throughput >= "
+            f"{KEYED_MIN_THROUGHPUT:.0%} of plain prismgate's (image-small-c32)",
+            c32["ratio"] if c32 else None, KEYED_MIN_THROUGHPUT, at_most=False, shown=shown,
+        ))  # fmt: skip
+        c1 = keyed_vs_plain(results, "image-small-c1", keyed)
+        shown = (
+            f"{_ms(c1['extra_p50_ms'], '+')} paired by round "
+            f"({', '.join(_ms(d, '+') for d in c1['extra_p50s'])}); medians "
+            f"p50 {_ms(c1['on']['p50_ms'])} vs {_ms(c1['off']['p50_ms'])} "
+            f"({_ms(c1['median_extra_p50_ms'], '+')})"
+            if c1 else _why_not(results, "image-small-c1", names)
+        )  # fmt: skip
+        verdicts.append(_verdict(
+            f"Keys, budgets, spend on ({store}): p50 <= plain prismgate's + "
+            f"{KEYED_MAX_EXTRA_P50_MS:g} ms at c=1 (image-small-c1)",
+            c1["extra_p50_ms"] if c1 else None, KEYED_MAX_EXTRA_P50_MS, at_most=True,
+            shown=shown,
+        ))  # fmt: skip
+    return verdicts
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -141,15 +217,16 @@ def _mb(size: float) -> str:
 def _table(results: Results, workload: Results) -> list[str]:
     labels = {name: info["label"] for name, info in results["gateways"].items()}
     lines = [
-        "| gateway | req/s (2xx) | p50 | p99 | added p50 | non-2xx | socket errors | peak RSS |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| gateway | req/s (2xx) | p50 | p99 | added p50 | non-2xx | socket errors | peak RSS "
+        "| CPU per answer | core share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in ORDER:
         row = workload["results"].get(name)
         if row is None:
             continue
         if row["status"] != "ok":
-            lines.append(f"| {labels[name]} | n/a ({_cell(row['reason'])}) |  |  |  |  |  |  |")
+            lines.append(f"| {labels[name]} | n/a ({_cell(row['reason'])}) |" + "  |" * 9)
             continue
         added = added_p50(results, workload["key"], name)
         shown_added = "—" if name == "direct" or added is None else _ms(added, "+")
@@ -157,10 +234,12 @@ def _table(results: Results, workload: Results) -> list[str]:
         if not row["requests"]:  # nothing answered within the run: no latency to show
             p50 = p99 = shown_added = "—"
         rss = f"{row['peak_rss_mb']:.0f} MB" + (" (nginx)" if name == "direct" else "")
+        cpu = f"{row['cpu_us_per_ok']:,.0f} µs" if row.get("cpu_us_per_ok") else "—"
+        share = f"{row['cpu_share']:.0%}" if "cpu_share" in row else "—"
         lines.append(
             f"| {labels[name]} | {_rate(row['ok_per_s'])} | {p50} | {p99} | {shown_added} | "
             f"{row['non_2xx']:,} | "
-            f"{row['socket_errors']:,} | {rss} |"
+            f"{row['socket_errors']:,} | {rss} | {cpu} | {share} |"
         )
     lines += [
         f"\n{labels[name]} stopped early: {row['stopped_early']}"
@@ -172,6 +251,16 @@ def _table(results: Results, workload: Results) -> list[str]:
         for peer, label in PEERS
         if (value := ratio(results, workload["key"], peer)) is not None
     ]
+    for keyed, _store in KEYED:
+        compared = keyed_vs_plain(results, workload["key"], keyed) if keyed in labels else None
+        if compared is None:
+            continue
+        cpu = compared["extra_cpu_us"]
+        ratios.append(
+            f"{labels[keyed]} / prismgate, paired by round: **{compared['ratio']:.0%}**, "
+            f"p50 {_ms(compared['extra_p50_ms'], '+')}"
+            + (f", CPU per answer {cpu:+,.0f} µs" if cpu is not None else "")
+        )
     if ratios:
         lines += ["", "Throughput ratios: " + " · ".join(ratios)]
     return lines
@@ -192,7 +281,10 @@ def markdown(results: Results) -> str:
         f"the 1,000-connection run {settings['slow_duration_s']:g} s x "
         f"{settings['slow_rounds']} round(s); wrk timeout {settings['wrk_timeout_s']:g} s.",
         f"- **Machine:** nproc {machine['nproc']}, {machine['cpu_model']}, "
-        f"{machine['memory_gib']} GiB, Linux {machine['kernel']}. Gateway pinned to core "
+        f"{machine['memory_gib']} GiB, Linux {machine['kernel']}"
+        + (f", load average at the end {' / '.join(map(str, machine['loadavg_at_end']))}"
+           if "loadavg_at_end" in machine else "")
+        + ". Gateway pinned to core "
         f"{settings['gateway_cpu']}; nginx (1 worker) and wrk pinned to core "
         f"{settings['load_cpu']}.",
         "- **Versions:** " + ", ".join(
@@ -207,6 +299,18 @@ def markdown(results: Results) -> str:
         f"{_mb(sizes.get('large_png', 0))}); vision request data URL "
         f"{_mb(sizes.get('vision_data_url', 0))}.",
     ]  # fmt: skip
+    for info in results["gateways"].values():
+        if "accounting" in info:
+            books = info["accounting"]
+            lines.append(
+                f"- **{info['label']}:** the load used a key made with `POST /key/generate` "
+                f"(budget, budget_duration, rpm and ipm limits set, never reached); at the end "
+                + (f"the spend log held {books['spend_log_rows']:,} rows "
+                   f"(${books['spend_log_usd']:,.2f}) for {books['answered_2xx_counted_by_wrk']:,}"
+                   f" 2xx answers counted by wrk, and the key's spend was "
+                   f"${books['key_spend_usd']:,.2f}."
+                   if "error" not in books else f"the accounting failed: {_cell(books['error'])}.")
+            )  # fmt: skip
     missing = [info for info in results["gateways"].values() if not info["available"]]
     for info in missing:
         lines.append(f"- **Not available:** {info['label']}: {_cell(info['reason'])}")
@@ -227,7 +331,11 @@ def markdown(results: Results) -> str:
         "p50 is the gateway's p50 minus the direct upstream's in the same workload. non-2xx "
         "is wrk's count of answers with status >= 400, socket errors its connect/read/write "
         "errors and timeouts, both summed over the rounds. Peak RSS is the highest VmRSS of "
-        "the process tree sampled every 50 ms during the workload. Raw numbers: "
+        "the process tree sampled every 50 ms during the workload. CPU per answer is the "
+        "CPU time (user + system) of the target's process tree during a run over its 2xx "
+        "answers, and core share that CPU time over the run's duration (below ~95% at c=32, "
+        "something else was using the gateway's core), both the median over the rounds. "
+        "Raw numbers: "
         "[results.json](results.json).",
         "",
     ]

@@ -1,5 +1,9 @@
 """Benchmark runner: direct upstream, prismgate, LiteLLM and Portkey, interleaved, in one run.
 
+prismgate runs twice: plain (the load with the master key, which skips keys, budgets and
+the spend log) and with keys, budgets and spend logging on (`prismgate-keys`: the load
+with a key generated after start; `prismgate-keys-pg`: the same on PostgreSQL).
+
 Started by bench/run.sh (which installs nginx, wrk, LiteLLM and Portkey first).
 See bench/README.md. Everything listens on and talks to 127.0.0.1 only.
 """
@@ -13,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -28,12 +33,15 @@ from typing import Any
 import canned
 import report
 from loadgen import Run, run_wrk, write_script
-from procs import LOOPBACK, RssSampler, Service, free_port, tree_hwm_kb
+from procs import LOOPBACK, RssSampler, Service, free_port, tree_cpu_seconds, tree_hwm_kb
 from targets import (
+    BENCH_KEY_REQUEST,
+    MASTER_KEY,
     Target,
     clean_env,
     command_version,
     portkey_version,
+    postgres_reset,
     start_nginx,
     write_litellm_config,
     write_prismgate_config,
@@ -45,9 +53,15 @@ WORK = BENCH / ".work"
 PRISMGATE = ROOT / ".venv" / "bin" / "prismgate"
 LITELLM_VENV = BENCH / ".venv-litellm"
 PORTKEY_PACKAGE = BENCH / ".portkey" / "node_modules" / "@portkey-ai" / "gateway"
-GATEWAYS = ("prismgate", "litellm", "portkey")
-LABELS = {"direct": "direct (nginx)", "prismgate": "prismgate", "litellm": "LiteLLM",
-          "portkey": "Portkey"}  # fmt: skip
+GATEWAYS = ("prismgate", "prismgate-keys", "prismgate-keys-pg", "litellm", "portkey")
+# prismgate-keys-pg needs a PostgreSQL server (--postgres-url): only when asked for.
+DEFAULT_GATEWAYS = ("prismgate", "prismgate-keys", "litellm", "portkey")
+KEYED = {"prismgate-keys": "sqlite", "prismgate-keys-pg": "postgresql"}
+LABELS = {"direct": "direct (nginx)", "prismgate": "prismgate",
+          "prismgate-keys": "prismgate + keys (SQLite)",
+          "prismgate-keys-pg": "prismgate + keys (PostgreSQL)",
+          "litellm": "LiteLLM", "portkey": "Portkey"}  # fmt: skip
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/prismgate_bench"
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,7 @@ class Entry:
     url: str
     script: Path
     runs: list[Run] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)  # the target's CPU time, per run
     peak_tree_kb: int = 0
     peak_process_kb: int = 0
     stopped: str = ""  # why runs stopped early, if they did
@@ -176,6 +191,23 @@ def _serve_missing() -> str | None:
     return next((line for line in reversed(lines) if line), f"exit code {helped.returncode}")
 
 
+def _call(port: int, method: str, path: str, body: dict[str, object] | None = None) -> Any:
+    """One management call to a prismgate on loopback with the master key: its JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # loopback only
+        f"http://{LOOPBACK}:{port}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with _OPENER.open(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        message = _error_message(error.read())
+        raise RuntimeError(f"{method} {path}: {error.code} {message}") from None
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"{method} {path}: {error}") from None
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -185,6 +217,8 @@ class Bench:
         self.targets: list[Target] = []
         self.sizes: dict[str, int] = {}
         self.data_url = ""
+        self.answered: dict[str, int] = {}  # 2xx answers per target, warm-ups and probes too
+        self.accounting: dict[str, dict[str, object]] = {}  # the keyed targets' spend, at the end
 
     # ------------------------------------------------------------ setup
 
@@ -219,6 +253,8 @@ class Bench:
         target = Target(name, LABELS[name], port=free_port())
         command = {
             "prismgate": self._prismgate_command,
+            "prismgate-keys": self._prismgate_command,
+            "prismgate-keys-pg": self._prismgate_command,
             "litellm": self._litellm_command,
             "portkey": self._portkey_command,
         }[name](target)
@@ -236,6 +272,15 @@ class Bench:
             service.stop()
             return self._unavailable(target)
         target.service, target.available = service, True
+        if name in KEYED:
+            try:
+                answer = _call(target.port, "POST", "/key/generate", BENCH_KEY_REQUEST)
+                target.api_key = str(answer["key"])
+            except (RuntimeError, KeyError, TypeError) as error:
+                target.reason = f"no key: {error}; see {log}"
+                target.available = False
+                return self._unavailable(target)
+            say(f"{target.label}: load with a generated key, {json.dumps(BENCH_KEY_REQUEST)}")
         return target
 
     def _prismgate_command(self, target: Target) -> Command | None:
@@ -245,7 +290,21 @@ class Bench:
             return None
         version = command_version([str(PRISMGATE), "--version"])
         target.version = version.removeprefix("prismgate ")
-        config = write_prismgate_config(WORK / "prismgate.yaml", self.nginx_port)
+        # Every prismgate target starts from an empty store of its own.
+        data_dir = WORK / "data" / target.name
+        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir.mkdir(parents=True)
+        database_url = None
+        if KEYED.get(target.name) == "postgresql":
+            database_url = self.args.postgres_url
+            try:
+                postgres_reset(database_url)
+            except (OSError, RuntimeError, ValueError) as error:
+                target.reason = f"PostgreSQL at {database_url} not usable: {error}"
+                return None
+        config = write_prismgate_config(WORK / f"{target.name}.yaml", self.nginx_port,
+                                        data_dir=data_dir, database_url=database_url,
+                                        spend_logs=target.name in KEYED)  # fmt: skip
         argv = [str(PRISMGATE), "serve", "--config", str(config), "--host", LOOPBACK,
                 "--port", str(target.port), "--workers", "1"]  # fmt: skip
         return argv, clean_env(PYTHONUNBUFFERED="1"), 60.0
@@ -297,12 +356,15 @@ class Bench:
 
     def _wrk(self, entry: Entry, workload: Workload, seconds: int, connections: int,
              log_name: str) -> Run:  # fmt: skip
-        return run_wrk(
+        run = run_wrk(
             entry.url, entry.script, connections=connections,
             threads=min(workload.threads, connections), seconds=seconds,
             timeout=self.args.timeout, cpu=self.args.load_cpu,
             log=WORK / "logs" / f"wrk-{workload.key}-{entry.target.name}-{log_name}.txt",
         )  # fmt: skip
+        name = entry.target.name
+        self.answered[name] = self.answered.get(name, 0) + run.requests - run.non_2xx
+        return run
 
     def measure(self, workload: Workload) -> dict[str, object]:
         seconds = self.args.slow_duration if workload.slow else self.args.duration
@@ -323,6 +385,7 @@ class Bench:
                 say(f"{target.label}: n/a ({problem})")
                 results[target.name] = {"status": "n/a", "reason": problem}
                 continue
+            self.answered[target.name] = self.answered.get(target.name, 0) + 1
             script = write_script(WORK / "lua" / f"{workload.key}-{target.name}.lua",
                                   f"{workload.key} via {target.label}", headers, body)  # fmt: skip
             entries.append(Entry(target, url, script))
@@ -353,20 +416,24 @@ class Bench:
             return
         time.sleep(self.args.pause)
         try:
+            cpu_before = tree_cpu_seconds(service.pid)
             with RssSampler(service.pid) as sampler:
                 run = self._wrk(entry, workload, seconds, workload.connections, f"round{number}")
+            cpu = tree_cpu_seconds(service.pid) - cpu_before
         except RuntimeError as error:
             entry.stopped = str(error)
             say(f"{entry.target.label}: {entry.stopped}")
             return
         entry.runs.append(run)
+        entry.cpu_seconds.append(cpu)
         entry.peak_tree_kb = max(entry.peak_tree_kb, sampler.peak_tree_kb)
         entry.peak_process_kb = max(entry.peak_process_kb, sampler.peak_process_kb)
         say(
             f"{workload.key} round {number} {entry.target.label:>15}: "
             f"{run.ok_per_s:9.1f} req/s  p50 {run.p50_ms:8.2f} ms  p99 {run.p99_ms:8.2f} ms  "
             f"non-2xx {run.non_2xx}  errors {run.socket_errors}  "
-            f"rss {sampler.peak_tree_kb / 1024:.0f} MB"
+            f"rss {sampler.peak_tree_kb / 1024:.0f} MB  cpu {_cpu_us(cpu, run):.0f} us/answer "
+            f"({cpu / max(run.seconds, 1e-9):.0%} of a core)"
         )
 
     @staticmethod
@@ -374,6 +441,7 @@ class Bench:
         if not entry.runs:
             return {"status": "n/a", "reason": entry.stopped or "no run completed"}
         runs = entry.runs
+        measured = list(zip(entry.cpu_seconds, runs, strict=True))
         service = entry.target.service
         assert service is not None
         return {
@@ -382,6 +450,10 @@ class Bench:
             "ok_per_s": statistics.median(run.ok_per_s for run in runs),
             "p50_ms": statistics.median(run.p50_ms for run in runs),
             "p99_ms": statistics.median(run.p99_ms for run in runs),
+            # CPU time of the target's processes per 2xx answer, and the share of a core
+            # they got: less exposed than req/s to other work on the machine.
+            "cpu_us_per_ok": statistics.median(_cpu_us(cpu, run) for cpu, run in measured),
+            "cpu_share": statistics.median(cpu / max(run.seconds, 1e-9) for cpu, run in measured),
             "requests": sum(run.requests for run in runs),
             "non_2xx": sum(run.non_2xx for run in runs),
             "socket_errors": sum(run.socket_errors for run in runs),
@@ -389,8 +461,46 @@ class Bench:
             "peak_rss_mb": round(entry.peak_tree_kb / 1024, 1),
             "peak_process_rss_mb": round(entry.peak_process_kb / 1024, 1),
             "lifetime_hwm_mb": round(tree_hwm_kb(service.pid) / 1024, 1),
-            "runs": [{**asdict(run), "ok_per_s": run.ok_per_s} for run in runs],
+            "runs": [
+                {**asdict(run), "ok_per_s": run.ok_per_s, "cpu_s": round(cpu, 3)}
+                for cpu, run in measured
+            ],
         }
+
+    # ------------------------------------------------------------ accounting
+
+    def account(self) -> None:
+        """For each keyed target: what the spend log and the key's budget recorded, next to
+        the 2xx answers wrk counted (the proof that the "on" configuration really was on).
+
+        The spend log may hold a few more rows than wrk counted: answers in flight when a
+        wrk run ended are served and logged, but not counted by wrk."""
+        for target in self.targets:
+            if target.name not in KEYED or not target.available:
+                continue
+            counted = self.answered.get(target.name, 0)
+            try:
+                rows, previous, deadline = 0, -1, time.monotonic() + 15
+                while time.monotonic() < deadline:  # the spend log is written in batches
+                    totals = _call(target.port, "GET", "/spend/summary?group_by=key")
+                    rows = int(sum(total["requests"] for total in totals))
+                    if rows == previous and rows >= counted:
+                        break
+                    previous = rows
+                    time.sleep(1.0)
+                logged = sum(float(total["spend"]) for total in totals)
+                info = _call(target.port, "GET", f"/key/info?key={target.api_key}")["info"]
+                self.accounting[target.name] = {
+                    "answered_2xx_counted_by_wrk": counted,
+                    "spend_log_rows": rows,
+                    "spend_log_usd": round(logged, 6),
+                    "key_spend_usd": info["spend"],
+                    "key_max_budget_usd": info["max_budget"],
+                }
+            except (RuntimeError, KeyError, TypeError, ValueError) as error:
+                self.accounting[target.name] = {"answered_2xx_counted_by_wrk": counted,
+                                                "error": str(error)}  # fmt: skip
+            say(f"{target.label}: {json.dumps(self.accounting[target.name])}")
 
     # ------------------------------------------------------------ teardown
 
@@ -398,6 +508,12 @@ class Bench:
         for service in reversed(self.services):
             service.stop()
         self.services.clear()
+
+
+def _cpu_us(cpu_seconds: float, run: Run) -> float:
+    """CPU microseconds per 2xx answer."""
+    answered = run.requests - run.non_2xx
+    return cpu_seconds * 1e6 / answered if answered else 0.0
 
 
 def machine() -> dict[str, object]:
@@ -414,6 +530,8 @@ def machine() -> dict[str, object]:
         "memory_gib": round(memory_gib, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        # Other work on the machine skews every target; the 1/5/15-minute load at the end.
+        "loadavg_at_end": [round(load, 2) for load in os.getloadavg()],
     }
 
 
@@ -449,8 +567,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gateways",
-        default=",".join(GATEWAYS),
-        help="comma-separated subset of " + ",".join(GATEWAYS),
+        default=",".join(DEFAULT_GATEWAYS),
+        help=f"comma-separated subset of {','.join(GATEWAYS)} "
+        f"(default {','.join(DEFAULT_GATEWAYS)})",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=POSTGRES_URL,
+        help="prismgate-keys-pg's database, dropped and re-created at start (psql, no "
+        f"password; default {POSTGRES_URL})",
     )
     parser.add_argument(
         "--workloads",
@@ -485,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bench.setup()
         workloads = [bench.measure(w) for w in WORKLOADS if w.key in args.workloads]
+        bench.account()
     except (KeyboardInterrupt, SystemExit):
         say("interrupted: stopping the servers")
         raise
@@ -508,7 +634,9 @@ def main(argv: list[str] | None = None) -> int:
             "node": command_version(["node", "--version"]),
         },
         "gateways": {
-            t.name: {"label": t.label, "available": t.available, "reason": t.reason}
+            t.name: {"label": t.label, "available": t.available, "reason": t.reason,
+                     **({"accounting": bench.accounting[t.name]}
+                        if t.name in bench.accounting else {})}
             for t in bench.targets
         },
         "canned_sizes_bytes": bench.sizes,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark: direct upstream vs prismgate vs LiteLLM proxy vs Portkey gateway, side by side.
+# Benchmark: direct upstream vs prismgate (plain, and with keys, budgets and spend logging on)
+# vs LiteLLM proxy vs Portkey gateway, side by side.
 #
-#   bench/run.sh            full run (about 10 minutes), writes bench/RESULTS.md and results.json
+#   bench/run.sh            full run (about 11 minutes), writes bench/RESULTS.md and results.json
 #   bench/run.sh --quick    smoke run (about 2 minutes), writes bench/.work/quick/
 #   bench/run.sh --help     the runner's options
 #
@@ -9,7 +10,8 @@
 #   apt:  nginx, libnginx-mod-http-echo (the 1 s delay), wrk, util-linux (taskset)
 #   pip:  litellm[proxy] into bench/.venv-litellm   (LITELLM_SPEC overrides the requirement)
 #   npm:  @portkey-ai/gateway into bench/.portkey  (PORTKEY_SPEC overrides the package spec)
-# A peer that fails to install is reported as not available; the run goes on.
+# (a peer left out of --gateways is not installed). A peer that fails to install is
+# reported as not available; the run goes on.
 # Everything listens on and talks to 127.0.0.1 only. Every server is stopped on exit.
 set -euo pipefail
 
@@ -78,9 +80,21 @@ install_portkey() {
         log "WARNING: Portkey did not install; it will be reported as not available"
 }
 
+# The peers are installed only when the run uses them (--gateways; by default it does).
+gateways="prismgate,prismgate-keys,litellm,portkey"
+previous=""
+for arg in "$@"; do
+    case "$arg" in
+    --gateways=*) gateways="${arg#--gateways=}" ;;
+    *) [[ "$previous" == --gateways ]] && gateways="$arg" ;;
+    esac
+    previous="$arg"
+done
+wants() { [[ ",$gateways," == *",$1,"* ]]; }
+
 install_system
-install_litellm
-install_portkey
+if wants litellm; then install_litellm; fi
+if wants portkey; then install_portkey; fi
 [[ -x "$PYTHON" ]] || { log "no Python at $PYTHON (set PRISMGATE_PYTHON)"; exit 1; }
 
 # 1,000 connections through a gateway need more than the usual 1,024 descriptors.

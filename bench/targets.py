@@ -1,4 +1,5 @@
-"""The upstream (nginx) and the four targets: direct, prismgate, LiteLLM, Portkey."""
+"""The upstream (nginx) and the targets: direct, prismgate (plain, and with keys, budgets and
+spend logging on), LiteLLM, Portkey."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import getpass
 import json
 import os
 import subprocess
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,10 +121,55 @@ def _model_list(nginx_port: int) -> list[dict[str, object]]:
     ]
 
 
-def write_prismgate_config(path: Path, nginx_port: int) -> Path:
-    config = {"model_list": _model_list(nginx_port), "general_settings": {"master_key": MASTER_KEY}}
+def write_prismgate_config(
+    path: Path,
+    nginx_port: int,
+    *,
+    data_dir: Path,
+    database_url: str | None = None,
+    spend_logs: bool = True,
+) -> Path:
+    """prismgate's config. Each prismgate target gets its own `data_dir` (the embedded
+    SQLite file and the spend spool), or the PostgreSQL database `database_url`. Plain
+    prismgate runs with the spend log off (`spend_logs=False`): the "off" configuration
+    the keyed targets are compared with."""
+    general: dict[str, object] = {"master_key": MASTER_KEY, "data_dir": str(data_dir)}
+    if not spend_logs:
+        general["disable_spend_logs"] = True
+    if database_url:
+        general["database_url"] = database_url
+    config = {"model_list": _model_list(nginx_port), "general_settings": general}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+# The key the "keys on" targets make with the master key after start, and put the load on.
+# The budget and the limits are checked on every call but never reached in a run: dall-e-3
+# costs $0.04 an image, and a full run makes well under a million images.
+BENCH_KEY_REQUEST: dict[str, object] = {
+    "key_alias": "bench-load",
+    "max_budget": 1_000_000,
+    "budget_duration": "30d",
+    "rpm_limit": 1_000_000_000,
+    "ipm_limit": 1_000_000_000,
+}
+
+
+def postgres_reset(url: str) -> None:
+    """Drop and re-create the database of `url` (postgresql://user@host:port/name), so
+    every run starts from an empty key store and spend log (psql, no password)."""
+    parsed = urllib.parse.urlsplit(url)
+    name = parsed.path.lstrip("/")
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing to drop a database named {name!r}")
+    argv = [
+        "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", parsed.hostname or LOOPBACK,
+        "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres", "-d", "postgres",
+    ]  # fmt: skip
+    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+        result = subprocess.run([*argv, "-c", sql], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"psql {sql!r} failed: {result.stderr.strip()}")
 
 
 def write_litellm_config(path: Path, nginx_port: int) -> Path:
@@ -169,6 +216,9 @@ class Target:
     available: bool = False
     reason: str = ""
     version: str = ""
+    # The bearer key the load is sent with (prismgate, LiteLLM): the master key, or for
+    # the "keys on" targets a key generated over HTTP after start.
+    api_key: str = MASTER_KEY
 
     def request(
         self, nginx_port: int, prefix: str, route: str, group: str
@@ -192,7 +242,7 @@ class Target:
                 "x-portkey-custom-host": f"http://{LOOPBACK}:{nginx_port}/{prefix}/v1",
             }
             return url, headers, provider_model
-        return url, {**json_type, "Authorization": f"Bearer {MASTER_KEY}"}, group
+        return url, {**json_type, "Authorization": f"Bearer {self.api_key}"}, group
 
 
 def command_version(argv: list[str]) -> str:

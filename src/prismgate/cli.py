@@ -226,7 +226,7 @@ def check_config(path: Annotated[Path, typer.Argument(help="The config.yaml to c
         params = entry.litellm_params
         table.add_row(entry.model_name, params.model, params.api_base or "(provider default)")
     console.print(table)
-    console.print(f"{path}: valid, {len(loaded.model_list)} deployments")
+    console.print(f"{path}: valid, {len(loaded.model_list)} deployments", soft_wrap=True)
 
 
 db_app = typer.Typer(help="The gateway's database (keys, teams, users, spend).")

@@ -1,17 +1,18 @@
 """Every secret a config holds, for the redactor: nothing the gateway knows may reach a
-log line, an error or an answer."""
+log line, an error or an answer. The same reading of a deployment's settings finds the
+secrets of a virtual key stored over the API, which the config does not hold."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prismgate.config import Config
 from prismgate.providers import provider_settings
 
-__all__ = ["config_secrets"]
+__all__ = ["config_secrets", "setting_secrets"]
 
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL", re.IGNORECASE)
 
@@ -28,12 +29,21 @@ def config_secrets(config: Config) -> list[str]:
     ]
     sources += config.virtual_keys.values()
     for source in sources:
-        for name in {"api_key", *secret_settings}:
-            value = source.get(name)
-            if isinstance(value, Mapping):
-                value = json.dumps(value)
-            if isinstance(value, str) and value:
-                found += [value, *_service_account_secrets(value)]
+        found += setting_secrets(source, {"api_key", *secret_settings})
+    return found
+
+
+def setting_secrets(values: Mapping[str, Any], names: Iterable[str]) -> list[str]:
+    """The secrets among `values` (a deployment's key and settings) named by `names`, as
+    an upstream could echo them: each whole (a JSON credential as JSON), and a
+    service-account key's private key alone."""
+    found: list[str] = []
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, Mapping):
+            value = json.dumps(value)
+        if isinstance(value, str) and value:
+            found += [value, *_service_account_secrets(value)]
     return found
 
 

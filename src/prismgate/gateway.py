@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
@@ -76,6 +76,10 @@ from prismgate.types import (
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 from prismgate.types.validation import convert_request
+
+if TYPE_CHECKING:
+    from prismgate.identity.sealing import Sealer
+    from prismgate.identity.virtual_keys import StoredVirtualKeys
 
 __all__ = ["CallOptions", "Gateway"]
 
@@ -203,6 +207,17 @@ class Gateway:
         if self.budgets is not None:
             raise RuntimeError("this gateway holds budgets in a key store already")
         self.budgets = Budgets(keys)
+
+    def use_stored_virtual_keys(self, keys: KeyStore, sealer: Sealer | None) -> StoredVirtualKeys:
+        """Resolve the virtual keys an admin stored in `keys` (sealed with `sealer`; a
+        store opened after this gateway, as the proxy's database is) after the config's
+        own; the service that manages them, for `/v1/virtual-keys`."""
+        # Imported on first use: sealing needs cryptography, which `import prismgate` does not.
+        from prismgate.identity.virtual_keys import StoredVirtualKeys
+
+        stored = StoredVirtualKeys(keys, sealer, self.plans.virtual_keys)
+        self.plans.virtual_keys.attach(stored)
+        return stored
 
     async def release_key_store(self) -> None:
         """Settle every budget hold with the key store, and stop using it."""
@@ -530,7 +545,7 @@ class Gateway:
             settings=settings,
             timeout=self._timeout(options, target),
             connect_timeout=self._connect_timeout(deployment),
-            redact=self._call_redactor(options),
+            redact=self._call_redactor(options, deployment),
             # A cached answer is kept decoded; otherwise the proxy may relay it as it came.
             relay=options.relay and not converting and cache is None,
             caller_credentials_only=target.direct,
@@ -650,7 +665,7 @@ class Gateway:
             stream = RelayedStream(
                 first,
                 events,
-                redact=self._call_redactor(options),
+                redact=self._call_redactor(options, call.deployment),
                 cost_of=lambda usage: chat_cost(info, usage),
             )
             return Served(stream, meta)
@@ -706,7 +721,7 @@ class Gateway:
             settings=settings,
             timeout=self._timeout(options, target),
             connect_timeout=self._connect_timeout(deployment),
-            redact=self._call_redactor(options),
+            redact=self._call_redactor(options, deployment),
             relay=options.relay,
             cache=self.provider_cache,
             caller_credentials_only=target.direct,
@@ -799,9 +814,11 @@ class Gateway:
             return base64.b64decode(url.partition(",")[2])
         return (await self.fetcher.fetch(url, scope=options.scope)).data
 
-    def _call_redactor(self, options: CallOptions) -> Redactor:
-        # The config's keys are known already; a caller's own key is added for this call.
-        return self._redact.including(options.overrides.api_key if options.overrides else None)
+    def _call_redactor(self, options: CallOptions, deployment: Deployment) -> Redactor:
+        # The config's keys are known already; a caller's own key, and the secrets the
+        # deployment brings (a virtual key stored over the API), are added for this call.
+        caller_key = options.overrides.api_key if options.overrides else None
+        return self._redact.including(caller_key, *deployment.secrets)
 
     def _resolved(
         self, target: Target, options: CallOptions

@@ -76,7 +76,7 @@ class RelayedStream:
     async def __anext__(self) -> bytes:
         if self._first is not None:
             first, self._first = self._first, None
-            return first
+            return self._redacted(first)
         if self._ended:
             await self.aclose()
             raise StopAsyncIteration
@@ -94,7 +94,15 @@ class RelayedStream:
             self._failure = exc
             await self.aclose()
             raise
+        chunk = self._redacted(chunk)
         self._keep(chunk)
+        return chunk
+
+    def _redacted(self, chunk: bytes) -> bytes:
+        # An error event the provider sent itself may echo a credential: redacted, as every
+        # error is (the check is a substring search; other events pass as they are).
+        if b'"error"' in chunk:
+            return self._redact(chunk.decode("utf-8", "replace")).encode()
         return chunk
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ import httpx
 import openai
 from PIL import Image
 
+from tests.emulators import OpenAIEmulator
 from tests.proxy.conftest import RunningProxy, model
 
 
@@ -120,3 +121,22 @@ def test_chat_answers_say_how_they_were_served(serve: Callable[..., RunningProxy
     )
     assert answer.headers["x-portkey-provider"] == "mock"
     assert answer.headers["x-prismgate-response-cost"] == "0.000000"
+
+
+def test_an_error_event_a_provider_streams_never_shows_a_key(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
+) -> None:
+    """A relayed OpenAI stream is not parsed, but an error event in it is redacted."""
+    key = openai_emulator.api_key
+    proxy = serve(
+        {"model_list": [model("chat", "openai/gpt-4o", api_base=openai_emulator.base_url + "/v1",
+                              api_key=key)]}
+    )  # fmt: skip
+    openai_emulator.fail_next("stream_error", message=f"upstream trouble with key {key}")
+    with httpx.stream(
+        "POST",
+        proxy.base_url + "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+    ) as answer:
+        body = answer.read().decode()
+    assert "upstream trouble" in body and key not in body

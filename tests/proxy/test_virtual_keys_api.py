@@ -4,6 +4,7 @@ rotated, deleted; sealed at rest, never shown; refused to anyone but the master 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -19,7 +20,10 @@ import pytest
 from portkey_ai import Portkey
 from portkey_ai.api_resources.exceptions import PermissionDeniedError
 
-from tests.emulators import OpenAIEmulator
+from prismgate.identity.sealing import Sealer
+from prismgate.identity.virtual_key_records import Payload, seal_record
+from prismgate.storage.sql import database_url, open_sql_stores
+from tests.emulators import AnthropicEmulator, BedrockEmulator, OpenAIEmulator
 from tests.proxy.conftest import MASTER_KEY, RunningProxy, model
 
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
@@ -85,9 +89,17 @@ def openai_body(upstream: OpenAIEmulator, name: str = "openai-prod") -> dict[str
     }
 
 
-def generate(proxy: RunningProxy, virtual_key: str) -> httpx.Response:
-    headers = {**ADMIN, "x-portkey-virtual-key": virtual_key}
+def generate(
+    proxy: RunningProxy, virtual_key: str, caller: dict[str, str] | None = None
+) -> httpx.Response:
+    headers = {**(caller or ADMIN), "x-portkey-virtual-key": virtual_key}
     return httpx.post(proxy.base_url + "/v1/images/generations", json=IMAGE, headers=headers)
+
+
+def post_key(proxy: RunningProxy, alias: str) -> dict[str, str]:
+    """The headers of a new gateway key (not the master key): a plain caller."""
+    made = httpx.post(proxy.base_url + "/key/generate", json={"key_alias": alias}, headers=ADMIN)
+    return {"Authorization": f"Bearer {made.json()['key']}"}
 
 
 def used_key(upstream: OpenAIEmulator) -> str:
@@ -149,7 +161,7 @@ def test_a_virtual_key_is_created_used_rotated_and_deleted(
     assert deleted.status_code == 200 and deleted.json()["deleted"] is True
     refused = generate(proxy, "openai-prod")
     assert refused.status_code == 400
-    assert refused.json()["error"]["message"].startswith("unknown virtual key 'openai-prod'")
+    assert refused.json()["error"]["message"].startswith("the virtual key 'openai-prod' is not")
     assert (
         httpx.get(proxy.base_url + "/v1/virtual-keys/openai-prod", headers=ADMIN).status_code == 404
     )
@@ -229,27 +241,51 @@ def test_the_database_and_the_answers_hold_no_secret(
     assert "sk-config-key-0003" not in listed.text
     shown = one.json()
     assert shown["secret_fields"] == ["aws_secret_access_key"]
-    # Not a secret, but shaped like an AWS key id: shown cleared, as anything so shaped.
-    assert shown["model_config"] == {
-        "aws_access_key_id": "[REDACTED]",
-        "aws_region_name": "us-east-1",
-    }
+    # What /model/info would show: where it points, never who it is (the key id).
+    assert shown["model_config"] == {"aws_region_name": "us-east-1"}
+    assert "AKIAVIRTUALKEY000005" not in listed.text + one.text
     assert shown["masked_api_key"] is None
     assert all(secret not in caplog.text for secret in secrets)
 
 
 def test_an_upstream_that_echoes_a_stored_key_never_shows_it(
-    serve: Callable[..., RunningProxy], tmp_path: Path, upstream: OpenAIEmulator
+    serve: Callable[..., RunningProxy],
+    tmp_path: Path,
+    upstream: OpenAIEmulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Not shaped like any known key: only knowing it lets the gateway remove it.
     plain = "plain-provider-secret-000006"
     upstream.api_key = plain
+    caplog.set_level(logging.DEBUG)
     proxy = serve(gateway(f"sqlite:///{tmp_path / 'gateway.db'}"))
     assert create(proxy, openai_body(upstream)).status_code == 200
     upstream.fail_next("status", status=400, message=f"the key {plain} is not allowed here")
     answer = generate(proxy, "openai-prod")
     assert answer.status_code == 400
     assert plain not in answer.text and "[REDACTED]" in answer.text
+
+    # A provider whose answers are translated: an error answer, and an error event in
+    # the middle of a stream (after the call was served, so no routing step sees it).
+    claude = "plain-anthropic-secret-000007"
+    with AnthropicEmulator(api_key=claude) as anthropic:
+        body = {"name": "claude", "provider": "anthropic", "key": claude,
+                "api_base": anthropic.base_url}  # fmt: skip
+        assert create(proxy, body).status_code == 200
+        url = proxy.base_url + "/v1/chat/completions"
+        headers = {**ADMIN, "x-portkey-virtual-key": "claude"}
+        chat = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+        anthropic.fail_next("status", status=400, message=f"key {claude} may not do this")
+        failed = httpx.post(url, json=chat, headers=headers)
+        assert failed.status_code == 400, failed.text
+        assert claude not in failed.text and "[REDACTED]" in failed.text
+
+        anthropic.fail_next("stream_error", status=500, message=f"key {claude} broke the stream")
+        streamed = httpx.post(url, json={**chat, "stream": True}, headers=headers)
+        assert streamed.status_code == 200  # the first event was on its way already
+        assert '"error"' in streamed.text and streamed.text.endswith("data: [DONE]\n\n")
+        assert claude not in streamed.text and "[REDACTED]" in streamed.text
+    assert plain not in caplog.text and claude not in caplog.text
 
 
 def test_bad_requests_get_errors_that_name_the_field(
@@ -401,14 +437,185 @@ def test_the_encryption_key_rotates(
     only_newer = serve(gateway(url, encryption_key=newer))
     assert generate(only_newer, "openai-prod").status_code == 200
 
-    # A key nobody listed: reads say so, calls get a 500 naming the key and the setting.
+    # A key nobody listed: the admin's reads say why, and so does the log.
     only_older = serve(gateway(url))
     shown = httpx.get(only_older.base_url + "/v1/virtual-keys/openai-prod", headers=ADMIN)
     assert shown.status_code == 200 and shown.json()["status"] == "unreadable"
     assert "general_settings.encryption_key" in shown.json()["status_detail"]
-    failed = generate(only_older, "openai-prod")
-    assert failed.status_code == 500, failed.text
-    error = failed.json()["error"]
-    assert error["code"] == "virtual_key_unreadable"
-    assert "'openai-prod'" in error["message"] and "encryption_key" in error["message"]
-    assert FIRST not in failed.text and ENCRYPTION_KEY not in failed.text
+
+
+def test_a_caller_naming_an_unreadable_key_learns_no_more_than_for_an_unknown_name(
+    serve: Callable[..., RunningProxy],
+    tmp_path: Path,
+    upstream: OpenAIEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    assert create(serve(gateway(url)), openai_body(upstream)).status_code == 200
+    # Sealed with a secret this gateway does not have: the operator's to fix.
+    other = serve(gateway(url, encryption_key="vk-test-encryption-key-000002"))
+    caller = post_key(other, "ci")
+    caplog.set_level(logging.WARNING)
+    unreadable = generate(other, "openai-prod", caller)
+    unknown = generate(other, "nobody-here", caller)
+    assert unreadable.status_code == unknown.status_code == 400
+    assert unreadable.headers["content-type"] == unknown.headers["content-type"]
+    error = unreadable.json()["error"]
+    assert error == {
+        **unknown.json()["error"],
+        "message": unknown.json()["error"]["message"].replace("nobody-here", "openai-prod"),
+    }
+    for name in ("encryption_key", "ENCRYPTION_KEY", "LITELLM_SALT_KEY", "unreadable", "sealed"):
+        assert name not in unreadable.text
+    assert upstream.requests == []
+    # The operator is told which key and what to set.
+    logged = [r.getMessage() for r in caplog.records if "'openai-prod'" in r.getMessage()]
+    assert logged and "general_settings.encryption_key" in logged[0]
+    assert FIRST not in caplog.text and ENCRYPTION_KEY not in caplog.text
+
+
+def _service_account(**fields: str) -> dict[str, str]:
+    return {
+        "type": "service_account",
+        "client_email": "gateway@example.iam.gserviceaccount.com",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nnot-a-real-key\n-----END PRIVATE KEY-----\n",
+        **fields,
+    }
+
+
+# A key stored over the network may not reach the gateway's host (files, AWS profiles) nor
+# lean on its ambient credentials (environment keys, ADC, an instance role).
+HOSTILE: list[tuple[dict[str, Any], str, str]] = [
+    ({"provider": "vertex_ai", "vertex_project": "p", "vertex_credentials": "/etc/passwd"},
+     "vertex_credentials", "JSON itself"),
+    ({"provider": "vertex_ai",
+      "vertex_credentials": "~/.config/gcloud/application_default_credentials.json"},
+     "vertex_credentials", "JSON itself"),
+    ({"provider": "vertex_ai", "vertex_service_account_json": "/var/run/secrets/sa.json"},
+     "vertex_credentials", "JSON itself"),
+    ({"provider": "vertex_ai",
+      "vertex_credentials": _service_account(token_uri="http://169.254.169.254/token")},
+     "vertex_credentials", "token_uri"),
+    ({"provider": "vertex_ai", "vertex_credentials": json.dumps(
+        {"type": "external_account", "credential_source": {"file": "/etc/shadow"}})},
+     "vertex_credentials", "service_account"),
+    ({"provider": "vertex_ai", "vertex_project": "p"}, "vertex_credentials", "credentials"),
+    ({"provider": "bedrock", "aws_region_name": "us-east-1", "aws_profile_name": "default",
+      "aws_access_key_id": "AKIAVIRTUALKEY000008", "aws_secret_access_key": "s" * 40},
+     "aws_profile_name", "config file"),
+    ({"provider": "bedrock", "awsProfileName": "prod", "aws_region": "us-east-1"},
+     "aws_profile_name", "config file"),
+    ({"provider": "bedrock", "aws_region_name": "us-east-1"}, "api_key", "cloud identity"),
+    ({"provider": "openai"}, "api_key", "environment"),
+    ({"provider": "anthropic", "api_base": "https://claude.example"}, "api_key", "credentials"),
+    ({"provider": "azure", "key": "azure-key-000000000009"}, "api_base", "environment"),
+]  # fmt: skip
+
+
+def test_a_stored_key_never_points_at_the_gateways_files_or_ambient_credentials(
+    serve: Callable[..., RunningProxy], tmp_path: Path
+) -> None:
+    proxy = serve(gateway(f"sqlite:///{tmp_path / 'gateway.db'}"))
+    for body, param, words in HOSTILE:
+        refused = create(proxy, {"name": "hostile", **body})
+        assert refused.status_code == 400, (body, refused.text)
+        error = refused.json()["error"]
+        assert error["param"] == param and words in error["message"], (body, error)
+        assert "/etc/passwd" not in refused.text and "/etc/shadow" not in refused.text
+    listed = httpx.get(proxy.base_url + "/v1/virtual-keys", headers=ADMIN).json()
+    assert [key["name"] for key in listed["data"]] == ["from-config"]  # nothing stored
+
+
+def test_a_stored_key_keeps_its_own_credentials_when_changed(
+    serve: Callable[..., RunningProxy], tmp_path: Path, upstream: OpenAIEmulator
+) -> None:
+    proxy = serve(gateway(f"sqlite:///{tmp_path / 'gateway.db'}"))
+    vertex = {
+        "name": "vertex",
+        "provider": "vertex_ai",
+        "vertex_project": "p",
+        "vertex_location": "europe-west4",
+        "vertex_credentials": _service_account(),
+    }
+    made = create(proxy, vertex)
+    assert made.status_code == 200, made.text
+    assert made.json()["secret_fields"] == ["vertex_credentials"]
+    assert "PRIVATE KEY" not in made.text
+    url = proxy.base_url + "/v1/virtual-keys/"
+    profile = httpx.put(url + "vertex", json={"vertex_credentials": "/root/sa.json"}, headers=ADMIN)
+    assert profile.status_code == 400 and profile.json()["error"]["param"] == "vertex_credentials"
+    assert create(proxy, openai_body(upstream)).status_code == 200
+    keyless = httpx.put(url + "openai-prod", json={"key": None, "api_base": None}, headers=ADMIN)
+    assert keyless.status_code == 400, keyless.text
+    assert keyless.json()["error"]["code"] == "missing_credentials"
+    assert generate(proxy, "openai-prod").status_code == 200  # unchanged
+
+
+def test_calls_with_a_stored_key_never_use_the_gateways_environment(
+    serve: Callable[..., RunningProxy], tmp_path: Path, upstream: OpenAIEmulator
+) -> None:
+    # An OpenAI-compatible server behind api_base may take no key: stored so, its calls go
+    # without one, never with the key the gateway's own environment holds.
+    proxy = serve(
+        gateway(f"sqlite:///{tmp_path / 'gateway.db'}"), environ={"OPENAI_API_KEY": FIRST}
+    )
+    body = {"name": "self-hosted", "provider": "openai", "api_base": upstream.base_url + "/v1"}
+    assert create(proxy, body).status_code == 200
+    answer = generate(proxy, "self-hosted")
+    assert answer.status_code == 401, answer.text  # the emulator wants a key
+    assert all(FIRST not in str(request.headers) for request in upstream.requests)
+
+
+def test_a_record_stored_before_these_rules_gets_no_ambient_aws_identity(
+    serve: Callable[..., RunningProxy], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    with BedrockEmulator(region="eu-west-1") as bedrock:
+        # The gateway's own AWS keys, which an older version would have lent to the record.
+        environ = {
+            "AWS_ACCESS_KEY_ID": bedrock.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": bedrock.credentials.secret_access_key,
+        }
+        proxy = serve(gateway(url), environ=environ)
+        fields = {"aws_region_name": "eu-west-1", "aws_profile_name": "default",
+                  "aws_bedrock_runtime_endpoint": bedrock.base_url}  # fmt: skip
+        asyncio.run(_store_record(url, "legacy", "bedrock", fields))
+        answer = httpx.post(
+            proxy.base_url + "/v1/images/generations",
+            json={"model": "amazon.titan-image-generator-v2:0", "prompt": "an otter"},
+            headers={**ADMIN, "x-portkey-virtual-key": "legacy"},
+        )
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"]["code"] == "missing_credentials"
+        assert bedrock.requests == []
+
+
+async def _store_record(url: str, name: str, provider: str, fields: dict[str, Any]) -> None:
+    """A record written straight to the store, as an older version might have stored it."""
+    keys, spend = await open_sql_stores(database_url(url, "."))
+    sealer = Sealer([ENCRYPTION_KEY])
+    now = time.time()
+    record = seal_record(sealer, name, provider, Payload(fields=fields), created=now, updated=now)
+    assert await keys.put_provider_key(record, only="new")
+    await keys.aclose()
+    await spend.aclose()
+
+
+def test_without_the_encryption_key_stored_keys_are_still_listed_and_deleted(
+    serve: Callable[..., RunningProxy], tmp_path: Path, upstream: OpenAIEmulator
+) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    assert create(serve(gateway(url)), openai_body(upstream)).status_code == 200
+    raw = gateway(url)
+    raw["general_settings"].pop("encryption_key")
+    lost = serve(raw)
+    listed = httpx.get(lost.base_url + "/v1/virtual-keys", headers=ADMIN)
+    assert listed.status_code == 200, listed.text
+    statuses = {key["name"]: key["status"] for key in listed.json()["data"]}
+    assert statuses == {"from-config": "active", "openai-prod": "unreadable"}
+    path = lost.base_url + "/v1/virtual-keys/openai-prod"
+    one = httpx.get(path, headers=ADMIN)
+    assert one.status_code == 200 and "PRISMGATE_ENCRYPTION_KEY" in one.json()["status_detail"]
+    assert httpx.delete(path, headers=ADMIN).status_code == 200
+    assert httpx.get(path, headers=ADMIN).status_code == 404
+    assert FIRST not in listed.text + one.text

@@ -1,38 +1,29 @@
 """From a request's credentials to a `Principal`: the master key, a generated key (with
 its team and user), or, on a gateway without a master key, any caller.
 
-Generated keys are read from the key store and kept for `staleness` seconds, so a key
-that was blocked, deleted or changed stops working everywhere within that time while the
-hot path reads the store about once per key per interval. Concurrent lookups of one key
-share one read; unknown keys are remembered too (a caller trying keys costs the store
-little), within a bounded number of entries. When the store does not answer, a key read
-before is served as it was last read, and a key never read gets a 503.
+Generated keys are read from the key store through a `StaleCache` (`stale_cache.py`): a
+key that was blocked, deleted or changed stops working everywhere within its staleness
+(half a second), concurrent lookups of one key share one read, unknown keys are
+remembered too, and when the store does not answer a key read before is served as it was
+last read while a key never read gets a 503.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from prismgate.errors import AuthenticationError, ServiceUnavailableError
+from prismgate.errors import AuthenticationError
 from prismgate.identity.keys import token_of
 from prismgate.identity.principal import Principal
+from prismgate.identity.stale_cache import DEFAULT_STALENESS, MAX_CACHED, StaleCache
 from prismgate.storage import KeyStore
 
 __all__ = ["DEFAULT_STALENESS", "Authenticator"]
 
-log = logging.getLogger(__name__)
-
-# How long a key read from the store is trusted: a revoked key stops working on every
-# instance within this time.
-DEFAULT_STALENESS = 0.5
-_MAX_CACHED = 10_000
 _ADMIN_SCOPE = "admin"
 # Callers of an open gateway who send no key share one scope.
 _KEYLESS = Principal(role="open", scope=hashlib.sha256(b"").hexdigest()[:24])
@@ -47,16 +38,14 @@ class Authenticator:
         keys: KeyStore | None,
         *,
         staleness: float = DEFAULT_STALENESS,
-        max_cached: int = _MAX_CACHED,
+        max_cached: int = MAX_CACHED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._master = master_key.encode() if master_key else None
         self.keys = keys
-        self._staleness = staleness
-        self._max_cached = max_cached
-        self._clock = clock
-        self._cached: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
-        self._reading: dict[str, asyncio.Future[Principal | None]] = {}
+        self._cache: StaleCache[str, Principal | None] = StaleCache(
+            self._read, what="a key", staleness=staleness, max_cached=max_cached, clock=clock
+        )
 
     @property
     def open(self) -> bool:
@@ -86,51 +75,19 @@ class Authenticator:
         )
 
     def forget(self, token: str) -> None:
-        """Drop a cached key now (this instance changed it)."""
-        self._cached.pop(token, None)
+        """Drop a cached key now (this instance changed it): a read of it already under
+        way is not kept, so a key just blocked cannot be cached again as it was."""
+        self._cache.forget(token)
 
     async def _lookup(self, token: str) -> Principal | None:
         if self.keys is None:
             return None
-        now = self._clock()
-        cached = self._cached.get(token)
-        if cached is not None and now - cached[0] < self._staleness:
-            return cached[1]
-        reading = self._reading.get(token)
-        if reading is not None:
-            return await asyncio.shield(reading)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
-        self._reading[token] = future
-        try:
-            found = await self._read(self.keys, token)
-        except Exception as exc:
-            if cached is None:
-                failure = ServiceUnavailableError(
-                    "the gateway's key store is not answering; try again shortly",
-                    code="key_store_unavailable",
-                )
-                future.set_exception(failure)
-                future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-                log.warning("key store: a key could not be read (%s)", type(exc).__name__)
-                raise failure from None
-            # The key as last read: a store outage does not lock out every caller.
-            log.warning("key store: a key is served as last read (%s)", type(exc).__name__)
-            found = cached[1]
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            self._reading.pop(token, None)
-        future.set_result(found)
-        self._cached[token] = (now, found)
-        self._cached.move_to_end(token)
-        while len(self._cached) > self._max_cached:
-            self._cached.popitem(last=False)
-        return found
+        return await self._cache.get(token)
 
-    @staticmethod
-    async def _read(keys: KeyStore, token: str) -> Principal | None:
+    async def _read(self, token: str) -> Principal | None:
+        keys = self.keys
+        if keys is None:
+            return None
         key = await keys.key(token)
         if key is None:
             return None

@@ -12,8 +12,9 @@ bound as associated data: a blob copied to another name or provider does not ope
 
 Rotation: `encryption_key` may be a list. The first secret seals; every one opens. A record
 sealed with an older secret keeps working, and is sealed again with the first one when
-it is next updated. A record no listed secret opens answers a clear error naming the
-record and the setting; it is never guessed at with the master key.
+it is next updated. A record no listed secret opens is reported to the operator (the
+admin's view of it, the log) naming the record and the setting; it is never guessed at
+with the master key.
 """
 
 from __future__ import annotations

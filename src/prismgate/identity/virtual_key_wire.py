@@ -9,7 +9,10 @@ name (`aws_region`, `vertex_project_id`, ...), and camelCase (`apiVersion`). Any
 is a 400 naming it: a setting this gateway does not implement never looks applied.
 
 Answers never hold a secret: `masked_api_key` shows the last four characters of a long
-key, `secret_fields` which secrets are set, `model_config` the rest.
+key, `secret_fields` which secrets are set, and `model_config` what /model/info would show
+of a deployment: the deployment fields (`api_base`, `api_version`, timeouts) and the
+settings the provider marks shown (a region, a project), never who the key is
+(`aws_access_key_id`, `organization`, `aws_profile_name`).
 """
 
 from __future__ import annotations
@@ -179,6 +182,7 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
     source: str  # "api" (stored) or "config"
     fields: Mapping[str, Any]  # every setting, secrets included: shown masked or not at all
     secrets: frozenset[str]  # which of `fields` are secrets
+    shown: frozenset[str]  # which of `fields` model_config may show (never a secret)
     note: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
@@ -188,14 +192,14 @@ class KeyView(msgspec.Struct, frozen=True, kw_only=True):
 
 def view(key: KeyView) -> dict[str, Any]:
     """A virtual key as Portkey's API shows it (its fields, and prismgate's `source`,
-    `secret_fields` and `sealed_with`); never a secret."""
+    `secret_fields` and `sealed_with`); never a secret, nor a field outside `shown`."""
     secret_values = [v for k, v in key.fields.items() if k in key.secrets and isinstance(v, str)]
-    # Non-secret values are shown, each also cleared of anything shaped like a credential
-    # (a token in an api_base query) or equal to one of the key's secrets.
+    # The values shown are each also cleared of anything shaped like a credential (a
+    # token in an api_base query) or equal to one of the key's secrets.
     redact = Redactor(secret_values)
     shown: dict[str, Any] = {}
     for name, value in sorted(key.fields.items()):
-        if name not in key.secrets and value is not None:
+        if name in key.shown and name not in key.secrets and value is not None:
             shown[name] = redact(value) if isinstance(value, str) else value
     api_key = key.fields.get("api_key")
     masked = None

@@ -1,6 +1,15 @@
 """Virtual keys stored over the API: the logic behind `/v1/virtual-keys` (create, list,
-retrieve, rotate, delete), over the key store. Records are sealed, and calls read them
-through a cache, as `virtual_key_cache.py` describes.
+retrieve, rotate, delete), over the key store. Records are sealed
+(`virtual_key_records.py`), and calls read them through a cache (`virtual_key_cache.py`).
+
+A stored key comes over the network, so it is held to the rule for a caller's own provider
+key: it carries its credentials itself (no fallback to the gateway's environment, its
+Application Default Credentials or instance role), and it names nothing on the gateway's
+host (a setting its provider declares `host_local`: a credential file, an AWS profile).
+Only the operator's config file may do those.
+
+Creating and changing a key needs the encryption key; listing, reading and deleting do
+not (an operator who lost it can still see and remove what is stored).
 """
 
 from __future__ import annotations
@@ -18,26 +27,26 @@ from prismgate.errors import (
     ServiceUnavailableError,
 )
 from prismgate.identity.sealing import Sealer
-from prismgate.identity.virtual_key_cache import (
-    DEFAULT_STALENESS,
-    MAX_CACHED,
+from prismgate.identity.stale_cache import DEFAULT_STALENESS, MAX_CACHED
+from prismgate.identity.virtual_key_cache import StoredKeyCache
+from prismgate.identity.virtual_key_records import (
     NAME,
     SET_A_KEY,
-    Opened,
+    OpenedRecord,
     Payload,
-    StoredKeyCache,
     UnreadableError,
     open_record,
     seal_record,
 )
 from prismgate.identity.virtual_key_wire import KeyView, create_body, update_body, view
-from prismgate.providers import canonical_provider, provider_names
+from prismgate.providers import Setting, canonical_provider, get_provider, provider_names
 from prismgate.routing.virtual_keys import (
     VirtualKey,
     VirtualKeys,
     deployment_fields,
     provider_setting_table,
     secret_fields,
+    shown_fields,
     virtual_key_params,
 )
 from prismgate.storage import KeyStore
@@ -73,8 +82,8 @@ class StoredVirtualKeys:
         )
 
     async def resolve(self, name: str) -> VirtualKey | None:
-        """The stored virtual key called `name` (through the cache), None when there is
-        none; a 500 naming it when it is stored but does not open."""
+        """The stored virtual key called `name` (through the cache); None when there is
+        none, or when it does not open (the log says why)."""
         return await self._cache.resolve(name)
 
     # ----------------------------------------------------------------- the management API
@@ -98,7 +107,9 @@ class StoredVirtualKeys:
                 param="name",
             )
         self._cache.forget(name)  # it may be cached as "none"
-        return _written(self._stored_view(record, Opened(fields=body, note=note, current=True)))
+        return _written(
+            self._stored_view(record, OpenedRecord(fields=body, note=note, current=True))
+        )
 
     async def update(self, name: str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Change a stored virtual key from a `PUT` body (fields sent replace the stored
@@ -108,7 +119,7 @@ class StoredVirtualKeys:
         self._check_not_configured(name)
         changes = update_body(data)
         record = await self._record(name)
-        opened = open_record(self._sealer, record)
+        opened = open_record(sealer, record)
         if changes.pop("name", name) != name:
             raise BadRequestError(
                 "name is the virtual key's slug and cannot change; create a new virtual key "
@@ -127,12 +138,13 @@ class StoredVirtualKeys:
         if not await self._store.put_provider_key(fresh, only="existing"):
             raise _not_found(name)  # deleted meanwhile
         self._cache.forget(name)
-        return _written(self._stored_view(fresh, Opened(fields=fields, note=note, current=True)))
+        return _written(
+            self._stored_view(fresh, OpenedRecord(fields=fields, note=note, current=True))
+        )
 
     async def delete(self, name: str) -> dict[str, Any]:
         """Delete a stored virtual key: calls naming it are refused from now on here, and
-        on other instances within the cache's staleness."""
-        self._need_sealer()
+        on other instances within the cache's staleness. Needs no encryption key."""
         self._check_not_configured(name)
         if not NAME.fullmatch(name) or not await self._store.delete_provider_key(name):
             raise _not_found(name)
@@ -141,8 +153,8 @@ class StoredVirtualKeys:
 
     async def retrieve(self, name: str) -> dict[str, Any]:
         """One virtual key's view (the config's too); a stored key that does not open is
-        shown with `status: unreadable` and why."""
-        self._need_sealer()
+        shown with `status: unreadable` and why (this one too without an encryption
+        key)."""
         configured = self._configured.configured(name)
         if configured is not None:
             return _configured_view(name, configured)
@@ -150,8 +162,8 @@ class StoredVirtualKeys:
 
     async def list(self, *, page: int = 0, size: int = 50) -> dict[str, Any]:
         """Every virtual key, the config's and the stored ones, by name: page `page`
-        (from 0) of `size`, and how many there are in all."""
-        self._need_sealer()
+        (from 0) of `size`, and how many there are in all. Without an encryption key,
+        the stored ones are listed as unreadable."""
         stored = await self._store.list_provider_keys()
         names = sorted({*self._configured.names(), *(record.name for record in stored)})
         by_name = {record.name: record for record in stored}
@@ -196,6 +208,7 @@ class StoredVirtualKeys:
                 source="api",
                 fields={},
                 secrets=frozenset(),
+                shown=frozenset(),
                 created_at=record.created_at,
                 updated_at=record.updated_at,
                 unreadable=error.message,
@@ -204,7 +217,7 @@ class StoredVirtualKeys:
         return self._stored_view(record, opened)
 
     @staticmethod
-    def _stored_view(record: ProviderKeyRecord, opened: Opened) -> dict[str, Any]:
+    def _stored_view(record: ProviderKeyRecord, opened: OpenedRecord) -> dict[str, Any]:
         return view(
             KeyView(
                 name=record.name,
@@ -212,6 +225,7 @@ class StoredVirtualKeys:
                 source="api",
                 fields=opened.fields,
                 secrets=secret_fields(record.provider),
+                shown=shown_fields(record.provider),
                 note=opened.note,
                 created_at=record.created_at,
                 updated_at=record.updated_at,
@@ -246,8 +260,8 @@ def _provider(spelled: str) -> str:
 
 
 def _check_fields(provider: str, fields: Mapping[str, Any]) -> None:
-    """A 400 naming the first field `provider` does not take, or an endpoint that
-    carries credentials."""
+    """A 400 naming the first field `provider` does not take, an endpoint that carries
+    credentials, a setting that points at the gateway's host, or credentials missing."""
     table = provider_setting_table(provider)
     allowed = {*deployment_fields(), *table}
     for name, value in fields.items():
@@ -259,6 +273,8 @@ def _check_fields(provider: str, fields: Mapping[str, Any]) -> None:
                 code="setting_not_allowed",
             )
         setting = table.get(name)
+        if setting is not None and setting.host_local:
+            _check_inline(setting, value)
         if name == "api_base" or (setting is not None and setting.endpoint):
             try:
                 check_api_base(str(value))
@@ -268,6 +284,53 @@ def _check_fields(provider: str, fields: Mapping[str, Any]) -> None:
         virtual_key_params(provider, fields, "the virtual key")
     except ConfigError as error:
         raise BadRequestError(str(error)) from None
+    _check_credentials(provider, fields)
+
+
+def _check_inline(setting: Setting, value: Any) -> None:
+    """A setting that may name a file or profile on the gateway's host: refused, unless
+    the provider takes its value inline (a service-account key's JSON) and this is one."""
+    if setting.inline is None:
+        raise BadRequestError(
+            f"{setting.name} names something on the gateway's own host (a file or a "
+            "profile there), which only the gateway's config file may do; a virtual key "
+            "stored over the API carries its credentials itself",
+            param=setting.name,
+            code="setting_not_allowed",
+        )
+    setting.inline(value)
+
+
+def _check_credentials(provider: str, fields: Mapping[str, Any]) -> None:
+    """A 400 unless the key holds the credentials (and the address) its calls need:
+    they never come from the gateway's environment or its own cloud identity. Which
+    these are is the provider's declaration: its key, and the settings it marks secret."""
+    spec = get_provider(provider).credentials
+    if spec.default_api_base is None and not fields.get("api_base"):
+        raise BadRequestError(
+            f"a virtual key of {provider} needs api_base (where its API is): a stored key's "
+            "calls never take it from the gateway's environment",
+            param="api_base",
+            code="missing_api_base",
+        )
+    table = provider_setting_table(provider)
+    own = sorted(name for name, setting in table.items() if setting.secret)
+    # A provider with an API key to name (an env var for it, or one it requires).
+    takes_key = bool(spec.api_key_env) or spec.key_required
+    credentials = [*(["api_key"] if takes_key else []), *own]
+    if any(fields.get(name) for name in credentials):
+        return
+    custom_base = bool(fields.get("api_base"))
+    keyless = not spec.key_required or (spec.key_optional_with_custom_base and custom_base)
+    if keyless and not own:
+        return  # a server that takes no key (a self-hosted one behind api_base)
+    raise BadRequestError(
+        f"a virtual key of {provider} needs its credentials in it: "
+        f"{' or '.join(credentials)} (with the settings that go with them); a stored key's "
+        "calls never use the gateway's environment, files or own cloud identity",
+        param=credentials[0],
+        code="missing_credentials",
+    )
 
 
 def _configured_view(name: str, key: VirtualKey) -> dict[str, Any]:
@@ -280,5 +343,6 @@ def _configured_view(name: str, key: VirtualKey) -> dict[str, Any]:
             source="config",
             fields={**fields, **params.settings},
             secrets=secret_fields(key.provider),
+            shown=shown_fields(key.provider),
         )
     )

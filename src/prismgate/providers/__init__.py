@@ -14,6 +14,7 @@ __all__ = [
     "is_provider",
     "provider_names",
     "provider_settings",
+    "shown_settings",
 ]
 
 # name → (module, attribute). Modules load on first use, keeping `import prismgate` light.
@@ -75,3 +76,9 @@ def provider_settings() -> dict[str, Setting]:
         for setting in get_provider(name).settings:
             declared.setdefault(setting.name, setting)
     return declared
+
+
+def shown_settings(provider: str) -> frozenset[str]:
+    """The settings `provider` marks shown: where its deployments point (a region, a
+    project), never who they are. /model/info and virtual-key views list only these."""
+    return frozenset(setting.name for setting in get_provider(provider).settings if setting.shown)

@@ -71,6 +71,9 @@ class Deployment:
     # Defaults for the provider's request body (unknown `litellm_params`).
     params: Mapping[str, Any] = field(default_factory=dict)
     info: ModelInfo | None = None
+    # Secrets it holds that the gateway's redactor was not built with (those of a virtual
+    # key stored over the API): removed from every error of a call made with it too.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,15 @@ class Setting:
     structured: bool = False
     # Its value is a URL the provider is called at: checked like api_base.
     endpoint: bool = False
+    # Its value may point at the gateway's own host (a credential file, a profile in the
+    # host's AWS config), which only the operator's config file may do. Sent over the
+    # network (a virtual key stored over the API), it is refused, unless `inline` takes
+    # the value as the credential itself.
+    host_local: bool = False
+    # For a `host_local` setting that may also hold the credential itself: checks such a
+    # value (a service-account key's JSON, never a path) and returns it as it is used, or
+    # raises a BadRequestError naming the setting.
+    inline: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

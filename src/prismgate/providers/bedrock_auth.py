@@ -40,7 +40,8 @@ BEDROCK_SETTINGS = (
     Setting("aws_secret_access_key", secret=True, portkey="aws_secret_access_key"),
     Setting("aws_session_token", secret=True, portkey="aws_session_token"),
     Setting("aws_region_name", shown=True, portkey="aws_region"),
-    Setting("aws_profile_name"),
+    # A profile in the gateway host's AWS files: the config file's to name, nobody else's.
+    Setting("aws_profile_name", host_local=True),
     Setting("aws_bedrock_runtime_endpoint", endpoint=True),
 )
 
@@ -115,8 +116,9 @@ async def _aws_credentials(call: ProviderCall) -> Any:
         return call.cache.get_or_create(key, lambda: AwsCredentials(key_id, secret, token))
     if call.caller_credentials_only:
         raise AuthenticationError(
-            "direct provider mode needs your own AWS keys or a Bedrock API key; the "
-            "gateway's own AWS identity is never used for it",
+            "this call uses only the credentials it brings (direct provider mode, or a "
+            "virtual key stored over the API) and it brings no AWS keys or Bedrock API key; "
+            "the gateway's own AWS identity is never used for it",
             provider="bedrock",
             code="missing_credentials",
         )

@@ -60,16 +60,6 @@ CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 (an address, not a secret)
 PROJECT_SETTINGS = ("vertex_project", "vertex_ai_project")
 LOCATION_SETTINGS = ("vertex_location", "vertex_ai_location")
-# LiteLLM's names, and Portkey's where it has one.
-VERTEX_SETTINGS = (
-    Setting("vertex_project", shown=True, portkey="vertex_project_id"),
-    Setting("vertex_ai_project", shown=True),
-    Setting("vertex_location", shown=True, portkey="vertex_region"),
-    Setting("vertex_ai_location", shown=True),
-    Setting(
-        "vertex_credentials", secret=True, portkey="vertex_service_account_json", structured=True
-    ),
-)
 PROJECT_ENV = ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT")
 LOCATION_ENV = ("VERTEXAI_LOCATION", "GOOGLE_CLOUD_LOCATION")
 DEFAULT_LOCATION = "us-central1"
@@ -224,10 +214,11 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
     if call.caller_credentials_only and source is not None:
         source = _callers_key(source)
     if source is None and call.caller_credentials_only:
-        # ADC is the server's own identity: never lent to a direct-mode caller.
+        # ADC is the server's own identity: never lent to a caller, nor to a stored key.
         raise AuthenticationError(
-            "direct provider mode needs your own Vertex credentials; the gateway's own "
-            "Google identity is never used for it",
+            "this call uses only the credentials it brings (direct provider mode, or a "
+            "virtual key stored over the API) and it brings no Vertex credentials; the "
+            "gateway's own Google identity is never used for it",
             provider="vertex_ai",
             code="missing_credentials",
         )
@@ -319,6 +310,24 @@ def _callers_key(source: str | dict[str, Any]) -> dict[str, Any]:
             provider=PROVIDER,
         )
     return info
+
+
+# LiteLLM's names, and Portkey's where it has one. `vertex_credentials` may be a path on
+# the gateway's host in the config file; anywhere else, only the key's JSON itself.
+VERTEX_SETTINGS = (
+    Setting("vertex_project", shown=True, portkey="vertex_project_id"),
+    Setting("vertex_ai_project", shown=True),
+    Setting("vertex_location", shown=True, portkey="vertex_region"),
+    Setting("vertex_ai_location", shown=True),
+    Setting(
+        "vertex_credentials",
+        secret=True,
+        portkey="vertex_service_account_json",
+        structured=True,
+        host_local=True,
+        inline=_callers_key,
+    ),
+)
 
 
 def _digest(source: _Source) -> str:

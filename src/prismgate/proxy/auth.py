@@ -1,15 +1,24 @@
 """Inbound authentication, on the raw path: the request's key becomes a `Principal` in
-`scope["state"]["principal"]`, once, before any handler runs."""
+`scope["state"]["principal"]`, once, before any handler runs; and the one check of the
+management routes (`require_admin`)."""
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from prismgate.errors import PrismgateError
+from prismgate.errors import PermissionDeniedError, PrismgateError
 from prismgate.identity import Authenticator, Principal
 from prismgate.proxy.responses import error_response
 
-__all__ = ["PUBLIC_PATHS", "Authenticate", "headers_of", "presented_key", "principal_of"]
+__all__ = [
+    "PUBLIC_PATHS",
+    "Authenticate",
+    "headers_of",
+    "presented_key",
+    "principal_of",
+    "require_admin",
+]
 
 # Exactly these paths answer without a key (the router sees the same raw path), and
 # stored images, whose links carry their own signature.
@@ -46,6 +55,24 @@ def principal_of(scope: Scope) -> Principal:
     """The caller `Authenticate` found for this request."""
     principal: Principal = scope["state"]["principal"]
     return principal
+
+
+def require_admin(request: Request) -> Principal:
+    """The caller of a management route (keys, teams, users, spend, virtual keys), who
+    must hold the master key; a 403 `master_key_required` saying how otherwise."""
+    principal = principal_of(request.scope)
+    if principal.is_admin:
+        return principal
+    who = (
+        "this gateway has no master key: set general_settings.master_key and send it"
+        if principal.role == "open"
+        else f"the key {principal.key_alias} is not it: send the master key"
+    )
+    raise PermissionDeniedError(
+        "the management API (keys, teams, users, spend, virtual keys) needs the master key, "
+        f"and {who} as 'Authorization: Bearer <master key>'",
+        code="master_key_required",
+    )
 
 
 class Authenticate:

@@ -10,9 +10,18 @@ from starlette.requests import Request
 from prismgate.errors import BadRequestError, RequestTooLargeError
 from prismgate.types.validation import check_json_depth
 
-__all__ = ["decode_json_object", "read_body", "too_large"]
+__all__ = [
+    "MANAGEMENT_BODY_BYTES",
+    "decode_json_object",
+    "management_body",
+    "read_body",
+    "too_large",
+]
 
 _decoder = msgspec.json.Decoder()
+# The management API's bodies (keys, teams, virtual keys) are small; a service-account
+# JSON is a few kilobytes: a megabyte is generous.
+MANAGEMENT_BODY_BYTES = 1 << 20
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -53,3 +62,10 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequestError("the request body must be a JSON object")
     return data
+
+
+async def management_body(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """A management API request's body, a JSON object of at most `MANAGEMENT_BODY_BYTES`;
+    with `optional`, an empty body is `{}`."""
+    body = await read_body(request, MANAGEMENT_BODY_BYTES)
+    return decode_json_object((body or b"{}") if optional else body)

@@ -14,7 +14,7 @@ from prismgate.identity.sealing import sealer_from_config
 from prismgate.identity.virtual_keys import StoredVirtualKeys
 from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
-from prismgate.providers import get_provider
+from prismgate.providers import shown_settings
 from prismgate.providers.base import Deployment
 from prismgate.proxy.openapi import openapi_document
 from prismgate.proxy.schemas import (
@@ -86,9 +86,7 @@ class ProxyState:
         staleness."""
         self.authenticator.keys = keys
         self.accounts = Accounts(keys, on_change=self.authenticator.forget)
-        configured = self.gateway.plans.virtual_keys
-        self.virtual_keys = StoredVirtualKeys(keys, self.sealer, configured)
-        configured.attach(self.virtual_keys)
+        self.virtual_keys = self.gateway.use_stored_virtual_keys(keys, self.sealer)
 
 
 def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> ModelInfoEntry:
@@ -96,8 +94,8 @@ def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> 
     shown: dict[str, Any] = {
         name: value for name in _SHOWN_PARAMS if (value := getattr(params, name)) is not None
     }
-    declared = {setting.name: setting for setting in get_provider(deployment.provider).settings}
-    shown |= {k: v for k, v in params.settings.items() if k in declared and declared[k].shown}
+    shown_names = shown_settings(deployment.provider)
+    shown |= {k: v for k, v in params.settings.items() if k in shown_names}
     if "api_base" in shown:
         shown["api_base"] = redact(str(shown["api_base"]))
     info = deployment.info.to_dict() if deployment.info else {}

@@ -40,7 +40,7 @@ from prismgate.routing.portkey_config import (
     pick_weighted,
 )
 from prismgate.routing.router import AttemptLog, Outcome, Router, Target
-from prismgate.routing.virtual_keys import VirtualKey, VirtualKeys, redact_error
+from prismgate.routing.virtual_keys import VirtualKey, VirtualKeys
 
 __all__ = ["Plan", "PlanRunner", "RunContext", "VirtualKeys", "leaves", "virtual_key_leaf"]
 
@@ -187,31 +187,29 @@ class PlanRunner:
         key = None
         if leaf.virtual_key is not None:
             key = await self.virtual_keys.resolve(leaf.virtual_key)
+        callers_own = not run.context.trusted and leaf.virtual_key is None
         target = Target(
             deployment=self._deployment(leaf, model, run.context, key),
             label=leaf.path or f"virtual_key:{leaf.virtual_key}",
             group=model,
-            direct=not run.context.trusted and leaf.virtual_key is None,
+            # A caller's own provider key, or a key stored over the API: only the
+            # credentials it holds, never the gateway's environment or cloud identity.
+            direct=callers_own or (key is not None and key.stored),
             # A caller's own provider target: every address it dials passes the rules.
-            guarded=not run.context.trusted and leaf.virtual_key is None,
+            guarded=callers_own,
             timeout=leaf.request_timeout,
             override_params=overrides,
             cache=cache,
         )
-        try:
-            outcome = await self._router.run_target(
-                target,
-                run.attempt,
-                retries=retry.attempts if retry else 0,
-                idempotent=run.context.idempotent,
-                on_status_codes=frozenset(retry.on_status_codes) if retry else None,
-                use_retry_after=retry.use_retry_after_header if retry else False,
-                log=run.log,
-            )
-        except PrismgateError as error:
-            if key is not None and key.secrets:
-                redact_error(error, key.secrets)
-            raise
+        outcome = await self._router.run_target(
+            target,
+            run.attempt,
+            retries=retry.attempts if retry else 0,
+            idempotent=run.context.idempotent,
+            on_status_codes=frozenset(retry.on_status_codes) if retry else None,
+            use_retry_after=retry.use_retry_after_header if retry else False,
+            log=run.log,
+        )
         return dataclasses.replace(outcome, path=leaf.path or None)
 
     async def _group(
@@ -249,7 +247,11 @@ class PlanRunner:
             # Built as a model_list entry is: key, base, settings, timeouts and all; a saved
             # config's provider options (the operator's) over the key's own.
             params = msgspec.structs.replace(key.params, model=model)
-            return _with_options(self._deployments.from_params(params), options)
+            # A stored key's secrets ride on the deployment, for the call's redactor.
+            deployment = dataclasses.replace(
+                self._deployments.from_params(params), secrets=key.secrets
+            )
+            return _with_options(deployment, options)
         named = canonical_provider(leaf.provider or "")
         if named is None:
             raise BadRequestError(f"{PARAM}: {leaf.path}.provider: unknown provider", param=PARAM)

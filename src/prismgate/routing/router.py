@@ -72,8 +72,10 @@ class Target:
     timeout: float | None = None
     override_params: Mapping[str, Any] = field(default_factory=dict)
     cache: CacheChoice | None = None
-    # The caller's own credentials only (direct provider mode), and a caller-chosen host
-    # that must pass the address rules when dialled.
+    # Only the credentials the deployment holds (a caller's own in direct provider mode,
+    # or a virtual key stored over the API): never the environment's, nor the gateway's
+    # cloud identity; and a caller-chosen host that must pass the address rules when
+    # dialled.
     direct: bool = False
     guarded: bool = False
     # The call described this deployment itself (an SDK call naming `provider/model`), so

@@ -7,21 +7,24 @@ cache). A caller only names a key; what the key holds is the operator's (DESIGN.
 
 What a virtual key may set is derived, never listed again: the deployment fields of
 `litellm_params` that a deployment carries, and the settings its provider declares.
+
+A stored key is made over the network, so it is held to what a caller's own provider key
+is: calls made with it use only the credentials it holds, never the gateway's environment,
+files or ambient identity (Application Default Credentials, an instance role).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
 from prismgate.config import Config, LiteLLMParams, sorted_params
-from prismgate.errors import BadRequestError, ConfigError, PrismgateError
-from prismgate.observability.redaction import Redactor
-from prismgate.providers import Setting, canonical_provider, get_provider
+from prismgate.errors import BadRequestError, ConfigError
+from prismgate.providers import Setting, canonical_provider, get_provider, shown_settings
 from prismgate.providers.base import Deployment
 
 __all__ = [
@@ -30,8 +33,8 @@ __all__ = [
     "VirtualKeys",
     "deployment_fields",
     "provider_setting_table",
-    "redact_error",
     "secret_fields",
+    "shown_fields",
     "virtual_key_params",
 ]
 
@@ -46,23 +49,27 @@ class VirtualKey:
 
     provider: str
     params: LiteLLMParams
-    # The secrets of a key stored over the API, which the gateway's redactor does not
-    # know (the config's it does): removed from the errors of calls made with it.
-    secrets: tuple[str, ...] = ()
+    # Stored over the API (not in the config file): its calls use only its own
+    # credentials, as a caller's own key's do.
+    stored: bool = False
+    # The secrets of a stored key, which the gateway's redactor does not know (the
+    # config's it does): carried on the deployment, so every error of its calls is
+    # cleared of them.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 class StoredKeys(Protocol):
     """Virtual keys kept in the key store (`identity.virtual_keys.StoredVirtualKeys`)."""
 
     async def resolve(self, name: str) -> VirtualKey | None:
-        """The stored key called `name`, or None when there is none."""
+        """The stored key called `name`, or None when there is none it can use."""
         ...
 
 
 def deployment_fields() -> tuple[str, ...]:
     """The `litellm_params` fields a virtual key may set besides its provider's settings:
     those a deployment made from them carries (`DeploymentResolver.from_params`)."""
-    carried = {field.name for field in dataclasses.fields(Deployment)}
+    carried = {item.name for item in dataclasses.fields(Deployment)}
     return tuple(
         name
         for name in LiteLLMParams.__struct_fields__
@@ -81,6 +88,13 @@ def secret_fields(provider: str) -> frozenset[str]:
     return frozenset({"api_key", *(name for name, s in table.items() if s.secret)})
 
 
+def shown_fields(provider: str) -> frozenset[str]:
+    """The fields of a virtual key of `provider` that its view may show: its deployment
+    fields that are not secrets, and the settings its provider marks shown (a region, a
+    project), as /model/info shows a deployment."""
+    return frozenset({*deployment_fields(), *shown_settings(provider)} - secret_fields(provider))
+
+
 def virtual_key_params(provider: str, fields: Mapping[str, Any], where: str) -> LiteLLMParams:
     """How to call `provider` with a virtual key's `fields`, sorted as `litellm_params`
     are (its declared settings under `settings`). A ConfigError naming `where` when they
@@ -92,22 +106,12 @@ def virtual_key_params(provider: str, fields: Mapping[str, Any], where: str) -> 
         raise ConfigError(f"{where}: {error}") from None
 
 
-def redact_error(error: PrismgateError, secrets: tuple[str, ...]) -> None:
-    """Remove `secrets` from `error`'s messages, in place (an upstream that echoed a stored
-    key; the gateway's own redactor knows only the config's)."""
-    redact = Redactor(secrets)
-    error.message = redact(error.message)
-    error.args = (error.message, *error.args[1:])
-    if error.upstream_message is not None:
-        error.upstream_message = redact(error.upstream_message)
-
-
 class VirtualKeys:
     """Resolves virtual key names: the config's first, then the stored ones."""
 
-    def __init__(self, config: Config, stored: StoredKeys | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self._keys: dict[str, VirtualKey] = {}
-        self.stored = stored
+        self._stored: StoredKeys | None = None
         for name, raw in config.virtual_keys.items():
             fields = dict(raw)
             provider = canonical_provider(str(fields.pop("provider", "")))
@@ -121,7 +125,7 @@ class VirtualKeys:
     def attach(self, stored: StoredKeys) -> None:
         """Resolve names the config does not define from `stored` (the proxy's key store,
         known only once it is open)."""
-        self.stored = stored
+        self._stored = stored
 
     def __contains__(self, name: str) -> bool:
         return name in self._keys
@@ -135,16 +139,17 @@ class VirtualKeys:
         return self._keys.get(name)
 
     async def resolve(self, name: str) -> VirtualKey:
-        """The virtual key called `name`, or a 400 (the names are the operator's: a
-        caller is not shown them)."""
+        """The virtual key called `name`, or a 400. The names are the operator's: a caller
+        is not shown them, nor told whether a name it cannot use exists (a stored key
+        that does not open answers as an unknown name; the operator's log says why)."""
         found = self._keys.get(name)
-        if found is None and self.stored is not None:
-            found = await self.stored.resolve(name)
+        if found is None and self._stored is not None:
+            found = await self._stored.resolve(name)
         if found is None:
             shown = name if len(name) <= 80 else name[:80] + "..."
             raise BadRequestError(
-                f"unknown virtual key {shown!r}; use a virtual key this gateway's operator "
-                "gave you",
+                f"the virtual key {shown!r} is not available here; use a virtual key this "
+                "gateway's operator gave you",
                 param="x-portkey-virtual-key",
             )
         return found

@@ -13,7 +13,6 @@ from starlette.responses import Response
 from prismgate.errors import BadRequestError, PermissionDeniedError, ServiceUnavailableError
 from prismgate.identity.accounts import Accounts
 from prismgate.identity.keys import KEY_PREFIX, token_of
-from prismgate.identity.principal import Principal
 from prismgate.identity.wire import (
     BlockKey,
     DeleteKeys,
@@ -28,8 +27,9 @@ from prismgate.identity.wire import (
     spend_view,
     team_view,
 )
-from prismgate.proxy.auth import principal_of
-from prismgate.proxy.body import decode_json_object, read_body
+from prismgate.proxy.auth import principal_of, require_admin
+from prismgate.proxy.body import management_body
+from prismgate.proxy.query import int_query, text_query
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
 from prismgate.storage import SpendGrouping, SpendLog, SpendQuery
@@ -39,16 +39,13 @@ from prismgate.types.validation import convert_request
 __all__ = ["ROUTES"]
 
 T = TypeVar("T", bound=msgspec.Struct)
-# Management bodies are small; a megabyte is generous.
-_MAX_BODY = 1 << 20
 
 
 def _accounts(request: Request, *, own_key: bool = False) -> Accounts:
     """The accounts service, for an admin (or, with `own_key`, any key about itself)."""
     state: ProxyState = request.app.state.proxy
-    principal = principal_of(request.scope)
-    if not principal.is_admin and not (own_key and principal.key is not None):
-        raise _not_admin(principal)
+    if not (own_key and principal_of(request.scope).key is not None):
+        require_admin(request)
     if state.accounts is None:
         raise ServiceUnavailableError(
             "this gateway has no key store: the management API needs a database "
@@ -57,38 +54,8 @@ def _accounts(request: Request, *, own_key: bool = False) -> Accounts:
     return state.accounts
 
 
-def _not_admin(principal: Principal) -> PermissionDeniedError:
-    if principal.role == "open":
-        return PermissionDeniedError(
-            "the management API needs the master key: set general_settings.master_key and "
-            "send it as 'Authorization: Bearer <master key>'",
-            code="master_key_required",
-        )
-    return PermissionDeniedError(
-        f"the key {principal.key_alias} may not manage keys, teams or users; use the master key",
-        code="master_key_required",
-    )
-
-
 async def _body(request: Request, kind: type[T]) -> T:
-    data = decode_json_object(await read_body(request, _MAX_BODY))
-    return convert_request(data, kind)
-
-
-def _query(request: Request, name: str, *, required: bool = False) -> str | None:
-    value = request.query_params.get(name) or None
-    if required and value is None:
-        raise BadRequestError(f"add ?{name}=... to the URL", param=name)
-    return value
-
-
-def _int_query(request: Request, name: str, default: int) -> int:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    if not value.isdecimal() or len(value) > 6:
-        raise BadRequestError(f"{name} must be a whole number", param=name)
-    return int(value)
+    return convert_request(await management_body(request), kind)
 
 
 async def generate_key(request: Request) -> Response:
@@ -117,7 +84,7 @@ async def key_info(request: Request) -> Response:
     """`GET /key/info?key=...`: a key's settings and spend; without `key`, the caller's."""
     accounts = _accounts(request, own_key=True)
     principal = principal_of(request.scope)
-    asked = _query(request, "key")
+    asked = text_query(request, "key")
     if principal.key is not None and not principal.is_admin:
         own = principal.key.token
         if asked is not None and (await accounts.key(asked)).token != own:
@@ -134,14 +101,14 @@ async def list_keys(request: Request) -> Response:
     """`GET /key/list`: `page`, `size`, `team_id`, `user_id`, `key_alias`,
     `return_full_object`."""
     accounts = _accounts(request)
-    full = (_query(request, "return_full_object") or "").lower() == "true"
+    full = (text_query(request, "return_full_object") or "").lower() == "true"
     return json_response(
         await accounts.list_keys(
-            page=_int_query(request, "page", 1),
-            size=_int_query(request, "size", 10),
-            team_id=_query(request, "team_id"),
-            user_id=_query(request, "user_id"),
-            key_alias=_query(request, "key_alias"),
+            page=int_query(request, "page", 1),
+            size=int_query(request, "size", 10),
+            team_id=text_query(request, "team_id"),
+            user_id=text_query(request, "user_id"),
+            key_alias=text_query(request, "key_alias"),
             full=full,
         )
     )
@@ -164,7 +131,7 @@ async def unblock_key(request: Request) -> Response:
 async def regenerate_key(request: Request) -> Response:
     """`POST /key/regenerate` (or `/key/{key}/regenerate`): a new key, same settings."""
     accounts = _accounts(request)
-    data = decode_json_object(await read_body(request, _MAX_BODY) or b"{}")
+    data = await management_body(request, optional=True)
     if (path_key := request.path_params.get("key")) is not None:
         data.setdefault("key", path_key)
     return json_response(await accounts.regenerate_key(convert_request(data, RegenerateKey)))
@@ -193,7 +160,7 @@ async def delete_team(request: Request) -> Response:
 async def team_info(request: Request) -> Response:
     """`GET /team/info?team_id=...`."""
     accounts = _accounts(request)
-    team_id = _query(request, "team_id", required=True)
+    team_id = text_query(request, "team_id", required=True)
     assert team_id is not None
     return json_response(await accounts.team_info(team_id))
 
@@ -213,14 +180,14 @@ async def new_user(request: Request) -> Response:
 async def user_info(request: Request) -> Response:
     """`GET /user/info?user_id=...`."""
     accounts = _accounts(request)
-    user_id = _query(request, "user_id", required=True)
+    user_id = text_query(request, "user_id", required=True)
     assert user_id is not None
     return json_response(await accounts.user_info(user_id))
 
 
 def _day(request: Request, name: str) -> float | None:
     """A `YYYY-MM-DD` query parameter as the Unix time its day starts (UTC)."""
-    value = _query(request, name)
+    value = text_query(request, name)
     if value is None:
         return None
     try:
@@ -231,7 +198,7 @@ def _day(request: Request, name: str) -> float | None:
 
 def _spend_log(request: Request) -> SpendLog:
     """The spend log, for an admin (the same rule as the rest of the management API)."""
-    _accounts(request)
+    require_admin(request)
     state: ProxyState = request.app.state.proxy
     if state.spend_log is None:
         raise ServiceUnavailableError("this gateway keeps no spend log (no database)")
@@ -242,19 +209,19 @@ def _spend_query(request: Request) -> SpendQuery:
     """The filters both spend routes take: `api_key` (the key or its token), `user_id`
     (or LiteLLM's `internal_user_id`), `team_id`, `request_id`, `start_date` and
     `end_date` (inclusive days, UTC), `limit`."""
-    api_key = _query(request, "api_key")
+    api_key = text_query(request, "api_key")
     start = _day(request, "start_date")
     end = _day(request, "end_date")
     if start is not None and end is not None and end < start:
         raise BadRequestError("end_date is before start_date", param="end_date")
     return SpendQuery(
         token=token_of(api_key) if api_key and api_key.startswith(KEY_PREFIX) else api_key,
-        user_id=_query(request, "user_id") or _query(request, "internal_user_id"),
-        team_id=_query(request, "team_id"),
-        request_id=_query(request, "request_id"),
+        user_id=text_query(request, "user_id") or text_query(request, "internal_user_id"),
+        team_id=text_query(request, "team_id"),
+        request_id=text_query(request, "request_id"),
         start=start,
         end=None if end is None else end + 86_400,
-        limit=min(_int_query(request, "limit", 1000), 10_000),
+        limit=min(int_query(request, "limit", 1000), 10_000),
     )
 
 
@@ -283,13 +250,13 @@ async def spend_summary(request: Request) -> Response:
     `team`, as LiteLLM's; `api_key` is LiteLLM's name for `key`) and the filters of
     `/spend/logs`; `spend` in dollars."""
     spend_log = _spend_log(request)
-    group_by = _query(request, "group_by") or "team"
+    group_by = text_query(request, "group_by") or "team"
     if group_by not in _GROUP_BY:
         raise BadRequestError(
             f"group_by must be one of {', '.join(_GROUP_BY)}; {group_by!r} is not supported",
             param="group_by",
         )
-    if _query(request, "customer_id") is not None:
+    if text_query(request, "customer_id") is not None:
         # Not applied is worse than refused: a total would look filtered and not be.
         raise BadRequestError("customer_id is not supported here", param="customer_id")
     by, named = _GROUP_BY[group_by]

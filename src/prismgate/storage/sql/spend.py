@@ -3,10 +3,16 @@
 A batch is one INSERT that skips request ids already stored (`ON CONFLICT DO NOTHING`),
 so replaying a batch after an outage writes each row once. Each row also keeps its UTC
 `day`, computed when written, to group by without date functions that differ by database.
+
+Rows are written at the rate calls are served, so the INSERT is compiled once, in the
+engine's own dialect, and each row goes to the driver as a plain tuple (JSON columns as
+their text): SQLAlchemy's per-row parameter processing cost more than the rest of a
+keyed call's accounting together (measured on SQLite: 62 µs of CPU a row, 30 µs so).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -40,17 +46,23 @@ class SqlSpendLog:
         self._hold = EngineHold(engine)
         self._engine = self._hold.engine
         self._reader = reader(self._engine)
+        insert = (
+            dialect_insert(self._engine, spend_logs)
+            .values({column.name: sa.bindparam(column.name) for column in spend_logs.columns})
+            .on_conflict_do_nothing(index_elements=[spend_logs.c.request_id])
+        )
+        compiled = insert.compile(dialect=self._engine.dialect)
+        self._insert = compiled.string
+        self._values = _RowValues(compiled.positiontup or ())
 
     async def write(self, rows: Sequence[SpendRow]) -> None:
         """Add rows in one transaction; a row whose request id is already there is skipped."""
         if not rows:
             return
         unique = {row.request_id: row for row in rows}  # one statement may not repeat a key
-        insert = dialect_insert(self._engine, spend_logs).on_conflict_do_nothing(
-            index_elements=[spend_logs.c.request_id]
-        )
+        values = [self._values(row) for row in unique.values()]
         async with self._hold.begin() as connection:
-            await connection.execute(insert, [_values(row) for row in unique.values()])
+            await connection.exec_driver_sql(self._insert, values)
 
     async def rows(self, query: SpendQuery) -> list[SpendRow]:
         """Rows matching `query`, newest first (`start` <= started_at < `end`)."""
@@ -120,10 +132,26 @@ def _matching(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
     return which
 
 
-def _values(row: SpendRow) -> dict[str, Any]:
-    values: dict[str, Any] = msgspec.to_builtins(row)
-    values["day"] = datetime.fromtimestamp(row.started_at, UTC).strftime("%Y-%m-%d")
-    return values
+class _RowValues:
+    """A row's column values, in a compiled statement's parameter order: read in one
+    call (`attrgetter`), then the computed `day` and the JSON columns' text put in."""
+
+    def __init__(self, order: Sequence[str]) -> None:
+        names = ["started_at" if name == "day" else name for name in order]
+        self._read = operator.attrgetter(*names)
+        self._day = order.index("day")
+        json = {column.name for column in spend_logs.columns if isinstance(column.type, sa.JSON)}
+        self._json = [index for index, name in enumerate(order) if name in json]
+
+    def __call__(self, row: SpendRow) -> tuple[Any, ...]:
+        values = list(self._read(row))
+        values[self._day] = datetime.fromtimestamp(row.started_at, UTC).strftime("%Y-%m-%d")
+        for index in self._json:
+            values[index] = _encode(values[index]).decode()
+        return tuple(values)
+
+
+_encode = msgspec.json.encode
 
 
 def _row(row: RowMapping) -> SpendRow:
