@@ -12,31 +12,28 @@ when the model makes fewer images per call than asked → the answer normalised
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
-import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
+from prismgate.accounting import price_bound, within_budget
 from prismgate.authority import CallerAuthority
+from prismgate.call_options import CallOptions
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.config_secrets import config_secrets
-from prismgate.cost import chat_cost, chat_price_bound, image_cost, image_price_bound
+from prismgate.cost import chat_cost, image_cost
 from prismgate.errors import (
     APIError,
     BadRequestError,
     PermissionDeniedError,
-    PrismgateError,
     UnsupportedParamsError,
 )
-from prismgate.identity.budgets import Budgets, Hold
+from prismgate.identity.budgets import Budgets
 from prismgate.identity.limits import Limiter, images_asked
-from prismgate.identity.principal import SDK_CALLER, Principal
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
 from prismgate.media.decoding import DecodePool
@@ -45,7 +42,7 @@ from prismgate.media.inputs import check_input_pixels
 from prismgate.media.links import SignedLinks
 from prismgate.media.vision import ImageWork, prepare_images
 from prismgate.observability.redaction import Redactor
-from prismgate.observers import CallReport, Observer, report_to
+from prismgate.observers import Observer, observed
 from prismgate.providers import get_provider
 from prismgate.providers.base import (
     ChatCall,
@@ -58,10 +55,9 @@ from prismgate.providers.base import (
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
-from prismgate.routing.plans import Plan, PlanRunner, RunContext, VirtualKeys
+from prismgate.routing.plans import PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.storage import KeyStore, Stores, open_stores
-from prismgate.storage.records import Nanos, nanos
 from prismgate.streaming import RelayedStream
 from prismgate.transport import HttpTransport, Transport
 from prismgate.types import (
@@ -86,52 +82,6 @@ __all__ = ["CallOptions", "Gateway"]
 DEFAULT_IMAGE_TIMEOUT = 600.0
 R = TypeVar("R", ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 A = TypeVar("A")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CallOptions:
-    """Per-call settings that are not part of the OpenAI request."""
-
-    overrides: CallerOverrides | None = None
-    timeout: float | None = None
-    drop_params: bool | None = None
-    # Provider-specific parameters, sent in the provider body as given.
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Portkey's direct-provider mode: `model` is the provider's own model and only the
-    # caller's credentials are used (never the config's, never the environment's).
-    direct: bool = False
-    # The caller sends the provider's answer on as it is when no change is needed (the
-    # proxy); SDK callers always get decoded images.
-    relay: bool = False
-    # Who is calling: the code holding the gateway, or the proxy's authenticated caller.
-    principal: Principal = SDK_CALLER
-    # The proxy's request id (observers record it); SDK calls get a fresh one.
-    request_id: str | None = None
-    # Where this caller reaches the gateway: base64-only images asked for as `url` become
-    # signed links under it (the proxy sets it; SDK callers get data URLs).
-    image_base_url: str | None = None
-    # Recorded with the call (Portkey's x-portkey-trace-id and x-portkey-metadata).
-    trace_id: str | None = None
-    metadata: Mapping[str, str] | None = None
-    # The caller accepts that a call which may have been served is sent again (an
-    # `Idempotency-Key`): image generations are then retried after timeouts too.
-    idempotency_key: str | None = None
-    # Retries for this call, over the config's `num_retries`.
-    num_retries: int | None = None
-    # A Portkey config: the routing plan for this call (fallback, loadbalance, ...).
-    plan: Plan | None = None
-    # Refresh the cached answer (x-portkey-cache-force-refresh, Cache-Control: no-cache).
-    cache_refresh: bool = False
-    # The provider address was chosen by the caller: it is checked when dialled.
-    guarded: bool = False
-    # A proxy client, not the code holding the gateway: its parameters pass the
-    # caller-authority rule and its timeouts are capped by the operator's.
-    remote: bool = False
-
-    @property
-    def scope(self) -> str:
-        """Who is calling, for caches that must never be shared across callers."""
-        return self.principal.scope
 
 
 class Gateway:
@@ -301,57 +251,7 @@ class Gateway:
                 name, request, options, attempt, tokens=_image_tokens, accepted_risk=accepted_risk
             )
 
-        return await self._observed(operation, name, request, options, work)
-
-    async def _observed(
-        self,
-        operation: str,
-        name: str,
-        request: msgspec.Struct,
-        options: CallOptions,
-        work: Callable[[], Awaitable[Served[A]]],
-    ) -> Served[A]:
-        """`work()`, reported once to the observers, whether it was served or failed (a
-        call whose caller left included). A stream is reported when it is closed, with
-        the cost of the usage it reported."""
-        if not self.observers:
-            return await work()
-        started = time.time()
-        clock = time.perf_counter()
-
-        def report(served: Served[Any] | None, failure: BaseException | None) -> None:
-            meta = served.meta if served is not None else None
-            value = served.value if served is not None else None
-            if meta is not None and isinstance(value, RelayedStream):
-                meta = msgspec.structs.replace(meta, response_cost=value.cost)
-            report_to(
-                self.observers,
-                CallReport(
-                    request_id=options.request_id or uuid.uuid4().hex,
-                    operation=operation,
-                    model=name,
-                    request=request,
-                    principal=options.principal,
-                    started_at=started,
-                    latency=time.perf_counter() - clock,
-                    value=value,
-                    meta=meta,
-                    failure=failure,
-                    trace_id=options.trace_id,
-                    metadata=options.metadata,
-                ),
-            )
-
-        try:
-            served = await work()
-        except BaseException as exc:
-            report(None, exc)
-            raise
-        if isinstance(served.value, RelayedStream):
-            served.value.at_close(lambda failure: report(served, failure))
-        else:
-            report(served, None)
-        return served
+        return await observed(self.observers, operation, name, request, options=options, work=work)
 
     async def _serve(
         self,
@@ -375,58 +275,21 @@ class Gateway:
             )
         # The caller's rate limits first: a refusal is a 429 before anything is held.
         async with self.limiter.admit(principal, images=images_asked(request)) as admission:
-            served = await self._within_budget(
-                name,
+
+            def route(attempt: Callable[[Target], Awaitable[Served[A]]]) -> Awaitable[Served[A]]:
+                return self._route(
+                    name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
+                )
+
+            served = await within_budget(
+                self.budgets,
+                principal,
                 request,
-                options,
-                attempt,
-                tokens=tokens,
-                accepted_risk=accepted_risk,
+                bound=lambda: price_bound(self.deployments, name, request, options.overrides),
+                attempt=attempt,
+                route=route,
             )
             return admission.served(served, tokens)
-
-    async def _within_budget(
-        self,
-        name: str,
-        request: msgspec.Struct,
-        options: CallOptions,
-        attempt: Callable[[Target], Awaitable[Served[A]]],
-        *,
-        tokens: Callable[[A], int],
-        accepted_risk: bool,
-    ) -> Served[A]:
-        """The call held against its caller's budgets while it is routed (a stream: until
-        it is closed)."""
-        principal = options.principal
-        hold: Hold | None = None
-        if self.budgets is not None:
-            hold = await self.budgets.hold(
-                principal, lambda: self._price_bound(name, request, options)
-            )
-        if hold is not None and hold.capped:
-            plain, budgeted = attempt, hold
-
-            async def attempt(target: Target) -> Served[A]:
-                # This deployment may cost more than the call's first bound (a fallback, a
-                # Portkey target): its own bound is held before it is called.
-                await budgeted.cover(_deployment_bound(target.deployment, request))
-                return await plain(target)
-
-        try:
-            served = await self._route(
-                name, request, options, attempt, tokens=tokens, accepted_risk=accepted_risk
-            )
-        except BaseException:
-            if hold is not None:
-                hold.pay(0)
-            raise
-        if hold is not None:
-            if isinstance(served.value, RelayedStream):
-                stream = served.value
-                stream.at_close(lambda _: hold.pay(_stream_cost(stream, hold)))
-            else:
-                hold.pay(nanos(served.meta.response_cost or 0.0))
-        return served
 
     async def _route(
         self,
@@ -470,23 +333,6 @@ class Gateway:
             served.meta, attempts=outcome.attempts, retries=outcome.retries, path=outcome.path
         )
         return Served(served.value, meta)
-
-    def _price_bound(
-        self, name: str, request: msgspec.Struct, options: CallOptions
-    ) -> float | None:
-        """The most this call can cost on the deployments its model name routes to (a
-        fallback to another group pays what it costs); None when unpriced."""
-        try:
-            pairs = self.deployments.deployments_of(self.deployments.group_of(name))
-            deployments = [deployment for _, deployment in pairs]
-        except KeyError:
-            try:
-                deployments = [self.deployments.resolve(name, options.overrides)]
-            except PrismgateError:
-                return None
-        bounds = [_deployment_bound(deployment, request) for deployment in deployments]
-        known = [bound for bound in bounds if bound is not None]
-        return max(known) if known else None
 
     def _direct_target(self, name: str, options: CallOptions) -> Target:
         """A call that names a provider's model itself (SDK), or Portkey's direct mode."""
@@ -631,7 +477,9 @@ class Gateway:
         async def work() -> Served[ChatCompletion]:
             return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
 
-        return await self._observed("chat_completion", request.model, request, options, work)
+        return await observed(
+            self.observers, "chat_completion", request.model, request, options=options, work=work
+        )
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
@@ -673,7 +521,9 @@ class Gateway:
         async def work() -> Served[RelayedStream]:
             return await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
 
-        return await self._observed("chat_completion", request.model, request, options, work)
+        return await observed(
+            self.observers, "chat_completion", request.model, request, options=options, work=work
+        )
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
@@ -916,21 +766,6 @@ def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:
         trace_id=options.trace_id,
         metadata=dict(options.metadata) if options.metadata else None,
     )
-
-
-def _deployment_bound(deployment: Deployment, request: msgspec.Struct) -> float | None:
-    """The most `request` can cost on `deployment`; None when it is unpriced."""
-    info = deployment.info
-    if isinstance(request, ChatCompletionRequest):
-        return chat_price_bound(info, request)
-    assert isinstance(request, ImageRequest)
-    return image_price_bound(info.image if info else None, request)
-
-
-def _stream_cost(stream: RelayedStream, hold: Hold) -> Nanos:
-    """What a closed stream pays: the usage it reported, else its price bound."""
-    cost = stream.cost
-    return hold.price if cost is None else nanos(cost)
 
 
 def _image_tokens(response: ImageResponse) -> int:

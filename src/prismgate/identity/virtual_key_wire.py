@@ -3,16 +3,16 @@
 
 The settable fields are derived, not listed: the deployment fields of `litellm_params`
 (`api_key`, `api_base`, `api_version`, timeouts, ...) and every setting a provider declares
-(`aws_region_name`, `vertex_project`, `vertex_credentials`, ...), under LiteLLM's names.
-Portkey's spellings are accepted too: `key` for `api_key`, each setting's Portkey option
-name (`aws_region`, `vertex_project_id`, ...), and camelCase (`apiVersion`). Anything else
-is a 400 naming it: a setting this gateway does not implement never looks applied.
+(a region, a project, credentials), under LiteLLM's names. Portkey's spellings are
+accepted too: `key` for `api_key`, each setting's Portkey option name, and camelCase
+(`apiVersion`). Anything else is a 400 naming it: a setting this gateway does not
+implement never looks applied.
 
 Answers never hold a secret: `masked_api_key` shows the last four characters of a long
 key, `secret_fields` which secrets are set, and `model_config` what /model/info would show
 of a deployment: the deployment fields (`api_base`, `api_version`, timeouts) and the
-settings the provider marks shown (a region, a project), never who the key is
-(`aws_access_key_id`, `organization`, `aws_profile_name`).
+settings the provider marks shown (a region, a project), never who the key is (an
+access key id, an organization, a profile).
 """
 
 from __future__ import annotations
