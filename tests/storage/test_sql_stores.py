@@ -11,6 +11,7 @@ from asyncio.subprocess import PIPE
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -369,6 +370,20 @@ async def test_charge_adds_spend_without_a_hold(sql: Backend) -> None:
     charged = await store.key(key.token)
     assert charged is not None and charged.budget.spend == 7  # each holder once
     assert await reserved(sql, keys, key.token) == 0
+
+
+async def test_a_budget_change_read_before_a_charge_keeps_the_charge(sql: Backend) -> None:
+    store = sql.keys
+    key = make_key("a", budget=Budget(max_budget=CENTS_4))
+    await store.create_key(key)
+    read = await store.key(key.token)  # an update reads the key ...
+    await store.charge([Holder("key", key.token)], 7, now=NOW)  # ... calls are charged ...
+    assert read is not None
+    raised = msgspec.structs.replace(read.budget, max_budget=2 * CENTS_4)
+    updated = await store.update_key(key.token, {"budget": raised})  # ... then it writes
+    stored = await store.key(key.token)
+    assert updated is not None and updated.budget.spend == 7
+    assert stored is not None and stored.budget == Budget(max_budget=2 * CENTS_4, spend=7)
 
 
 async def test_a_budget_resets_when_its_period_ends(sql: Backend) -> None:

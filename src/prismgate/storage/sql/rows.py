@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 from sqlalchemy.engine import RowMapping
 
-from prismgate.storage.records import KeyRecord, TeamRecord, UserRecord
+from prismgate.storage.records import Budget, KeyRecord, TeamRecord, UserRecord
 from prismgate.storage.sql.schema import BUDGET_COLUMNS, LIMIT_COLUMNS
 
 __all__ = ["Holding", "apply_changes", "changed_columns", "record_from_row", "row_from_record"]
@@ -47,8 +47,8 @@ def changed_columns(record: Holding, fields: Mapping[str, Any]) -> dict[str, Any
     row = row_from_record(record)
     columns: list[str] = []
     for field in fields:
-        if field == "budget":
-            columns.extend(BUDGET_COLUMNS.values())
+        if field == "budget":  # its spend is never written here (see `apply_changes`)
+            columns.extend(column for column in BUDGET_COLUMNS.values() if column != "spend")
         elif field == "limits":
             columns.extend(LIMIT_COLUMNS)
         else:
@@ -64,6 +64,11 @@ def apply_changes(record: R, changes: Mapping[str, Any], *, fixed: str) -> R:
     unknown = sorted(set(changes) - set(type(record).__struct_fields__))
     if unknown:
         raise ValueError(f"{type(record).__name__} has no field {', '.join(unknown)}")
+    changes = dict(changes)
+    if isinstance(changes.get("budget"), Budget):
+        # Spend moves only by settles, charges and period resets, each a row update of its
+        # own: a budget change read before them must not write an older spend back.
+        changes["budget"] = msgspec.structs.replace(changes["budget"], spend=record.budget.spend)
     changed = msgspec.structs.replace(record, **changes)
     # `replace` checks no types: a round trip through builtins does.
     return msgspec.convert(msgspec.to_builtins(changed), type(record))
