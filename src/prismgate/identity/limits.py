@@ -12,7 +12,7 @@ key, its team and its user, shared by every instance on one Redis.
 | `tpm_limit`             | tokens the answers used | after the call; a call is let in while   |
 |                         |                         | at least one token of the minute is left |
 | `max_parallel_requests` | calls in flight         | from let in until it ends (a stream:     |
-|                         |                         | until its last event)                    |
+|                         |                         | until it is closed)                      |
 
 Per-minute limits are token buckets: a limit of L lets L in at once, then one more every
 60/L s, so a refusal says to the millisecond when to retry. A call takes from every
@@ -175,8 +175,8 @@ class Admission:
 
     def served(self, served: Served[A], tokens: Callable[[A], int]) -> Served[A]:
         """`served` with the tokens it used counted (`tokens(value)`) and its caller's
-        limits in its metadata (`rate_limits`). A stream keeps its parallel slot until
-        its last event."""
+        limits in its metadata (`rate_limits`). A stream keeps its parallel slot until it
+        is closed, and counts the tokens its last chunk reports."""
         return served
 
 
