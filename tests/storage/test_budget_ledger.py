@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from prismgate.config import load_config
 from prismgate.errors import BudgetExceededError
 from prismgate.gateway import CallOptions, Gateway
-from prismgate.identity.budgets import HOLD_TTL, Budgets, Hold
+from prismgate.identity.budgets import HOLD_TTL, LEASE_CALLS, LEASE_SHARE, Budgets, Hold
 from prismgate.identity.principal import Principal
 from prismgate.observers import CallReport
 from prismgate.storage.records import Budget, KeyRecord, TeamRecord, nanos
@@ -193,13 +193,15 @@ async def test_a_shutdown_charges_running_calls_their_bound_once(sql: Backend) -
 async def test_the_next_lease_is_taken_before_the_current_one_runs_out(sql: Backend) -> None:
     principal = await _key(sql, "busy", budget=1000.0)
     budgets = Budgets(sql.keys)
-    holds = [await budgets.hold(principal, lambda: PRICE) for _ in range(200)]  # of 256
+    lease = min(LEASE_CALLS, int(1000.0 / PRICE) // LEASE_SHARE)  # calls the first lease covers
+    first = int(lease * 0.8)
+    holds = [await budgets.hold(principal, lambda: PRICE) for _ in range(first)]
     await asyncio.sleep(0.1)
     assert await _holds(sql) == 2  # the following lease is there already
-    holds += [await budgets.hold(principal, lambda: PRICE) for _ in range(100)]
+    holds += [await budgets.hold(principal, lambda: PRICE) for _ in range(lease - first + 10)]
     for hold in holds:
         assert hold is not None
         hold.pay(nanos(PRICE))
     await budgets.aclose()
     assert await _holds(sql) == 0
-    assert await _spend(sql, principal) == pytest.approx(300 * PRICE)
+    assert await _spend(sql, principal) == pytest.approx(len(holds) * PRICE)

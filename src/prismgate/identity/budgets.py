@@ -36,7 +36,7 @@ __all__ = ["Budgets", "Hold"]
 log = logging.getLogger(__name__)
 
 LEASE_SHARE = 8  # a lease takes at most this fraction (1/8) of the room left
-LEASE_CALLS = 256  # and at most this many calls' price
+LEASE_CALLS = 4096  # and at most this many calls' price
 LEASE_SECONDS = 1.0  # a lease is settled this long after it was taken
 HOLD_TTL = 900.0  # a hold that is never settled (its instance died) lapses after this
 SWEEP_SECONDS = 60.0  # how often lapsed holds are released
