@@ -103,16 +103,21 @@ class SpendRecorder:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Write every spooled and queued row now. When the database fails, the queued
-        rows go to the spool (if there is one) and the error is raised."""
+        """Write every spooled row, and the rows queued when the flush began, now. When the
+        database fails, the queued rows go to the spool (if there is one) and the error
+        is raised."""
         async with self._draining:
             try:
                 await self._replay()
-                while self._queue:
-                    rows = [self._queue[i] for i in range(min(self._batch, len(self._queue)))]
+                # Rows queued while it writes wait for the next batch: chasing them would
+                # turn a steady flow into a write every few rows.
+                pending = len(self._queue)
+                while pending > 0 and self._queue:
+                    rows = [self._queue[i] for i in range(min(self._batch, pending))]
                     await self._write(rows)
                     for _ in rows:
                         self._queue.popleft()
+                    pending -= len(rows)
             except Exception:
                 await self._spool_queue()
                 raise
@@ -135,12 +140,18 @@ class SpendRecorder:
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
         try:
-            await asyncio.wait_for(self.flush(), self._close_timeout)
+            await asyncio.wait_for(self._flush_all(), self._close_timeout)
         except Exception as exc:
             await self._keep_at_shutdown(exc)
         finally:
             if self._spool is not None:
                 await asyncio.to_thread(self._spool.close)
+
+    async def _flush_all(self) -> None:
+        # Calls that end during the last flush (streams closing) queue rows too.
+        await self.flush()
+        while self._queue:
+            await self.flush()
 
     async def _keep_at_shutdown(self, exc: Exception) -> None:
         if self._queue:  # the flush was cut short (a timeout): spool what it left
