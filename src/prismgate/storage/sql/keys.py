@@ -39,6 +39,7 @@ from prismgate.storage.sql.schema import keys, provider_keys, teams, users
 __all__ = ["SqlKeyStore"]
 
 R = TypeVar("R", KeyRecord, TeamRecord, UserRecord)
+H = TypeVar("H", TeamRecord, UserRecord)
 
 _LIVE = keys.c.deleted_at.is_(None)
 
@@ -201,15 +202,7 @@ class SqlKeyStore:
 
     async def update_team(self, team_id: str, changes: Mapping[str, Any]) -> TeamRecord | None:
         """Change a team's fields (`ValueError` for an unknown field or a wrong type)."""
-        async with self._hold.begin() as connection:
-            which = teams.c.team_id == team_id
-            current = await _locked(connection, TeamRecord, teams, which)
-            if current is None:
-                return None
-            changed = apply_changes(current, changes, fixed="team_id")
-            _check_budget(changed.budget)
-            await _write_changes(connection, teams, which, changed, changes)
-            return changed
+        return await self._update(TeamRecord, teams, teams.c.team_id == team_id, changes)
 
     async def delete_teams(self, team_ids: Sequence[str]) -> list[str]:
         """Remove teams; their keys stay, without a team. The ids that were removed."""
@@ -253,15 +246,7 @@ class SqlKeyStore:
 
     async def update_user(self, user_id: str, changes: Mapping[str, Any]) -> UserRecord | None:
         """Change a user's fields (`ValueError` for an unknown field or a wrong type)."""
-        async with self._hold.begin() as connection:
-            which = users.c.user_id == user_id
-            current = await _locked(connection, UserRecord, users, which)
-            if current is None:
-                return None
-            changed = apply_changes(current, changes, fixed="user_id")
-            _check_budget(changed.budget)
-            await _write_changes(connection, users, which, changed, changes)
-            return changed
+        return await self._update(UserRecord, users, users.c.user_id == user_id, changes)
 
     # Provider keys
 
@@ -373,6 +358,23 @@ class SqlKeyStore:
     async def aclose(self) -> None:
         """Release the connections (the engine too, unless it is shared and still used)."""
         await self._hold.release()
+
+    async def _update(
+        self,
+        kind: type[H],
+        table: sa.Table,
+        which: sa.ColumnElement[bool],
+        changes: Mapping[str, Any],
+    ) -> H | None:
+        """A team's or user's fields changed under a row lock; None when there is none."""
+        async with self._hold.begin() as connection:
+            current = await _locked(connection, kind, table, which)
+            if current is None:
+                return None
+            changed = apply_changes(current, changes, fixed=table.primary_key.columns[0].name)
+            _check_budget(changed.budget)
+            await _write_changes(connection, table, which, changed, changes)
+            return changed
 
     async def _create(
         self,
