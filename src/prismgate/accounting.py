@@ -1,6 +1,7 @@
-"""A call's budget on the request path: its price bound, held before it is routed, each
-attempt's own bound held before that attempt goes upstream, and the real cost paid after
-(a stream's when it is closed). The ledger behind it is `identity.budgets.Budgets`."""
+"""A call's budget on the request path: its price bound, held before it is routed, the
+bound of an attempt's deployment held before that attempt goes upstream when it is
+dearer, and the real cost paid after (a stream's when it is closed). The ledger behind
+it is `identity.budgets.Budgets`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from prismgate.streaming import RelayedStream
 from prismgate.types import ImageRequest, Served
 from prismgate.types.chat import ChatCompletionRequest
 
-__all__ = ["deployment_bound", "price_bound", "within_budget"]
+__all__ = ["candidates", "deployment_bound", "within_budget"]
 
 A = TypeVar("A")
 Attempt = Callable[[Target], Awaitable[Served[A]]]
@@ -32,24 +33,38 @@ async def within_budget(
     principal: Principal,
     request: msgspec.Struct,
     *,
-    bound: Callable[[], float | None],
+    candidates: Callable[[], list[Deployment]],
     attempt: Attempt[A],
     route: Callable[[Attempt[A]], Awaitable[Served[A]]],
 ) -> Served[A]:
-    """`route(attempt)`, held against the caller's budgets: `bound()` (dollars) before it
-    is routed, each target's own bound before its attempt, the real cost after (a
-    stream's, when it is closed). `BudgetExceededError` before any upstream call that a
-    budget cannot cover."""
+    """`route(attempt)`, held against the caller's budgets: the dearest bound among
+    `candidates()` (the deployments the call's model name routes to) before it is routed,
+    a target's own bound before its attempt when it is not among them (a fallback to
+    another group, a Portkey target), the real cost after (a stream's, when it is closed).
+    `BudgetExceededError` before any upstream call that a budget cannot cover."""
     hold: Hold | None = None
+    bounds: dict[int, float | None] = {}  # by id(): the call keeps its deployments alive
+
+    def bound_of(deployment: Deployment) -> float | None:
+        key = id(deployment)
+        if key not in bounds:
+            bounds[key] = deployment_bound(deployment, request)
+        return bounds[key]
+
+    def first_bound() -> float | None:
+        known = [b for b in map(bound_of, candidates()) if b is not None]
+        return max(known) if known else None
+
     if budgets is not None:
-        hold = await budgets.hold(principal, bound)
+        hold = await budgets.hold(principal, first_bound)
     if hold is not None and hold.capped:
         plain, budgeted = attempt, hold
 
         async def attempt(target: Target) -> Served[A]:
             # This deployment may cost more than the call's first bound (a fallback, a
             # Portkey target): its own bound is held before it is called.
-            await budgeted.cover(deployment_bound(target.deployment, request))
+            if id(target.deployment) not in bounds:
+                await budgeted.cover(bound_of(target.deployment))
             return await plain(target)
 
     try:
@@ -67,25 +82,19 @@ async def within_budget(
     return served
 
 
-def price_bound(
-    deployments: DeploymentResolver,
-    name: str,
-    request: msgspec.Struct,
-    overrides: CallerOverrides | None,
-) -> float | None:
-    """The most a call can cost on the deployments its model name routes to (a fallback
-    to another group holds its own bound when it is tried); None when unpriced."""
+def candidates(
+    deployments: DeploymentResolver, name: str, overrides: CallerOverrides | None
+) -> list[Deployment]:
+    """The deployments a call's model name routes to: its group's, or the one it names
+    directly; none when it names nothing servable (the call fails before it costs)."""
     try:
-        pairs = deployments.deployments_of(deployments.group_of(name))
-        found = [deployment for _, deployment in pairs]
+        group = deployments.deployments_of(deployments.group_of(name))
     except KeyError:
         try:
-            found = [deployments.resolve(name, overrides)]
+            return [deployments.resolve(name, overrides)]
         except PrismgateError:
-            return None
-    bounds = [deployment_bound(deployment, request) for deployment in found]
-    known = [bound for bound in bounds if bound is not None]
-    return max(known) if known else None
+            return []
+    return [deployment for _, deployment in group]
 
 
 def deployment_bound(deployment: Deployment, request: msgspec.Struct) -> float | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
-from prismgate.accounting import price_bound, within_budget
+from prismgate.accounting import candidates, within_budget
 from prismgate.authority import CallerAuthority
 from prismgate.call_options import CallOptions
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
@@ -285,7 +285,7 @@ class Gateway:
                 self.budgets,
                 principal,
                 request,
-                bound=lambda: price_bound(self.deployments, name, request, options.overrides),
+                candidates=lambda: candidates(self.deployments, name, options.overrides),
                 attempt=attempt,
                 route=route,
             )

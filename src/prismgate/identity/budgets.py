@@ -161,7 +161,7 @@ class Budgets:
         self._start()
         account.calls += 1  # from here on, until paid: the account is kept while it runs
         account.principal = principal
-        hold = Hold(self, principal, account, _capped(principal))
+        hold = Hold(self, principal, account, principal.capped)
         try:
             if hold._capped:
                 await hold.cover(price())
@@ -360,11 +360,6 @@ class Budgets:
                 self._swept_at = now
                 with contextlib.suppress(Exception):
                     await self._store.release_lapsed(now=now)
-
-
-def _capped(principal: Principal) -> bool:
-    records = (principal.key, principal.team, principal.user)
-    return any(record is not None and record.budget.max_budget is not None for record in records)
 
 
 def _refused(

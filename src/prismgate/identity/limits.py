@@ -36,7 +36,6 @@ import msgspec
 from prismgate.errors import LimitReachedError, PrismgateError
 from prismgate.identity.principal import Principal
 from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
-from prismgate.storage.records import Limits
 from prismgate.streaming import RelayedStream
 from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
 from prismgate.types.meta import RateLimitStatus
@@ -59,7 +58,6 @@ DEFAULT_LEASE = 60.0
 # A parallel slot comes back when some call ends, at no known time: a short hint.
 PARALLEL_RETRY = 1.0
 
-_NO_LIMITS = Limits()
 _IMAGE_REQUESTS = (ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 _NAMES = {
     "requests": ("requests per minute", "rpm_limit"),
@@ -78,32 +76,7 @@ def images_asked(request: object) -> int:
 def limit_checks(principal: Principal, images: int) -> tuple[LimitCheck, ...]:
     """The counters a call by `principal` asking for `images` takes from: each limit of its
     key, team and user. Empty for a caller without limits (the usual case)."""
-    key = principal.key
-    if key is None:
-        return ()
-    checks: list[LimitCheck] = []
-    if key.limits != _NO_LIMITS:
-        checks += _checks_of(Holder("key", key.token), key.limits, images)
-    team = principal.team
-    if team is not None and team.limits != _NO_LIMITS:
-        checks += _checks_of(Holder("team", team.team_id), team.limits, images)
-    user = principal.user
-    if user is not None and user.limits != _NO_LIMITS:
-        checks += _checks_of(Holder("user", user.user_id), user.limits, images)
-    return tuple(checks)
-
-
-def _checks_of(holder: Holder, limits: Limits, images: int) -> list[LimitCheck]:
-    checks = []
-    if limits.rpm_limit is not None:
-        checks.append(LimitCheck(holder, "requests", limits.rpm_limit, 1))
-    if limits.tpm_limit is not None:
-        checks.append(LimitCheck(holder, "tokens", limits.tpm_limit, 0))
-    if limits.ipm_limit is not None and images:
-        checks.append(LimitCheck(holder, "images", limits.ipm_limit, images))
-    if limits.max_parallel_requests is not None:
-        checks.append(LimitCheck(holder, "parallel", limits.max_parallel_requests, 1))
-    return checks
+    return principal.limit_checks(images)
 
 
 class Limiter:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
-from prismgate.storage import Holder
-from prismgate.storage.records import KeyRecord, TeamRecord, UserRecord
+from prismgate.storage import Holder, LimitCheck
+from prismgate.storage.records import KeyRecord, Limits, TeamRecord, UserRecord
 
 __all__ = ["SDK_CALLER", "Principal", "Role"]
 
@@ -15,17 +15,63 @@ __all__ = ["SDK_CALLER", "Principal", "Role"]
 # caller of a gateway that has no master key.
 Role = Literal["admin", "key", "open"]
 
+# Image counts whose limit checks a principal keeps (n is small: 1 to 10 for most models).
+_CHECKS_KEPT = 16
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """A caller, authenticated once per request. `scope` partitions what must never be
-    shared between callers (cached answers, fetched images): a digest, never a key."""
+    shared between callers (cached answers, fetched images): a digest, never a key.
+
+    What every call of a keyed caller needs from its records (`holders`, `capped`,
+    `limit_checks`) is worked out once per principal: the authenticator serves one
+    principal object per key for as long as its records are trusted."""
 
     role: Role
     scope: str
     key: KeyRecord | None = None
     team: TeamRecord | None = None
     user: UserRecord | None = None
+    # Whose budgets and limits a call by this caller counts against: key, team, user.
+    holders: tuple[Holder, ...] = field(init=False, repr=False, compare=False)
+    # Whether a budget of the key, its team or its user limits its calls.
+    capped: bool = field(init=False, repr=False, compare=False)
+    _checks: dict[int, tuple[LimitCheck, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        holders: list[Holder] = []
+        if self.key is not None:
+            holders.append(Holder("key", self.key.token))
+            if self.team is not None:
+                holders.append(Holder("team", self.team.team_id))
+            if self.user is not None:
+                holders.append(Holder("user", self.user.user_id))
+        capped = any(record.budget.max_budget is not None for record in self._records())
+        object.__setattr__(self, "holders", tuple(holders))
+        object.__setattr__(self, "capped", capped)
+
+    def limit_checks(self, images: int) -> tuple[LimitCheck, ...]:
+        """The counters a call asking for `images` takes from: each limit of the key, its
+        team and its user. Empty for a caller without limits (the usual case)."""
+        checks = self._checks.get(images)
+        if checks is None:
+            checks = tuple(
+                check
+                for holder, record in zip(self.holders, self._records(), strict=True)
+                for check in _checks_of(holder, record.limits, images)
+            )
+            if len(self._checks) < _CHECKS_KEPT:
+                self._checks[images] = checks
+        return checks
+
+    def _records(self) -> list[KeyRecord | TeamRecord | UserRecord]:
+        """The key's records, in `holders` order (none without a key)."""
+        if self.key is None:
+            return []
+        return [record for record in (self.key, self.team, self.user) if record is not None]
 
     @property
     def is_admin(self) -> bool:
@@ -39,18 +85,6 @@ class Principal:
             return None
         return self.key.key_alias or self.key.key_name
 
-    @property
-    def holders(self) -> tuple[Holder, ...]:
-        """Whose budgets and limits a call by this caller counts against."""
-        if self.key is None:
-            return ()
-        found = [Holder("key", self.key.token)]
-        if self.team is not None:
-            found.append(Holder("team", self.team.team_id))
-        if self.user is not None:
-            found.append(Holder("user", self.user.user_id))
-        return tuple(found)
-
     def may_call(self, model_group: str) -> bool:
         """Whether the key (and its team) lists `model_group`; an empty list allows all.
         `*` patterns match (`openai/*`, `dall-e-*`); `all-proxy-models` is LiteLLM's "all"."""
@@ -59,6 +93,19 @@ class Principal:
         return _allows(self.key.models, model_group) and (
             self.team is None or _allows(self.team.models, model_group)
         )
+
+
+def _checks_of(holder: Holder, limits: Limits, images: int) -> list[LimitCheck]:
+    checks = []
+    if limits.rpm_limit is not None:
+        checks.append(LimitCheck(holder, "requests", limits.rpm_limit, 1))
+    if limits.tpm_limit is not None:
+        checks.append(LimitCheck(holder, "tokens", limits.tpm_limit, 0))
+    if limits.ipm_limit is not None and images:
+        checks.append(LimitCheck(holder, "images", limits.ipm_limit, images))
+    if limits.max_parallel_requests is not None:
+        checks.append(LimitCheck(holder, "parallel", limits.max_parallel_requests, 1))
+    return checks
 
 
 def _allows(models: tuple[str, ...], model_group: str) -> bool:

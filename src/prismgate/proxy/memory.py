@@ -14,7 +14,7 @@ import gc
 import logging
 import sys
 
-__all__ = ["freeze_startup_heap", "tune_allocator"]
+__all__ = ["YOUNG_GENERATION_THRESHOLD", "freeze_startup_heap", "tune_allocator"]
 
 log = logging.getLogger("prismgate.proxy")
 
@@ -41,10 +41,22 @@ def tune_allocator(
     return tuned
 
 
+# Allocations (less deallocations) between two young-generation collections: 10,000, not
+# CPython's 700. A request keeps a few hundred container objects alive while it runs, so
+# at 700 a busy worker collected every few requests and walked the live requests each
+# time (measured in process at c=32: 56 µs of collection per request, 84 µs with keys and
+# spend logging on; at 10,000, under 1 µs). What a request leaves in cycles waits a
+# little longer to be collected: a few MB at most.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
 def freeze_startup_heap() -> None:
     """Move every object alive after startup (config, catalog, stores, modules) out of the
     cyclic collector's reach: they live as long as the process, and full collections
     otherwise walk all of them twice a second under load (measured: 13-18% of a busy
-    worker's time, against under 1% frozen)."""
+    worker's time, against under 1% frozen). Then collect the young generation less
+    often (`YOUNG_GENERATION_THRESHOLD`)."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, older, oldest)

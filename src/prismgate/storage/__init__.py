@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
 from prismgate.storage.breaker import DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisBreaker
@@ -193,9 +193,9 @@ class ImageStore(Protocol):
 HolderKind = Literal["key", "team", "user"]
 
 
-@dataclass(frozen=True, slots=True)
-class Holder:
-    """Whose budget a call spends from: a key (by its token), a team or a user."""
+class Holder(NamedTuple):
+    """Whose budget a call spends from: a key (by its token), a team or a user. A named
+    tuple: holders key the dicts every keyed call looks up, and a tuple hashes in C."""
 
     kind: HolderKind
     id: str
@@ -229,6 +229,11 @@ class LimitCheck:
     kind: LimitKind
     limit: int
     cost: int
+    # The counter's name, (holder, kind): made once, as checks are made once per caller.
+    counter: tuple[Holder, LimitKind] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counter", (self.holder, self.kind))
 
 
 @dataclass(frozen=True, slots=True)

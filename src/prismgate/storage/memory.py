@@ -193,46 +193,47 @@ class MemoryLimitState:
     ) -> LimitAnswer:
         """Take every check's cost for call `call_id`, all or none."""
         now = self._clock()
-        self._sweep(now)
+        if now >= self._next_sweep or len(self._full_at) + len(self._slots) > self._sweep_at:
+            self._sweep(now)
+        full_at = self._full_at
         # Each counter as it stands: a bucket's full-again time, or the slots in use.
         starts: list[float] = []
         refused_slot: int | None = None
         refused_rate: int | None = None
         retry = 0.0
         for i, check in enumerate(checks):
-            counter = (check.holder, check.kind)
             if check.kind == "parallel":
-                slots = self._live_slots(counter, now)
+                slots = self._live_slots(check.counter, now)
                 starts.append(float(len(slots)))
                 if len(slots) + check.cost > check.limit and refused_slot is None:
                     refused_slot = i
                 continue
-            start = max(self._full_at.get(counter, now), now)
+            start = full_at.get(check.counter, now)
+            start = max(start, now)
             starts.append(start)
             wait = bucket_wait(start - now, check)
             if wait is None:  # more than the whole limit: never passes
                 refused_slot = i if refused_slot is None else refused_slot
-            elif wait > 0 and wait > retry:  # the longest wait is when every counter passes
+            elif wait > retry:  # the longest wait is when every counter passes
                 refused_rate, retry = i, wait
         if refused_rate is not None:
             return LimitAnswer(_levels(checks, starts, now), refused_rate, retry)
         if refused_slot is not None:
             return LimitAnswer(_levels(checks, starts, now), refused_slot, None)
         for i, check in enumerate(checks):
-            counter = (check.holder, check.kind)
             if check.kind == "parallel":
-                self._slots.setdefault(counter, {})[call_id] = now + lease
+                self._slots.setdefault(check.counter, {})[call_id] = now + lease
                 starts[i] += 1
             elif check.cost:
                 starts[i] += check.cost * LIMIT_WINDOW / check.limit
-                self._full_at[counter] = starts[i]
+                full_at[check.counter] = starts[i]
         return LimitAnswer(_levels(checks, starts, now))
 
     async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
         """Keep this call's parallel slots another `lease` s (a lapsed slot stays lapsed)."""
         now = self._clock()
         for check in checks:
-            slots = self._slots.get((check.holder, check.kind))
+            slots = self._slots.get(check.counter)
             if check.kind == "parallel" and slots is not None and slots.get(call_id, 0) > now:
                 slots[call_id] = now + lease
 
@@ -240,7 +241,7 @@ class MemoryLimitState:
         """Free this call's parallel slots, add `tokens` to its tokens counters."""
         now = self._clock()
         for check in checks:
-            counter = (check.holder, check.kind)
+            counter = check.counter
             if check.kind == "parallel":
                 self._slots.get(counter, {}).pop(call_id, None)
             elif check.kind == "tokens" and tokens > 0 and check.limit > 0:
@@ -259,8 +260,6 @@ class MemoryLimitState:
         return slots
 
     def _sweep(self, now: float) -> None:
-        if len(self._full_at) + len(self._slots) <= self._sweep_at and now < self._next_sweep:
-            return
         self._next_sweep = now + LIMIT_WINDOW
         self._full_at = {c: full for c, full in self._full_at.items() if full > now}
         self._slots = {c: live for c in list(self._slots) if (live := self._live_slots(c, now))}
