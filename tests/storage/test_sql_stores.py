@@ -44,6 +44,7 @@ from prismgate.storage.sql import (
     upgrade,
 )
 from prismgate.storage.sql.schema import keys, metadata, teams, users
+from prismgate.storage.sql.spend import ROWS_PER_STATEMENT
 from tests.storage.conftest import Databases
 from tests.storage.conftest import SqlBackend as Backend
 
@@ -604,6 +605,22 @@ async def test_spend_rows_are_written_once_and_read_back(sql: Backend) -> None:
     assert [row.request_id for row in rows] == ["r5", "r4", "r3", "r2", "r1", "r0"]
     assert rows[-1] == full
     assert rows[-2].spend == CENTS_4
+
+
+async def test_a_large_batch_goes_in_whole_once(sql: Backend) -> None:
+    # 263 rows: one statement of ROWS_PER_STATEMENT (256), then 4, 2 and 1; each row's
+    # values must land in its own row, whatever statement carried it.
+    log = sql.spend
+    count = ROWS_PER_STATEMENT + 7
+    batch = [
+        spend_row(f"r{i:04}", DAY_1 + i, token=f"k{i}", images=i, metadata={"i": i})
+        for i in range(count)
+    ]
+    await log.write(batch)
+    await log.write(batch[-10:])  # a replay of the tail adds nothing
+    rows = await log.rows(SpendQuery(limit=1000))
+    assert len(rows) == count
+    assert sorted(rows, key=lambda row: row.request_id) == batch
 
 
 async def test_spend_rows_are_filtered_and_paged(sql: Backend) -> None:
