@@ -210,7 +210,7 @@ class _MultiRow:
         return statement
 
     def _numbered(self, offset: int) -> str:
-        if not offset:
+        if not offset or "$" not in self._row:
             return self._row
         return self._NUMBERED.sub(lambda number: f"${int(number[1]) + offset}", self._row)
 
