@@ -41,7 +41,7 @@ def test_upstream_status_maps_to_the_tree(
     assert error.upstream_message == "upstream says no"
     assert error.provider == "openai"
     assert error.message == f"openai returned {status}: upstream says no"
-    body = msgspec.to_builtins(error.body())
+    body = msgspec.to_builtins(error.wire_body())
     assert body == {
         "error": {
             "message": f"openai returned {status}: upstream says no",
@@ -53,7 +53,7 @@ def test_upstream_status_maps_to_the_tree(
 
 
 def test_error_body_always_has_the_four_keys() -> None:
-    encoded = msgspec.json.decode(msgspec.json.encode(errors.BadRequestError("bad").body()))
+    encoded = msgspec.json.decode(msgspec.json.encode(errors.BadRequestError("bad").wire_body()))
     assert set(encoded["error"]) == {"message", "type", "param", "code"}
 
 

@@ -118,7 +118,7 @@ async def test_secrets_from_config_never_reach_an_error(
     async with gateway_for(compatible_emulator) as gateway:
         with pytest.raises(prismgate.APIError) as caught:
             await gateway.image_generation(ImageGenerationRequest(prompt="x", model="sdxl"))
-    assert "sk-config-secret-0001" not in str(caught.value.body())
+    assert "sk-config-secret-0001" not in str(caught.value.wire_body())
 
 
 async def test_bare_names_need_a_provider() -> None:

@@ -44,7 +44,7 @@ def gateway_for(emulator: OpenAIEmulator, *observers: Any) -> Gateway:
                 },
                 {"model_name": "otters", "litellm_params": {"model": "mock/otters"}},
             ],
-            "router_settings": {"num_retries": 2, "retry_after": 0},
+            "router_settings": {"num_retries": 2},
             "general_settings": {"retries": {"base_delay": 0.01, "max_delay": 0.02}},
         },
         environ={},

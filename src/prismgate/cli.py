@@ -1,20 +1,25 @@
 """The `prismgate` command.
 
-prismgate generate "A cute baby sea otter" --model mock/quickstart --out images/
+prismgate serve --config config.yaml
 prismgate check-config config.yaml
+prismgate generate "A cute baby sea otter" --model mock/quickstart --out images/
+prismgate chat --image otter.png "What is in this picture?"
 prismgate --version
+
+A config mistake is exit status 2 with one message naming each problem, never a
+traceback; a port that cannot be had is exit status 3 and one line.
 """
 
 from __future__ import annotations
 
-import base64
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from prismgate._version import __version__
@@ -31,26 +36,76 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     invoke_without_command=True,
+    # Plain help: flags read `--x / --no-x`, never a `<bool>` placeholder.
+    rich_markup_mode=None,
 )
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole for logs and grep
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+# Exit statuses: a config (or command line) mistake; a server that could not start.
+CONFIG_MISTAKE = 2
+CANNOT_START = 3
+
+
+def _config_error(path: Path | None, message: str) -> NoReturn:
+    where = f" in {path}" if path is not None else ""
+    errors.print(f"[red]config error{where}:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(CONFIG_MISTAKE)
 
 
 def _checked_config(path: Path | None) -> Config:
-    """The config at `path`, with every deployment resolved; exit 2 naming the problem."""
+    """The config at `path`, checked as `serve` will use it (every deployment resolved,
+    virtual keys, saved Portkey configs, allowed hosts, the encryption key); exit 2
+    naming the problems."""
     from prismgate.catalog import builtin_catalog
     from prismgate.config import load_config
     from prismgate.errors import ConfigError
+    from prismgate.identity.sealing import sealer_from_config
+    from prismgate.media import HostAllowlist
     from prismgate.routing import DeploymentResolver
+    from prismgate.routing.portkey_config import SavedConfigs
+    from prismgate.routing.virtual_keys import VirtualKeys
 
     try:
         loaded = load_config(path)
         DeploymentResolver(loaded, builtin_catalog(), direct_models=False)
+        VirtualKeys(loaded)
+        SavedConfigs(loaded.portkey_configs)
+        HostAllowlist(loaded.general_settings.media.allowed_hosts)
+        sealer_from_config(loaded)
     except ConfigError as error:
-        errors.print(f"[red]config error:[/] {error}")
-        raise typer.Exit(2) from None
+        _config_error(path, str(error))
+    return loaded
+
+
+def _serves_something(config: Config) -> bool:
+    """Whether callers can reach any model: a model group, a virtual key, a saved Portkey
+    config, or their own provider keys."""
+    return bool(
+        config.model_list
+        or config.virtual_keys
+        or config.portkey_configs
+        or config.general_settings.allow_client_provider_keys
+    )
+
+
+def _checked_serving_config(path: Path | None) -> Config:
+    """`_checked_config`, for a gateway that must serve something."""
+    if path is None:
+        errors.print(
+            "[red]no config:[/] prismgate serve needs --config FILE, a LiteLLM-style "
+            "config.yaml with a model_list (examples/quickstart.yaml serves the built-in "
+            "mock/ models)",
+            highlight=False,
+        )
+        raise typer.Exit(CONFIG_MISTAKE)
+    loaded = _checked_config(path)
+    if not _serves_something(loaded):
+        _config_error(
+            path,
+            "it serves no models: add model_list entries (model_name, and "
+            "litellm_params.model such as mock/dall-e-3 or openai/gpt-image-1)",
+        )
     return loaded
 
 
@@ -61,10 +116,11 @@ def _version(value: bool) -> None:
 
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="A LiteLLM-style config.yaml.")
+    Path | None,
+    typer.Option("--config", "-c", metavar="FILE", help="A LiteLLM-style config.yaml."),
 ]
 HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
-PortOption = Annotated[int, typer.Option(help="Port to listen on.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on (0: any free port).")]
 WorkersOption = Annotated[
     int, typer.Option("--workers", "--num_workers", min=1, help="Worker processes.")
 ]
@@ -112,40 +168,69 @@ def serve(
     import os
 
     from prismgate.config import CONFIG_PATH_VARIABLE
-    from prismgate.proxy import server
 
-    loaded = _checked_config(config)  # fail here, naming the path, not in each worker
+    # Every check here, once, before any worker starts: a worker never meets a mistake.
+    loaded = _checked_serving_config(config)
+    assert config is not None
     master_key = loaded.general_settings.master_key
     if master_key is None and not insecure and not _is_loopback(host):
         errors.print(
             f"[red]refusing to listen on {host} without a master key:[/] set "
             "general_settings.master_key, or pass --insecure"
         )
-        raise typer.Exit(2)
-    groups = list(dict.fromkeys(entry.model_name for entry in loaded.model_list))
+        raise typer.Exit(CONFIG_MISTAKE)
+    _check_database(config, loaded)
+    from prismgate.proxy import server  # the server's imports, once the config is known good
+
+    try:
+        sock = server.bind(host, port)
+    except server.PortUnavailable as error:
+        errors.print(f"[red]{escape(str(error))}[/]", highlight=False)
+        raise typer.Exit(CANNOT_START) from None
+    if loaded.unused_settings:
+        errors.print(
+            "[yellow]warning:[/] ignoring LiteLLM settings prismgate does not act on "
+            f"(general_settings.allow_unused_litellm_settings): "
+            f"{escape(', '.join(loaded.unused_settings))}",
+            highlight=False,
+        )
     settings = loaded.general_settings.server
     file_limit = server.raise_file_limit()  # workers inherit it
     guard = server.ConnectionGuard(settings, file_limit)
-    console.print(
-        f"prismgate {__version__} listening on http://{host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}); "
-        f"auth: {'master key' if master_key else 'none'}"
-    )
-    console.print(f"serving {len(groups)} model groups: {', '.join(groups) or '(none)'}")
-    console.print(
-        f"clients: headers within {settings.header_timeout_seconds:g} s, body within "
-        f"{settings.body_timeout_seconds:g} s (+1 s per {settings.body_min_bytes_per_second} B), "
-        f"idle {settings.keep_alive_timeout_seconds:g} s; at most {guard.max_connections} "
-        f"connections per worker (open-file limit {file_limit})"
-    )
-    if config is not None:
-        os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
+    bound_port = sock.getsockname()[1]
+    address = f"[{host}]" if ":" in host else host
+
+    def announce() -> None:
+        groups = list(dict.fromkeys(entry.model_name for entry in loaded.model_list))
+        console.print(
+            f"prismgate {__version__} listening on http://{address}:{bound_port} "
+            f"({workers} worker{'s' if workers > 1 else ''}); "
+            f"auth: {'master key' if master_key else 'none'}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(
+            f"serving {len(groups)} model groups: {', '.join(groups) or '(none)'}",
+            soft_wrap=True,
+        )
+        console.print(
+            f"clients: headers within {settings.header_timeout_seconds:g} s, body within "
+            f"{settings.body_timeout_seconds:g} s (+1 s per "
+            f"{settings.body_min_bytes_per_second} B), idle "
+            f"{settings.keep_alive_timeout_seconds:g} s; at most {guard.max_connections} "
+            f"connections per worker (open-file limit {file_limit})",
+            soft_wrap=True,
+        )
+
+    os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
     server.run(
         "prismgate.proxy.app:create_app_from_environment",
         guard=guard,
+        sock=sock,
+        on_ready=announce,
         factory=True,
         host=host,
-        port=port,
+        port=bound_port,
         workers=workers,
         loop="uvloop",
         access_log=False,
@@ -157,6 +242,21 @@ def serve(
     )
 
 
+def _check_database(path: Path, config: Config) -> None:
+    """The database `serve` will open, named as it will be (a URL it cannot use is a
+    config mistake, said here rather than by a worker's failed startup)."""
+    from prismgate.errors import ConfigError
+    from prismgate.storage.sql import database_url
+
+    general = config.general_settings
+    try:
+        database_url(general.database_url, general.data_dir)
+    except ConfigError as error:
+        _config_error(path, str(error))
+    except OSError as error:
+        _config_error(path, f"general_settings.data_dir: cannot use {general.data_dir}: {error}")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -166,71 +266,300 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+ModelOption = Annotated[str, typer.Option(help="provider/model, or a model group of --config.")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        metavar="KEY=VALUE",
+        help="Any other request parameter (repeatable); VALUE is read as JSON when it is "
+        'JSON (steps=30, extra={"a": 1}), else as text.',
+    ),
+]
+CallConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", metavar="FILE", help="A LiteLLM-style config.yaml (its model groups)."
+    ),
+]
+
+
 @app.command()
 def generate(
+    ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="What to draw.")],
-    model: Annotated[str, typer.Option(help="provider/model, or a model group.")] = (
-        "mock/quickstart"
-    ),
+    model: ModelOption = "mock/quickstart",
     n: Annotated[int, typer.Option(help="How many images.")] = 1,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT, or auto.")] = None,
-    quality: Annotated[str | None, typer.Option()] = None,
-    config: Annotated[Path | None, typer.Option(help="A LiteLLM-style config.yaml.")] = None,
+    quality: Annotated[
+        str | None, typer.Option(help="standard, hd, low, medium, high or auto (per model).")
+    ] = None,
+    style: Annotated[str | None, typer.Option(help="vivid or natural (DALL·E 3).")] = None,
+    response_format: Annotated[
+        str | None,
+        typer.Option(help="b64_json (default) or url: how the images come back; both are saved."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed, for models that take one.")] = None,
+    negative_prompt: Annotated[
+        str | None, typer.Option(help="What the image must not show (models that take one).")
+    ] = None,
+    param: ParamOption = None,
+    config: CallConfigOption = None,
     out: Annotated[Path, typer.Option(help="Folder to write the images to.")] = Path("images"),
+    inline: Annotated[
+        bool | None,
+        typer.Option(
+            "--inline/--no-inline",
+            help="Show the images in the terminal (kitty or iTerm2 image protocol). "
+            "Default: on when the terminal is known to show images.",
+        ),
+    ] = None,
 ) -> None:
-    """Generate images and write them to files (mock/ models need no key or network)."""
-    import asyncio
-
-    from prismgate.config import load_config
-    from prismgate.errors import ConfigError, PrismgateError
+    """Generate images and write each to a file, with a JSON sidecar saying how it was
+    made (mock/ models need no key or network)."""
+    from prismgate.cli_images import (
+        CallRecorder,
+        ParamError,
+        image_bytes,
+        save_images,
+        sdk_keywords,
+    )
     from prismgate.gateway import Gateway
-    from prismgate.media import sniff_image_type
     from prismgate.sdk import aimage_generation
 
+    chosen = {
+        "n": n,
+        "size": size,
+        "quality": quality,
+        "style": style,
+        "response_format": response_format,
+        "seed": seed,
+        "negative_prompt": negative_prompt,
+    }
+    # The call made below, as its signature reads it: what a --param must not give again.
+    taken = _taken(ctx, aimage_generation, prompt, model=model, gateway=None, **chosen)
+    try:
+        extra = sdk_keywords(aimage_generation, param or (), taken=taken)
+    except ParamError as error:
+        _command_line_error(error)
+    params = {**{k: v for k, v in chosen.items() if v is not None}, **extra}
+    loaded = _checked_config(config) if config is not None else _default_config()
+    recorder = CallRecorder()
+
     async def run() -> None:
-        async with Gateway(load_config(config)) as gateway:
-            response = await aimage_generation(
-                prompt, model=model, n=n, size=size, quality=quality,
-                response_format="b64_json", gateway=gateway,
-            )  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
+        async with Gateway(loaded, observers=[recorder]) as gateway:
+            with _progress(f"generating {n} image{'s' if n > 1 else ''} with {model}"):
+                response = await aimage_generation(prompt, model=model, gateway=gateway, **params)
+            images = await image_bytes(response)
+        saved = save_images(
+            response,
+            images,
+            out=out,
+            call={"prompt": prompt, "model": model, "params": params},
+            report=recorder.last,
+        )
         table = Table("file", "bytes", "revised prompt")
-        for index, item in enumerate(response.data):
-            data = base64.b64decode(item.b64_json or "")
-            extension = _EXTENSIONS.get(sniff_image_type(data[:16]) or "", "bin")
-            path = out / f"image-{response.created}-{index}.{extension}"
-            path.write_bytes(data)
-            table.add_row(str(path), str(len(data)), item.revised_prompt or "")
+        for image in saved:
+            table.add_row(str(image.path), str(len(image.data)), image.revised_prompt or "")
         console.print(table)
-        meta = response._hidden_params
+        _show_inline(saved, inline)
+        meta, report = response._hidden_params, recorder.last
         if meta is not None:
             cost = "unknown" if meta.response_cost is None else f"${meta.response_cost:.4f}"
-            console.print(f"served by {meta.provider}/{meta.model}, cost {cost}")
+            took = f" in {report.latency:.2f} s" if report else ""
+            console.print(f"served by {meta.provider}/{meta.model}, cost {cost}{took}")
+
+    _run_call(run)
+
+
+def _taken(
+    ctx: typer.Context, function: Callable[..., Any], *args: Any, **keywords: Any
+) -> dict[str, str]:
+    """What the call `function(*args, **keywords)` fills (read from its signature), each
+    with what to type instead of a `--param` for it: this command's option or argument
+    of that name, else nothing (the command sets it)."""
+    from prismgate.cli_images import bound_names
+
+    given = {param.name: param for param in ctx.command.params}
+    taken = {}
+    for name in bound_names(function, *args, **keywords):
+        source = given.get(name)
+        if source is None:
+            taken[name] = f"prismgate {ctx.command.name} sets it itself"
+        elif source.param_type_name == "argument":
+            taken[name] = f"it is the {name.upper()} argument"
+        else:
+            taken[name] = f"use {source.opts[0]} instead"
+    return taken
+
+
+def _command_line_error(error: Exception) -> NoReturn:
+    errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+    raise typer.Exit(CONFIG_MISTAKE) from None
+
+
+def _default_config() -> Config:
+    from prismgate.config import load_config
+
+    return load_config()
+
+
+def _progress(what: str) -> Any:
+    """A spinner with the time spent, on stderr, while the call runs (shown only on a
+    terminal; gone when the call ends)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        # Elsewhere (a pipe, a log) it would leave an empty line before the result.
+        disable=not errors.is_terminal,
+    )
+    progress.add_task(escape(what), total=None)
+    return progress
+
+
+def _show_inline(saved: list[Any], inline: bool | None) -> None:
+    """The images in the terminal, when asked (--inline) or when it is known to show them."""
+    import sys
+
+    from prismgate.config import terminal_hints
+    from prismgate.terminal_images import detect_protocol, inline_image
+
+    detected = detect_protocol(terminal_hints())
+    if inline is None:
+        inline = detected is not None and sys.stdout.isatty()
+    if not inline:
+        return
+    for image in saved:
+        sys.stdout.write(inline_image(image.data, detected or "iterm", name=image.path.name))
+    sys.stdout.flush()
+
+
+def _run_call(run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run one SDK call: a config mistake is exit 2, a refused or failed call (or an
+    answer that holds no usable image) exit 1, each one line on stderr."""
+    import asyncio
+
+    from prismgate.cli_images import AnswerError
+    from prismgate.errors import ConfigError, PrismgateError
 
     try:
         asyncio.run(run())
     except ConfigError as error:
-        errors.print(f"[red]config error:[/] {error}")
-        raise typer.Exit(2) from None
+        _config_error(None, str(error))
     except PrismgateError as error:
-        errors.print(f"[red]{type(error).__name__}[/] ({error.status_code}): {error.message}")
+        errors.print(
+            f"[red]{type(error).__name__}[/] ({error.status_code}): {escape(error.message)}",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
+    except (AnswerError, OSError) as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="What to ask.")],
+    image: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--image",
+            "-i",
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="An image file to ask about (repeatable); sent as a data URL.",
+        ),
+    ] = None,
+    model: ModelOption = "mock/llava",
+    detail: Annotated[
+        str | None, typer.Option(help="low, high or auto: how closely the model looks.")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Longest answer, in tokens.")] = None,
+    param: ParamOption = None,
+    config: CallConfigOption = None,
+) -> None:
+    """Ask a vision model about images: the answer on stdout, who served it on stderr."""
+    from prismgate.cli_images import CallRecorder, ParamError, image_data_url, sdk_keywords
+    from prismgate.gateway import Gateway
+    from prismgate.sdk import acompletion
+
+    # The call made below, as its signature reads it: what a --param must not give again;
+    # nor `stream`, whose answer is not one to print.
+    taken = _taken(ctx, acompletion, model, [], max_tokens=max_tokens, gateway=None)
+    taken["messages"] = "they are the QUESTION argument and the --image files"
+    taken["stream"] = "chat prints the whole answer; it does not stream"
+    try:
+        extra = sdk_keywords(acompletion, param or (), taken=taken)
+        urls = [image_data_url(path) for path in image or ()]
+    except ParamError as error:
+        _command_line_error(error)
+    parts: list[dict[str, Any]] = [{"type": "text", "text": question}]
+    for url in urls:
+        picture: dict[str, Any] = {"url": url}
+        if detail is not None:
+            picture["detail"] = detail
+        parts.append({"type": "image_url", "image_url": picture})
+    loaded = _checked_config(config) if config is not None else _default_config()
+    recorder = CallRecorder()
+
+    async def run() -> None:
+        async with Gateway(loaded, observers=[recorder]) as gateway:
+            with _progress(f"asking {model}"):
+                answer: Any = await acompletion(
+                    model,
+                    [{"role": "user", "content": parts}],
+                    max_tokens=max_tokens,
+                    gateway=gateway,
+                    **extra,
+                )
+        console.print(answer.choices[0].message.content or "", soft_wrap=True, markup=False)
+        meta, report = answer._hidden_params, recorder.last
+        if meta is not None:
+            cost = "unknown" if meta.response_cost is None else f"${meta.response_cost:.4f}"
+            took = f" in {report.latency:.2f} s" if report else ""
+            errors.print(
+                f"served by {meta.provider}/{meta.model}, cost {cost}{took}", highlight=False
+            )
+
+    _run_call(run)
 
 
 @app.command("check-config")
 def check_config(path: Annotated[Path, typer.Argument(help="The config.yaml to check.")]) -> None:
-    """Validate a config file and list the model groups it serves."""
+    """Validate a config file as `serve` would, and list the model groups it serves."""
     loaded = _checked_config(path)
+    if not _serves_something(loaded):
+        _config_error(path, "it serves no models: add model_list entries")
     table = Table("model group", "deployment", "api_base")
     for entry in loaded.model_list:
         params = entry.litellm_params
         table.add_row(entry.model_name, params.model, params.api_base or "(provider default)")
     console.print(table)
+    if loaded.unused_settings:
+        console.print(
+            "ignored (general_settings.allow_unused_litellm_settings): "
+            + ", ".join(loaded.unused_settings),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
     console.print(f"{path}: valid, {len(loaded.model_list)} deployments", soft_wrap=True)
 
 
-db_app = typer.Typer(help="The gateway's database (keys, teams, users, spend).")
-keys_app = typer.Typer(help="Gateway keys, over the same code as the /key/* routes.")
+db_app = typer.Typer(
+    help="The gateway's database (keys, teams, users, spend).", rich_markup_mode=None
+)
+keys_app = typer.Typer(
+    help="Gateway keys, over the same code as the /key/* routes.", rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 

@@ -5,23 +5,30 @@ the environment; `os.environ/NAME` references resolve against it at load time, a
 providers read default credentials (`OPENAI_API_KEY`, ...) from `Config.environ`, never
 from `os.environ`.
 
-Errors name the exact path (`model_list[2].litellm_params.api_base`). Unknown keys are
-logged as warnings and ignored, except in `litellm_params`, where LiteLLM sends them to
-the provider as request parameters, and so do we.
+Errors name the exact path (`model_list[2].litellm_params.api_base`). A config mistake is
+always an error, never ignored: a key that is not a setting (with a "did you mean" when
+one is close), a LiteLLM setting prismgate does not act on (unless the operator allows
+them: `general_settings.allow_unused_litellm_settings`), a wrong type, an unknown routing
+strategy, a fallback or alias naming no model group. `config_keys.py` says which keys are
+which. Unknown keys of `litellm_params` are the exception LiteLLM made: they are request
+parameters, sent to the provider. An error never shows the value of a setting that may
+hold a secret, only its path and type.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
-from prismgate.catalog import ModelInfo
+from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
+from prismgate.config_keys import ALLOW_UNUSED, LITELLM_ONLY, check_keys, closest, refusal
 from prismgate.errors import ConfigError
 from prismgate.types.validation import plain_validation_error
 
@@ -33,9 +40,12 @@ __all__ = [
     "LiteLLMSettings",
     "ModelEntry",
     "RouterSettings",
+    "check_aliases",
+    "check_fallbacks",
     "config_path_from_environment",
     "load_config",
     "sorted_params",
+    "terminal_hints",
 ]
 
 log = logging.getLogger("prismgate.config")
@@ -50,8 +60,25 @@ def config_path_from_environment() -> str | None:
     return os.environ.get(CONFIG_PATH_VARIABLE) or None
 
 
+# What tells a terminal that shows images apart (kitty's and iTerm2's image protocols),
+# and tmux, which runs inside one and passes neither protocol through.
+_TERMINAL_VARIABLES = ("TERM", "TERM_PROGRAM", "KITTY_WINDOW_ID", "LC_TERMINAL", "TMUX")
+
+
+def terminal_hints() -> dict[str, str]:
+    """The environment variables that say which terminal `prismgate` runs in."""
+    return {name: os.environ[name] for name in _TERMINAL_VARIABLES if name in os.environ}
+
+
 class _Section(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=False):
     pass
+
+
+_Positive = msgspec.Meta(gt=0)
+_NotNegative = msgspec.Meta(ge=0)
+Seconds = Annotated[float, _Positive]
+Count = Annotated[int, _NotNegative]
+Price = Annotated[float, _NotNegative]
 
 
 class LiteLLMParams(_Section, frozen=True):
@@ -61,19 +88,27 @@ class LiteLLMParams(_Section, frozen=True):
     api_key: str | None = None
     api_base: str | None = None
     api_version: str | None = None
-    timeout: float | None = None
+    timeout: Seconds | None = None
     # Seconds to wait for the connection alone (the rest of `timeout` is for the answer).
-    connect_timeout: float | None = None
-    stream_timeout: float | None = None
-    max_retries: int | None = None
+    connect_timeout: Seconds | None = None
+    # LiteLLM's timeout for streamed calls. Accepted, not acted on: `timeout` bounds a
+    # streamed call too (said when the config loads). Like every field here, only the
+    # operator may set it (prismgate.authority).
+    stream_timeout: Seconds | None = None
+    # LiteLLM's prices for this deployment, in USD: folded into its `model_info` when the
+    # config loads (`input_cost_per_token`, `output_cost_per_token`, and
+    # `image.pricing.per_image` for every quality and size), so costs and budgets use them.
+    input_cost_per_token: Price | None = None
+    output_cost_per_token: Price | None = None
+    output_cost_per_image: Price | None = None
     # prismgate: an image generation that may have reached this deployment before a
     # timeout or a broken connection may be sent again (it does not bill twice).
     safe_to_retry: bool = False
     custom_llm_provider: str | None = None
     drop_params: bool | None = None
-    rpm: int | None = None
-    tpm: int | None = None
-    weight: float | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
+    weight: Annotated[float, _NotNegative] | None = None
     # The keys a provider declares as its settings (organization, cloud credentials,
     # regions, projects, under LiteLLM's names): how the provider is reached.
     settings: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -157,9 +192,6 @@ class RetrySettingsSection(_Section, frozen=True):
     budget_floor: int = 10
 
 
-_Positive = msgspec.Meta(gt=0)
-
-
 class ServerSettings(_Section, frozen=True):
     """`general_settings.server`: how long `prismgate serve` waits for a client, and how
     many connections each worker keeps (prismgate's addition)."""
@@ -182,13 +214,16 @@ class GeneralSettings(_Section, frozen=True):
     """`general_settings`: LiteLLM's keys, and prismgate's own additions."""
 
     master_key: str | None = None
-    max_request_size_mb: float = 32
+    max_request_size_mb: Annotated[float, _Positive] = 32
     allow_client_provider_keys: bool = False
+    # LiteLLM settings prismgate does not act on are refused unless this is set; then
+    # they are ignored, and `prismgate serve` says which when it starts.
+    allow_unused_litellm_settings: bool = False
     default_image_model: str = "gpt-image-1"
     media: MediaSettings = msgspec.field(default_factory=MediaSettings)
     retries: RetrySettingsSection = msgspec.field(default_factory=RetrySettingsSection)
     # Seconds to wait for a provider connection, unless a deployment says otherwise.
-    connect_timeout: float = 10.0
+    connect_timeout: Seconds = 10.0
     # Keys in the shared Redis start with this (several gateways may share one Redis).
     redis_prefix: str = "prismgate:"
     # Seconds a Redis operation may take; past it, routing state and the cache are kept in
@@ -219,11 +254,10 @@ class RouterSettings(_Section, frozen=True):
     """`router_settings`: how model groups route, retry and fall back."""
 
     routing_strategy: str = "simple-shuffle"
-    num_retries: int | None = None
-    timeout: float | None = None
-    allowed_fails: int | None = None
-    cooldown_time: float | None = None
-    retry_after: float | None = None
+    num_retries: Count | None = None
+    timeout: Seconds | None = None
+    allowed_fails: Count | None = None
+    cooldown_time: Annotated[float, _NotNegative] | None = None
     fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
     content_policy_fallbacks: list[dict[str, list[str]]] = msgspec.field(default_factory=list)
     default_fallbacks: list[str] = msgspec.field(default_factory=list)
@@ -238,11 +272,12 @@ class LiteLLMSettings(_Section, frozen=True):
     """`litellm_settings`: defaults for every call."""
 
     drop_params: bool = False
-    num_retries: int | None = None
-    request_timeout: float | None = None
+    num_retries: Count | None = None
+    request_timeout: Seconds | None = None
     cache: bool = False
+    # Checked key by key at load (config_keys.py): type, ttl, supported_call_types, and
+    # the Redis of `type: redis` (host, port, password, url).
     cache_params: dict[str, Any] = msgspec.field(default_factory=dict)
-    set_verbose: bool = False
 
 
 class Config(_Section, frozen=True):
@@ -258,6 +293,9 @@ class Config(_Section, frozen=True):
     environment_variables: dict[str, str] = msgspec.field(default_factory=dict)
     # The environment snapshot taken at load time (not read from the file).
     environ: dict[str, str] = msgspec.field(default_factory=dict)
+    # The LiteLLM settings the file holds that prismgate ignores, by path (not read from
+    # the file; set when `general_settings.allow_unused_litellm_settings` let them pass).
+    unused_settings: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         # The environment and the keys hold secrets: a repr shows their shape only.
@@ -268,11 +306,18 @@ class Config(_Section, frozen=True):
 def check_api_base(url: str) -> None:
     """An endpoint must not carry credentials (`user:pass@host`): they would reach logs,
     /model/info and every error that names the URL. Credentials go in `api_key`."""
+    # The reasons name what is wrong, never the text: a mangled URL may hold a key.
     try:
         parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("api_base is not a valid URL") from None
+    try:
         parts.port  # noqa: B018 -- reading it raises when the port is not a number
-    except ValueError as exc:
-        raise ValueError(f"api_base is not a valid URL ({exc})") from None
+    except ValueError:
+        raise ValueError(
+            "api_base is not a valid URL (what follows the host's ':' is not a port "
+            "from 0 to 65535)"
+        ) from None
     if "@" in parts.netloc:
         raise ValueError(
             "api_base must not carry credentials (user:password@); put the key in api_key"
@@ -287,25 +332,219 @@ def load_config(
     """Load and validate a config from a YAML file, a mapping, or nothing (defaults).
 
     `environ` defaults to a snapshot of `os.environ`. Raises ConfigError naming the exact
-    path of the first problem.
+    path of each problem: every key that is not a setting at once, else the first wrong
+    value.
     """
     snapshot = dict(os.environ if environ is None else environ)
     raw: Any = _read(source)
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping at the top level")
-    snapshot.update({str(k): str(v) for k, v in (raw.get("environment_variables") or {}).items()})
+    # A section left empty (every line of it commented out) is a section of defaults.
+    raw = {k: v for k, v in raw.items() if not (v is None and k in _SECTIONS_WITH_DEFAULTS)}
+    snapshot.update(_environment_variables(raw.get("environment_variables")))
     raw = _resolve_env(raw, snapshot, path="")
-    raw.pop("environ", None)
+    unused = _check_keys(raw)
     _gather_provider_params(raw)
-    for path in _unknown_keys(raw, Config, ""):
-        log.warning("config: unknown key %s is ignored", path)
     try:
         config = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
         where, detail = plain_validation_error(exc)
         raise ConfigError(f"{where or '(top level)'}: {detail}") from None
+    _check_routing(config)
     _check_backends(config)
-    return msgspec.structs.replace(config, environ=snapshot)
+    model_list = [_priced(entry, f"model_list[{i}]") for i, entry in enumerate(config.model_list)]
+    _say_stream_timeouts(model_list)
+    return msgspec.structs.replace(
+        config, model_list=model_list, environ=snapshot, unused_settings=unused
+    )
+
+
+_SECTIONS_WITH_DEFAULTS = frozenset(
+    name for name in Config.__struct_fields__ if name not in ("environ", "unused_settings")
+)
+
+
+def _environment_variables(section: Any) -> dict[str, str]:
+    """`environment_variables:`, names to plain values (a wrong shape is a ConfigError)."""
+    if section is None:
+        return {}
+    # The values are API keys: an error names their type, never them.
+    if not isinstance(section, dict):
+        raise ConfigError(
+            "environment_variables: Expected a mapping of names to values, got "
+            f"{_type_name(section)}"
+        )
+    for name, value in section.items():
+        if isinstance(value, dict | list) or value is None:
+            raise ConfigError(
+                f"environment_variables.{name}: Expected a string, got {_type_name(value)}"
+            )
+    return {str(k): str(v) for k, v in section.items()}
+
+
+def _type_name(value: Any) -> str:
+    """A YAML value's type, as msgspec's errors name it (`object`, `array`, `null`)."""
+    if value is None:
+        return "null"
+    names = {dict: "object", list: "array", str: "str", bool: "bool", int: "int", float: "float"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _check_keys(raw: dict[str, Any]) -> tuple[str, ...]:
+    """Every key of the file checked (config_keys.py): a ConfigError naming each mistake,
+    and the LiteLLM settings prismgate does not act on unless the operator allows them.
+    Those allowed are taken out of `litellm_params` (never sent to a provider); their
+    paths are returned."""
+    from prismgate.types import ImageEditRequest, ImageGenerationRequest
+    from prismgate.types.chat import ChatCompletionRequest
+
+    report = check_keys(
+        raw,
+        Config,
+        sections={
+            Config: "",
+            GeneralSettings: "general_settings",
+            RouterSettings: "router_settings",
+            LiteLLMSettings: "litellm_settings",
+            ModelInfo: "model_info",
+        },
+        params_type=LiteLLMParams,
+        request_params=(
+            *ImageGenerationRequest.__struct_fields__,
+            *ImageEditRequest.__struct_fields__,
+            *ChatCompletionRequest.__struct_fields__,
+        ),
+    )
+    general = raw.get("general_settings")
+    allowed = isinstance(general, dict) and general.get(ALLOW_UNUSED) is True
+    problems = list(report.mistakes)
+    if report.unused and not allowed:
+        problems.append(refusal(report.unused))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems))
+    for entry in raw.get("model_list") or ():
+        params = entry.get("litellm_params") if isinstance(entry, dict) else None
+        if isinstance(params, dict):
+            for key in LITELLM_ONLY["litellm_params"] & params.keys():
+                del params[key]
+    return tuple(report.unused)
+
+
+def _priced(entry: ModelEntry, where: str) -> ModelEntry:
+    """`entry` with the prices its `litellm_params` give (LiteLLM's names) in its
+    `model_info`, where costs and budgets read them. A price given in both, differently,
+    is a ConfigError."""
+    params = entry.litellm_params
+    info = entry.model_info or ModelInfo()
+    image = info.image or ImageCapabilities()
+    pricing = image.pricing or ImagePricing()
+    per_image = params.output_cost_per_image
+    given = {
+        "input_cost_per_token": (params.input_cost_per_token, info.input_cost_per_token),
+        "output_cost_per_token": (params.output_cost_per_token, info.output_cost_per_token),
+        "output_cost_per_image": (
+            None if per_image is None else {"*": {"*": per_image}},
+            pricing.per_image,
+        ),
+    }
+    for name, (price, already) in given.items():
+        if price is not None and already is not None and price != already:
+            home = "image.pricing.per_image" if name == "output_cost_per_image" else name
+            raise ConfigError(
+                f"{where}.litellm_params.{name}: {where}.model_info.{home} gives another "
+                "price; give it in one place"
+            )
+    if all(price is None for price, _ in given.values()):
+        return entry
+    if per_image is not None:
+        pricing = msgspec.structs.replace(pricing, per_image={"*": {"*": per_image}})
+        info = msgspec.structs.replace(info, image=msgspec.structs.replace(image, pricing=pricing))
+    info = msgspec.structs.replace(
+        info,
+        input_cost_per_token=_first(params.input_cost_per_token, info.input_cost_per_token),
+        output_cost_per_token=_first(params.output_cost_per_token, info.output_cost_per_token),
+    )
+    return msgspec.structs.replace(entry, model_info=info)
+
+
+def _first(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _say_stream_timeouts(model_list: list[ModelEntry]) -> None:
+    """A warning for each `stream_timeout`: accepted (LiteLLM's), not acted on."""
+    for index, entry in enumerate(model_list):
+        if entry.litellm_params.stream_timeout is not None:
+            log.warning(
+                "config: model_list[%d].litellm_params.stream_timeout is not acted on: "
+                "prismgate bounds a streamed call by timeout, as any other",
+                index,
+            )
+
+
+# LiteLLM's strategies that prismgate does not have: named as such, not "corrected".
+_LITELLM_ONLY_STRATEGIES = frozenset({"cost-based-routing"})
+
+
+def _check_routing(config: Config) -> None:
+    """The routing strategy is one prismgate has, and every alias and fallback names a
+    model group."""
+    from prismgate.routing.strategies import STRATEGIES
+
+    router = config.router_settings
+    strategy = router.routing_strategy
+    if strategy not in STRATEGIES:
+        near = None if strategy in _LITELLM_ONLY_STRATEGIES else closest(strategy, STRATEGIES)
+        hint = f"did you mean {near!r}? " if near else ""
+        raise ConfigError(
+            f"router_settings.routing_strategy: unknown strategy {strategy!r}; "
+            f"{hint}prismgate has {', '.join(STRATEGIES)}"
+        )
+    groups = {entry.model_name for entry in config.model_list}
+    check_aliases(groups, router.model_group_alias)
+    tables: dict[str, Mapping[str, Sequence[str]]] = {
+        f"{kind}[{index}]": entry
+        for kind in ("fallbacks", "content_policy_fallbacks")
+        for index, entry in enumerate(getattr(router, kind))
+    }
+    tables["default_fallbacks"] = {"": router.default_fallbacks}
+    check_fallbacks(groups, tables)
+
+
+def check_aliases(groups: Collection[str], aliases: Mapping[str, str | GroupAlias]) -> None:
+    """A ConfigError naming the first `model_group_alias` whose target is not one of
+    `groups` (the model_list's model names), with the group it most likely meant."""
+    for alias, target in aliases.items():
+        group = target if isinstance(target, str) else target.model
+        if group not in groups:
+            raise ConfigError(
+                f"router_settings.model_group_alias.{alias}: {group!r} is not a model_name "
+                f"in model_list{_did_you_mean(group, groups)}"
+            )
+
+
+def check_fallbacks(
+    groups: Collection[str], tables: Mapping[str, Mapping[str, Sequence[str]]]
+) -> None:
+    """A ConfigError naming the first fallback, source or target, that is not one of
+    `groups`, with the group it most likely meant. `tables` are keyed by where the config
+    holds them (`fallbacks[0]`, `default_fallbacks`); each maps a group to its fallbacks
+    (`""` to `default_fallbacks`, which have no source group)."""
+    for where, table in tables.items():
+        for source, targets in table.items():
+            for name in (source, *targets):
+                if name and name not in groups:
+                    raise ConfigError(
+                        f"router_settings.{where}: {name!r} is not a model_name in "
+                        f"model_list{_did_you_mean(name, groups)}"
+                    )
+
+
+def _did_you_mean(name: str, groups: Collection[str]) -> str:
+    near = closest(name, groups)
+    return f"; did you mean {near!r}?" if near else ""
 
 
 # The backends each store setting has code behind; anything else fails at load time,
@@ -341,12 +580,50 @@ def _read(source: str | os.PathLike[str] | Mapping[str, Any] | None) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: it is not UTF-8 text (byte {exc.start})"
+        ) from None
     try:
-        return yaml.safe_load(text) or {}
+        loaded = yaml.load(text, Loader=_yaml_loader()) or {}  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ConfigError(f"{path} is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{path}: the config must be a mapping at the top level (model_list:, "
+            f"general_settings:, ...), not a {type(loaded).__name__}"
+        )
+    return loaded
+
+
+@functools.cache
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader (libyaml's when present) that refuses a key written twice in
+    one mapping: safe_load keeps the last silently, so half a section would vanish."""
+    import yaml
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    merge = "tag:yaml.org,2002:merge"
+
+    def mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == merge:
+                continue
+            if (key.tag, key.value) in seen:
+                first = seen[key.tag, key.value]
+                raise yaml.constructor.ConstructorError(
+                    problem=f"{key.value!r} is written twice (first at line {first})",
+                    problem_mark=key.start_mark,
+                )
+            seen[key.tag, key.value] = key.start_mark.line + 1
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    loader: Any = type("_UniqueKeyLoader", (base,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return loader
 
 
 def _resolve_env(node: Any, environ: Mapping[str, str], path: str) -> Any:
@@ -400,30 +677,3 @@ def sorted_params(params: Mapping[str, Any], where: str) -> dict[str, Any]:
     if extra:
         out["provider_params"] = extra
     return out
-
-
-def _unknown_keys(node: Any, kind: Any, path: str) -> list[str]:
-    """Paths of mapping keys that `kind` does not declare, found by walking its types."""
-    info = msgspec.inspect.type_info(kind)
-    return _walk(node, info, path)
-
-
-def _walk(node: Any, info: msgspec.inspect.Type, path: str) -> list[str]:
-    if isinstance(info, msgspec.inspect.UnionType):
-        found: list[str] = []
-        for option in info.types:
-            if isinstance(option, msgspec.inspect.StructType | msgspec.inspect.ListType):
-                found += _walk(node, option, path)
-        return found
-    if isinstance(info, msgspec.inspect.StructType) and isinstance(node, dict):
-        fields = {f.encode_name: f.type for f in info.fields}
-        unknown = [f"{path}.{k}".lstrip(".") for k in node if k not in fields]
-        for key, value in node.items():
-            if key in fields:
-                unknown += _walk(value, fields[key], f"{path}.{key}")
-        return unknown
-    if isinstance(info, msgspec.inspect.ListType) and isinstance(node, list):
-        return [
-            p for i, item in enumerate(node) for p in _walk(item, info.item_type, f"{path}[{i}]")
-        ]
-    return []

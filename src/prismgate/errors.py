@@ -28,7 +28,12 @@ provider sent them (secrets redacted), and `retry_after` when the provider gave 
 `request_sent` says the request reached the provider before the failure (it may have been
 served), and `attempts` what the router tried (`<target>=<status>` each). A limited
 caller's errors carry its `rate_limits` (the `x-ratelimit-*` headers).
-`body()` gives the OpenAI wire body.
+`wire_body()` gives the OpenAI wire body.
+
+Read as the openai client's `APIStatusError` is read: `status_code`, `message`, `code`,
+`param`, `type`, `body` (the inside of the wire body, `{"message", "type", "param",
+"code"}`, as a dict), and `response` / `request` (an `httpx.Response` carrying that body,
+the status and headers, built each time it is read; None without httpx).
 
 Upstream failures are translated once, at the provider boundary, by `from_upstream`,
 which keeps at most `MAX_UPSTREAM_MESSAGE_CHARS` of the provider's message.
@@ -36,10 +41,17 @@ which keeps at most `MAX_UPSTREAM_MESSAGE_CHARS` of the provider's message.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import msgspec
+
+from prismgate.rate_limit_headers import rate_limit_headers
 from prismgate.types.errors import ErrorBody, ErrorDetail
 from prismgate.types.meta import RateLimitStatus
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "MAX_UPSTREAM_MESSAGE_CHARS",
@@ -67,6 +79,10 @@ __all__ = [
     "from_upstream",
     "unreadable_answer",
 ]
+
+
+# Where `error.request` says an SDK error came from: there was no HTTP request to prismgate.
+SDK_REQUEST_URL = "prismgate://sdk"
 
 
 class PrismgateError(Exception):
@@ -113,12 +129,71 @@ class PrismgateError(Exception):
         """The HTTP status to answer with (an upstream 5xx keeps its own)."""
         return self.status
 
-    def body(self) -> ErrorBody:
-        """The OpenAI-style error body for this error."""
-        return ErrorBody(
-            error=ErrorDetail(
-                message=self.message, type=self.type, param=self.param, code=self.code
-            )
+    def error_detail(self) -> ErrorDetail:
+        """The inside of this error's OpenAI body: `{"message", "type", "param", "code"}`."""
+        return ErrorDetail(message=self.message, type=self.type, param=self.param, code=self.code)
+
+    def wire_body(self) -> ErrorBody:
+        """The OpenAI error body the proxy answers with: `{"error": {...}}`."""
+        return ErrorBody(error=self.error_detail())
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The inside of the OpenAI error body as a dict (`message`, `type`, `param`,
+        `code`), as the openai client's errors have it: `error.body["code"]`."""
+        detail = self.error_detail()
+        return {
+            "message": detail.message,
+            "type": detail.type,
+            "param": detail.param,
+            "code": detail.code,
+        }
+
+    def response_headers(self) -> dict[str, str]:
+        """The headers the proxy answers this error with: `retry-after` (rounded up: a
+        client that waits this long finds the wait over), `x-should-retry: false` when
+        retrying at once cannot help, what the router tried (and Portkey's retry count),
+        and the caller's `x-ratelimit-*`."""
+        headers = {"content-type": "application/json"}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(max(1, math.ceil(self.retry_after)))
+        if not self.retryable:
+            headers["x-should-retry"] = "false"
+        if self.attempts:
+            headers["x-prismgate-attempts"] = ", ".join(self.attempts)
+            # Portkey's value: -1 when every retry was used and the call still failed.
+            count = -1 if self.retries_exhausted else len(self.attempts) - 1
+            headers["x-portkey-retry-attempt-count"] = str(count)
+        if self.rate_limits:
+            headers.update(rate_limit_headers(self.rate_limits))
+        return headers
+
+    @property
+    def request(self) -> httpx.Request | None:
+        """An `httpx.Request` standing for the call, as openai's errors carry one: an SDK
+        call made no HTTP request to prismgate, so its URL is `prismgate://sdk`. None
+        when httpx is not installed."""
+        try:
+            import httpx
+        except ImportError:  # pragma: no cover - httpx comes with the openai client
+            return None
+        return httpx.Request("POST", SDK_REQUEST_URL)
+
+    @property
+    def response(self) -> httpx.Response | None:
+        """This error as the HTTP answer the proxy gives for it: an `httpx.Response` with
+        its status, headers and OpenAI body (`error.response.json()`), as openai's
+        `APIStatusError.response`. Built when read; None when httpx is not installed."""
+        request = self.request
+        if request is None:  # pragma: no cover - see `request`
+            return None
+        import httpx
+
+        return httpx.Response(
+            self.status_code,
+            headers=self.response_headers(),
+            content=msgspec.json.encode(self.wire_body()),
+            request=request,
         )
 
     def __repr__(self) -> str:
@@ -207,13 +282,9 @@ class LimitReachedError(RateLimitError):
         super().__init__(message, **details)
         self.limit_type = limit_type
 
-    def body(self) -> ErrorBody:
-        """The OpenAI-style error body, its `type` naming the limit."""
-        return ErrorBody(
-            error=ErrorDetail(
-                message=self.message, type=self.limit_type, param=None, code=self.code
-            )
-        )
+    def error_detail(self) -> ErrorDetail:
+        """The inside of the OpenAI-style error body, its `type` naming the limit."""
+        return ErrorDetail(message=self.message, type=self.limit_type, param=None, code=self.code)
 
 
 class BudgetExceededError(PrismgateError):

@@ -33,6 +33,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from prismgate.config import Config
+from prismgate.config_keys import CALL_TYPES
 from prismgate.errors import InsufficientStorageError
 from prismgate.media import data_url, sniff_image_type
 from prismgate.providers.base import Deployment
@@ -44,15 +45,6 @@ __all__ = ["CacheChoice", "CachePolicy", "CallCache", "ResponseCache", "cache_po
 
 Kind = Literal["images", "chat"]
 DEFAULT_TTL = 3600.0
-# LiteLLM's call type names → what they cache here.
-_CALL_TYPES: Mapping[str, Kind] = {
-    "image_generation": "images",
-    "aimage_generation": "images",
-    "image_edit": "images",
-    "aimage_edit": "images",
-    "completion": "chat",
-    "acompletion": "chat",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +75,7 @@ def cache_policy(config: Config) -> CachePolicy:
     kinds: frozenset[Kind] = frozenset({"images", "chat"})
     if "supported_call_types" in params:
         kinds = frozenset(
-            _CALL_TYPES[name] for name in params["supported_call_types"] if name in _CALL_TYPES
+            kind for name in params["supported_call_types"] if (kind := CALL_TYPES.get(name))
         )
     ttl = params.get("ttl")
     master_key = config.general_settings.master_key

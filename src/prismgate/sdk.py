@@ -135,7 +135,10 @@ async def aimage_generation(
     (`extra_body={...}` too). A parameter the model cannot honour raises
     `UnsupportedParamsError`, unless `drop_params=True`.
 
-    The response's `_hidden_params` tells which provider served it and its cost.
+    The response reads like the openai client's `ImagesResponse`: attributes or items
+    (`response["data"][0]["url"]`), `model_dump()`, `to_dict()`, `json()` (LiteLLM's).
+    Its `_hidden_params` tells which provider served it and its cost. Failures raise a
+    `PrismgateError` with openai's `status_code`, `body` (a dict) and `response`.
     """
     fields: dict[str, Any] = {
         "prompt": prompt,
@@ -338,7 +341,8 @@ async def acompletion(
 
     `messages` are OpenAI's (`image_url` parts with an https, http, data or gs:// URL,
     `detail`, and LiteLLM's `format`). With `stream=True` the result is an async iterator
-    of `ChatChunk`; otherwise a `ChatCompletion`. Other OpenAI fields and provider
+    of `ChatChunk`; otherwise a `ChatCompletion`, which reads like the openai client's
+    (attributes, items, `model_dump()`, `to_dict()`). Other OpenAI fields and provider
     parameters are keywords, as in `aimage_generation`.
     """
     request, extra, model_info = _chat_request(

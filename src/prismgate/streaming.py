@@ -88,7 +88,7 @@ class RelayedStream:
         except PrismgateError as error:
             self._failure = error
             self._ended = True
-            body = msgspec.json.encode(error.body()).decode()
+            body = msgspec.json.encode(error.wire_body()).decode()
             return f"\n\ndata: {self._redact(body)}\n\ndata: [DONE]\n\n".encode()
         except BaseException as exc:  # the caller left (cancelled), or a bug
             self._failure = exc

@@ -15,8 +15,9 @@ from prismgate import Gateway, ImageGenerationRequest, load_config
 from prismgate.errors import APIError, BudgetExceededError, LimitReachedError
 from prismgate.gateway import CallOptions
 from prismgate.identity import SDK_CALLER, Principal
-from prismgate.identity.limits import FREE, Admission, Limiter, images_asked, wait_text
+from prismgate.identity.limits import FREE, Admission, Limiter, images_asked
 from prismgate.observability.redaction import Redactor
+from prismgate.rate_limit_headers import wait_text
 from prismgate.storage import LimitState, MemoryLimitState, RedisBreaker, RedisLimitState
 from prismgate.storage.records import KeyRecord, Limits, TeamRecord, UserRecord
 from prismgate.streaming import RelayedStream
@@ -115,7 +116,7 @@ async def test_a_refusal_names_the_key_its_limit_and_when_to_retry() -> None:
         "Rate limit reached for key 'ci-bot' on images per minute (ipm_limit): limit 4, "
         "remaining 0, requested 2. Please try again in 30s."
     )
-    body = error.body().error
+    body = error.wire_body().error
     assert (body.type, body.code, body.param) == ("images", "rate_limit_exceeded", None)
     assert levels(error.rate_limits) == [("requests", 100, 98, 1.2), ("images", 4, 0, 60.0)]
     with pytest.raises(LimitReachedError, match=r"asks for 5 images.*never pass") as never:
@@ -136,7 +137,7 @@ async def test_a_team_limit_is_shared_by_its_keys_and_named_when_it_refuses() ->
     await use(limiter.admit(other))
     with pytest.raises(LimitReachedError, match="for team 'painters' on requests per") as refused:
         await use(limiter.admit(one))
-    assert refused.value.body().error.type == "requests"
+    assert refused.value.wire_body().error.type == "requests"
     assert refused.value.retry_after == 30.0
     # The headers show the tightest limit: the team's.
     assert levels(refused.value.rate_limits) == [("requests", 2, 0, 60.0)]
@@ -152,7 +153,7 @@ async def test_user_limits_count_too() -> None:
     async with limiter.admit(principal):
         with pytest.raises(LimitReachedError, match="user 'ada' on parallel") as refused:
             await use(limiter.admit(principal))
-    assert refused.value.body().error.type == "parallel_requests"
+    assert refused.value.wire_body().error.type == "parallel_requests"
     assert refused.value.retry_after == 1.0
     await use(limiter.admit(principal))
 

@@ -161,7 +161,7 @@ def test_wrong_key_is_an_authentication_error_without_the_key(
         )
     assert caught.value.upstream_status == 401
     assert key not in caught.value.message
-    assert key not in msgspec.json.encode(caught.value.body()).decode()
+    assert key not in msgspec.json.encode(caught.value.wire_body()).decode()
 
 
 def test_content_policy_violation(openai_emulator: OpenAIEmulator) -> None:

@@ -17,7 +17,7 @@ from tests.proxy.conftest import MASTER_KEY, RunningProxy, model
 
 def config(store: Path, **store_settings: object) -> dict[str, object]:
     return {
-        "model_list": [model("gpt-image-1", "mock/gpt-image-1")],
+        "model_list": [model("gpt-image-1", "mock/painter")],
         "general_settings": {
             "master_key": MASTER_KEY,
             "image_store": {"path": str(store), **store_settings},

@@ -99,9 +99,9 @@ def test_azure_style_client(serve: Callable[..., RunningProxy]) -> None:
     client = openai.AzureOpenAI(
         api_key=MASTER_KEY, azure_endpoint=proxy.base_url, api_version="2024-10-21"
     )
-    image = client.images.generate(model="dall-e-3", prompt="an otter", size="512x512")
+    image = client.images.generate(model="dall-e-3", prompt="an otter", size="1792x1024")
     assert image.data is not None and image.data[0].b64_json
-    assert decoded_size(image.data[0].b64_json) == (512, 512)
+    assert decoded_size(image.data[0].b64_json) == (1792, 1024)
 
 
 def test_extra_body_reaches_the_provider(
@@ -225,7 +225,7 @@ def test_body_limit_counts_received_bytes(serve: Callable[..., RunningProxy]) ->
     assert streamed.status_code == 413
     small = httpx.post(
         proxy.base_url + "/v1/images/generations", json={"model": "dall-e-3", "prompt": "x",
-                                                           "size": "64x64"}
+                                                           "size": "1024x1024"}
     )  # fmt: skip
     assert small.status_code == 200
 

@@ -13,7 +13,7 @@ def test_served_process_reports_memory_and_liveness(
     served_process: Callable[..., ServedProcess],
 ) -> None:
     config = {
-        "model_list": [{"model_name": "art", "litellm_params": {"model": "mock/dall-e-3"}}],
+        "model_list": [{"model_name": "art", "litellm_params": {"model": "mock/art"}}],
         "general_settings": {"master_key": MASTER_KEY},
     }
     proxy = served_process(config)

@@ -93,7 +93,7 @@ def _config(anthropic: AnthropicEmulator, **media: Any) -> dict[str, Any]:
         "model_list": [
             {"model_name": "claude", "litellm_params": claude},
             {"model_name": "see", "litellm_params": {"model": "mock/llava"}},
-            {"model_name": "edit", "litellm_params": {"model": "mock/gpt-image-1"}},
+            {"model_name": "edit", "litellm_params": {"model": "mock/painter"}},
         ],
         "general_settings": {"master_key": MASTER_KEY, "media": media},
     }

@@ -34,7 +34,7 @@ def config(
     store: Path, litellm: dict[str, Any] | None = None, **store_settings: Any
 ) -> dict[str, Any]:
     return {
-        "model_list": [model("gpt-image-1", "mock/gpt-image-1")],
+        "model_list": [model("gpt-image-1", "mock/painter")],
         "router_settings": {"num_retries": 2},
         "litellm_settings": litellm or {},
         "general_settings": {

@@ -52,7 +52,7 @@ def _config(**server: Any) -> dict[str, Any]:
         "keep_alive_timeout_seconds": DEADLINE,
     }
     return {
-        "model_list": [{"model_name": "art", "litellm_params": {"model": "mock/dall-e-3"}}],
+        "model_list": [{"model_name": "art", "litellm_params": {"model": "mock/art"}}],
         "general_settings": {"master_key": MASTER_KEY, "server": {**deadlines, **server}},
     }
 

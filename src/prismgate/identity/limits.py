@@ -35,6 +35,7 @@ import msgspec
 
 from prismgate.errors import LimitReachedError, PrismgateError
 from prismgate.identity.principal import Principal
+from prismgate.rate_limit_headers import wait_text
 from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
 from prismgate.streaming import RelayedStream
 from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
@@ -289,21 +290,3 @@ def _holder_name(principal: Principal, holder: Holder) -> str:
         name = principal.team.team_alias or principal.team.team_id
         return f"team {name!r}"
     return f"{holder.kind} {holder.id!r}"
-
-
-def wait_text(seconds: float) -> str:
-    """A wait as OpenAI's reset headers and messages write it (Go's duration format, to
-    the millisecond, rounded up): `0s`, `120ms`, `1.5s`, `6m0s`, `1h2m3.25s`."""
-    ms = max(0, int(-(-round(seconds * 1_000_000) // 1000)))  # µs first: 0.3 s is 300 ms
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, ms = divmod(ms, 3_600_000)
-    minutes, ms = divmod(ms, 60_000)
-    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

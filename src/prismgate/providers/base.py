@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from prismgate.catalog import ImageCapabilities, ModelInfo
+from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError
 from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
@@ -64,7 +64,6 @@ class Deployment:
     api_version: str | None = None
     timeout: float | None = None
     connect_timeout: float | None = None
-    max_retries: int | None = None
     drop_params: bool | None = None
     # How to reach the provider beyond key and base (organization, region, project, ...).
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -396,8 +395,11 @@ class Provider:
     image_limits: ImageLimits | None = None
     # A free call that proves the key works (listing models); never a paid generation.
     health_probe: HealthProbe | None = None
-    # Used for models the catalog does not list (self-hosted, or every `mock/` model).
+    # Used for models the catalog does not list (self-hosted, or a `mock/` model).
     default_info: ModelInfo | None = None
+    # Describes, from the catalog, a model it does not list under this provider's name
+    # (`mock/dall-e-3` takes dall-e-3's rules); None, or no answer: `default_info`.
+    describe_model: Callable[[str, Catalog], ModelInfo | None] | None = None
     # What configures how this provider is reached, rather than filling its body.
     settings: tuple[Setting, ...] = ()
     # Their names, for the per-call split of keywords into settings and body fields.
@@ -405,3 +407,8 @@ class Provider:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "setting_names", frozenset(s.name for s in self.settings))
+
+    def uncatalogued_info(self, model: str, catalog: Catalog) -> ModelInfo | None:
+        """What is known about `model`, which `catalog` does not list for this provider."""
+        described = self.describe_model(model, catalog) if self.describe_model else None
+        return described if described is not None else self.default_info

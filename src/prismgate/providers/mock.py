@@ -4,6 +4,13 @@ It draws real images (PNG, JPEG or WebP) of the requested size with the prompt w
 on them; the same prompt, size, index and `seed` always give the same bytes. Asked to
 chat, it describes the images it received, as the gateway delivered them. It is a
 development provider: it never calls anything and costs nothing.
+
+`mock/<name>` of a catalogued model (`mock/dall-e-3`, `mock/gpt-image-1`, `mock/gpt-4o`)
+obeys that model's catalog entry, through the same checks as the real provider: its
+sizes, images per call (`n` beyond them is fanned out), qualities, styles, prompt limit,
+vision, edits and variations. Only what makes it a mock differs: it answers in base64
+(the gateway delivers URLs, as it does for gpt-image) and it is free. Any other name
+(`mock/anything`) is permissive: any size from 16 to 4096 pixels a side, up to 10 images.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
+from prismgate.catalog import Catalog, ImageCapabilities, ImagePricing, ModelInfo
 from prismgate.errors import BadRequestError
 from prismgate.media.images import ImageLimits, image_bytes_from_b64, parse_data_url
 from prismgate.media.inputs import image_header
@@ -34,7 +41,7 @@ from prismgate.providers.base import (
     ImageVariationCall,
     Provider,
 )
-from prismgate.providers.image_rules import parse_size
+from prismgate.providers.image_rules import accepts, parse_size
 from prismgate.transport import Transport
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse, InputImage
 from prismgate.types.chat import (
@@ -102,7 +109,7 @@ class MockImages:
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """Render `n` images for the call, without any network."""
-        return await _draw(call, call.request.prompt, DEFAULT_SIZE)
+        return await _draw(call, call.request.prompt, _default_size(call.capabilities))
 
     async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
         """Render `n` edited images: the prompt drawn at the input image's size."""
@@ -111,6 +118,12 @@ class MockImages:
     async def vary(self, call: ImageVariationCall, http: Transport) -> ImageResponse:
         """Render `n` variations at the input image's size."""
         return await _draw(call, "a variation", _dimensions(call.request.image))
+
+
+def _default_size(capabilities: ImageCapabilities | None) -> tuple[int, int]:
+    """The model's default size when it names one (`auto` is 1024x1024)."""
+    size = capabilities.default_size if capabilities else None
+    return parse_size(size) if size and size != "auto" else DEFAULT_SIZE
 
 
 def _dimensions(image: InputImage) -> tuple[int, int]:
@@ -127,7 +140,9 @@ async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]
             param=sorted(unknown)[0],
             provider="mock",
         )
-    width, height = parse_size(request.size) if request.size else default_size
+    # `auto` reaches the mock only for models that list it: their own default size.
+    auto = request.size in (None, "auto")
+    width, height = default_size if auto else parse_size(str(request.size))
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise BadRequestError(
             f"mock images are {MIN_SIDE} to {MAX_SIDE} pixels a side; got {width}x{height}",
@@ -150,9 +165,13 @@ async def _draw(call: ImageCall[Any], prompt: str, default_size: tuple[int, int]
 
     images = await asyncio.to_thread(render_all)
     revised = f"{prompt} (drawn by the prismgate mock provider)"
+    data = [ImageObject(b64_json=image, revised_prompt=revised) for image in images]
+    if not accepts(call.capabilities, "output_format"):
+        # A model without gpt-image's fields (dall-e-3) does not answer with them either.
+        return ImageResponse(created=int(time.time()), data=data)
     return ImageResponse(
         created=int(time.time()),
-        data=[ImageObject(b64_json=image, revised_prompt=revised) for image in images],
+        data=data,
         size=f"{width}x{height}",
         output_format=fmt,
         quality=getattr(request, "quality", None) or "standard",
@@ -244,6 +263,39 @@ class MockChat:
         yield b"data: " + encode(last) + b"\n\ndata: [DONE]\n\n"
 
 
+# The mock's own answer to every image parameter (base64 only: the gateway converts).
+_MOCK_IMAGE_PARAMS = (
+    *(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),
+    "input_fidelity",
+)
+_FREE_IMAGES = ImagePricing(per_image={"*": {"*": 0.0}})
+
+
+def as_catalogued(model: str, catalog: Catalog) -> ModelInfo | None:
+    """What `mock/<model>` is when `model` is catalogued (a bare name, or
+    `provider/model`): the real model's entry, answering in base64 and free. None for
+    other names, which get the permissive `default_info`."""
+    real = catalog.lookup(model)
+    if real is None:
+        return None
+    image = real.image
+    if image is not None:
+        image = msgspec.structs.replace(
+            image,
+            # The gateway fulfils response_format for base64-only models.
+            params=tuple(p for p in image.params or _MOCK_IMAGE_PARAMS if p != "response_format"),
+            response_formats=("b64_json",),
+            pricing=_FREE_IMAGES,
+        )
+    return msgspec.structs.replace(
+        real,
+        provider="mock",
+        image=image,
+        input_cost_per_token=0.0,
+        output_cost_per_token=0.0,
+    )
+
+
 MOCK = Provider(
     name="mock",
     credentials=CredentialSpec(default_api_base="mock://local", key_required=False),
@@ -265,10 +317,7 @@ MOCK = Provider(
         output_cost_per_token=0.0,
         image=ImageCapabilities(
             # Base64 only, like most providers: the gateway delivers URLs when asked.
-            params=(
-                *(p for p in IMAGE_GENERATION_PARAMS if p != "response_format"),
-                "input_fidelity",
-            ),
+            params=_MOCK_IMAGE_PARAMS,
             max_n=10,
             qualities=("auto", "standard", "hd", "low", "medium", "high"),
             styles=("vivid", "natural"),
@@ -276,9 +325,10 @@ MOCK = Provider(
             backgrounds=("auto", "transparent", "opaque"),
             max_prompt_chars=32000,
             response_formats=("b64_json",),
-            pricing=ImagePricing(per_image={"*": {"*": 0.0}}),
+            pricing=_FREE_IMAGES,
         ),
     ),
+    describe_model=as_catalogued,
 )
 
-__all__ = ["MOCK", "describe_images", "render_image"]
+__all__ = ["MOCK", "as_catalogued", "describe_images", "render_image"]

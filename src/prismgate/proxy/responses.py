@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from starlette.responses import Response
 
 from prismgate.errors import PrismgateError
-from prismgate.identity.limits import wait_text
-from prismgate.types.meta import CallMeta, RateLimitStatus
+from prismgate.rate_limit_headers import rate_limit_headers
+from prismgate.types.meta import CallMeta
 
 __all__ = [
     "error_response",
@@ -32,21 +31,10 @@ def json_response(
 
 
 def error_response(error: PrismgateError) -> Response:
-    """The OpenAI error body for `error`, with its status (and Retry-After when known)."""
-    headers = {}
-    if error.retry_after is not None:
-        # Rounded up: a client that waits this long finds the wait over.
-        headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
-    if not error.retryable:
-        headers["x-should-retry"] = "false"
-    if error.attempts:
-        headers["x-prismgate-attempts"] = ", ".join(error.attempts)
-        # Portkey's value: -1 when every retry was used and the call still failed.
-        count = -1 if error.retries_exhausted else len(error.attempts) - 1
-        headers["x-portkey-retry-attempt-count"] = str(count)
-    if error.rate_limits:
-        headers.update(rate_limit_headers(error.rate_limits))
-    return json_response(error.body(), status=error.status_code, headers=headers)
+    """The OpenAI error body for `error`, with its status and headers."""
+    return json_response(
+        error.wire_body(), status=error.status_code, headers=error.response_headers()
+    )
 
 
 def served_headers(meta: CallMeta) -> dict[str, str]:
@@ -71,15 +59,4 @@ def served_headers(meta: CallMeta) -> dict[str, str]:
         headers["x-prismgate-dropped-params"] = ", ".join(meta.dropped_params)
     if meta.rate_limits:
         headers.update(rate_limit_headers(meta.rate_limits))
-    return headers
-
-
-def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
-    """OpenAI's rate-limit headers, `x-ratelimit-{limit,remaining,reset}-<unit>` for each
-    limited unit (requests, tokens, and prismgate's images)."""
-    headers = {}
-    for status in statuses:
-        headers[f"x-ratelimit-limit-{status.unit}"] = str(status.limit)
-        headers[f"x-ratelimit-remaining-{status.unit}"] = str(status.remaining)
-        headers[f"x-ratelimit-reset-{status.unit}"] = wait_text(status.reset)
     return headers

@@ -21,25 +21,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import errno
 import logging
 import resource
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import Multiprocess
 
 from prismgate.config import ServerSettings
 from prismgate.errors import RequestTimeoutError
 
-__all__ = ["ConnectionGuard", "GuardedConfig", "GuardedProtocol", "raise_file_limit", "run"]
+__all__ = [
+    "ConnectionGuard",
+    "GuardedConfig",
+    "GuardedProtocol",
+    "PortUnavailable",
+    "bind",
+    "raise_file_limit",
+    "run",
+]
 
 logger = logging.getLogger("prismgate.server")
 
 # Descriptors kept for everything a worker opens besides client sockets.
 _DESCRIPTOR_SHARE = 2
-# uvicorn's exit status when the server could not start (port taken, app failed).
+# uvicorn's exit status when the server could not start (port taken, app failed); a
+# supervisor of several workers that never served exits with it too.
 _STARTUP_FAILURE = 3
 
 
@@ -236,7 +250,7 @@ class GuardedProtocol(HttpToolsProtocol):
         error = RequestTimeoutError(f"{what} Send the whole request without pausing.")
         cycle = self.cycle
         if cycle is None or not cycle.response_started:
-            body = msgspec.json.encode(error.body())
+            body = msgspec.json.encode(error.wire_body())
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
@@ -248,18 +262,101 @@ class GuardedProtocol(HttpToolsProtocol):
         self.close_idle()
 
 
-def run(app: str, *, guard: ConnectionGuard, workers: int, **options: Any) -> None:
-    """Serve the app factory named by `app` as `uvicorn.run` does, with the guarded
-    protocol, in `workers` processes (each one gets its own copy of `guard`)."""
-    from uvicorn.supervisors import Multiprocess
+class PortUnavailable(Exception):
+    """The address `prismgate serve` was asked to listen on cannot be had; the message is
+    one line saying why and what to do."""
 
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host`:`port` (IPv6 when `host` has a colon), as uvicorn binds
+    one, not yet listening. PortUnavailable when the port is taken or not allowed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise PortUnavailable(_why_not(error, host, port)) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _why_not(error: OSError, host: str, port: int) -> str:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        why = "the port is in use (another server listens there); stop it, or pick another --port"
+    elif error.errno == errno.EACCES:
+        why = "permission denied (ports below 1024 need privileges); pick another --port"
+    elif error.errno == errno.EADDRNOTAVAIL:
+        why = f"this machine has no address {host}; use --host 127.0.0.1, or 0.0.0.0 for all"
+    elif isinstance(error, socket.gaierror):
+        why = f"{host} is not a known host name ({error.strerror})"
+    else:
+        why = error.strerror or str(error)
+    return f"cannot listen on {where}: {why}"
+
+
+def run(
+    app: str,
+    *,
+    guard: ConnectionGuard,
+    sock: socket.socket,
+    workers: int,
+    on_ready: Callable[[], None],
+    **options: Any,
+) -> None:
+    """Serve the app factory named by `app` on `sock` (from `bind`) as `uvicorn.run`
+    does, with the guarded protocol, in `workers` processes (each one gets its own copy
+    of `guard`). `on_ready` is called once the server accepts connections: when its
+    application has started (the first worker's, with several). SystemExit(3) when it
+    could not start."""
     # No route speaks WebSocket; an upgrade would outlive the phases above.
     config = GuardedConfig(app, guard=guard, workers=workers, ws="none", **options)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        supervisor = _AnnouncingSupervisor(config, sockets=[sock], on_ready=on_ready)
+        supervisor.run()
+        if not supervisor.announced:
+            raise SystemExit(_STARTUP_FAILURE)
         return
-    single = uvicorn.Server(config)
+    single = _AnnouncingServer(config, on_ready)
     with contextlib.suppress(KeyboardInterrupt):
-        single.run()
+        single.run(sockets=[sock])
     if not single.started:
         raise SystemExit(_STARTUP_FAILURE)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling `on_ready` once it listens with its application started."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+
+class _AnnouncingSupervisor(Multiprocess):
+    """uvicorn's worker supervisor, calling `on_ready` once the first worker serves."""
+
+    def __init__(
+        self, config: uvicorn.Config, sockets: list[socket.socket], on_ready: Callable[[], None]
+    ) -> None:
+        super().__init__(config, sockets)
+        self._on_ready = on_ready
+        self.announced = False
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        first = self.processes[0]
+        # Signals only queue while waiting (Multiprocess handles them in its loop).
+        # `Process.is_ready` came with uvicorn 0.51 (pyproject.toml's minimum).
+        while not self.signal_queue and first.process.is_alive():
+            if first.is_ready(timeout=1):
+                self.announced = True
+                self._on_ready()
+                return
+            time.sleep(0.05)

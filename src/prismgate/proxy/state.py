@@ -33,7 +33,7 @@ __all__ = ["ProxyState"]
 # litellm_params shown by /model/info: where a deployment points, never its secrets (and
 # the settings providers declare as shown: regions, projects).
 _SHOWN_PARAMS = (
-    "model", "api_base", "api_version", "timeout", "max_retries", "rpm", "tpm", "weight",
+    "model", "api_base", "api_version", "timeout", "rpm", "tpm", "weight",
     "custom_llm_provider", "drop_params",
 )  # fmt: skip
 

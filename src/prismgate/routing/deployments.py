@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from prismgate.catalog import Catalog, ModelInfo, merge_model_info
-from prismgate.config import Config, LiteLLMParams, ModelEntry
+from prismgate.config import Config, LiteLLMParams, ModelEntry, check_aliases
 from prismgate.errors import BadRequestError, ConfigError, NotFoundError, PrismgateError
 from prismgate.providers import get_provider, is_provider, provider_names
 from prismgate.providers.base import Deployment
@@ -146,7 +146,6 @@ class DeploymentResolver:
             api_version=params.api_version,
             timeout=params.timeout,
             connect_timeout=params.connect_timeout,
-            max_retries=params.max_retries,
             drop_params=params.drop_params,
             settings=params.settings,
             params=params.provider_params,
@@ -156,7 +155,9 @@ class DeploymentResolver:
     def _info(self, provider: str, model: str, override: ModelInfo | None) -> ModelInfo | None:
         base_model = override.base_model if override and override.base_model else model
         found = self._catalog.lookup(base_model, provider)
-        return merge_model_info(found or get_provider(provider).default_info, override)
+        if found is None:
+            found = get_provider(provider).uncatalogued_info(base_model, self._catalog)
+        return merge_model_info(found, override)
 
 
 def _candidate(entry: ModelEntry, deployment: Deployment, index: int) -> Candidate:
@@ -175,18 +176,13 @@ def _candidate(entry: ModelEntry, deployment: Deployment, index: int) -> Candida
     )
 
 
-def _aliases(config: Config, groups: Mapping[str, object]) -> tuple[dict[str, str], frozenset[str]]:
+def _aliases(config: Config, groups: Collection[str]) -> tuple[dict[str, str], frozenset[str]]:
     """`model_group_alias` as alias → group, and the aliases marked hidden."""
     aliases: dict[str, str] = {}
     hidden: set[str] = set()
+    check_aliases(groups, config.router_settings.model_group_alias)
     for alias, target in config.router_settings.model_group_alias.items():
-        group = target if isinstance(target, str) else target.model
-        if groups and group not in groups:
-            raise ConfigError(
-                f"router_settings.model_group_alias.{alias}: {group!r} is not a model_name "
-                "in model_list"
-            )
-        aliases[alias] = group
+        aliases[alias] = target if isinstance(target, str) else target.model
         if not isinstance(target, str) and target.hidden:
             hidden.add(alias)
     return aliases, frozenset(hidden)

@@ -26,9 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from prismgate.config import Config
+from prismgate.config import Config, check_fallbacks
 from prismgate.errors import (
-    ConfigError,
     PrismgateError,
     RateLimitError,
     ServiceUnavailableError,
@@ -146,16 +145,14 @@ class Router:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        for kind, table in (
-            ("fallbacks", policy.fallbacks),
-            ("content_policy_fallbacks", policy.content_policy_fallbacks),
-            ("default_fallbacks", {"": policy.default_fallbacks}),
-        ):
-            for name in [n for source, targets in table.items() for n in (source, *targets)]:
-                if name and name not in groups:
-                    raise ConfigError(
-                        f"router_settings.{kind}: {name!r} is not a model_name in model_list"
-                    )
+        check_fallbacks(
+            groups,
+            {
+                "fallbacks": policy.fallbacks,
+                "content_policy_fallbacks": policy.content_policy_fallbacks,
+                "default_fallbacks": {"": policy.default_fallbacks},
+            },
+        )
         self._groups = {name: tuple(candidates) for name, candidates in groups.items()}
         self._policy = policy
         self._state = state

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from prismgate.types.answer import AnswerObject
 from prismgate.types.meta import WithCallMeta
 
 __all__ = [
@@ -116,16 +117,18 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
         return any(message.image_parts() for message in self.messages)
 
 
-class ResponseMessage(msgspec.Struct, kw_only=True):
+class ResponseMessage(AnswerObject, msgspec.Struct, kw_only=True):
     """The assistant's answer."""
 
     role: str = "assistant"
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
+    # OpenAI's citations (`url_citation`, from its web-search models), kept as they came.
+    annotations: list[dict[str, Any]] | None = None
 
 
-class ChatChoice(msgspec.Struct, kw_only=True):
+class ChatChoice(AnswerObject, msgspec.Struct, kw_only=True):
     """One choice of a chat completion."""
 
     index: int
@@ -134,7 +137,7 @@ class ChatChoice(msgspec.Struct, kw_only=True):
     logprobs: dict[str, Any] | None = None
 
 
-class ChatUsage(msgspec.Struct, kw_only=True):
+class ChatUsage(AnswerObject, msgspec.Struct, kw_only=True):
     """Token counts of a chat completion."""
 
     prompt_tokens: int = 0
@@ -144,7 +147,7 @@ class ChatUsage(msgspec.Struct, kw_only=True):
     completion_tokens_details: dict[str, Any] | None = None
 
 
-class ChatCompletion(msgspec.Struct, WithCallMeta, kw_only=True, dict=True):
+class ChatCompletion(AnswerObject, msgspec.Struct, WithCallMeta, kw_only=True, dict=True):
     """OpenAI's chat completion object. Answer types encode every field, as OpenAI's wire
     does (`object`, `role`, a choice's `index` are always there, even at their defaults)."""
 
@@ -155,9 +158,11 @@ class ChatCompletion(msgspec.Struct, WithCallMeta, kw_only=True, dict=True):
     object: str = "chat.completion"
     usage: ChatUsage | None = None
     system_fingerprint: str | None = None
+    # OpenAI's processing tier for the call (`default`, `flex`, ...), as it answered.
+    service_tier: str | None = None
 
 
-class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ChunkDelta(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True):
     """What one streamed chunk adds to the answer."""
 
     role: str | None = None
@@ -166,7 +171,7 @@ class ChunkDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
     refusal: str | None = None
 
 
-class ChunkChoice(msgspec.Struct, kw_only=True):
+class ChunkChoice(AnswerObject, msgspec.Struct, kw_only=True):
     """One choice in a streamed chunk."""
 
     index: int = 0
@@ -174,7 +179,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     finish_reason: str | None = None
 
 
-class ChatChunk(msgspec.Struct, kw_only=True):
+class ChatChunk(AnswerObject, msgspec.Struct, kw_only=True):
     """One `chat.completion.chunk` of a streamed answer."""
 
     id: str = ""

@@ -15,6 +15,6 @@ class ErrorDetail(msgspec.Struct, kw_only=True):
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):
-    """What every failed call answers, on the proxy and in `PrismgateError.body()`."""
+    """What every failed call answers, on the proxy and in `PrismgateError.wire_body()`."""
 
     error: ErrorDetail

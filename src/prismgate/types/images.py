@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from prismgate.types.answer import AnswerObject
 from prismgate.types.meta import WithCallMeta
 
 ResponseFormat = Literal["url", "b64_json"]
@@ -86,7 +87,7 @@ def image_params(kind: type[ImageRequest]) -> tuple[str, ...]:
 IMAGE_GENERATION_PARAMS: tuple[str, ...] = image_params(ImageGenerationRequest)
 
 
-class ImageObject(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ImageObject(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True):
     """One generated image: base64 or a URL, and the prompt the provider actually used."""
 
     b64_json: str | None = None
@@ -94,14 +95,14 @@ class ImageObject(msgspec.Struct, kw_only=True, omit_defaults=True):
     revised_prompt: str | None = None
 
 
-class ImageUsageDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ImageUsageDetails(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True):
     """Token counts by modality (gpt-image models)."""
 
     text_tokens: int | None = None
     image_tokens: int | None = None
 
 
-class ImageUsage(msgspec.Struct, kw_only=True):
+class ImageUsage(AnswerObject, msgspec.Struct, kw_only=True):
     """Token usage of a gpt-image call; the basis of its cost."""
 
     input_tokens: int = 0
@@ -111,7 +112,9 @@ class ImageUsage(msgspec.Struct, kw_only=True):
     output_tokens_details: ImageUsageDetails | None = None
 
 
-class ImageResponse(msgspec.Struct, WithCallMeta, kw_only=True, omit_defaults=True, dict=True):
+class ImageResponse(
+    AnswerObject, msgspec.Struct, WithCallMeta, kw_only=True, omit_defaults=True, dict=True
+):
     """OpenAI's `ImagesResponse`.
 
     `dict=True` lets the gateway attach `_hidden_params` (provider, cost, adjustments), as

@@ -1,0 +1,39 @@
+"""OpenAI's rate-limit headers, `x-ratelimit-{limit,remaining,reset}-<unit>`, and the
+wait format their reset values and prismgate's limit messages share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prismgate.types.meta import RateLimitStatus
+
+__all__ = ["rate_limit_headers", "wait_text"]
+
+
+def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
+    """OpenAI's rate-limit headers, `x-ratelimit-{limit,remaining,reset}-<unit>` for each
+    limited unit (requests, tokens, and prismgate's images)."""
+    headers = {}
+    for status in statuses:
+        headers[f"x-ratelimit-limit-{status.unit}"] = str(status.limit)
+        headers[f"x-ratelimit-remaining-{status.unit}"] = str(status.remaining)
+        headers[f"x-ratelimit-reset-{status.unit}"] = wait_text(status.reset)
+    return headers
+
+
+def wait_text(seconds: float) -> str:
+    """A wait as OpenAI's reset headers and messages write it (Go's duration format, to
+    the millisecond, rounded up): `0s`, `120ms`, `1.5s`, `6m0s`, `1h2m3.25s`."""
+    ms = max(0, int(-(-round(seconds * 1_000_000) // 1000)))  # µs first: 0.3 s is 300 ms
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
