@@ -47,7 +47,6 @@ __all__ = [
     "Admission",
     "Limiter",
     "images_asked",
-    "limit_checks",
     "wait_text",
 ]
 
@@ -74,12 +73,6 @@ def images_asked(request: object) -> int:
     return 0
 
 
-def limit_checks(principal: Principal, images: int) -> tuple[LimitCheck, ...]:
-    """The counters a call by `principal` asking for `images` takes from: each limit of its
-    key, team and user. Empty for a caller without limits (the usual case)."""
-    return principal.limit_checks(images)
-
-
 class Limiter:
     """Lets calls in by their callers' limits, kept in `state` (in this process, or on
     Redis for every instance). `lease`: see `DEFAULT_LEASE`."""
@@ -99,7 +92,7 @@ class Limiter:
         """The admission of one call by `principal` asking for `images`: entering it takes
         from every limit of the key, its team and its user, or raises `LimitReachedError`
         (429, with Retry-After) and takes nothing."""
-        checks = limit_checks(principal, images)
+        checks = principal.limit_checks(images)
         if not checks:
             return FREE
         return _LimitedAdmission(self, principal, checks, f"{self._name}-{next(self._count)}")
