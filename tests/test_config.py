@@ -149,7 +149,7 @@ def test_litellm_only_names_are_never_settings_prismgate_acts_on() -> None:
         LiteLLMSettings,
         RouterSettings,
     )
-    from prismgate.config_keys import LITELLM_ONLY, LITELLM_TRANSPORT
+    from prismgate.config_keys import LITELLM_ONLY, litellm_only, litellm_transport
     from prismgate.providers import provider_settings
 
     acted_on = {
@@ -160,10 +160,13 @@ def test_litellm_only_names_are_never_settings_prismgate_acts_on() -> None:
         "litellm_params": LiteLLMParams,
     }
     for section, struct in acted_on.items():
-        assert not LITELLM_ONLY[section] & set(struct.__struct_fields__), section
-    assert not LITELLM_ONLY["litellm_params"] & set(provider_settings())
-    # LiteLLM's transport settings are LiteLLM settings of litellm_params, like the others.
-    assert LITELLM_TRANSPORT.issubset(LITELLM_ONLY["litellm_params"])
+        assert not litellm_only(section) & set(struct.__struct_fields__), section
+    assert not litellm_only("litellm_params") & set(provider_settings())
+    # LiteLLM's transport settings, the providers' unsupported ones among them, are
+    # LiteLLM settings of litellm_params like the others.
+    assert litellm_transport() <= litellm_only("litellm_params")
+    assert {"aws_role_name", "azure_ad_token", "tenant_id"} <= litellm_transport()
+    assert not LITELLM_ONLY["litellm_params"] & {"aws_role_name", "azure_ad_token"}
 
 
 def test_empty_sections_are_defaults(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ A caller may set request parameters. What decides where a call goes and as whom 
 operator's alone: an endpoint, a credential, a region or project, a credential file, the
 transport, a timeout past the operator's. Those are the deployment fields of
 `litellm_params`, LiteLLM's transport settings that prismgate does not act on
-(`config_keys.LITELLM_TRANSPORT`: retries, headers, credentials by other routes), and
-every setting a provider declares (`Provider.settings`, under LiteLLM's names and
-Portkey's), so a setting is covered the day a provider declares it; there is no second
-list of prismgate's settings to keep.
+(`config_keys.litellm_transport()`: retries, headers, and the credential routes each
+provider declares it does not support), and every setting a provider declares
+(`Provider.settings`, under LiteLLM's names and Portkey's), so a setting is covered the
+day a provider declares it; there is no second list of prismgate's settings to keep.
 
 The operator speaks through the config: `model_list`, `virtual_keys` and saved
 `portkey_configs`. Everything else is a caller, and passes `CallerAuthority.check`:
@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prismgate.config import LiteLLMParams
-from prismgate.config_keys import LITELLM_TRANSPORT
+from prismgate.config_keys import litellm_transport
 from prismgate.errors import BadRequestError
 from prismgate.providers import provider_settings
 
@@ -51,7 +51,7 @@ class CallerAuthority:
         """The rule for the deployment fields and every provider's declared settings."""
         declared = provider_settings()
         names = set(LiteLLMParams.__struct_fields__) - _REQUEST_LEVEL
-        names |= LITELLM_TRANSPORT
+        names |= litellm_transport()
         names |= set(declared)
         names |= {setting.portkey for setting in declared.values() if setting.portkey}
         return cls(names)

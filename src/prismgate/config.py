@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
-from prismgate.config_keys import ALLOW_UNUSED, LITELLM_ONLY, check_keys, closest, refusal
+from prismgate.config_keys import ALLOW_UNUSED, check_keys, closest, litellm_only, refusal
 from prismgate.errors import ConfigError
 from prismgate.types.validation import plain_validation_error
 
@@ -427,7 +427,7 @@ def _check_keys(raw: dict[str, Any]) -> tuple[str, ...]:
     for entry in raw.get("model_list") or ():
         params = entry.get("litellm_params") if isinstance(entry, dict) else None
         if isinstance(params, dict):
-            for key in LITELLM_ONLY["litellm_params"] & params.keys():
+            for key in litellm_only("litellm_params") & params.keys():
                 del params[key]
     return tuple(report.unused)
 

@@ -3,7 +3,7 @@
 Every key of a config file is one of:
 
 - a setting prismgate acts on: a field of the config's Structs (`config.py`), or, in
-  `litellm_params`, a setting its provider declares (`aws_region_name`, ...);
+  `litellm_params`, a setting its provider declares (a region, a project, ...);
 - a LiteLLM setting that prismgate does not act on (listed below, from LiteLLM's
   reference of `config.yaml`): refused, unless the operator sets
   `general_settings.allow_unused_litellm_settings: true`; then it is ignored, and said
@@ -31,10 +31,11 @@ __all__ = [
     "CALL_TYPES",
     "EXTENSION_PREFIX",
     "LITELLM_ONLY",
-    "LITELLM_TRANSPORT",
     "KeyReport",
     "check_keys",
     "closest",
+    "litellm_only",
+    "litellm_transport",
     "refusal",
 ]
 
@@ -120,16 +121,13 @@ LITELLM_ONLY: Mapping[str, frozenset[str]] = {
     # parameters they would reach the provider's body (a secret among them).
     "litellm_params": _names(
         """
-        allowed_model_region allowed_openai_params assistant_continue_message
-        aws_external_id aws_role_name aws_session_name aws_sts_endpoint
-        aws_web_identity_token azure_ad_token azure_ad_token_provider azure_password
-        azure_scope azure_username base_model budget_duration client_id client_secret
-        configurable_clientside_auth_params cooldown_time ensure_alternating_roles
-        extra_headers headers hf_model_name input_cost_per_image input_cost_per_pixel
-        input_cost_per_second litellm_credential_name max_budget max_parallel_requests
-        max_retries merge_reasoning_content_in_choices metadata mock_response mock_timeout
-        num_retries output_cost_per_pixel output_cost_per_second region_name
-        supports_system_message tags tenant_id use_in_pass_through use_litellm_proxy
+        allowed_model_region allowed_openai_params assistant_continue_message base_model
+        budget_duration configurable_clientside_auth_params cooldown_time
+        ensure_alternating_roles extra_headers headers hf_model_name input_cost_per_image
+        input_cost_per_pixel input_cost_per_second litellm_credential_name max_budget
+        max_parallel_requests max_retries merge_reasoning_content_in_choices metadata
+        mock_response mock_timeout num_retries output_cost_per_pixel output_cost_per_second
+        region_name supports_system_message tags use_in_pass_through use_litellm_proxy
         user_continue_message
         """
     ),
@@ -171,19 +169,34 @@ LITELLM_ONLY: Mapping[str, frozenset[str]] = {
 }
 
 # Of LiteLLM's `litellm_params` above, those that say how and as whom a deployment is
-# called: its retries, timeouts and headers, and credentials, regions and endpoints by
-# routes prismgate does not have. prismgate does not act on them, yet they are the
-# operator's like every deployment field: prismgate.authority refuses them from callers,
-# so none reaches a provider as a request parameter.
-LITELLM_TRANSPORT = _names(
+# called: its retries, timeouts and headers, regions and endpoints by routes prismgate
+# does not have (credential routes are each provider's `unsupported_settings`, added by
+# `litellm_transport()`). prismgate does not act on them, yet they are the operator's
+# like every deployment field: prismgate.authority refuses them from callers, so none
+# reaches a provider as a request parameter.
+_TRANSPORT = _names(
     """
-    allowed_model_region aws_external_id aws_role_name aws_session_name aws_sts_endpoint
-    aws_web_identity_token azure_ad_token azure_ad_token_provider azure_password
-    azure_scope azure_username client_id client_secret extra_headers headers
-    litellm_credential_name max_retries mock_timeout num_retries region_name tenant_id
-    use_litellm_proxy
+    allowed_model_region extra_headers headers litellm_credential_name max_retries
+    mock_timeout num_retries region_name use_litellm_proxy
     """
 )
+
+
+@functools.cache
+def litellm_transport() -> frozenset[str]:
+    """The names above, and every provider's `unsupported_settings` (LiteLLM's other ways
+    to authenticate to it), which are `litellm_params` of LiteLLM's too."""
+    # Imported when first asked: it loads every provider, which a config import need not.
+    from prismgate.providers import unsupported_settings
+
+    return _TRANSPORT | unsupported_settings()
+
+
+def litellm_only(section: str) -> frozenset[str]:
+    """LiteLLM's settings of `section` that prismgate does not act on."""
+    names = LITELLM_ONLY.get(section, frozenset())
+    return names | litellm_transport() if section == "litellm_params" else names
+
 
 # What prismgate does instead, for LiteLLM settings whose purpose it serves another way.
 _INSTEAD: Mapping[str, str] = {
@@ -367,22 +380,22 @@ class _Walk:
             self.params(value, fields, path)
             return
         section = self.sections.get(info.cls)
-        litellm_only = LITELLM_ONLY.get(section, frozenset()) if section is not None else ()
+        not_acted_on = litellm_only(section) if section is not None else ()
         for key, item in value.items():
             where = _join(path, key)
             if section == "" and str(key).startswith(EXTENSION_PREFIX):
                 continue
-            if key in litellm_only:
+            if key in not_acted_on:
                 self.report.unused.append(where)
             elif key == "cache_params" and section == "litellm_settings":
                 self.cache_params(item, where)
             elif key in fields:
                 self.node(item, fields[key], where)
             else:
-                self.unknown(str(key), where, fields, litellm_only)
+                self.unknown(str(key), where, fields, not_acted_on)
 
     def unknown(
-        self, key: str, where: str, fields: Mapping[str, Any], litellm_only: Iterable[str]
+        self, key: str, where: str, fields: Mapping[str, Any], not_acted_on: Iterable[str]
     ) -> None:
         home = self.homes.get(key)
         parent, _, _ = where.rpartition(".")
@@ -393,7 +406,7 @@ class _Walk:
         if home is not None and home != where:
             self.report.mistakes.append(f"{where}: not a setting here; it belongs in {home}")
             return
-        near = closest(key, [*fields, *litellm_only])
+        near = closest(key, [*fields, *not_acted_on])
         if near is not None:
             self.report.mistakes.append(f"{where}: not a setting; did you mean {near}?")
             return
@@ -407,11 +420,11 @@ class _Walk:
     def params(self, value: dict[Any, Any], fields: Mapping[str, Any], path: str) -> None:
         """`litellm_params`: settings, LiteLLM's own keys, request parameters, and near
         misses of settings (a typo would otherwise reach the provider's body)."""
-        litellm_only = LITELLM_ONLY["litellm_params"]
-        settings = {*fields, *self.settings} - litellm_only
+        not_acted_on = litellm_only("litellm_params")
+        settings = {*fields, *self.settings} - not_acted_on
         for key, item in value.items():
             where = _join(path, key)
-            if key in litellm_only:
+            if key in not_acted_on:
                 self.report.unused.append(where)
             elif key in fields:
                 self.node(item, fields[key], where)
@@ -422,7 +435,7 @@ class _Walk:
                 self.report.mistakes.append(
                     f"{where}: {key} goes beside litellm_params, as {entry}.{key}"
                 )
-            elif (near := closest(str(key), [*settings, *litellm_only], cutoff=0.8)) is not None:
+            elif (near := closest(str(key), [*settings, *not_acted_on], cutoff=0.8)) is not None:
                 self.report.mistakes.append(
                     f"{where}: not a setting; did you mean {near}? (other keys are sent to "
                     "the provider as request parameters; this one looks like a misspelling)"
@@ -432,13 +445,13 @@ class _Walk:
         """`litellm_settings.cache_params`: a plain mapping in the Struct, checked here."""
         if not isinstance(value, dict):
             return  # the Struct's own check names the type
-        litellm_only = LITELLM_ONLY["cache_params"]
+        not_acted_on = LITELLM_ONLY["cache_params"]
         for key, item in value.items():
             where = _join(path, key)
-            if key in litellm_only:
+            if key in not_acted_on:
                 self.report.unused.append(where)
             elif key not in _CACHE_PARAMS:
-                near = closest(str(key), [*_CACHE_PARAMS, *litellm_only])
+                near = closest(str(key), [*_CACHE_PARAMS, *not_acted_on])
                 hint = f"did you mean {near}?" if near else f"it takes {', '.join(_CACHE_PARAMS)}"
                 self.report.mistakes.append(f"{where}: not a setting; {hint}")
             elif item is not None:

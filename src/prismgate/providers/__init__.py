@@ -78,6 +78,14 @@ def provider_settings() -> dict[str, Setting]:
     return declared
 
 
+def unsupported_settings() -> frozenset[str]:
+    """Every provider's LiteLLM settings that prismgate does not act on (this imports
+    every provider)."""
+    return frozenset(
+        name for provider in _REGISTRY for name in get_provider(provider).unsupported_settings
+    )
+
+
 def shown_settings(provider: str) -> frozenset[str]:
     """The settings `provider` marks shown: where its deployments point (a region, a
     project), never who they are. /model/info and virtual-key views list only these."""

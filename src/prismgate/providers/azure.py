@@ -67,6 +67,19 @@ _IMAGES = OpenAIImages(
 
 AZURE = Provider(
     name="azure",
+    # LiteLLM's Entra ID routes (a token, a token provider, a service principal, a user).
+    unsupported_settings=frozenset(
+        {
+            "azure_ad_token",
+            "azure_ad_token_provider",
+            "azure_password",
+            "azure_scope",
+            "azure_username",
+            "client_id",
+            "client_secret",
+            "tenant_id",
+        }
+    ),
     credentials=CredentialSpec(
         api_key_env=("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
         api_base_env=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),

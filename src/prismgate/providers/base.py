@@ -402,6 +402,9 @@ class Provider:
     describe_model: Callable[[str, Catalog], ModelInfo | None] | None = None
     # What configures how this provider is reached, rather than filling its body.
     settings: tuple[Setting, ...] = ()
+    # LiteLLM's settings for this provider that prismgate does not act on (another way to
+    # authenticate, say): refused in a config unless allowed, never taken from a caller.
+    unsupported_settings: frozenset[str] = frozenset()
     # Their names, for the per-call split of keywords into settings and body fields.
     setting_names: frozenset[str] = field(init=False)
 

@@ -108,6 +108,16 @@ class BedrockChat:
 
 BEDROCK = Provider(
     name="bedrock",
+    # LiteLLM's assumed-role and web-identity routes to AWS credentials.
+    unsupported_settings=frozenset(
+        {
+            "aws_external_id",
+            "aws_role_name",
+            "aws_session_name",
+            "aws_sts_endpoint",
+            "aws_web_identity_token",
+        }
+    ),
     credentials=CredentialSpec(
         # Bedrock API keys; without one, requests are SigV4-signed with AWS credentials.
         api_key_env=("AWS_BEARER_TOKEN_BEDROCK",),
