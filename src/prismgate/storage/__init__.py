@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
+import msgspec
+
 from prismgate.storage.breaker import DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, RedisBreaker
 from prismgate.storage.records import (
     KeyRecord,
@@ -236,17 +238,16 @@ class LimitCheck:
         object.__setattr__(self, "counter", (self.holder, self.kind))
 
 
-@dataclass(frozen=True, slots=True)
-class LimitLevel:
+class LimitLevel(msgspec.Struct, frozen=True, gc=False):
     """Where one counter stands: how much of its limit is left, and in how many seconds
-    all of it is back (0 for parallel slots, which come back when calls end)."""
+    all of it is back (0 for parallel slots, which come back when calls end). Made for
+    every limited call: a Struct is made in C, and untracked by the cyclic collector."""
 
     remaining: int
     reset: float
 
 
-@dataclass(frozen=True, slots=True)
-class LimitAnswer:
+class LimitAnswer(msgspec.Struct, frozen=True):
     """What a take did: `levels[i]` is where `checks[i]` stands (after the take, or as it
     was when refused). `refused` is the index of the check that refused the call (None:
     every counter was taken); `retry_after` the seconds until it would pass (None when
