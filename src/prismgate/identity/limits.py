@@ -47,7 +47,6 @@ __all__ = [
     "Admission",
     "Limiter",
     "images_asked",
-    "wait_text",
 ]
 
 A = TypeVar("A")

@@ -15,7 +15,6 @@ from prismgate.types.meta import CallMeta
 __all__ = [
     "error_response",
     "json_response",
-    "rate_limit_headers",
     "served_headers",
 ]
 

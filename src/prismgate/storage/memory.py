@@ -208,8 +208,7 @@ class MemoryLimitState:
                 if len(slots) + check.cost > check.limit and refused_slot is None:
                     refused_slot = i
                 continue
-            start = full_at.get(check.counter, now)
-            start = max(start, now)
+            start = max(full_at.get(check.counter, now), now)
             starts.append(start)
             wait = bucket_wait(start - now, check)
             if wait is None:  # more than the whole limit: never passes

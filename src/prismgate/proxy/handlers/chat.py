@@ -7,8 +7,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from prismgate.proxy.calls import decoded_call
-from prismgate.proxy.responses import json_response, rate_limit_headers, served_headers
+from prismgate.proxy.responses import json_response, served_headers
 from prismgate.proxy.state import ProxyState
+from prismgate.rate_limit_headers import rate_limit_headers
 from prismgate.types.chat import ChatCompletionRequest
 
 __all__ = ["completions"]
