@@ -25,6 +25,7 @@ from prismgate.storage import KeyStore
 __all__ = ["DEFAULT_STALENESS", "Authenticator"]
 
 _ADMIN_SCOPE = "admin"
+_ADMIN = Principal(role="admin", scope=_ADMIN_SCOPE)
 # Callers of an open gateway who send no key share one scope.
 _KEYLESS = Principal(role="open", scope=hashlib.sha256(b"").hexdigest()[:24])
 
@@ -56,7 +57,7 @@ class Authenticator:
         """The principal for `presented` (the key a request carries, or None)."""
         master = self._master
         if presented and master is not None and hmac.compare_digest(presented.encode(), master):
-            return Principal(role="admin", scope=_ADMIN_SCOPE)
+            return _ADMIN
         if presented:
             token = token_of(presented)
             found = await self._lookup(token)
@@ -73,6 +74,22 @@ class Authenticator:
             if not presented
             else "the API key is not valid for this gateway"
         )
+
+    async def admin_by_token(self, token: str) -> Principal | None:
+        """The principal of a console session: `token` names a generated key (its token,
+        not the key). None when that key no longer works or is no longer an admin's."""
+        found = await self._lookup(token)
+        if found is None:
+            return None
+        try:
+            _check_live(found)
+        except AuthenticationError:
+            return None
+        return found if found.is_admin else None
+
+    def admin(self) -> Principal:
+        """The master key's principal (a console session of the master key)."""
+        return _ADMIN
 
     def forget(self, token: str) -> None:
         """Drop a cached key now (this instance changed it): a read of it already under

@@ -9,11 +9,14 @@ from typing import Literal
 from prismgate.storage import Holder, LimitCheck
 from prismgate.storage.records import KeyRecord, Limits, TeamRecord, UserRecord
 
-__all__ = ["SDK_CALLER", "Principal", "Role"]
+__all__ = ["ADMIN_ROLE", "SDK_CALLER", "Principal", "Role"]
 
 # admin: the master key (or code holding the gateway); key: a generated key; open: any
 # caller of a gateway that has no master key.
 Role = Literal["admin", "key", "open"]
+
+# LiteLLM's name for the user role that administers the gateway.
+ADMIN_ROLE = "proxy_admin"
 
 # Image counts whose limit checks a principal keeps (n is small: 1 to 10 for most models).
 _CHECKS_KEPT = 16
@@ -75,8 +78,9 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        """May manage keys, teams and users."""
-        return self.role == "admin"
+        """May manage keys, teams and users, and sign in to the console: the master key,
+        or a key whose user has LiteLLM's `proxy_admin` role."""
+        return self.role == "admin" or (self.user is not None and self.user.user_role == ADMIN_ROLE)
 
     @property
     def key_alias(self) -> str | None:

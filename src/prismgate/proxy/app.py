@@ -131,7 +131,9 @@ def create_app(
         },
     )
     app.state.proxy = state
-    return RequestContext(CancelOnDisconnect(Authenticate(app, state.authenticator)))
+    return RequestContext(
+        CancelOnDisconnect(Authenticate(app, state.authenticator, state.sessions))
+    )
 
 
 def create_app_from_environment() -> ASGIApp:

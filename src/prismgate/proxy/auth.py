@@ -4,12 +4,15 @@ management routes (`require_admin`)."""
 
 from __future__ import annotations
 
+from http.cookies import CookieError, SimpleCookie
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prismgate.errors import PermissionDeniedError, PrismgateError
 from prismgate.identity import Authenticator, Principal
 from prismgate.proxy.responses import error_response
+from prismgate.ui.sessions import ADMIN, COOKIE, CSRF_HEADER, SessionSigner
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -18,12 +21,18 @@ __all__ = [
     "presented_key",
     "principal_of",
     "require_admin",
+    "session_cookie",
+    "session_principal",
 ]
 
 # Exactly these paths answer without a key (the router sees the same raw path), and
 # stored images, whose links carry their own signature.
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
 PUBLIC_PREFIX = "/v1/images/files/"
+# The console's pages, which check their own session (ui/handlers.py).
+CONSOLE_PATH = "/ui"
+CONSOLE_PREFIX = "/ui/"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -78,22 +87,87 @@ def require_admin(request: Request) -> Principal:
 class Authenticate:
     """Plain-ASGI middleware: every path but PUBLIC_PATHS needs a caller the authenticator
     accepts (the master key, a live generated key, anyone on a gateway without a master
-    key); the others get a 401 that says why."""
+    key, or a console session); the others get a 401 that says why.
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+    The console's own pages (`/ui`) check their session themselves, so that a visitor
+    who is not signed in is sent to the sign-in page rather than given a JSON 401. A
+    request with no key but a console session cookie is the session's admin; one that
+    changes something (any method but GET and HEAD) must also carry the session's CSRF
+    token, so that another site cannot make the browser act with the cookie.
+    """
+
+    def __init__(
+        self, app: ASGIApp, authenticator: Authenticator, sessions: SessionSigner | None = None
+    ) -> None:
         self.app = app
         self._authenticator = authenticator
+        self._sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else ""
-        if not path or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIX):
+        if (
+            not path
+            or path in PUBLIC_PATHS
+            or path.startswith(PUBLIC_PREFIX)
+            or path == CONSOLE_PATH
+            or path.startswith(CONSOLE_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         headers = headers_of(scope)
+        presented = presented_key(headers)
         try:
-            principal = await self._authenticator.authenticate(presented_key(headers))
+            if presented is None and self._sessions is not None and "cookie" in headers:
+                principal = await self._from_session(scope, headers, self._sessions)
+            else:
+                principal = await self._authenticator.authenticate(presented)
         except PrismgateError as error:
             await error_response(error)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+    async def _from_session(
+        self, scope: Scope, headers: dict[str, str], sessions: SessionSigner
+    ) -> Principal:
+        cookie = session_cookie(headers)
+        principal = await session_principal(self._authenticator, sessions, cookie)
+        if principal is None:
+            # An ended session is no session: the usual refusal, naming the key to send.
+            return await self._authenticator.authenticate(None)
+        assert cookie is not None
+        if scope["method"] not in SAFE_METHODS and not sessions.csrf_ok(
+            cookie, headers.get(CSRF_HEADER)
+        ):
+            raise PermissionDeniedError(
+                f"a console request that changes something needs the {CSRF_HEADER} header "
+                "of its session (GET /ui/session gives it)",
+                code="csrf_token_invalid",
+            )
+        return principal
+
+
+def session_cookie(headers: dict[str, str]) -> str | None:
+    """The console session cookie the request carries, if any."""
+    raw = headers.get("cookie")
+    if not raw:
+        return None
+    cookies = SimpleCookie()
+    try:
+        cookies.load(raw)
+    except CookieError:
+        return None
+    morsel = cookies.get(COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+async def session_principal(
+    authenticator: Authenticator, sessions: SessionSigner, cookie: str | None
+) -> Principal | None:
+    """The admin a console session cookie names, while the session and its key last."""
+    session = sessions.read(cookie)
+    if session is None:
+        return None
+    if session.subject == ADMIN:
+        return authenticator.admin()
+    return await authenticator.admin_by_token(session.subject)

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from prismgate.proxy.handlers import admin, chat, files, health, images, models, virtual_keys
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
+from prismgate.ui import handlers as console
 
 __all__ = ["ROUTES"]
 
@@ -50,4 +51,5 @@ ROUTES = [
     Route("/openapi.json", openapi, methods=["GET"]),
     *(Route(path, handler, methods=[method]) for path, handler, method in admin.ROUTES),
     *(Route(path, handler, methods=[method]) for path, handler, method in virtual_keys.ROUTES),
+    *console.ROUTES,
 ]

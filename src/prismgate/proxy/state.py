@@ -27,6 +27,7 @@ from prismgate.proxy.schemas import (
 )
 from prismgate.routing.portkey_config import InlineConfigs, SavedConfigs
 from prismgate.storage import KeyStore, SpendLog
+from prismgate.ui.sessions import SessionSigner
 
 __all__ = ["ProxyState"]
 
@@ -44,7 +45,10 @@ class ProxyState:
     def __init__(self, config: Config, gateway: Gateway) -> None:
         self.config = config
         self.gateway = gateway
-        self.authenticator = Authenticator(config.general_settings.master_key, None)
+        master_key = config.general_settings.master_key
+        self.authenticator = Authenticator(master_key, None)
+        # Console sign-ins; none without a master key (nobody could sign in).
+        self.sessions = SessionSigner(master_key) if master_key else None
         self.accounts: Accounts | None = None
         # Virtual keys stored over the API (with the key store), sealed with this key.
         self.sealer = sealer_from_config(config)

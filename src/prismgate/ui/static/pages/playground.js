@@ -1,0 +1,1 @@
+export async function render(main) { main.append('This page is being built.'); }
