@@ -5,6 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# The browser tests (tests/ui) drive Debian's Chromium, never a browser Playwright
+# downloads. Without it they fail, saying so.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+      || echo "chromium could not be installed: the browser tests will fail" >&2
+  else
+    echo "chromium is missing (apt-get install chromium, as root): the browser tests will fail" >&2
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

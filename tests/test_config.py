@@ -96,9 +96,9 @@ def test_unknown_keys_are_errors_naming_each_with_a_suggestion() -> None:
         load_config(raw, environ={})
     assert str(caught.value).splitlines() == [
         "3 problems:",
-        "  surprise: not a setting; the top level takes environment_variables, "
-        "general_settings, litellm_settings, model_list, portkey_configs, router_settings, "
-        "virtual_keys",
+        "  surprise: not a setting; the top level takes callback_settings, "
+        "environment_variables, general_settings, litellm_settings, model_list, "
+        "portkey_configs, router_settings, virtual_keys",
         "  general_settings.master_kye: not a setting; did you mean master_key?",
         "  model_list[0].model_info.z: not a setting of model_list[0].model_info (the "
         "README's Configuration section lists them)",

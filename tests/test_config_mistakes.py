@@ -58,8 +58,9 @@ MISTAKES: list[tuple[str, str | bytes, str]] = [
     ("LiteLLM general setting not acted on", MOCK + "general_settings: {alerting: [slack]}\n",
      "LiteLLM settings that prismgate does not act on: general_settings.alerting. Remove them, "
      "or set general_settings.allow_unused_litellm_settings: true"),
-    ("LiteLLM callback not acted on", MOCK + "litellm_settings: {success_callback: [langfuse]}\n",
-     "does not act on: litellm_settings.success_callback"),
+    ("LiteLLM callback prismgate lacks", MOCK + "litellm_settings: {callbacks: [langfuse]}\n",
+     "litellm_settings.callbacks[0]: 'langfuse' is not a callback prismgate has; it has "
+     "otel (OpenTelemetry traces), generic_api"),
     ("LiteLLM fallbacks in litellm_settings",
      MOCK + "litellm_settings: {fallbacks: [{images: [images]}]}\n",
      "litellm_settings.fallbacks (prismgate reads router_settings.fallbacks)"),

@@ -50,7 +50,12 @@ async def spend_log(postgres_server: PostgresServer, tmp_path: Path) -> AsyncIte
 
 def gateway(recorder: SpendRecorder) -> Gateway:
     config = load_config(
-        {"model_list": [{"model_name": "otters", "litellm_params": {"model": "mock/otters"}}]},
+        {
+            "model_list": [{"model_name": "otters", "litellm_params": {"model": "mock/otters"}}],
+            # Rows only: the console's records (tests/test_call_records.py) are not the
+            # spool's concern, and would keep images in the default folder.
+            "general_settings": {"console": {"keep_images": False, "keep_request_details": False}},
+        },
         environ={},
     )
     return Gateway(config, observers=(recorder,))

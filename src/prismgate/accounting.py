@@ -19,13 +19,19 @@ from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.router import Target
 from prismgate.storage.records import Nanos, nanos
 from prismgate.streaming import RelayedStream
-from prismgate.types import ImageRequest, Served
+from prismgate.types import (
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageVariationRequest,
+    Served,
+)
 from prismgate.types.chat import ChatCompletionRequest
 
 __all__ = ["candidates", "deployment_bound", "within_budget"]
 
 A = TypeVar("A")
 Attempt = Callable[[Target], Awaitable[Served[A]]]
+_IMAGE_REQUESTS = (ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 
 
 async def within_budget(
@@ -42,7 +48,8 @@ async def within_budget(
     a target's own bound before its attempt when it is not among them (a fallback to
     another group, a Portkey target), the real cost after (a stream's, when it is closed).
     `BudgetExceededError` before any upstream call that a budget cannot cover."""
-    hold: Hold | None = None
+    if budgets is None or not principal.holders:  # no key: nothing is held or counted
+        return await route(attempt)
     bounds: dict[int, float | None] = {}  # by id(): the call keeps its deployments alive
 
     def bound_of(deployment: Deployment) -> float | None:
@@ -51,13 +58,16 @@ async def within_budget(
             bounds[key] = deployment_bound(deployment, request)
         return bounds[key]
 
-    def first_bound() -> float | None:
-        known = [b for b in map(bound_of, candidates()) if b is not None]
-        return max(known) if known else None
-
-    if budgets is not None:
-        hold = await budgets.hold(principal, first_bound)
+    hold = budgets.open(principal)
     if hold is not None and hold.capped:
+        try:
+            known = [b for b in map(bound_of, candidates()) if b is not None]
+            first = max(known) if known else None
+            if not hold.cover_now(first):  # the store must be asked: the one wait
+                await hold.cover(first)
+        except BaseException:
+            hold.pay(0)
+            raise
         plain, budgeted = attempt, hold
 
         async def attempt(target: Target) -> Served[A]:
@@ -102,7 +112,7 @@ def deployment_bound(deployment: Deployment, request: msgspec.Struct) -> float |
     info = deployment.info
     if isinstance(request, ChatCompletionRequest):
         return chat_price_bound(info, request)
-    assert isinstance(request, ImageRequest)
+    assert isinstance(request, _IMAGE_REQUESTS)  # a tuple: isinstance of a union costs more
     return image_price_bound(info.image if info else None, request)
 
 

@@ -12,8 +12,9 @@ traceback; a port that cannot be had is exit status 3 and one line.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -23,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from prismgate._version import __version__
+from prismgate.observability.log_config import LogFormat, LogLevel
 
 if TYPE_CHECKING:
     from prismgate.config import Config
@@ -128,6 +130,35 @@ InsecureOption = Annotated[
     bool,
     typer.Option(help="Allow listening beyond loopback without a master key."),
 ]
+LogLevelOption = Annotated[
+    LogLevel,
+    typer.Option(
+        case_sensitive=False,
+        help="Lowest level logged: info writes one access-log line per request (stdout), "
+        "warning and above silence them. uvicorn's own lines start at warning unless "
+        "debug or trace.",
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        case_sensitive=False,
+        help="Log lines as text or as one JSON object each (default: json when "
+        "litellm_settings.json_logs is true, else text).",
+    ),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="LiteLLM's --debug: the same as --log-level debug.")
+]
+DetailedDebugOption = Annotated[
+    bool,
+    typer.Option(
+        "--detailed_debug",
+        "--detailed-debug",
+        help="LiteLLM's --detailed_debug: debug logs of prismgate, uvicorn and the "
+        "libraries it uses.",
+    ),
+]
 
 
 @app.callback()
@@ -142,6 +173,10 @@ def main_options(
     port: PortOption = 4000,
     workers: WorkersOption = 1,
     insecure: InsecureOption = False,
+    log_level: LogLevelOption = LogLevel.INFO,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    detailed_debug: DetailedDebugOption = False,
 ) -> None:
     """An OpenAI-compatible gateway for image generation and vision.
 
@@ -152,7 +187,10 @@ def main_options(
     if config is None:
         console.print(ctx.get_help())
         raise typer.Exit
-    serve(config=config, host=host, port=port, workers=workers, insecure=insecure)
+    serve(
+        config=config, host=host, port=port, workers=workers, insecure=insecure,
+        log_level=log_level, log_format=log_format, debug=debug, detailed_debug=detailed_debug,
+    )  # fmt: skip
 
 
 @app.command()
@@ -162,12 +200,16 @@ def serve(
     port: PortOption = 4000,
     workers: WorkersOption = 1,
     insecure: InsecureOption = False,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+    log_level: LogLevelOption = LogLevel.INFO,
+    log_format: LogFormatOption = None,
+    debug: DebugOption = False,
+    detailed_debug: DetailedDebugOption = False,
 ) -> None:
     """Run the OpenAI-compatible proxy."""
     import os
 
     from prismgate.config import CONFIG_PATH_VARIABLE
+    from prismgate.observability.log_config import serve_logging
 
     # Every check here, once, before any worker starts: a worker never meets a mistake.
     loaded = _checked_serving_config(config)
@@ -222,24 +264,65 @@ def serve(
             soft_wrap=True,
         )
 
-    os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
-    server.run(
-        "prismgate.proxy.app:create_app_from_environment",
-        guard=guard,
-        sock=sock,
-        on_ready=announce,
-        factory=True,
-        host=host,
-        port=bound_port,
-        workers=workers,
-        loop="uvloop",
-        access_log=False,
-        log_level=log_level,
-        server_header=False,
-        date_header=False,
-        # X-Forwarded-* from clients are not trusted (and not parsed on every request).
-        proxy_headers=False,
+    json_logs = log_format is LogFormat.JSON or (
+        log_format is None and loaded.litellm_settings.json_logs
     )
+    log_config, uvicorn_level = serve_logging(
+        log_level, json=json_logs, debug=debug, detailed_debug=detailed_debug
+    )
+    os.environ[CONFIG_PATH_VARIABLE] = str(config.resolve())
+    with _metrics_folder(workers) as on_worker_exit:
+        server.run(
+            "prismgate.proxy.app:create_app_from_environment",
+            guard=guard,
+            sock=sock,
+            on_ready=announce,
+            on_worker_exit=on_worker_exit,
+            factory=True,
+            host=host,
+            port=bound_port,
+            workers=workers,
+            loop="uvloop",
+            # prismgate's own access log replaces uvicorn's (observability/access_log.py).
+            access_log=False,
+            log_config=log_config,
+            log_level=uvicorn_level,
+            server_header=False,
+            date_header=False,
+            # X-Forwarded-* from clients are not trusted (and not parsed on every request).
+            proxy_headers=False,
+        )
+
+
+@contextlib.contextmanager
+def _metrics_folder(workers: int) -> Iterator[Callable[[int], None] | None]:
+    """With several workers, a private folder for their metrics (prometheus-client's
+    multiprocess mode), named to the workers by environment and removed at the end;
+    yields what to call when a worker dies (its live gauges leave the sums). One worker
+    keeps its metrics in memory."""
+    import os
+    import shutil
+    import tempfile
+
+    from prismgate.config import METRICS_FOLDER_VARIABLE
+
+    if workers == 1:
+        # A folder left in the environment (another tool's) would hold other numbers.
+        os.environ.pop(METRICS_FOLDER_VARIABLE, None)
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="prismgate-metrics-")
+    os.environ[METRICS_FOLDER_VARIABLE] = folder
+
+    def on_worker_exit(pid: int) -> None:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+
+    try:
+        yield on_worker_exit
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_database(path: Path, config: Config) -> None:

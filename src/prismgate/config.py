@@ -34,7 +34,10 @@ from prismgate.types.validation import plain_validation_error
 
 __all__ = [
     "CONFIG_PATH_VARIABLE",
+    "METRICS_FOLDER_VARIABLE",
+    "CallbackSettings",
     "Config",
+    "ConsoleSettings",
     "GeneralSettings",
     "LiteLLMParams",
     "LiteLLMSettings",
@@ -44,6 +47,7 @@ __all__ = [
     "check_fallbacks",
     "config_path_from_environment",
     "load_config",
+    "metrics_folder_from_environment",
     "sorted_params",
     "terminal_hints",
 ]
@@ -58,6 +62,15 @@ CONFIG_PATH_VARIABLE = "PRISMGATE_CONFIG"
 def config_path_from_environment() -> str | None:
     """The config file named by PRISMGATE_CONFIG, if any."""
     return os.environ.get(CONFIG_PATH_VARIABLE) or None
+
+
+# prometheus-client's own variable: the folder where several workers keep their metrics.
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def metrics_folder_from_environment() -> str | None:
+    """The folder `prismgate serve --workers N` made for the workers' metrics, if any."""
+    return os.environ.get(METRICS_FOLDER_VARIABLE) or None
 
 
 # What tells a terminal that shows images apart (kitty's and iTerm2's image protocols),
@@ -210,6 +223,25 @@ class ServerSettings(_Section, frozen=True):
     max_connections: Annotated[int, _Positive] = 4096
 
 
+class ConsoleSettings(_Section, frozen=True):
+    """`general_settings.console`: what the console keeps of each call (prismgate's
+    addition; call_records.py). Off by default: keeping every image costs a decode, a hash
+    and a file per image (about as much CPU again as serving a small answer), and it
+    keeps the callers' images on the operator's disk. Kept only on spend-log rows (none with
+    `disable_spend_logs` or without a database). A key or team whose metadata says
+    `keep_images: false` keeps nothing either way."""
+
+    # The images of each answer (and an edit's input images) go to the image store, named
+    # on the call's spend-log row, for `keep_images_days`.
+    keep_images: bool = False
+    keep_images_days: Annotated[float, _Positive] = 7.0
+    # The disk kept images may use (1 GiB); past it the oldest kept images go first.
+    keep_images_max_bytes: Annotated[int, _Positive] = 1 << 30
+    # The request as received and what was sent upstream (images described, never their
+    # bytes; no credential), on the call's spend-log row.
+    keep_request_details: bool = False
+
+
 class GeneralSettings(_Section, frozen=True):
     """`general_settings`: LiteLLM's keys, and prismgate's own additions."""
 
@@ -248,6 +280,12 @@ class GeneralSettings(_Section, frozen=True):
     # then LiteLLM's LITELLM_SALT_KEY, from the environment.
     encryption_key: str | list[str] | None = None
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    # Who may read GET /metrics: `loopback` (clients on this machine without a key, others
+    # with the master key or an admin's key), `admin` (always such a key) or `open`.
+    metrics_access: Literal["loopback", "admin", "open"] = "loopback"
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
+    # The webhook callbacks' records carry the call's prompt (its first 200 characters).
+    send_prompts_to_callbacks: bool = False
 
 
 class RouterSettings(_Section, frozen=True):
@@ -278,6 +316,34 @@ class LiteLLMSettings(_Section, frozen=True):
     # Checked key by key at load (config_keys.py): type, ttl, supported_call_types, and
     # the Redis of `type: redis` (host, port, password, url).
     cache_params: dict[str, Any] = msgspec.field(default_factory=dict)
+    # LiteLLM's switch for a key on /metrics: general_settings.metrics_access: admin.
+    require_auth_for_metrics_endpoint: bool = False
+    # LiteLLM's switch for JSON logs: `prismgate serve --log-format json`.
+    json_logs: bool = False
+    # LiteLLM's callbacks, by name: "otel", "generic_api" or a callback_settings entry
+    # (observability/callbacks.py); every call, successes only, failures only.
+    callbacks: list[str] = msgspec.field(default_factory=list)
+    success_callback: list[str] = msgspec.field(default_factory=list)
+    failure_callback: list[str] = msgspec.field(default_factory=list)
+
+
+class CallbackSettings(_Section, frozen=True):
+    """A `callback_settings` entry (LiteLLM's): a webhook that is sent call records.
+    Checked at load (observability/callbacks.py)."""
+
+    callback_type: str | None = None  # only "generic_api" (a webhook)
+    endpoint: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    event_types: list[Literal["llm_api_success", "llm_api_failure"]] | None = None
+    log_format: Literal["json_array", "ndjson"] = "json_array"
+    batch_size: Annotated[int, _Positive] = 100
+    flush_interval: Seconds = 5.0
+    # prismgate: records kept while the endpoint does not answer; past it they are
+    # dropped, counted and logged.
+    max_queued: Annotated[int, _Positive] = 10_000
+    # prismgate: the longest wait, in seconds, between tries while the endpoint fails
+    # (the wait doubles from `flush_interval` up to this).
+    max_backoff: Seconds = 60.0
 
 
 class Config(_Section, frozen=True):
@@ -289,6 +355,7 @@ class Config(_Section, frozen=True):
     litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
     virtual_keys: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     portkey_configs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    callback_settings: dict[str, CallbackSettings] = msgspec.field(default_factory=dict)
     # LiteLLM's `environment_variables`: added to the snapshot, never to os.environ.
     environment_variables: dict[str, str] = msgspec.field(default_factory=dict)
     # The environment snapshot taken at load time (not read from the file).
@@ -352,6 +419,8 @@ def load_config(
         raise ConfigError(f"{where or '(top level)'}: {detail}") from None
     _check_routing(config)
     _check_backends(config)
+    _check_callbacks(config, snapshot)
+    _check_metrics_access(config)
     model_list = [_priced(entry, f"model_list[{i}]") for i, entry in enumerate(config.model_list)]
     _say_stream_timeouts(model_list)
     return msgspec.structs.replace(
@@ -565,6 +634,29 @@ def _check_backends(config: Config) -> None:
         raise ConfigError(
             f"litellm_settings.cache_params.type: {cache_type!r} is not supported; use "
             f"{' or '.join(repr(t) for t in _CACHE_TYPES)}"
+        )
+
+
+def _check_callbacks(config: Config, environ: Mapping[str, str]) -> None:
+    """A ConfigError for a callback prismgate does not have, or one set up wrong."""
+    settings = config.litellm_settings
+    named = settings.callbacks or settings.success_callback or settings.failure_callback
+    if named or config.callback_settings:
+        # Imported only for a config that names callbacks: most do not.
+        from prismgate.observability.callbacks import check_callbacks
+
+        check_callbacks(config, environ)
+
+
+def _check_metrics_access(config: Config) -> None:
+    """LiteLLM's switch for a key on /metrics cannot go with metrics that are open."""
+    if (
+        config.litellm_settings.require_auth_for_metrics_endpoint
+        and config.general_settings.metrics_access == "open"
+    ):
+        raise ConfigError(
+            "litellm_settings.require_auth_for_metrics_endpoint asks for a key on /metrics, "
+            "and general_settings.metrics_access: open opens it; keep one of them"
         )
 
 

@@ -55,7 +55,7 @@ EXTENSION_PREFIX = "x-"
 LITELLM_ONLY: Mapping[str, frozenset[str]] = {
     "": _names(
         """
-        assistant_settings callback_settings credential_list files_settings
+        assistant_settings credential_list files_settings
         finetune_settings guardrails include mcp_servers prompts search_tools
         vector_store_registry
         """
@@ -101,18 +101,18 @@ LITELLM_ONLY: Mapping[str, frozenset[str]] = {
     ),
     "litellm_settings": _names(
         """
-        allowed_fails budget_duration callbacks content_policy_fallbacks
+        allowed_fails budget_duration content_policy_fallbacks
         context_window_fallbacks default_fallbacks default_internal_user_params
         default_key_generate_params default_team_settings
         disable_add_transform_inline_image_block disable_copilot_system_to_assistant
         disable_end_user_cost_tracking disable_end_user_cost_tracking_prometheus_only
         disable_hf_tokenizer_download enable_json_schema_validation
-        enable_key_alias_format_validation enable_preview_features failure_callback
-        fallbacks force_ipv4 internal_user_budget_duration json_logs key_generation_settings
+        enable_key_alias_format_validation enable_preview_features fallbacks force_ipv4
+        internal_user_budget_duration key_generation_settings
         langfuse_default_tags max_budget max_end_user_budget max_internal_user_budget
         max_parallel_requests mcp_aliases modify_params public_model_groups
         public_model_groups_links redact_user_api_key_info return_response_headers
-        service_callbacks set_verbose ssl_verify store_audit_logs success_callback telemetry
+        service_callbacks set_verbose ssl_verify store_audit_logs telemetry
         turn_off_message_logging upperbound_key_generate_params
         use_chat_completions_url_for_anthropic_messages
         """

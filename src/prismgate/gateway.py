@@ -22,16 +22,13 @@ import msgspec
 from prismgate.accounting import candidates, within_budget
 from prismgate.authority import CallerAuthority
 from prismgate.call_options import CallOptions
+from prismgate.call_records import CallRecord
+from prismgate.call_reporting import CallReporting
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
 from prismgate.config import Config, load_config
 from prismgate.config_secrets import config_secrets
 from prismgate.cost import chat_cost, image_cost
-from prismgate.errors import (
-    APIError,
-    BadRequestError,
-    PermissionDeniedError,
-    UnsupportedParamsError,
-)
+from prismgate.errors import APIError, BadRequestError, PermissionDeniedError
 from prismgate.identity.budgets import Budgets
 from prismgate.identity.limits import Limiter, images_asked
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
@@ -42,7 +39,8 @@ from prismgate.media.inputs import check_input_pixels
 from prismgate.media.links import SignedLinks
 from prismgate.media.vision import ImageWork, prepare_images
 from prismgate.observability.redaction import Redactor
-from prismgate.observers import Observer, observed
+from prismgate.observability.tracing import Tracing
+from prismgate.observers import Observer
 from prismgate.providers import get_provider
 from prismgate.providers.base import (
     ChatCall,
@@ -52,6 +50,7 @@ from prismgate.providers.base import (
     Provider,
     ProviderCache,
 )
+from prismgate.providers.chat_rules import drop_or_refuse
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
@@ -91,7 +90,9 @@ class Gateway:
     `stores` are where it keeps state (routing, cache, images, keys, spend); without them
     it opens the ones the config names and closes them with itself. `direct_models=False`
     serves only the config's model groups (what the proxy does). Each call, served or
-    failed, is reported once to every one of `observers`.
+    failed, is reported once to every one of `observers`, and to the config's webhook
+    callbacks (call_reporting.py). `tracing` replaces the config's (`"otel"` among its
+    callbacks): each call is then a span, and each attempt a child span.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class Gateway:
         catalog: Catalog | None = None,
         direct_models: bool = True,
         observers: Sequence[Observer] = (),
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config if config is not None else load_config()
         self.catalog = catalog if catalog is not None else builtin_catalog()
@@ -125,8 +127,14 @@ class Gateway:
         self._own_stores = stores is None
         self.stores = stores if stores is not None else open_stores(self.config)
         self.image_store = self.stores.images
+        # Observers, webhooks, traces and the console's records of calls.
+        self.reporting = CallReporting(
+            self.config, self.image_store, self._redact, observers=observers, tracing=tracing
+        )
+        self.tracing = self.reporting.tracing
+        # Each upstream request carries the trace context of its attempt's span.
+        self._upstream = self.reporting.upstream(transport)
         self.provider_cache = ProviderCache()
-        self.observers = tuple(observers)
         # Calls by generated keys hold their price against the keys' budgets first.
         self.budgets = Budgets(self.stores.keys) if self.stores.keys is not None else None
         # Callers' rpm, tpm, ipm and parallel limits, shared through the limit store.
@@ -141,6 +149,16 @@ class Gateway:
 
     async def __aenter__(self) -> Self:
         return self
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        """Who is told about every call; set it to add some (a spend recorder among them
+        makes the console keep its records, when its config keeps any)."""
+        return self.reporting.observers
+
+    @observers.setter
+    def observers(self, observers: Sequence[Observer]) -> None:
+        self.reporting.observers = observers
 
     async def __aexit__(
         self,
@@ -176,8 +194,10 @@ class Gateway:
             await budgets.aclose()
 
     async def aclose(self) -> None:
-        """Release the HTTP pools and stores this gateway made, and the image fetcher's."""
+        """Release the HTTP pools and stores this gateway made, and the image fetcher's;
+        send what the webhook callbacks and the tracing hold."""
         await self.release_key_store()
+        await self.reporting.aclose()
         await self.fetcher.aclose()
         self.image_pool.close()
         if self._own_stores:
@@ -239,9 +259,10 @@ class Gateway:
         each attempt checked against its model's rules, fanned out, delivered in the
         asked format, priced, and cached when caching is on."""
         name = request.model or self.config.general_settings.default_image_model
+        record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[ImageResponse]:
-            return await self._image_attempt(request, options, target, name)
+            return await self._image_attempt(request, options, target, name, record)
 
         async def work() -> Served[ImageResponse]:
             check_input_pixels(request, self.config.general_settings.media.max_image_pixels)
@@ -251,7 +272,7 @@ class Gateway:
                 name, request, options, attempt, tokens=_image_tokens, accepted_risk=accepted_risk
             )
 
-        return await observed(self.observers, operation, name, request, options=options, work=work)
+        return await self.reporting.run(operation, name, request, options, work=work, record=record)
 
     async def _serve(
         self,
@@ -302,6 +323,7 @@ class Gateway:
         accepted_risk: bool,
     ) -> Served[A]:
         """`attempt` on the targets this call may use, with retries and fallbacks."""
+        attempt = self.reporting.attempts(attempt)
         idempotent = options.idempotency_key is not None or not accepted_risk
         if options.plan is not None:
             context = RunContext(
@@ -350,7 +372,12 @@ class Gateway:
         )
 
     async def _image_attempt(
-        self, request: ImageRequest, options: CallOptions, target: Target, name: str
+        self,
+        request: ImageRequest,
+        options: CallOptions,
+        target: Target,
+        name: str,
+        record: CallRecord | None,
     ) -> Served[ImageResponse]:
         """One try on one deployment."""
         deployment, provider, environ = self._resolved(target, options)
@@ -399,7 +426,7 @@ class Gateway:
             environ=environ,
         )
         calls = fan_out(call, capabilities)
-        response = await run_all(operation, calls, self._transport_for(target))
+        response = await run_all(operation, calls, self._sending(target, record, call.redact))
         if not response.data:
             raise withheld_or_empty(provider.name, response.filtered)
         meta = CallMeta(
@@ -443,6 +470,7 @@ class Gateway:
     ) -> Served[ChatCompletion]:
         """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
         options = options or CallOptions()
+        record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[ChatCompletion]:
             chat, call, provider = await self._chat_call(request, options, target)
@@ -457,7 +485,7 @@ class Gateway:
             )
             if cache is not None and (hit := await cache.lookup_chat()):
                 return Served(hit.value, _for_this_call(hit.meta, options))
-            completion = await chat.complete(call, self._transport_for(target))
+            completion = await chat.complete(call, self._sending(target, record, call.redact))
             meta = CallMeta(
                 provider=provider.name,
                 model=call.deployment.model,
@@ -477,8 +505,8 @@ class Gateway:
         async def work() -> Served[ChatCompletion]:
             return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
 
-        return await observed(
-            self.observers, "chat_completion", request.model, request, options=options, work=work
+        return await self.reporting.run(
+            "chat_completion", request.model, request, options, work=work, record=record
         )
 
     async def chat_completion_stream(
@@ -490,11 +518,12 @@ class Gateway:
         and the router can still retry); later ones become an error event that ends the
         stream."""
         options = options or CallOptions()
+        record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[RelayedStream]:
             chat, call, provider = await self._chat_call(request, options, target)
             info = call.deployment.info
-            events = chat.stream(call, self._transport_for(target))
+            events = chat.stream(call, self._sending(target, record, call.redact))
             try:
                 first = await anext(events)
             except StopAsyncIteration:
@@ -521,8 +550,8 @@ class Gateway:
         async def work() -> Served[RelayedStream]:
             return await self._serve(request.model, request, options, attempt, tokens=_no_tokens)
 
-        return await observed(
-            self.observers, "chat_completion", request.model, request, options=options, work=work
+        return await self.reporting.run(
+            "chat_completion", request.model, request, options, work=work, record=record
         )
 
     async def _chat_call(
@@ -544,7 +573,7 @@ class Gateway:
                 param="messages",
                 code="model_not_vision_capable",
             )
-        request, dropped = _drop_or_refuse(
+        request, dropped = drop_or_refuse(
             request,
             provider.chat_unsupported,
             model=request.model,
@@ -637,17 +666,21 @@ class Gateway:
         )
         return connect
 
+    def _sending(self, target: Target, record: CallRecord | None, redact: Redactor) -> Transport:
+        """The transport for `target`, noting what it sends in the call's `record`."""
+        return self.reporting.sending(self._transport_for(target), target, record, redact)
+
     def _transport_for(self, target: Target) -> Transport:
         """The plain pool, or, for a caller-chosen host, the one that checks each address
         it dials against the safe fetcher's rules."""
-        return self.guarded_transport if target.guarded else self._http
+        return self.guarded_transport if target.guarded else self._upstream
 
     @functools.cached_property
     def guarded_transport(self) -> Transport:
         """Sends to caller-chosen hosts: private addresses only where allowlisted."""
         self._guard_pool = HttpTransport()
         allowlist = HostAllowlist(self.config.general_settings.media.allowed_hosts)
-        return self._guard_pool.guarded(allowlist)
+        return self.reporting.upstream(self._guard_pool.guarded(allowlist))
 
     def _stored_link(self, options: CallOptions) -> Callable[[str], str | None]:
         """Signs links to stored images for this caller; None without a base URL."""
@@ -722,22 +755,6 @@ class Gateway:
 
 def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-def _drop_or_refuse(
-    request: ChatCompletionRequest, unsupported: frozenset[str], *, model: str, drop: bool
-) -> tuple[ChatCompletionRequest, tuple[str, ...]]:
-    """Fields the provider has no meaning for: a 400 naming each, or dropped on request."""
-    present = sorted(name for name in unsupported if getattr(request, name) is not None)
-    if not present:
-        return request, ()
-    if not drop:
-        raise UnsupportedParamsError(
-            f"{model} does not support {present[0]!r}. Remove it, or set drop_params=True "
-            "to drop unsupported parameters.",
-            param=present[0],
-        )
-    return msgspec.structs.replace(request, **dict.fromkeys(present)), tuple(present)
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -18,12 +17,14 @@ import msgspec
 
 from prismgate.errors import PrismgateError
 from prismgate.identity.principal import Principal
+from prismgate.request_ids import new_request_id
 from prismgate.streaming import RelayedStream
 from prismgate.types import Served
 from prismgate.types.meta import CallMeta
 
 if TYPE_CHECKING:
     from prismgate.call_options import CallOptions
+    from prismgate.call_records import CallRecord
 
 __all__ = ["CallReport", "Observer", "observed", "report_to"]
 
@@ -51,6 +52,9 @@ class CallReport(msgspec.Struct, frozen=True, kw_only=True):
     failure: BaseException | None
     trace_id: str | None = None
     metadata: Mapping[str, str] | None = None
+    # The console's record of the call (call_records.py), when it keeps one: the spend
+    # recorder finishes it, off the request path.
+    record: CallRecord | None = None
 
     @property
     def status(self) -> int:
@@ -98,10 +102,11 @@ async def observed(
     *,
     options: CallOptions,
     work: Callable[[], Awaitable[Served[A]]],
+    record: CallRecord | None = None,
 ) -> Served[A]:
     """`work()`, reported once to `observers`, whether it was served or failed (a call
-    whose caller left included). A stream is reported when it is closed, with the cost of
-    the usage it reported."""
+    whose caller left included), with the console's `record` of it. A stream is reported
+    when it is closed, with the cost of the usage it reported."""
     if not observers:
         return await work()
     started = time.time()
@@ -115,7 +120,7 @@ async def observed(
         report_to(
             observers,
             CallReport(
-                request_id=options.request_id or uuid.uuid4().hex,
+                request_id=options.request_id or new_request_id(),
                 operation=operation,
                 model=name,
                 request=request,
@@ -127,6 +132,7 @@ async def observed(
                 failure=failure,
                 trace_id=options.trace_id,
                 metadata=options.metadata,
+                record=record,
             ),
         )
 

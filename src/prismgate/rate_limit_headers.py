@@ -15,17 +15,30 @@ def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
     limited unit (requests, tokens, and prismgate's images)."""
     headers = {}
     for status in statuses:
-        headers[f"x-ratelimit-limit-{status.unit}"] = str(status.limit)
-        headers[f"x-ratelimit-remaining-{status.unit}"] = str(status.remaining)
-        headers[f"x-ratelimit-reset-{status.unit}"] = wait_text(status.reset)
+        limit, remaining, reset = _NAMES.get(status.unit) or _names(status.unit)
+        headers[limit] = str(status.limit)
+        headers[remaining] = str(status.remaining)
+        headers[reset] = wait_text(status.reset)
     return headers
+
+
+def _names(unit: str) -> tuple[str, str, str]:
+    return (
+        f"x-ratelimit-limit-{unit}",
+        f"x-ratelimit-remaining-{unit}",
+        f"x-ratelimit-reset-{unit}",
+    )
+
+
+# Every limited call answers with these: their names are made once.
+_NAMES = {unit: _names(unit) for unit in ("requests", "tokens", "images")}
 
 
 def wait_text(seconds: float) -> str:
     """A wait as OpenAI's reset headers and messages write it (Go's duration format, to
     the millisecond, rounded up): `0s`, `120ms`, `1.5s`, `6m0s`, `1h2m3.25s`."""
-    ms = max(0, int(-(-round(seconds * 1_000_000) // 1000)))  # µs first: 0.3 s is 300 ms
-    if ms == 0:
+    ms = -(-round(seconds * 1_000_000) // 1000)  # µs first: 0.3 s is 300 ms
+    if ms <= 0:
         return "0s"
     if ms < 1000:
         return f"{ms}ms"

@@ -19,7 +19,7 @@ import contextlib
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
@@ -52,6 +52,7 @@ __all__ = [
     "image_answer_bytes",
     "multipart_body",
     "retry_after_seconds",
+    "with_headers",
 ]
 
 log = logging.getLogger("prismgate.transport")
@@ -186,6 +187,29 @@ class _AnswerCap:
 
     def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
         return self.transport.stream(replace(request, max_answer_bytes=self.max_answer_bytes))
+
+
+def with_headers(transport: Transport, headers: Callable[[], Mapping[str, str]]) -> Transport:
+    """`transport`, adding to each request the headers `headers()` gives as it is sent (a
+    trace context: the span current at that moment). They are added after signing: a
+    signature (SigV4) covers only the headers it lists."""
+    return _AddedHeaders(transport, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _AddedHeaders:
+    transport: Transport
+    headers: Callable[[], Mapping[str, str]]
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        return await self.transport.send(self._with_headers(request))
+
+    def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
+        return self.transport.stream(self._with_headers(request))
+
+    def _with_headers(self, request: UpstreamRequest) -> UpstreamRequest:
+        added = self.headers()
+        return replace(request, headers={**request.headers, **added}) if added else request
 
 
 class _AiohttpTransport:

@@ -187,7 +187,8 @@ def image_bytes(proxy: RunningProxy, prompt: str) -> int:
 
 
 def stored(store: Path) -> list[Path]:
-    return [path for path in store.iterdir() if not path.name.startswith(".")]
+    """The images stored for links (not the console's kept/ folder, nor the key file)."""
+    return [path for path in store.iterdir() if path.is_file() and not path.name.startswith(".")]
 
 
 def test_a_full_store_answers_507_and_b64_json_still_works(

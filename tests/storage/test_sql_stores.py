@@ -173,6 +173,20 @@ async def test_deleted_keys_answer_but_are_not_live(sql: Backend) -> None:
     assert (await store.key_by_alias("ci")) == make_key("c", key_alias="ci")
 
 
+async def test_keys_are_read_by_many_tokens_at_once_deleted_ones_too(sql: Backend) -> None:
+    store = sql.keys
+    made = [make_key(name, key_alias=f"alias-{name}") for name in ("a", "b", "c")]
+    for key in made:
+        await store.create_key(key)
+    await store.delete_keys([made[0].token], now=NOW + 5)
+    # Tokens no key has between them: the three are read in different queries.
+    missing = [f"missing-{n}" for n in range(1200)]
+    asked = [made[0].token, *missing[:600], made[1].token, *missing[600:], made[2].token]
+    found = {key.token: key.key_alias for key in await store.keys_by_tokens(asked * 2)}
+    assert found == {key.token: key.key_alias for key in made}
+    assert await store.keys_by_tokens([]) == []
+
+
 async def test_list_keys_newest_first_with_filters_and_paging(sql: Backend) -> None:
     store = sql.keys
     for index in range(7):

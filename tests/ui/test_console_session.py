@@ -4,6 +4,7 @@ that end when their key does. Against the real proxy, with httpx as the browser.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -155,6 +156,68 @@ def test_forged_or_expired_sessions_are_no_sessions(proxy: RunningProxy, cookie:
         api = page.get("/key/list", headers=headers)
         assert api.status_code == 401
         assert api.json()["error"]["message"].startswith("missing API key")
+
+
+# Not ASCII, as a hostile client may send it: a token or cookie like this is no match.
+NON_ASCII = "\u00e9t\u00e9"
+
+
+def test_a_non_ascii_csrf_token_is_refused_not_an_error(proxy: RunningProxy) -> None:
+    with browser(proxy) as page:
+        sign_in(page, MASTER_KEY)
+        token = page.get("/ui/session").json()["csrf_token"]
+        for forged in (NON_ASCII, token[:-1] + "\u00e9"):
+            refused = page.post(
+                "/key/generate",
+                json={"key_alias": "x"},
+                headers={"x-csrf-token": forged.encode()},
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["error"]["code"] == "csrf_token_invalid"
+            assert page.post("/ui/logout", data={"csrf_token": forged}).status_code == 403
+            by_header = page.post("/ui/logout", headers={"x-csrf-token": forged.encode()})
+            assert by_header.status_code == 403
+        assert page.get("/key/list").json()["total_count"] == 0
+        assert page.get("/ui").status_code == 200  # still signed in
+
+
+def test_a_quoted_non_ascii_session_cookie_is_no_session(proxy: RunningProxy) -> None:
+    # Quoted, it passes the cookie parser: the signature check must refuse it, not fail.
+    valid = SessionSigner(MASTER_KEY).issue("admin")
+    for cookie in (f'"abc.{NON_ASCII}"', f'"{valid}{NON_ASCII}"', f'"{NON_ASCII}.{valid}"'):
+        headers = {"cookie": f"{COOKIE}={cookie}".encode()}
+        with browser(proxy) as page:
+            assert page.get("/ui", headers=headers).status_code == 303
+            assert page.get("/ui/session", headers=headers).status_code == 401
+            api = page.get("/key/list", headers=headers)
+            assert api.status_code == 401, api.text
+            assert api.json()["error"]["message"].startswith("missing API key")
+            # Sign-out without the session's token is refused, as for any cookie.
+            assert page.post("/ui/logout", headers=headers).status_code == 403
+
+
+def test_the_session_says_how_long_it_has_left_and_what_is_kept(
+    serve: Callable[..., RunningProxy],
+) -> None:
+    console = {"keep_images": False, "keep_request_details": True, "keep_images_days": 3.0}
+    proxy = serve(
+        {
+            "model_list": [model("otters", "mock/otters")],
+            "general_settings": {"master_key": MASTER_KEY, "console": console},
+        }
+    )
+    signer = SessionSigner(MASTER_KEY)
+    # Signed in an hour ago: eleven of its twelve hours are left.
+    cookie = signer.issue("admin", now=time.time() - 3600)
+    with browser(proxy) as page:
+        page.cookies.set(COOKIE, cookie)
+        session = page.get("/ui/session").json()
+        assert signer.lifetime - 3600 - 60 < session["expires_in"] <= signer.lifetime - 3600
+        # What the console keeps: the pages read it here.
+        assert session["console"] == console
+    with browser(proxy) as fresh:
+        sign_in(fresh, MASTER_KEY)
+        assert fresh.get("/ui/session").json()["expires_in"] > signer.lifetime - 60
 
 
 def test_a_gateway_without_a_master_key_has_no_console(serve: Callable[..., RunningProxy]) -> None:

@@ -60,7 +60,8 @@ class Authenticator:
             return _ADMIN
         if presented:
             token = token_of(presented)
-            found = await self._lookup(token)
+            fresh = self._cache.fresh(token) if self.keys is not None else None
+            found = fresh[0] if fresh is not None else await self._lookup(token)
             if found is not None:
                 _check_live(found)
                 return found
@@ -117,6 +118,10 @@ def _check_live(principal: Principal) -> None:
     """A 401 for a key that was deleted, blocked or has expired, saying which."""
     key = principal.key
     assert key is not None
+    team = principal.team
+    expired = key.expires is not None and key.expires <= time.time()
+    if key.deleted_at is None and not key.blocked and not expired and not (team and team.blocked):
+        return  # the usual case, on every call: no name to make
     name = principal.key_alias
     if key.deleted_at is not None:
         raise AuthenticationError(f"the API key {name} was deleted", code="key_deleted")
@@ -125,16 +130,15 @@ def _check_live(principal: Principal) -> None:
             f"the API key {name} is blocked; an admin can unblock it (POST /key/unblock)",
             code="key_blocked",
         )
-    if key.expires is not None and key.expires <= time.time():
+    if expired:
         raise AuthenticationError(
-            f"the API key {name} expired at {_iso(key.expires)}", code="key_expired"
+            f"the API key {name} expired at {_iso(key.expires or 0.0)}", code="key_expired"
         )
-    if principal.team is not None and principal.team.blocked:
-        raise AuthenticationError(
-            f"the team {principal.team.team_alias or principal.team.team_id} of API key "
-            f"{name} is blocked",
-            code="team_blocked",
-        )
+    assert team is not None  # what is left: its team is blocked
+    raise AuthenticationError(
+        f"the team {team.team_alias or team.team_id} of API key {name} is blocked",
+        code="team_blocked",
+    )
 
 
 def _iso(seconds: float) -> str:

@@ -71,12 +71,8 @@ class _Account:
     principal: Principal | None = None  # the last caller: whose name a refill would give
 
 
-@dataclass(slots=True, eq=False)
-class _Part:
-    """What a call took from one lease."""
-
-    lease: _Lease
-    amount: Nanos
+# What a call took from one lease: the lease, and the amount.
+_Part = tuple[_Lease, Nanos]
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +85,7 @@ class Hold:
     _account: _Account
     _capped: bool
     _parts: list[_Part] = field(default_factory=list)
+    _held: Nanos = 0  # the sum of the parts' amounts
     _paid: bool = False
 
     @property
@@ -99,18 +96,38 @@ class Hold:
     @property
     def price(self) -> Nanos:
         """What the call holds: the highest price bound it was covered for."""
-        return sum(part.amount for part in self._parts)
+        return self._held
 
     async def cover(self, price: float | None) -> None:
         """Hold up to `price` (dollars; None: unpriced) in all: a deployment dearer than
         the call's first bound (a fallback, a Portkey target) takes the difference before
         it is called. `BudgetExceededError` when the budgets cannot cover it."""
-        if not self._capped or self._paid:
+        if self.cover_now(price):
             return
+        wanted = self._wanted(price)
+        self._parts.append(await self._budgets._take(self._principal, self._account, wanted))
+        self._held += wanted
+
+    def cover_now(self, price: float | None) -> bool:
+        """`cover(price)` when this process's lease has room for it (the usual case: taken
+        in memory, no wait); False, and nothing held, when the store must be asked."""
+        wanted = self._wanted(price)
+        if wanted <= 0:
+            return True
+        account = self._account
+        lease = account.lease
+        if lease is None or lease.closed or lease.room < wanted:
+            return False
+        self._parts.append(self._budgets._draw(self._principal, account, lease, wanted))
+        self._held += wanted
+        return True
+
+    def _wanted(self, price: float | None) -> Nanos:
+        """What is still to hold to cover `price`: nothing unless capped and not paid."""
+        if not self._capped or self._paid:
+            return 0
         # Never zero: a budget that is spent refuses even a call that costs nothing.
-        wanted = max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self.price
-        if wanted > 0:
-            self._parts.append(await self._budgets._take(self._principal, self._account, wanted))
+        return max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self._held
 
     def pay(self, cost: Nanos) -> None:
         """The call ended and cost `cost` (0 when it failed): return the rest of its hold.
@@ -118,20 +135,21 @@ class Hold:
         if self._paid:
             return
         self._paid = True
-        self._account.calls -= 1
+        account = self._account
+        account.calls -= 1
         if not self._capped:
-            self._account.owed += cost
+            account.owed += cost
             return
-        for index, part in enumerate(self._parts):
-            last = index == len(self._parts) - 1
-            spent = cost if last else min(cost, part.amount)
+        last = len(self._parts) - 1
+        for index, (lease, amount) in enumerate(self._parts):
+            # Each part pays up to its amount; the last one pays what is left, even past it.
+            spent = cost if index == last else min(cost, amount)
             cost -= spent
-            lease = part.lease
-            lease.room += part.amount - spent
+            lease.room += amount - spent
             lease.spent += spent
             lease.calls -= 1
             if lease.closed and lease.calls == 0:
-                self._budgets._settle_soon(self._account, lease)
+                self._budgets._settle_soon(account, lease)
 
 
 class Budgets:
@@ -152,23 +170,31 @@ class Budgets:
         """Hold the call's price bound (`price()`, dollars; None when unknown) against the
         caller's budgets. None when the caller has no key (nothing is counted).
         `BudgetExceededError` (429) when a budget cannot cover it; nothing went upstream."""
+        hold = self.open(principal)
+        if hold is not None and hold.capped:
+            try:
+                await hold.cover(price())
+            except BaseException:
+                hold.pay(0)
+                raise
+        return hold
+
+    def open(self, principal: Principal) -> Hold | None:
+        """A call's hold, covering nothing yet (`hold` without the price; then
+        `cover_now` or `cover`, and `pay` whatever happens). None when the caller has no
+        key (nothing is counted)."""
         holders = principal.holders
         if not holders:
             return None
         account = self._accounts.get(holders)
         if account is None:
             account = self._accounts[holders] = _Account(holders)
-        self._start()
+        ticker = self._ticker
+        if ticker is None or ticker.done():
+            self._start()
         account.calls += 1  # from here on, until paid: the account is kept while it runs
         account.principal = principal
-        hold = Hold(self, principal, account, principal.capped)
-        try:
-            if hold._capped:
-                await hold.cover(price())
-        except BaseException:
-            hold.pay(0)
-            raise
-        return hold
+        return Hold(self, principal, account, principal.capped)
 
     async def _take(self, principal: Principal, account: _Account, amount: Nanos) -> _Part:
         lease = account.lease
@@ -177,13 +203,17 @@ class Budgets:
                 lease = account.lease
                 if lease is None or lease.closed or lease.room < amount:
                     lease = await self._open_lease(principal, account, amount)
+        return self._draw(principal, account, lease, amount)
+
+    def _draw(self, principal: Principal, account: _Account, lease: _Lease, amount: Nanos) -> _Part:
+        """Take `amount` from `lease`, which has room for it."""
         lease.room -= amount
         lease.calls += 1
         if lease.room < amount:
             self._close(account, lease)  # used up (an exact hold is used up at once)
         elif lease.room < lease.size // 4:
             self._refill(principal, account)  # the next lease is ready before this one ends
-        return _Part(lease, amount)
+        return lease, amount
 
     def _refill(self, principal: Principal, account: _Account) -> None:
         """Take the lease that follows the current one in the background: calls go on

@@ -34,7 +34,7 @@ from typing import Self, TypeVar
 import msgspec
 
 from prismgate.errors import LimitReachedError, PrismgateError
-from prismgate.identity.principal import Principal
+from prismgate.identity.principal import LimitSet, Principal
 from prismgate.rate_limit_headers import wait_text
 from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
 from prismgate.streaming import RelayedStream
@@ -56,6 +56,8 @@ A = TypeVar("A")
 DEFAULT_LEASE = 60.0
 # A parallel slot comes back when some call ends, at no known time: a short hint.
 PARALLEL_RETRY = 1.0
+# The call id of a call without parallel limits: the stores use ids for slots only.
+NO_SLOTS = "-"
 
 _IMAGE_REQUESTS = (ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
 _NAMES = {
@@ -91,10 +93,11 @@ class Limiter:
         """The admission of one call by `principal` asking for `images`: entering it takes
         from every limit of the key, its team and its user, or raises `LimitReachedError`
         (429, with Retry-After) and takes nothing."""
-        checks = principal.limit_checks(images)
-        if not checks:
+        limits = principal.limits(images)
+        if not limits.checks:
             return FREE
-        return _LimitedAdmission(self, principal, checks, f"{self._name}-{next(self._count)}")
+        call_id = f"{self._name}-{next(self._count)}" if limits.parallel else NO_SLOTS
+        return _LimitedAdmission(self, principal, limits, call_id)
 
     async def settle(self, call_id: str, checks: Sequence[LimitCheck], tokens: int) -> None:
         """Free the call's parallel slots and count its tokens (the store finishes this
@@ -128,6 +131,8 @@ class Admission:
     """A call let in by its caller's limits. This base is the admission of a caller
     without limits: entering and leaving it cost nothing."""
 
+    __slots__ = ()
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -153,31 +158,40 @@ class _LimitedAdmission(Admission):
     """The admission of a caller with limits: one take when entered, one release (slots,
     tokens) when left; its parallel slots renewed while the call runs."""
 
+    __slots__ = (
+        "_call_id",
+        "_handed_to_stream",
+        "_levels",
+        "_limiter",
+        "_limits",
+        "_principal",
+        "_tokens",
+    )
+
     def __init__(
-        self, limiter: Limiter, principal: Principal, checks: tuple[LimitCheck, ...], call_id: str
+        self, limiter: Limiter, principal: Principal, limits: LimitSet, call_id: str
     ) -> None:
         self._limiter = limiter
         self._principal = principal
-        self._checks = checks
+        self._limits = limits
         self._call_id = call_id
-        self._parallel = tuple(check for check in checks if check.kind == "parallel")
         self._levels: tuple[LimitLevel, ...] = ()
-        self._tokens = 0
+        self._tokens = 0  # what the call used, once known (when tokens are counted)
         self._handed_to_stream = False
 
     async def __aenter__(self) -> Self:
-        limiter = self._limiter
+        limiter, limits = self._limiter, self._limits
         try:
-            answer = await limiter.state.take(self._call_id, self._checks, lease=limiter.lease)
+            answer = await limiter.state.take(self._call_id, limits.checks, lease=limiter.lease)
         except BaseException:
-            if self._parallel:  # cancelled mid-take: free what the take may have held
-                await limiter.settle(self._call_id, self._parallel, 0)
+            if limits.parallel:  # cancelled mid-take: free what the take may have held
+                await limiter.settle(self._call_id, limits.parallel, 0)
             raise
         self._levels = answer.levels
         if answer.refused is not None:
             raise self._refusal(answer)
-        if self._parallel:
-            limiter.hold(self._call_id, self._parallel)
+        if limits.parallel:
+            limiter.hold(self._call_id, limits.parallel)
         return self
 
     async def __aexit__(
@@ -188,18 +202,20 @@ class _LimitedAdmission(Admission):
     ) -> None:
         if isinstance(exc, PrismgateError):
             exc.rate_limits = self._statuses()
-        if not self._handed_to_stream:
-            if self._parallel:
+        limits = self._limits
+        if not self._handed_to_stream and (limits.parallel or limits.counts_tokens):
+            if limits.parallel:
                 self._limiter.let_go(self._call_id)
             await self._release()
 
     def served(self, served: Served[A], tokens: Callable[[A], int]) -> Served[A]:
         """`served` with its tokens counted and the caller's limits in its metadata."""
-        self._tokens = tokens(served.value)
-        meta = msgspec.structs.replace(served.meta, rate_limits=self._statuses())
+        limits = self._limits
         value = served.value
-        counts_tokens = any(check.kind == "tokens" for check in self._checks)
-        if isinstance(value, RelayedStream) and (self._parallel or counts_tokens):
+        if limits.counts_tokens:
+            self._tokens = tokens(value)
+        meta = msgspec.structs.replace(served.meta, rate_limits=self._statuses())
+        if (limits.parallel or limits.counts_tokens) and isinstance(value, RelayedStream):
             # The call goes on while the stream is read: its slots stay held (and renewed)
             # until the stream is closed, and then the tokens its usage chunk reports count.
             self._handed_to_stream = True
@@ -210,14 +226,14 @@ class _LimitedAdmission(Admission):
     async def _release(self) -> None:
         ending = [
             check
-            for check in self._checks
+            for check in self._limits.checks
             if check.kind == "parallel" or (check.kind == "tokens" and self._tokens)
         ]
         if ending:
             await self._limiter.settle(self._call_id, ending, self._tokens)
 
     async def _stream_closed(self, stream: RelayedStream) -> None:
-        if self._parallel:
+        if self._limits.parallel:
             self._limiter.let_go(self._call_id)
         usage = stream.usage
         if usage is not None:
@@ -226,8 +242,22 @@ class _LimitedAdmission(Admission):
 
     def _statuses(self) -> tuple[RateLimitStatus, ...]:
         """Each limited unit at its tightest among the key's, team's and user's limits."""
+        checks, levels = self._limits.checks, self._levels
+        per_unit = self._limits.per_unit
+        if per_unit is not None and not self._tokens:  # one check per unit: nothing to pick
+            return tuple(
+                [
+                    RateLimitStatus(
+                        unit=checks[i].kind,
+                        limit=checks[i].limit,
+                        remaining=levels[i].remaining,
+                        reset=levels[i].reset,
+                    )
+                    for i in per_unit
+                ]
+            )
         tightest: dict[str, RateLimitStatus] = {}
-        for check, level in zip(self._checks, self._levels, strict=True):
+        for check, level in zip(checks, levels, strict=True):
             if check.kind == "parallel":
                 continue  # parallel slots have no OpenAI header
             unit = check.kind
@@ -244,7 +274,7 @@ class _LimitedAdmission(Admission):
 
     def _refusal(self, answer: LimitAnswer) -> LimitReachedError:
         assert answer.refused is not None
-        check = self._checks[answer.refused]
+        check = self._limits.checks[answer.refused]
         who = _holder_name(self._principal, check.holder)
         retry = answer.retry_after
         if check.kind == "parallel":

@@ -9,7 +9,7 @@ from typing import Literal
 from prismgate.storage import Holder, LimitCheck
 from prismgate.storage.records import KeyRecord, Limits, TeamRecord, UserRecord
 
-__all__ = ["ADMIN_ROLE", "SDK_CALLER", "Principal", "Role"]
+__all__ = ["ADMIN_ROLE", "SDK_CALLER", "LimitSet", "Principal", "Role"]
 
 # admin: the master key (or code holding the gateway); key: a generated key; open: any
 # caller of a gateway that has no master key.
@@ -23,12 +23,40 @@ _CHECKS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
+class LimitSet:
+    """The limits a call by one principal, asking for some images, takes from, with what
+    every such call asks of them worked out once."""
+
+    checks: tuple[LimitCheck, ...]  # each limit of the key, its team and its user
+    parallel: tuple[LimitCheck, ...]  # those holding a slot while the call runs
+    counts_tokens: bool  # some check counts tokens (added when the call ends)
+    # For the rate-limit headers: each per-minute check's index, when no unit is limited
+    # twice (a key and its team both limiting requests); None otherwise.
+    per_unit: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, checks: tuple[LimitCheck, ...]) -> LimitSet:
+        """The set of these checks."""
+        timed = [i for i, check in enumerate(checks) if check.kind != "parallel"]
+        units = {checks[i].kind for i in timed}
+        return cls(
+            checks=checks,
+            parallel=tuple(check for check in checks if check.kind == "parallel"),
+            counts_tokens="tokens" in units,
+            per_unit=tuple(timed) if len(units) == len(timed) else None,
+        )
+
+
+_UNLIMITED = LimitSet.of(())
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """A caller, authenticated once per request. `scope` partitions what must never be
     shared between callers (cached answers, fetched images): a digest, never a key.
 
     What every call of a keyed caller needs from its records (`holders`, `capped`,
-    `limit_checks`) is worked out once per principal: the authenticator serves one
+    `limits`) is worked out once per principal: the authenticator serves one
     principal object per key for as long as its records are trusted."""
 
     role: Role
@@ -40,7 +68,7 @@ class Principal:
     holders: tuple[Holder, ...] = field(init=False, repr=False, compare=False)
     # Whether a budget of the key, its team or its user limits its calls.
     capped: bool = field(init=False, repr=False, compare=False)
-    _checks: dict[int, tuple[LimitCheck, ...]] = field(
+    _limits: dict[int, LimitSet] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
 
@@ -56,19 +84,20 @@ class Principal:
         object.__setattr__(self, "holders", tuple(holders))
         object.__setattr__(self, "capped", capped)
 
-    def limit_checks(self, images: int) -> tuple[LimitCheck, ...]:
+    def limits(self, images: int) -> LimitSet:
         """The counters a call asking for `images` takes from: each limit of the key, its
-        team and its user. Empty for a caller without limits (the usual case)."""
-        checks = self._checks.get(images)
-        if checks is None:
+        team and its user. No checks for a caller without limits (the usual case)."""
+        found = self._limits.get(images)
+        if found is None:
             checks = tuple(
                 check
                 for holder, record in zip(self.holders, self._records(), strict=True)
                 for check in _checks_of(holder, record.limits, images)
             )
-            if len(self._checks) < _CHECKS_KEPT:
-                self._checks[images] = checks
-        return checks
+            found = LimitSet.of(checks) if checks else _UNLIMITED
+            if len(self._limits) < _CHECKS_KEPT:
+                self._limits[images] = found
+        return found
 
     def _records(self) -> list[KeyRecord | TeamRecord | UserRecord]:
         """The key's records, in `holders` order (none without a key)."""

@@ -61,6 +61,15 @@ class StaleCache(Generic[K, V]):
         # Counts forget() calls: a read that began before one is not kept.
         self._changes = 0
 
+    def fresh(self, name: K) -> tuple[V] | None:
+        """`(value,)` when `name` was read less than `staleness` ago, else None: what `get`
+        answers at once, without the cost of awaiting it (the usual case, every call)."""
+        cached = self._cached.get(name)
+        if cached is not None and self._clock() - cached[0] < self._staleness:
+            self._cached.move_to_end(name)
+            return (cached[1],)
+        return None
+
     async def get(self, name: K) -> V:
         """The value for `name`: cached if read less than `staleness` ago, else read (one
         read for every concurrent lookup). A 503 when the store does not answer and

@@ -3,6 +3,8 @@
 The middleware order, outermost first:
 
     RequestContext      request id and trace id on every answer; no traceback ever leaves
+    Telemetry           an access-log line and the metrics of every request; GET /metrics
+    (continue_traces)   with tracing on: the caller's `traceparent` parents the call's span
     CancelOnDisconnect  a call whose client left is cancelled, upstream request included
     Authenticate        the caller's key → a Principal, on the raw ASGI path
     Starlette           routes → handlers; PrismgateError → OpenAI error body; any other
@@ -25,6 +27,8 @@ from starlette.types import ASGIApp
 from prismgate.config import Config, config_path_from_environment, load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
+from prismgate.observability.call_tracking import CallCollector, TimedTransport
+from prismgate.observability.log_config import redact_handlers
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import Authenticate
 from prismgate.proxy.memory import freeze_startup_heap, tune_allocator
@@ -32,8 +36,10 @@ from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, inter
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
+from prismgate.proxy.telemetry import ProxyTelemetry, Telemetry
 from prismgate.spend import SpendRecorder
 from prismgate.storage.sql import SqlKeyStore, SqlSpendLog, database_url, open_sql_stores
+from prismgate.transport import HttpTransport
 from prismgate.types import ErrorBody, ErrorDetail
 
 __all__ = ["create_app", "create_app_from_environment"]
@@ -84,9 +90,18 @@ def create_app(
     """
     config = config if config is not None else load_config()
     owned = gateway is None
-    served = gateway if gateway is not None else Gateway(config, direct_models=False)
+    # An owned gateway sends through a pool timed per request (upstream time, for the
+    # access log and the metrics); the app closes that pool after the gateway.
+    http: HttpTransport | None = None
+    if gateway is None:
+        http = HttpTransport()
+        gateway = Gateway(config, direct_models=False, transport=TimedTransport(http))
+    served = gateway
+    served.observers = (*served.observers, CallCollector())
     state = ProxyState(config, served)
     redact_logger(log, served.redactor)
+    if serving:
+        redact_handlers(served.redactor)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -108,6 +123,7 @@ def create_app(
             )
             recorder.start()  # replays what processes that ended left in the spool
             served.observers = (*served.observers, recorder)
+        telemetry.start()
         if serving:
             freeze_startup_heap()
         yield
@@ -120,6 +136,9 @@ def create_app(
                 await store.aclose()
         if owned:
             await served.aclose()
+        if http is not None:
+            await http.aclose()
+        await telemetry.aclose()  # the last lines, after every request and call ended
 
     app = Starlette(
         routes=ROUTES,
@@ -131,9 +150,11 @@ def create_app(
         },
     )
     app.state.proxy = state
-    return RequestContext(
-        CancelOnDisconnect(Authenticate(app, state.authenticator, state.sessions))
-    )
+    telemetry = ProxyTelemetry(config, served, state.authenticator, app.routes)
+    inner: ASGIApp = CancelOnDisconnect(Authenticate(app, state.authenticator, state.sessions))
+    if served.tracing is not None:
+        inner = served.tracing.continue_traces(inner)
+    return RequestContext(Telemetry(inner, telemetry))
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -26,9 +26,10 @@ __all__ = [
 ]
 
 # Exactly these paths answer without a key (the router sees the same raw path), and
-# stored images, whose links carry their own signature.
-PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
-PUBLIC_PREFIX = "/v1/images/files/"
+# stored images, whose links carry their own signature, and the API reference page and
+# its files (proxy/handlers/docs.py), which hold nothing of this gateway's.
+PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness", "/docs"})
+PUBLIC_PREFIXES = ("/v1/images/files/", "/docs/")
 # The console's pages, which check their own session (ui/handlers.py).
 CONSOLE_PATH = "/ui"
 CONSOLE_PREFIX = "/ui/"
@@ -108,7 +109,7 @@ class Authenticate:
         if (
             not path
             or path in PUBLIC_PATHS
-            or path.startswith(PUBLIC_PREFIX)
+            or path.startswith(PUBLIC_PREFIXES)
             or path == CONSOLE_PATH
             or path.startswith(CONSOLE_PREFIX)
         ):

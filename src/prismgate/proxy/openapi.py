@@ -1,4 +1,17 @@
-"""`GET /openapi.json`, generated from the same Structs the handlers decode and encode."""
+"""`GET /openapi.json`: every route of the proxy, with request bodies and answers from the
+same msgspec Structs the handlers decode and encode, the error answers each route gives,
+and which key it needs. Built once, at startup (`ProxyState`).
+
+tests/proxy/test_openapi.py walks the app's route table: a route served and not described
+here (or described and not served) fails it. Browser pages (`/docs`, `/ui`) are not API
+operations and are left out.
+
+Who may call what (proxy/auth.py): every operation takes the gateway key in any of the
+four ways the proxy reads it (`Authorization: Bearer`, `x-portkey-api-key`, `x-api-key`,
+`api-key`); the management API needs the master key, which OpenAPI 3.1 writes as the
+role `master_key` in the operation's security requirement; the probes and stored images
+need no key, nor, from the gateway's own machine by default, `/metrics`.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +20,20 @@ from typing import Any
 import msgspec
 
 from prismgate._version import __version__
-from prismgate.proxy.schemas import (
-    GroupInfoList,
-    HealthReport,
-    ModelInfoList,
-    ModelList,
-    Readiness,
+from prismgate.proxy.openapi_management import management_paths, management_structs
+from prismgate.proxy.openapi_parts import (
+    ERROR_ANSWERS,
+    REF,
+    SECURITY_SCHEMES,
+    TAGS,
+    json_answer,
+    json_body,
+    operation,
+    path_parameter,
+    query_parameter,
+    ref,
 )
+from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList, Readiness
 from prismgate.types import (
     ErrorBody,
     ImageEditRequest,
@@ -21,239 +41,295 @@ from prismgate.types import (
     ImageResponse,
     ImageVariationRequest,
 )
-from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
+from prismgate.types.chat import ChatChunk, ChatCompletion, ChatCompletionRequest
 
 __all__ = ["openapi_document"]
 
-_REF = "#/components/schemas/{name}"
+# Model calls can fail in the request, the key, the model, the size, the limits, or
+# upstream (a provider's 5xx status is kept).
+_CALL_ERRORS = ("400", "401", "403", "404", "408", "413", "429", "5XX")
+# Listings only check the key (503: the key store could not be read for a new key).
+_READ_ERRORS = ("401", "503")
+
+_BINARY = {"type": "string", "format": "binary"}
+_IMAGE_REFERENCE = {
+    "type": "object",
+    "description": "An input image: a data URL, or an http(s) link the gateway fetches.",
+    "properties": {"image_url": {"type": "string"}},
+    "required": ["image_url"],
+}
+_DEPLOYMENT = path_parameter("deployment", "The model group (Azure's deployment name).")
 
 
-def _ref(kind: type) -> dict[str, str]:
-    return {"$ref": _REF.format(name=kind.__name__)}
-
-
-def _json(kind: type, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(kind)}}}
-
-
-def _operation(summary: str, answer: type, *, body: type | None = None) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {"200": _json(answer, "Success"), "default": _json(ErrorBody, "Error")},
+def _image_forms(kind: type[msgspec.Struct], schema: dict[str, Any]) -> dict[str, Any]:
+    """An edit or variation body: a multipart form (images as files, the other fields as
+    text), or JSON with `images: [{image_url}]`, from the request's own Struct schema."""
+    form = msgspec.json.decode(msgspec.json.encode(schema))  # a deep copy, changed below
+    properties = form["properties"]
+    many = kind is ImageEditRequest
+    properties["image"] = {"type": "array", "items": _BINARY} if many else _BINARY
+    if "mask" in properties:
+        properties["mask"] = _BINARY
+    as_json = msgspec.json.decode(msgspec.json.encode(form))
+    json_properties = as_json["properties"]
+    del json_properties["image"]
+    json_properties["images"] = {
+        "type": "array",
+        "items": _IMAGE_REFERENCE,
+        "minItems": 1,
+        **({} if many else {"maxItems": 1}),
     }
-    if body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    return operation
-
-
-def _management(components: dict[str, Any]) -> dict[str, Any]:
-    """The `/key/*`, `/team/*`, `/user/*` operations: bodies from their Structs, answers
-    as JSON objects (LiteLLM's shapes, documented in the README)."""
-    from prismgate.identity import wire
-
-    bodies = {
-        "/key/generate": wire.GenerateKey, "/key/update": wire.UpdateKey,
-        "/key/delete": wire.DeleteKeys, "/key/block": wire.BlockKey,
-        "/key/unblock": wire.BlockKey, "/key/regenerate": wire.RegenerateKey,
-        "/team/new": wire.NewTeam, "/team/update": wire.UpdateTeam,
-        "/team/delete": wire.DeleteTeams, "/user/new": wire.NewUser,
-    }  # fmt: skip
-    _, found = msgspec.json.schema_components(tuple(bodies.values()), ref_template=_REF)
-    components.update(found)
-    answer = {"description": "Success", "content": {"application/json": {"schema": {}}}}
-    error = _json(ErrorBody, "Error")
-
-    def operation(summary: str, body: type | None = None, **query: bool) -> dict[str, Any]:
-        done: dict[str, Any] = {"summary": summary, "responses": {"200": answer, "default": error}}
-        if body is not None:
-            done["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(body)}},
-            }
-        if query:
-            done["parameters"] = [
-                {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
-                for name, required in query.items()
-            ]
-        return done
-
-    paths: dict[str, Any] = {
-        path: {"post": operation(f"{path} (master key)", body)} for path, body in bodies.items()
+    if "mask" in json_properties:
+        json_properties["mask"] = _IMAGE_REFERENCE
+    as_json["required"] = ["images" if name == "image" else name for name in form["required"]]
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": form},
+            "application/json": {"schema": as_json},
+        },
     }
-    path_key = [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}]
-    paths["/key/{key}/regenerate"] = {
-        "post": {**operation("A new key for the same settings", wire.RegenerateKey),
-                 "parameters": path_key}
-    }  # fmt: skip
-    paths["/key/info"] = {"get": operation("A key's settings and spend", key=False)}
-    paths["/key/list"] = {
-        "get": operation("Keys, a page at a time", page=False, size=False, team_id=False,
-                         user_id=False, key_alias=False, return_full_object=False)
-    }  # fmt: skip
-    paths["/team/info"] = {"get": operation("A team and its keys", team_id=True)}
-    paths["/team/list"] = {"get": operation("Every team")}
-    paths["/user/info"] = {"get": operation("A user, their keys and teams", user_id=True)}
-    paths["/spend/logs"] = {
-        "get": operation("Spend log rows", api_key=False, user_id=False, request_id=False,
-                         start_date=False, end_date=False)
-    }  # fmt: skip
-    summary = operation(
-        "Spend per key, team, model group or day (dollars, requests, images, tokens)",
-        group_by=False,
-        api_key=False,
-        user_id=False,
-        internal_user_id=False,
-        team_id=False,
-        start_date=False,
-        end_date=False,
-    )
-    groups = ["team", "key", "api_key", "model", "day"]
-    summary["parameters"][0]["schema"] = {"type": "string", "enum": groups}
-    paths["/spend/summary"] = {"get": summary}
-    paths["/global/spend/report"] = {"get": summary}  # LiteLLM's path for the same
-    # Portkey's virtual keys: bodies derived from the settings providers declare.
-    from prismgate.identity.virtual_key_wire import create_struct, update_struct
 
-    create, change = create_struct(), update_struct()
-    components.update(msgspec.json.schema_components((create, change), ref_template=_REF)[1])
-    slug = [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}]
-    for prefix in ("/v1", ""):
-        paths[f"{prefix}/virtual-keys"] = {
-            "post": operation("Store a virtual key (master key)", create),
-            "get": operation("Virtual keys, a page at a time", current_page=False, page_size=False),
-        }
-        paths[f"{prefix}/virtual-keys/{{slug}}"] = {
-            "get": {**operation("A virtual key (never its secrets)"), "parameters": slug},
-            "put": {**operation("Rotate or change a virtual key", change), "parameters": slug},
-            "delete": {**operation("Delete a virtual key"), "parameters": slug},
+
+def _image_calls(schemas: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Generations, edits and variations, each at OpenAI's path and its two others."""
+    answer = json_answer(ref(ImageResponse), "The images")
+    calls = {
+        "generations": operation(
+            "Generate images",
+            "Images",
+            "key",
+            answer=answer,
+            errors=_CALL_ERRORS,
+            body=json_body(ref(ImageGenerationRequest)),
+        ),
+        "edits": operation(
+            "Edit images",
+            "Images",
+            "key",
+            answer=answer,
+            errors=_CALL_ERRORS,
+            body=_image_forms(ImageEditRequest, schemas.pop("ImageEditRequest")),
+        ),
+        "variations": operation(
+            "Variations of one image",
+            "Images",
+            "key",
+            answer=answer,
+            errors=_CALL_ERRORS,
+            body=_image_forms(ImageVariationRequest, schemas.pop("ImageVariationRequest")),
+        ),
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for name, call in calls.items():
+        paths[f"/v1/images/{name}"] = {"post": call}
+        paths[f"/images/{name}"] = {"post": _other_path(call)}
+        paths[f"/openai/deployments/{{deployment}}/images/{name}"] = {
+            "post": _other_path(call, parameters=[_DEPLOYMENT])
         }
     return paths
 
 
-def _form(kind: type[msgspec.Struct]) -> dict[str, Any]:
-    """A multipart body for `kind`: its images are files, the other fields text."""
-    schema = msgspec.json.schema(kind)["$defs"][kind.__name__]
-    binary = {"type": "string", "format": "binary"}
-    properties = schema["properties"]
-    many = properties["image"].get("type") == "array"
-    properties["image"] = {"type": "array", "items": binary} if many else binary
-    if "mask" in properties:
-        properties["mask"] = binary
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
-
-
-# Paths that answer without the gateway key (proxy/auth.py's PUBLIC_PATHS).
-_PUBLIC: dict[str, Any] = {"security": []}
-
-
-def _schema(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _image_file() -> dict[str, Any]:
-    """A stored image, behind the signature of the link the gateway made for it."""
-    query = [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in ("expires", "signature")
-    ]
-    path = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-    image = {"schema": {"type": "string", "format": "binary"}}
+def _chat() -> dict[str, dict[str, Any]]:
+    """Chat completions; `stream: true` answers with server-sent events."""
+    answer = json_answer(ref(ChatCompletion), "The completion, or with `stream: true` its chunks")
+    answer["content"]["text/event-stream"] = {
+        "schema": {
+            "type": "string",
+            "description": (
+                "Server-sent events: `data: <ChatChunk as JSON>` for each chunk, then "
+                "`data: [DONE]`; a failure after the first chunk is an error event, "
+                '`data: {"error": ...}`, before `data: [DONE]`.'
+            ),
+        }
+    }
+    chat = operation(
+        "Chat, with images in the messages",
+        "Chat",
+        "key",
+        answer=answer,
+        errors=_CALL_ERRORS,
+        body=json_body(ref(ChatCompletionRequest)),
+        description="`stream: true` answers with `text/event-stream` (see ChatChunk).",
+    )
     return {
-        "summary": "A stored image (links from answers with response_format url)",
-        "parameters": path + query,
-        "responses": {
-            "200": {
-                "description": "The image",
-                "content": {f"image/{kind}": image for kind in ("png", "jpeg", "webp", "gif")},
-            },
-            "default": _json(ErrorBody, "Error"),
+        "/v1/chat/completions": {"post": chat},
+        "/chat/completions": {"post": _other_path(chat)},
+        "/openai/deployments/{deployment}/chat/completions": {
+            "post": _other_path(chat, parameters=[_DEPLOYMENT])
         },
-        **_PUBLIC,
+    }
+
+
+def _listings() -> dict[str, dict[str, Any]]:
+    """Models, health, stored images and this document."""
+    # The handler's own answer Struct; its module imports the state, which imports this.
+    from prismgate.proxy.handlers.model_status import ModelStatus
+
+    models = operation(
+        "The model groups (OpenAI's list)",
+        "Models",
+        "key",
+        answer=json_answer(ref(ModelList), "The model groups"),
+        errors=_READ_ERRORS,
+    )
+    info = operation(
+        "Every deployment: where it points and what it can do (never a secret)",
+        "Models",
+        "key",
+        answer=json_answer(ref(ModelInfoList), "The deployments"),
+        errors=_READ_ERRORS,
+    )
+    alive = operation(
+        "The process answers",
+        "Health",
+        "public",
+        answer=json_answer({"type": "string", "const": "I'm alive!"}, "Alive"),
+    )
+    image = {"schema": _BINARY}
+    return {
+        "/v1/models": {"get": models},
+        "/models": {"get": _other_path(models)},
+        "/model/info": {"get": info},
+        "/v1/model/info": {"get": _other_path(info)},
+        "/model_group/info": {
+            "get": operation(
+                "Per model group: providers, limits, prices, vision and image capabilities",
+                "Models",
+                "key",
+                answer=json_answer(ref(GroupInfoList), "The model groups"),
+                errors=_READ_ERRORS,
+            )
+        },
+        "/model/status": {
+            "get": operation(
+                "Each deployment now: cooldown, usage, calls in flight, recent calls, health",
+                "Models",
+                "master_key",
+                answer=json_answer(ref(ModelStatus), "Every deployment, by model group"),
+                errors=("401", "403", "503"),
+            )
+        },
+        "/health": {
+            "get": operation(
+                "Check every deployment (credentials, a free model listing; no paid call)",
+                "Health",
+                "key",
+                answer=json_answer(ref(HealthReport), "Healthy and unhealthy deployments"),
+                errors=(*_READ_ERRORS, "404"),
+                parameters=[query_parameter("model", "Only this model group's deployments.")],
+            )
+        },
+        "/health/readiness": {
+            "get": operation(
+                "Ready to serve: the version and the model groups",
+                "Health",
+                "public",
+                answer=json_answer(ref(Readiness), "Ready"),
+            )
+        },
+        "/metrics": {
+            "get": operation(
+                "Prometheus metrics (the text exposition format)",
+                "Health",
+                "loopback",
+                answer={
+                    "description": "The metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                errors=("401", "403"),
+                description="Who may read them is the operator's choice "
+                "(general_settings.metrics_access): by default a client on the gateway's "
+                "machine needs no key, and others need the master key or an admin's key.",
+            )
+        },
+        "/health/liveliness": {"get": alive},
+        "/health/liveness": {"get": _other_path(alive)},
+        "/v1/images/files/{name}": {
+            "get": operation(
+                "A stored image, behind the signed link an answer gave (response_format url)",
+                "Images",
+                "public",
+                answer={
+                    "description": "The image",
+                    "content": {f"image/{kind}": image for kind in ("png", "jpeg", "webp")},
+                },
+                errors=("403", "404"),
+                parameters=[
+                    path_parameter("name", "The stored image's name, from the link."),
+                    query_parameter("expires", "From the link: when it stops working."),
+                    query_parameter("signature", "From the link: the gateway's signature."),
+                ],
+            )
+        },
+        "/openapi.json": {
+            "get": operation(
+                "This document (GET /docs shows it as an interactive reference)",
+                "Reference",
+                "key",
+                answer=json_answer({"type": "object"}, "The OpenAPI 3.1 document"),
+                errors=_READ_ERRORS,
+            )
+        },
     }
 
 
-def _document() -> dict[str, Any]:
-    return {
-        "summary": "This document",
-        "responses": {
-            "200": _schema({"type": "object"}, "The OpenAPI document"),
-            "default": _json(ErrorBody, "Error"),
-        },
-    }
+def _other_path(call: dict[str, Any], *, parameters: list[Any] | None = None) -> dict[str, Any]:
+    """The same operation at another path (OpenAI's without `/v1`, Azure's, LiteLLM's)."""
+    other = {**call, "tags": ["Other paths"]}
+    if parameters:
+        other["parameters"] = [*parameters, *call.get("parameters", [])]
+    return other
+
+
+def _operation_ids(paths: dict[str, dict[str, Any]]) -> None:
+    """Each operation's id, from its method and path (what Swagger UI links to)."""
+    for path, operations in paths.items():
+        words = "".join(c if c.isalnum() else "_" for c in path).strip("_")
+        for method, done in operations.items():
+            operations[method] = {**done, "operationId": f"{method}_{words}"}
 
 
 def openapi_document() -> bytes:
     """The OpenAPI 3.1 document of the proxy, encoded."""
-    kinds = (ImageGenerationRequest, ImageResponse, ChatCompletionRequest, ChatCompletion,
-             ErrorBody, ModelList, ModelInfoList, GroupInfoList, HealthReport,
-             Readiness)  # fmt: skip
-    _, components = msgspec.json.schema_components(kinds, ref_template=_REF)
-    generate = _operation("Generate images", ImageResponse, body=ImageGenerationRequest)
-    chat = _operation(
-        "Chat, with images; `stream: true` answers with text/event-stream",
+    from prismgate.proxy.handlers.model_status import ModelStatus
+
+    kinds = (
+        ImageGenerationRequest,
+        ImageEditRequest,
+        ImageVariationRequest,
+        ImageResponse,
+        ChatCompletionRequest,
         ChatCompletion,
-        body=ChatCompletionRequest,
+        ChatChunk,
+        ErrorBody,
+        ModelList,
+        ModelInfoList,
+        GroupInfoList,
+        HealthReport,
+        Readiness,
+        ModelStatus,
+        *management_structs(),
     )
-    edit = {
-        **_operation("Edit images (JSON with images[].image_url also accepted)", ImageResponse),
-        "requestBody": _form(ImageEditRequest),
-    }
-    vary = {
-        **_operation("Variations of one image", ImageResponse),
-        "requestBody": _form(ImageVariationRequest),
-    }
-    alive = {
-        "summary": "The process answers",
-        "responses": {"200": _schema({"type": "string", "const": "I'm alive!"}, "Alive")},
-        **_PUBLIC,
-    }
-    deployment = [
-        {"name": "deployment", "in": "path", "required": True, "schema": {"type": "string"}}
-    ]
-    paths: dict[str, Any] = {
-        "/v1/images/generations": {"post": generate},
-        "/images/generations": {"post": generate},
-        "/openai/deployments/{deployment}/images/generations": {
-            "post": {**generate, "parameters": deployment}
-        },
-        "/v1/images/edits": {"post": edit},
-        "/images/edits": {"post": edit},
-        "/openai/deployments/{deployment}/images/edits": {
-            "post": {**edit, "parameters": deployment}
-        },
-        "/v1/images/variations": {"post": vary},
-        "/images/variations": {"post": vary},
-        "/openai/deployments/{deployment}/images/variations": {
-            "post": {**vary, "parameters": deployment}
-        },
-        "/v1/chat/completions": {"post": chat},
-        "/chat/completions": {"post": chat},
-        "/openai/deployments/{deployment}/chat/completions": {
-            "post": {**chat, "parameters": deployment}
-        },
-        "/v1/models": {"get": _operation("List model groups", ModelList)},
-        "/models": {"get": _operation("List model groups", ModelList)},
-        "/model/info": {"get": _operation("Deployments and capabilities", ModelInfoList)},
-        "/v1/model/info": {"get": _operation("Deployments and capabilities", ModelInfoList)},
-        "/model_group/info": {"get": _operation("Model groups", GroupInfoList)},
-        "/health": {"get": _operation("Check every deployment", HealthReport)},
-        **{path: {"get": alive} for path in ("/health/liveliness", "/health/liveness")},
-        "/health/readiness": {"get": {**_operation("Ready to serve", Readiness), **_PUBLIC}},
-        "/v1/images/files/{name}": {"get": _image_file()},
-        "/openapi.json": {"get": _document()},
-        **_management(components),
-    }
+    _, schemas = msgspec.json.schema_components(kinds, ref_template=REF)
+    paths = {**_image_calls(schemas), **_chat(), **_listings(), **management_paths()}
+    # Edits and variations are described as forms: their Structs' decoded images are not
+    # what a client sends.
+    schemas.pop("InputImage", None)
+    _operation_ids(paths)
     document = {
         "openapi": "3.1.0",
-        "info": {"title": "prismgate", "version": __version__},
+        "info": {
+            "title": "prismgate",
+            "version": __version__,
+            "summary": "An OpenAI-compatible gateway for image generation and vision.",
+        },
+        "tags": TAGS,
         "paths": paths,
         "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+            "responses": ERROR_ANSWERS,
+            "securitySchemes": SECURITY_SCHEMES,
         },
-        "security": [{"bearer": []}],
     }
     return msgspec.json.encode(document)

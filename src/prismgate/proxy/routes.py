@@ -1,4 +1,8 @@
-"""The proxy's paths: a plain table of (path, handler)."""
+"""The proxy's paths: a plain table of (path, handler).
+
+`GET /metrics` is not here: the Telemetry middleware answers it before authentication
+(a scraper on loopback needs no key), and handlers/metrics.py decides who may read it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from prismgate.proxy.handlers import admin, chat, files, health, images, models, virtual_keys
+from prismgate.proxy.handlers import (
+    admin,
+    chat,
+    docs,
+    files,
+    health,
+    images,
+    model_status,
+    models,
+    virtual_keys,
+)
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
 from prismgate.ui import handlers as console
@@ -44,11 +58,14 @@ ROUTES = [
     Route("/model/info", models.model_info, methods=["GET"]),
     Route("/v1/model/info", models.model_info, methods=["GET"]),
     Route("/model_group/info", models.model_group_info, methods=["GET"]),
+    Route("/model/status", model_status.model_status, methods=["GET"]),
     Route("/health/liveliness", health.liveliness, methods=["GET"]),
     Route("/health/liveness", health.liveliness, methods=["GET"]),
     Route("/health/readiness", health.readiness, methods=["GET"]),
     Route("/health", health.health, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/docs", docs.page, methods=["GET"]),
+    Route("/docs/{asset}", docs.asset, methods=["GET"]),
     *(Route(path, handler, methods=[method]) for path, handler, method in admin.ROUTES),
     *(Route(path, handler, methods=[method]) for path, handler, method in virtual_keys.ROUTES),
     *console.ROUTES,

@@ -304,17 +304,20 @@ def run(
     sock: socket.socket,
     workers: int,
     on_ready: Callable[[], None],
+    on_worker_exit: Callable[[int], None] | None = None,
     **options: Any,
 ) -> None:
     """Serve the app factory named by `app` on `sock` (from `bind`) as `uvicorn.run`
     does, with the guarded protocol, in `workers` processes (each one gets its own copy
     of `guard`). `on_ready` is called once the server accepts connections: when its
-    application has started (the first worker's, with several). SystemExit(3) when it
-    could not start."""
+    application has started (the first worker's, with several); `on_worker_exit(pid)`
+    when a worker died and was replaced. SystemExit(3) when it could not start."""
     # No route speaks WebSocket; an upgrade would outlive the phases above.
     config = GuardedConfig(app, guard=guard, workers=workers, ws="none", **options)
     if workers > 1:
-        supervisor = _AnnouncingSupervisor(config, sockets=[sock], on_ready=on_ready)
+        supervisor = _AnnouncingSupervisor(
+            config, sockets=[sock], on_ready=on_ready, on_worker_exit=on_worker_exit
+        )
         supervisor.run()
         if not supervisor.announced:
             raise SystemExit(_STARTUP_FAILURE)
@@ -340,14 +343,28 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 class _AnnouncingSupervisor(Multiprocess):
-    """uvicorn's worker supervisor, calling `on_ready` once the first worker serves."""
+    """uvicorn's worker supervisor, calling `on_ready` once the first worker serves, and
+    `on_worker_exit(pid)` for each worker it replaces."""
 
     def __init__(
-        self, config: uvicorn.Config, sockets: list[socket.socket], on_ready: Callable[[], None]
+        self,
+        config: uvicorn.Config,
+        sockets: list[socket.socket],
+        on_ready: Callable[[], None],
+        on_worker_exit: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(config, sockets)
         self._on_ready = on_ready
+        self._on_worker_exit = on_worker_exit
         self.announced = False
+
+    def keep_subprocess_alive(self) -> None:
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        if self._on_worker_exit is not None:
+            for pid in before - {process.pid for process in self.processes}:
+                if pid is not None:
+                    self._on_worker_exit(pid)
 
     def init_processes(self) -> None:
         super().init_processes()

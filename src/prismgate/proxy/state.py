@@ -18,6 +18,7 @@ from prismgate.providers import shown_settings
 from prismgate.providers.base import Deployment
 from prismgate.proxy.openapi import openapi_document
 from prismgate.proxy.schemas import (
+    EndpointHealth,
     GroupInfo,
     GroupInfoList,
     ModelCard,
@@ -71,10 +72,15 @@ class ProxyState:
         aliases = [a for a in deployments.aliases if a not in deployments.hidden_aliases]
         names = [name for name, _ in groups] + [a for a in aliases if a not in deployments.groups]
         self.models_body = encode(ModelList(data=[ModelCard(id=name) for name in names]))
+        # Each deployment with the id `/model/status` and the spend log give it
+        # (`model_info.model_id`; `model_info.id` stays the config's own), so the console
+        # matches the two by id, not by position.
         self.model_info_body = encode(
             ModelInfoList(
-                data=[_model_info(entry, deployment, redact) for _, pairs in groups
-                      for entry, deployment in pairs]
+                data=[_model_info(entry, deployment, candidate.id, redact)
+                      for name, pairs in groups
+                      for (entry, deployment), candidate
+                      in zip(pairs, deployments.candidates[name], strict=True)]
             )
         )  # fmt: skip
         self.group_info_body = encode(
@@ -82,6 +88,9 @@ class ProxyState:
         )
         self.groups = [name for name, _ in groups]
         self.openapi_body = openapi_document()
+        # Each deployment's last `/health` result in this worker (by deployment id), with
+        # when it was checked: the console shows it (`GET /model/status`).
+        self.last_health: dict[str, tuple[float, EndpointHealth]] = {}
 
     def use_key_store(self, keys: KeyStore) -> None:
         """Authenticate generated keys from `keys`, serve the management API over it, and
@@ -93,7 +102,9 @@ class ProxyState:
         self.virtual_keys = self.gateway.use_stored_virtual_keys(keys, self.sealer)
 
 
-def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> ModelInfoEntry:
+def _model_info(
+    entry: ModelEntry, deployment: Deployment, deployment_id: str, redact: Redactor
+) -> ModelInfoEntry:
     params = entry.litellm_params
     shown: dict[str, Any] = {
         name: value for name in _SHOWN_PARAMS if (value := getattr(params, name)) is not None
@@ -104,6 +115,7 @@ def _model_info(entry: ModelEntry, deployment: Deployment, redact: Redactor) -> 
         shown["api_base"] = redact(str(shown["api_base"]))
     info = deployment.info.to_dict() if deployment.info else {}
     info["provider"] = deployment.provider
+    info["model_id"] = deployment_id
     return ModelInfoEntry(model_name=entry.model_name, litellm_params=shown, model_info=info)
 
 

@@ -44,9 +44,17 @@ from prismgate.routing.retries import (
     may_have_been_accepted,
 )
 from prismgate.routing.strategies import Candidate, LocalLoad, Strategy, choose, strategy_name
-from prismgate.storage import RoutingState, Usage
+from prismgate.storage import Cooldown, RoutingState, Usage
 
-__all__ = ["AttemptLog", "Outcome", "Router", "RouterPolicy", "Target", "router_policy"]
+__all__ = [
+    "AttemptLog",
+    "DeploymentStatus",
+    "Outcome",
+    "Router",
+    "RouterPolicy",
+    "Target",
+    "router_policy",
+]
 
 log = logging.getLogger("prismgate.routing")
 
@@ -124,6 +132,26 @@ class RouterPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """Where one deployment stands now, for people (the console, `GET /model/status`)."""
+
+    id: str
+    group: str
+    label: str
+    provider: str
+    model: str
+    # A cooldown is shared by every instance on one routing state; None: not cooling.
+    cooldown: Cooldown | None
+    # Requests (and, where a tpm limit or the usage strategy reads them, tokens) this
+    # minute; None where nothing counts them (no rpm/tpm limit, not the usage strategy).
+    usage: Usage | None
+    # This process's calls in flight and latency average (seconds), kept only by the
+    # least-busy and latency-based strategies; None otherwise.
+    in_flight: int | None
+    latency: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Call(Generic[T]):
     attempt: Callable[[Target], Awaitable[T]]
     tokens: Callable[[T], int]
@@ -192,6 +220,34 @@ class Router:
     def serves(self, group: str) -> bool:
         """Whether `group` is one of the config's model groups."""
         return group in self._groups
+
+    async def status(self) -> list[DeploymentStatus]:
+        """Every deployment's cooldown, usage, calls in flight and latency, by model group
+        (each group's in config order): two reads of the routing state, however many
+        deployments there are."""
+        ids = [c.id for candidates in self._groups.values() for c in candidates]
+        cooling = await self._state.cooldowns(ids)
+        counts_all = self._policy.strategy == "usage-based-routing"
+        counted = [
+            c.id for group in self._groups.values() for c in group if c.limited or counts_all
+        ]
+        usage = await self._state.usage(counted) if counted else {}
+        load = self._load if self._tracks_load else None
+        return [
+            DeploymentStatus(
+                id=c.id,
+                group=c.group,
+                label=c.label,
+                provider=c.deployment.provider,
+                model=c.deployment.model,
+                cooldown=cooling.get(c.id),
+                usage=usage.get(c.id),
+                in_flight=None if load is None else load.in_flight.get(c.id, 0),
+                latency=None if load is None else load.latency.get(c.id),
+            )
+            for candidates in self._groups.values()
+            for c in candidates
+        ]
 
     async def run(
         self,

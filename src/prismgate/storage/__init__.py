@@ -21,6 +21,7 @@ are each logged once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import quote
@@ -47,6 +48,7 @@ __all__ = [
     "Cooldown",
     "Holder",
     "ImageStore",
+    "KeptFile",
     "KeyStore",
     "LimitAnswer",
     "LimitCheck",
@@ -168,6 +170,16 @@ class StoredImage:
     media_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """An image kept for the console: its name, and the size its header declares."""
+
+    name: str
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+
+
 class ImageStore(Protocol):
     """Images kept behind signed links, named by their content."""
 
@@ -181,6 +193,20 @@ class ImageStore(Protocol):
 
     async def get(self, name: str) -> StoredImage | None:
         """The image called `name`, or None (names this store did not make included)."""
+        ...
+
+    async def keep(
+        self, data: bytes, media_type: str, *, executor: Executor | None = None
+    ) -> KeptFile:
+        """Keep `data` among the console's kept images (general_settings.console), apart
+        from link images and for the store's keep period; its name and header. Blocking
+        work runs in `executor` (the console's own threads) when one is given."""
+        ...
+
+    async def keep_stored(self, name: str, *, executor: Executor | None = None) -> KeptFile | None:
+        """Keep the image stored as `name` for a link among the kept images too (its
+        bytes are not copied, and its link keeps working until it expires); None when it
+        is not stored. `executor` as for `keep`."""
         ...
 
     def signing_key(self, master_key: str | None) -> bytes:
@@ -309,6 +335,11 @@ class KeyStore(Protocol):
         """The live key with this alias."""
         ...
 
+    async def keys_by_tokens(self, tokens: Sequence[str]) -> list[KeyRecord]:
+        """The keys with these tokens, deleted ones included, in one read (any order;
+        tokens no key has are left out)."""
+        ...
+
     async def update_key(self, token: str, changes: Mapping[str, Any]) -> KeyRecord | None:
         """Change a live key's fields."""
         ...
@@ -435,6 +466,14 @@ class SpendQuery:
     end: float | None = None
     limit: int = 1000
     offset: int = 0
+    key_alias: str | None = None
+    model_group: str | None = None  # or, for a call no group served, the model it named
+    failed: bool | None = None  # True: status 400 and up; False: below
+    status_code: int | None = None
+    ended_after: float | None = None  # rows of calls that ended after this
+    # Keyset paging: rows older than this (started_at, request_id), newest first.
+    before: tuple[float, str] | None = None
+    with_kept_images: bool = False  # only rows that kept images
 
 
 SpendGrouping = Literal["key", "team", "model", "day"]
@@ -597,7 +636,11 @@ def open_stores(config: Config) -> Stores:
     return Stores(
         routing=shared.routing,
         cache=shared.cache,
-        images=LocalImageStore(general.image_store),
+        images=LocalImageStore(
+            general.image_store,
+            keep_seconds=general.console.keep_images_days * 86_400,
+            keep_max_bytes=general.console.keep_images_max_bytes,
+        ),
         limits=shared.limits,
     )
 

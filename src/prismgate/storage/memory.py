@@ -208,25 +208,36 @@ class MemoryLimitState:
                 if len(slots) + check.cost > check.limit and refused_slot is None:
                     refused_slot = i
                 continue
-            start = max(full_at.get(check.counter, now), now)
+            start = full_at.get(check.counter, now)
+            start = now if start < now else start  # max(), without the call
             starts.append(start)
-            wait = bucket_wait(start - now, check)
-            if wait is None:  # more than the whole limit: never passes
-                refused_slot = i if refused_slot is None else refused_slot
-            elif wait > retry:  # the longest wait is when every counter passes
+            # bucket_wait(start - now, check), inline: this runs for every limited call.
+            need = check.cost or 1
+            if need > check.limit:  # more than the whole limit: never passes
+                if refused_slot is None:
+                    refused_slot = i
+                continue
+            wait = start - now + need * LIMIT_WINDOW / check.limit - LIMIT_WINDOW
+            if wait > LIMIT_EPSILON and wait > retry:  # the longest wait is when all pass
                 refused_rate, retry = i, wait
         if refused_rate is not None:
             return LimitAnswer(_levels(checks, starts, now), refused_rate, retry)
         if refused_slot is not None:
             return LimitAnswer(_levels(checks, starts, now), refused_slot, None)
+        levels = []
         for i, check in enumerate(checks):
             if check.kind == "parallel":
                 self._slots.setdefault(check.counter, {})[call_id] = now + lease
-                starts[i] += 1
-            elif check.cost:
-                starts[i] += check.cost * LIMIT_WINDOW / check.limit
-                full_at[check.counter] = starts[i]
-        return LimitAnswer(_levels(checks, starts, now))
+                levels.append(LimitLevel(max(check.limit - int(starts[i]) - 1, 0), 0.0))
+                continue
+            start = starts[i]
+            if check.cost:
+                start += check.cost * LIMIT_WINDOW / check.limit
+                full_at[check.counter] = start
+            used = start - now
+            left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
+            levels.append(LimitLevel(left if left > 0 else 0, used))
+        return LimitAnswer(tuple(levels))
 
     async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
         """Keep this call's parallel slots another `lease` s (a lapsed slot stays lapsed)."""

@@ -14,6 +14,7 @@ import msgspec
 __all__ = [
     "NANOS_PER_DOLLAR",
     "Budget",
+    "KeptImage",
     "KeyRecord",
     "Limits",
     "Nanos",
@@ -121,6 +122,19 @@ class ProviderKeyRecord(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float = 0.0
 
 
+class KeptImage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An image the console keeps for a call (`general_settings.console.keep_images`):
+    its name in the image store, what it was to the call, and what its header says."""
+
+    name: str  # `<sha256>.<ext>` in the image store's kept images
+    role: str = "output"  # output (answered), input (an edit's or a chat's), mask
+    index: int = 0  # its place among the answer's (or the request's) images
+    media_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    size_bytes: int = 0
+
+
 class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
     """One served request, success or failure, as the spend log keeps it."""
 
@@ -155,3 +169,6 @@ class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     prompt: str | None = None  # truncated; None when prompts are not kept
     error: str | None = None  # the error's code or type, for failures
+    # The console's record of the call (call_records.py), when it keeps one.
+    kept_images: tuple[KeptImage, ...] = ()
+    details: dict[str, Any] | None = None

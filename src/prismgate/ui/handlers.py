@@ -4,6 +4,7 @@ token. Everything else the console shows it reads from the API a client calls.""
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +113,27 @@ async def sign_out(request: Request) -> Response:
 
 
 async def session_info(request: Request) -> Response:
-    """`GET /ui/session`: who is signed in and the session's CSRF token (readable by the
-    console's own origin only: no CORS headers are ever sent)."""
+    """`GET /ui/session`: who is signed in, the session's CSRF token and the seconds it has
+    left, and what the console keeps (readable by the console's own origin only: no CORS
+    headers are ever sent)."""
     state = _state(request)
     principal = await _signed_in(request)
     cookie = session_cookie(headers_of(request.scope))
-    if principal is None or cookie is None or state.sessions is None:
+    session = None if state.sessions is None else state.sessions.read(cookie)
+    if principal is None or cookie is None or state.sessions is None or session is None:
         raise AuthenticationError("not signed in to the console: sign in at /ui/login")
+    console = state.config.general_settings.console
     body: dict[str, Any] = {
         "csrf_token": state.sessions.csrf_token(cookie),
         "role": "proxy_admin" if principal.key is not None else "master_key",
         "key_alias": principal.key_alias if principal.key is not None else None,
-        "expires_in": state.sessions.lifetime,
+        "expires_in": max(0, int(session.expires - time.time())),
+        # What the pages may show: thumbnails and details only exist when they are kept.
+        "console": {
+            "keep_images": console.keep_images,
+            "keep_request_details": console.keep_request_details,
+            "keep_images_days": console.keep_images_days,
+        },
     }
     return json_response(body, headers={"cache-control": "no-store"})
 

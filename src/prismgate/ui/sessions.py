@@ -53,11 +53,12 @@ class SessionSigner:
 
     def read(self, cookie: str | None, *, now: float | None = None) -> Session | None:
         """The session `cookie` carries, or None when it is missing, forged or expired."""
-        if not cookie:
+        # A signed cookie is ASCII; anything else (a hostile client's bytes) is forged.
+        if not cookie or not cookie.isascii():
             return None
         payload, _, signature = cookie.partition(".")
-        raw = payload.encode("ascii", "replace")
-        if not hmac.compare_digest(signature, self._sign(b"session", raw)):
+        raw = payload.encode("ascii")
+        if not _same(signature, self._sign(b"session", raw)):
             return None
         try:
             session = _decode(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
@@ -74,8 +75,14 @@ class SessionSigner:
 
     def csrf_ok(self, cookie: str, token: str | None) -> bool:
         """Whether `token` is the CSRF token of `cookie`."""
-        return token is not None and hmac.compare_digest(token, self.csrf_token(cookie))
+        return token is not None and _same(token, self.csrf_token(cookie))
 
     def _sign(self, purpose: bytes, data: bytes) -> str:
         digest = hmac.new(self._secret, purpose + b"\0" + data, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _same(given: str, expected: str) -> bool:
+    """Whether `given` is `expected` (ASCII), in constant time. `hmac.compare_digest`
+    raises on a str that is not ASCII: such a value is simply not a match."""
+    return given.isascii() and hmac.compare_digest(given, expected)

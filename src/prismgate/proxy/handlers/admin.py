@@ -1,9 +1,9 @@
-"""LiteLLM's management API: `/key/*`, `/team/*`, `/user/*`. Master key only, except
-`GET /key/info`, which a key may call about itself."""
+"""LiteLLM's management API: `/key/*`, `/team/*`, `/user/*`, `/spend/*` (the spend log's
+rows and images: handlers/spend_logs.py). Master key only, except `GET /key/info`, which
+a key may call about itself."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from prismgate.errors import BadRequestError, PermissionDeniedError, ServiceUnavailableError
 from prismgate.identity.accounts import Accounts
-from prismgate.identity.keys import KEY_PREFIX, token_of
 from prismgate.identity.wire import (
     BlockKey,
     DeleteKeys,
@@ -24,15 +23,15 @@ from prismgate.identity.wire import (
     UpdateKey,
     UpdateTeam,
     key_view,
-    spend_view,
     team_view,
 )
 from prismgate.proxy.auth import principal_of, require_admin
 from prismgate.proxy.body import management_body
+from prismgate.proxy.handlers.spend_logs import spend_images, spend_log_of, spend_logs, spend_query
 from prismgate.proxy.query import int_query, text_query
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.state import ProxyState
-from prismgate.storage import SpendGrouping, SpendLog, SpendQuery
+from prismgate.storage import SpendGrouping
 from prismgate.storage.records import dollars
 from prismgate.types.validation import convert_request
 
@@ -185,54 +184,6 @@ async def user_info(request: Request) -> Response:
     return json_response(await accounts.user_info(user_id))
 
 
-def _day(request: Request, name: str) -> float | None:
-    """A `YYYY-MM-DD` query parameter as the Unix time its day starts (UTC)."""
-    value = text_query(request, name)
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise BadRequestError(f"{name} must be a date, YYYY-MM-DD", param=name) from None
-
-
-def _spend_log(request: Request) -> SpendLog:
-    """The spend log, for an admin (the same rule as the rest of the management API)."""
-    require_admin(request)
-    state: ProxyState = request.app.state.proxy
-    if state.spend_log is None:
-        raise ServiceUnavailableError("this gateway keeps no spend log (no database)")
-    return state.spend_log
-
-
-def _spend_query(request: Request) -> SpendQuery:
-    """The filters both spend routes take: `api_key` (the key or its token), `user_id`
-    (or LiteLLM's `internal_user_id`), `team_id`, `request_id`, `start_date` and
-    `end_date` (inclusive days, UTC), `limit`."""
-    api_key = text_query(request, "api_key")
-    start = _day(request, "start_date")
-    end = _day(request, "end_date")
-    if start is not None and end is not None and end < start:
-        raise BadRequestError("end_date is before start_date", param="end_date")
-    return SpendQuery(
-        token=token_of(api_key) if api_key and api_key.startswith(KEY_PREFIX) else api_key,
-        user_id=text_query(request, "user_id") or text_query(request, "internal_user_id"),
-        team_id=text_query(request, "team_id"),
-        request_id=text_query(request, "request_id"),
-        start=start,
-        end=None if end is None else end + 86_400,
-        limit=min(int_query(request, "limit", 1000), 10_000),
-    )
-
-
-async def spend_logs(request: Request) -> Response:
-    """`GET /spend/logs`: rows newest first; LiteLLM's `api_key`, `user_id`,
-    `request_id`, `start_date`, `end_date` (inclusive days, UTC)."""
-    spend_log = _spend_log(request)
-    rows = await spend_log.rows(_spend_query(request))
-    return json_response([spend_view(row) for row in rows])
-
-
 # `group_by` values, ours and LiteLLM's (`api_key`), and the field each group is named by
 # in the answer (LiteLLM's spend log column).
 _GROUP_BY: dict[str, tuple[SpendGrouping, str]] = {
@@ -248,8 +199,9 @@ async def spend_summary(request: Request) -> Response:
     """`GET /spend/summary` (and LiteLLM's `GET /global/spend/report`): spend per key
     (its token), team, model group or UTC day, largest first. `group_by` (default
     `team`, as LiteLLM's; `api_key` is LiteLLM's name for `key`) and the filters of
-    `/spend/logs`; `spend` in dollars."""
-    spend_log = _spend_log(request)
+    `/spend/logs`; `spend` in dollars. Keys carry their `key_alias` and teams their
+    `team_alias` as the key store has them now."""
+    spend_log = spend_log_of(request)
     group_by = text_query(request, "group_by") or "team"
     if group_by not in _GROUP_BY:
         raise BadRequestError(
@@ -260,12 +212,16 @@ async def spend_summary(request: Request) -> Response:
         # Not applied is worse than refused: a total would look filtered and not be.
         raise BadRequestError("customer_id is not supported here", param="customer_id")
     by, named = _GROUP_BY[group_by]
-    totals = await spend_log.totals(_spend_query(request), by)
+    totals = await spend_log.totals(spend_query(request), by)
+    state: ProxyState = request.app.state.proxy
+    aliases = await _aliases(state.accounts, by, [t.group for t in totals if t.group])
+    alias_field = {"key": "key_alias", "team": "team_alias"}.get(by)
     return json_response(
         [
             {
                 "group": total.group,
                 named: total.group,
+                **({alias_field: aliases.get(total.group or "")} if alias_field else {}),
                 "spend": dollars(total.spend),
                 "requests": total.requests,
                 "images": total.images,
@@ -276,8 +232,22 @@ async def spend_summary(request: Request) -> Response:
     )
 
 
+async def _aliases(
+    accounts: Accounts | None, by: SpendGrouping, groups: list[str]
+) -> dict[str, str | None]:
+    """The aliases of the keys (by token, deleted keys too) or teams a summary names, each
+    kind in one read; none for the others."""
+    if accounts is None or by not in ("key", "team") or not groups:
+        return {}
+    store = accounts.store
+    if by == "team":
+        return {team.team_id: team.team_alias for team in await store.list_teams()}
+    return {key.token: key.key_alias for key in await store.keys_by_tokens(groups)}
+
+
 ROUTES: list[tuple[str, Any, str]] = [
     ("/spend/logs", spend_logs, "GET"),
+    ("/spend/images", spend_images, "GET"),
     ("/spend/summary", spend_summary, "GET"),
     ("/global/spend/report", spend_summary, "GET"),  # LiteLLM's path for the same
     ("/key/generate", generate_key, "POST"),

@@ -10,6 +10,8 @@ from prismgate.proxy.state import ProxyState
 
 __all__ = ["image_file"]
 
+_HEADERS = {"cache-control": "private, max-age=3600", "x-content-type-options": "nosniff"}
+
 
 async def image_file(request: Request) -> Response:
     """The image, if its link's signature is right and it has not expired."""
@@ -25,6 +27,6 @@ async def image_file(request: Request) -> Response:
     image = await state.gateway.image_store.get(name)
     if image is None:
         raise NotFoundError("this image is no longer stored", code="image_not_found")
-    return Response(
-        image.data, media_type=image.media_type, headers={"cache-control": "private, max-age=3600"}
-    )
+    # nosniff: a browser takes the bytes as the media type the store recorded, and never
+    # guesses a page or a script from them.
+    return Response(image.data, media_type=image.media_type, headers=_HEADERS)

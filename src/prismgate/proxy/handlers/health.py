@@ -1,19 +1,23 @@
 """Health: liveness and readiness (no key), and `/health`, which checks every deployment
-without a paid call: credentials present, and a free model listing where there is one."""
+(or one model group's, `?model=`) without a paid call: credentials present, and a free
+model listing where there is one. Each deployment's last result is kept for the console
+(`GET /model/status`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from prismgate._version import __version__
-from prismgate.errors import PrismgateError
+from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
 from prismgate.providers import get_provider
 from prismgate.providers.base import Deployment
+from prismgate.proxy.query import text_query
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.schemas import EndpointHealth, HealthReport, Readiness
 from prismgate.proxy.state import ProxyState
@@ -37,15 +41,24 @@ async def readiness(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Check every deployment concurrently; see the module docstring."""
+    """Check every deployment (or `?model=`'s) concurrently; see the module docstring."""
     state: ProxyState = request.app.state.proxy
     gateway = state.gateway
-    pairs = [
-        (group, deployment)
-        for group in gateway.deployments.groups
-        for _, deployment in gateway.deployments.deployments_of(group)
-    ]
-    results = await asyncio.gather(*(_checked(gateway, g, d) for g, d in pairs))
+    groups = gateway.deployments.groups
+    if (asked := text_query(request, "model")) is not None:
+        group = gateway.deployments.group_of(asked)
+        if group not in groups:
+            raise NotFoundError(
+                f"model {asked!r} is not served here; check one of: {', '.join(groups)}",
+                param="model",
+                code="model_not_found",
+            )
+        groups = [group]
+    candidates = [c for group in groups for c in gateway.deployments.candidates[group]]
+    results = await asyncio.gather(*(_checked(gateway, c.group, c.deployment) for c in candidates))
+    checked_at = time.time()
+    for candidate, result in zip(candidates, results, strict=True):
+        state.last_health[candidate.id] = (checked_at, result)
     healthy = [r for r in results if r.error is None]
     unhealthy = [r for r in results if r.error is not None]
     report = HealthReport(

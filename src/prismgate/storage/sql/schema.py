@@ -182,7 +182,11 @@ spend_logs = sa.Table(
     _json("metadata"),
     sa.Column("prompt", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # The console's record (general_settings.console): kept images and the call's details.
+    sa.Column("kept_images", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    sa.Column("details", sa.JSON, nullable=True),
     sa.Index("ix_spend_logs_started_at", "started_at"),
+    sa.Index("ix_spend_logs_ended_at", "ended_at"),
     sa.Index("ix_spend_logs_token", "token"),
     sa.Index("ix_spend_logs_team_id", "team_id"),
     sa.Index("ix_spend_logs_user_id", "user_id"),

@@ -18,7 +18,6 @@ so an executemany in the writer thread queues behind the busy event loop once a 
 
 from __future__ import annotations
 
-import operator
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -36,7 +35,7 @@ from prismgate.storage.sql.schema import spend_logs
 
 __all__ = ["ROWS_PER_STATEMENT", "SqlSpendLog"]
 
-# Rows in one INSERT: 256 rows of the log's 32 columns stay well under the bound
+# Rows in one INSERT: 256 rows of the log's 34 columns stay well under the bound
 # parameters SQLite (32,766) and PostgreSQL (32,767) take in one statement.
 ROWS_PER_STATEMENT = 256
 
@@ -57,14 +56,19 @@ class SqlSpendLog:
         self._hold = EngineHold(engine)
         self._engine = self._hold.engine
         self._reader = reader(self._engine)
+        # The INSERT names its columns in the order of a row's fields, then `day`: a row's
+        # values go in as its fields come (`astuple`), without being picked one by one.
+        columns = [*SpendRow.__struct_fields__, "day"]
         single = (
-            dialect_insert(self._engine, spend_logs)
-            .values({column.name: sa.bindparam(column.name) for column in spend_logs.columns})
-            .on_conflict_do_nothing(index_elements=[spend_logs.c.request_id])
+            dialect_insert(self._engine, sa.table(spend_logs.name, *map(sa.column, columns)))
+            .values({name: sa.bindparam(name) for name in columns})
+            .on_conflict_do_nothing(index_elements=[spend_logs.c.request_id.name])
             .compile(dialect=self._engine.dialect)
         )
-        self._values = _RowValues(single.positiontup or ())
-        self._statements = _MultiRow(single.string, len(spend_logs.columns))
+        if list(single.positiontup or ()) != columns:
+            raise RuntimeError(f"the spend log's INSERT binds {single.positiontup}, not {columns}")
+        self._values = _RowValues(columns)
+        self._statements = _MultiRow(single.string, len(columns))
 
     async def write(self, rows: Sequence[SpendRow]) -> None:
         """Add rows in one transaction; a row whose request id is already there is skipped."""
@@ -140,6 +144,8 @@ def _matching(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
         (spend_logs.c.user_id, query.user_id),
         (spend_logs.c.team_id, query.team_id),
         (spend_logs.c.request_id, query.request_id),
+        (spend_logs.c.key_alias, query.key_alias),
+        (spend_logs.c.status_code, query.status_code),
     ):
         if wanted is not None:
             which.append(column == wanted)
@@ -147,29 +153,62 @@ def _matching(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
         which.append(spend_logs.c.started_at >= query.start)
     if query.end is not None:
         which.append(spend_logs.c.started_at < query.end)
+    which.extend(_console_filters(query))
+    return which
+
+
+def _console_filters(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
+    """The console's filters: a model group, failures, calls that ended since, older than
+    a row, and rows that kept images."""
+    which: list[sa.ColumnElement[bool]] = []
+    if query.model_group is not None:
+        # A call that failed before a group served it names only the model it asked for.
+        group = spend_logs.c.model_group
+        which.append(
+            sa.or_(
+                group == query.model_group,
+                sa.and_(group.is_(None), spend_logs.c.model == query.model_group),
+            )
+        )
+    if query.failed is not None:
+        status = spend_logs.c.status_code
+        which.append(status >= 400 if query.failed else status < 400)
+    if query.ended_after is not None:
+        which.append(spend_logs.c.ended_at > query.ended_after)
+    if query.before is not None:
+        started, request_id = query.before
+        which.append(
+            sa.or_(
+                spend_logs.c.started_at < started,
+                sa.and_(spend_logs.c.started_at == started, spend_logs.c.request_id < request_id),
+            )
+        )
+    if query.with_kept_images:
+        # Written by msgspec, so an empty list is always exactly `[]`.
+        which.append(sa.cast(spend_logs.c.kept_images, sa.Text) != "[]")
     return which
 
 
 class _RowValues:
-    """Rows' column values, in a compiled statement's parameter order, appended to one
-    flat list: read in one call (`attrgetter`), then the computed `day` and the JSON
-    columns' text put in."""
+    """Rows' column values, as the spend log's INSERT binds them (a row's fields in their
+    order, then `day`), appended to one flat list: the fields in one C call (`astuple`),
+    then the computed `day`, then the JSON columns' text put in their place."""
 
-    def __init__(self, order: Sequence[str]) -> None:
-        names = ["started_at" if name == "day" else name for name in order]
-        self._read = operator.attrgetter(*names)
-        self._day = order.index("day")
+    def __init__(self, columns: Sequence[str]) -> None:
         json = {column.name for column in spend_logs.columns if isinstance(column.type, sa.JSON)}
-        self._json = [index for index, name in enumerate(order) if name in json]
+        self._json = [index for index, name in enumerate(columns) if name in json]
         self._days: dict[int, str] = {}  # UTC day number -> YYYY-MM-DD; rows come in order
 
     def extend(self, flat: list[Any], row: SpendRow) -> None:
         """Append `row`'s values to `flat`."""
-        values = list(self._read(row))
-        values[self._day] = self._day_of(row.started_at)
+        start = len(flat)
+        flat.extend(_fields(row))
+        flat.append(self._day_of(row.started_at))
         for index in self._json:
-            values[index] = _encode(values[index]).decode()
-        flat.extend(values)
+            value = flat[start + index]
+            # Most rows' lists and dicts are empty: their text needs no encoder.
+            empty = None if value else _EMPTY_JSON.get(type(value))
+            flat[start + index] = empty if empty is not None else _encode(value).decode()
 
     def _day_of(self, timestamp: float) -> str:
         number = int(timestamp // 86_400)
@@ -182,6 +221,8 @@ class _RowValues:
 
 
 _encode = msgspec.json.encode
+_fields = msgspec.structs.astuple
+_EMPTY_JSON: dict[type, str] = {tuple: "[]", list: "[]", dict: "{}", type(None): "null"}
 
 
 class _MultiRow:

@@ -13,6 +13,9 @@ const PAGES = [
 ];
 
 let leave = null; // the shown page's clean-up (timers, streams)
+// Counts navigations: a page whose load ends after the next navigation began is left
+// already, so its clean-up runs at once (else its timers would run until a reload).
+let navigations = 0;
 
 async function show(session) {
   const main = document.getElementById("page");
@@ -24,15 +27,20 @@ async function show(session) {
   }
   if (leave) leave();
   leave = null;
+  const visit = ++navigations;
+  const current = () => visit === navigations;
   document.title = `${page.title} · prismgate console`;
   fill(main, h("h1", {}, page.title), h("p", { class: "loading" }, "Loading…"));
   try {
     const module = await import(`./pages/${page.id}.js`);
+    if (!current()) return;
     const body = h("div", { class: "page-body" });
     fill(main, h("h1", {}, page.title), body);
-    leave = (await module.render(body, { api, session, params: hashParams() })) || null;
+    const cleanUp = (await module.render(body, { api, session, params: hashParams() })) || null;
+    if (current()) leave = cleanUp;
+    else if (cleanUp) cleanUp();
   } catch (error) {
-    fill(main, h("h1", {}, page.title), notice("error", error.message));
+    if (current()) fill(main, h("h1", {}, page.title), notice("error", error.message));
   }
 }
 

@@ -1,0 +1,380 @@
+"""OpenTelemetry traces: a span per call, a child per attempt, the W3C trace context
+continued from the caller and handed to the provider; off, nothing of OpenTelemetry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from prismgate import Gateway, ImageGenerationRequest, load_config
+from prismgate.errors import BadRequestError, ConfigError
+from prismgate.gateway import CallOptions
+from prismgate.observability.tracing import Tracing, tracing_from_config, tracing_settings
+from prismgate.types.chat import ChatCompletionRequest
+from prismgate.types.validation import convert_request
+from tests.emulators import OpenAIEmulator
+from tests.emulators.otlp import OtlpReceiver
+from tests.serving import MASTER_KEY, RunningProxy, model
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+@dataclass
+class Memory:
+    provider: TracerProvider
+    exporter: InMemorySpanExporter
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+
+@pytest.fixture
+def memory() -> Memory:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return Memory(provider, exporter)
+
+
+@pytest.fixture
+def otlp() -> Any:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+def gateway_for(emulator: OpenAIEmulator, memory: Memory) -> Gateway:
+    config = load_config(
+        {
+            "model_list": [
+                model("sdxl", "openai/sdxl", api_base=emulator.base_url + "/v1", api_key="sk-up"),
+                model("otters", "mock/otters"),
+            ],
+            "router_settings": {"num_retries": 2},
+            "general_settings": {"retries": {"base_delay": 0.01, "max_delay": 0.02}},
+        },
+        environ={},
+    )
+    return Gateway(config, tracing=Tracing(memory.provider))
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    """The W3C traceparent naming `span`."""
+    context = span.context
+    assert context is not None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+async def test_a_call_is_a_span_whose_attempts_are_children_named_upstream(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    compatible_emulator.fail_next("status", status=429)  # one retry: two attempts
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        await gateway.image_generation(
+            ImageGenerationRequest(prompt="an otter", model="sdxl", n=1),
+            CallOptions(request_id="req-1", trace_id="pk-trace-1"),
+        )
+    [call] = [span for span in memory.spans() if span.parent is None]
+    attempts = sorted(
+        (span for span in memory.spans() if span.parent is not None),
+        key=lambda span: span.attributes["prismgate.attempt"],  # type: ignore[index]
+    )
+    assert call.name == "image_generation sdxl" and call.kind is SpanKind.INTERNAL
+    assert call.attributes is not None
+    assert call.attributes["portkey.trace_id"] == "pk-trace-1"
+    assert call.attributes["prismgate.request_id"] == "req-1"
+    assert call.attributes["gen_ai.provider.name"] == "openai"
+    assert call.attributes["http.response.status_code"] == 200
+    assert len(attempts) == 2
+    for attempt in attempts:
+        assert attempt.kind is SpanKind.CLIENT
+        assert attempt.parent is not None and call.context is not None
+        assert attempt.parent.span_id == call.context.span_id
+        assert attempt.context is not None
+        assert attempt.context.trace_id == call.context.trace_id
+    failed, served = attempts
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.attributes is not None and served.attributes is not None
+    assert failed.attributes["http.response.status_code"] == 429
+    assert served.status.status_code is StatusCode.UNSET
+    # Each provider request names the span of the attempt that sent it.
+    sent = [request.headers["traceparent"] for request in compatible_emulator.requests]
+    assert sent == [traceparent_of(attempt) for attempt in attempts]
+    assert all(not span.events for span in memory.spans())  # no traceback recorded
+
+
+async def test_an_sdk_callers_current_span_is_the_calls_parent(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    tracer = memory.provider.get_tracer("the-app")
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        with tracer.start_as_current_span("the app's work") as outer:
+            await gateway.image_generation(ImageGenerationRequest(prompt="x", model="otters"))
+    [call] = [span for span in memory.spans() if span.name == "image_generation otters"]
+    assert call.parent is not None
+    assert call.parent.span_id == outer.get_span_context().span_id
+
+
+async def test_a_failed_call_records_its_status_and_error_never_its_prompt_or_traceback(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    prompt = "a very private prompt"
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        with pytest.raises(BadRequestError):
+            await gateway.image_generation(
+                ImageGenerationRequest(prompt=prompt, model="otters", n=99)
+            )
+    [call] = [span for span in memory.spans() if span.parent is None]
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.attributes is not None
+    assert call.attributes["http.response.status_code"] == 400
+    assert call.attributes["error.type"]
+    for span in memory.spans():
+        assert not span.events
+        assert prompt not in repr(dict(span.attributes or {}))
+
+
+async def test_an_upstream_error_that_quotes_the_prompt_leaves_it_out_of_every_span(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    prompt = "the otter's secret recipe"
+    compatible_emulator.fail_next("status", status=400, message=f"cannot draw '{prompt}'")
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        with pytest.raises(BadRequestError) as caught:
+            await gateway.image_generation(ImageGenerationRequest(prompt=prompt, model="sdxl"))
+    assert prompt in caught.value.message  # the caller is told; the trace is not
+    spans = memory.spans()
+    assert {span.status.status_code for span in spans} == {StatusCode.ERROR}
+    for span in spans:
+        assert prompt not in repr((span.status.description, dict(span.attributes or {})))
+        assert span.status.description is not None
+        assert span.status.description.startswith("400 ")
+
+
+async def test_closing_gives_up_on_a_collector_that_does_not_answer(
+    otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider()
+    exporter = OTLPSpanExporter(endpoint=otlp.base_url + "/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracing = Tracing(provider, owns_provider=True, close_timeout=0.2)
+    otlp.fail_next("delay", delay=3.0)  # the export at shutdown hangs for 3 s
+    config = load_config({"model_list": [model("m", "mock/m")]}, environ={})
+    async with Gateway(config, tracing=tracing) as gateway:
+        await gateway.image_generation(ImageGenerationRequest(prompt="x", model="m"))
+    began = time.monotonic()
+    await tracing.aclose()
+    assert time.monotonic() - began < 1.5
+    assert "the span exporter did not finish within 0.2 s" in caplog.text
+
+
+async def test_a_streamed_calls_span_ends_when_the_stream_is_closed(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    request = convert_request(
+        {"model": "otters", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        ChatCompletionRequest,
+    )
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        served = await gateway.chat_completion_stream(request)
+        assert [span.name for span in memory.spans()] == ["attempt otters@model_list[1]"]
+        async for _ in served.value:
+            pass
+        await served.value.aclose()
+    names = [span.name for span in memory.spans()]
+    assert names == ["attempt otters@model_list[1]", "chat_completion otters"]
+
+
+def proxy_with_tracing(
+    serve: Callable[..., RunningProxy], emulator: OpenAIEmulator, receiver: OtlpReceiver
+) -> RunningProxy:
+    return serve(
+        {
+            "model_list": [
+                model("images", "openai/sdxl", api_base=emulator.base_url + "/v1", api_key="sk-up")
+            ],
+            "general_settings": {
+                "master_key": MASTER_KEY,
+                "retries": {"base_delay": 0.01, "max_delay": 0.02},
+            },
+            "litellm_settings": {"callbacks": ["otel"]},
+        },
+        environ={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base_url,
+            "OTEL_SERVICE_NAME": "prismgate-under-test",
+        },
+    )
+
+
+def client(proxy: RunningProxy) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=MASTER_KEY, max_retries=0)
+
+
+def test_the_proxy_continues_the_callers_trace_and_exports_it_over_otlp(
+    serve: Callable[..., RunningProxy], compatible_emulator: OpenAIEmulator, otlp: OtlpReceiver
+) -> None:
+    proxy = proxy_with_tracing(serve, compatible_emulator, otlp)
+    compatible_emulator.fail_next("status", status=500)  # one retry: two attempts
+    client(proxy).images.generate(
+        model="images",
+        prompt="an otter",
+        extra_headers={
+            "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+            "x-portkey-trace-id": "pk-trace-7",
+        },
+    )
+    proxy.stop()  # the gateway's tracer provider exports what it holds as it shuts down
+    spans = otlp.spans
+    [call] = [span for span in spans if span.kind == "SERVER"]
+    attempts = [span for span in spans if span.kind == "CLIENT"]
+    assert call.trace_id == CALLER_TRACE and call.parent_span_id == CALLER_SPAN
+    assert call.name == "image_generation images"
+    assert call.attributes["portkey.trace_id"] == "pk-trace-7"
+    assert call.resource["service.name"] == "prismgate-under-test"
+    assert [a.attributes["http.response.status_code"] for a in attempts] == [500, 200]
+    assert {a.parent_span_id for a in attempts} == {call.span_id}
+    sent = [request.headers["traceparent"] for request in compatible_emulator.requests]
+    assert [parent[:52] for parent in sent] == [f"00-{CALLER_TRACE}-{a.span_id}" for a in attempts]
+
+
+# Each is refused by W3C Trace Context's rules: the call starts a trace of its own.
+HOSTILE_TRACEPARENTS = (
+    "00-zz-00f067aa0ba902b7-01",  # not hex
+    f"00-{'0' * 32}-{CALLER_SPAN}-01",  # the all-zero trace id is invalid
+    f"ff-{CALLER_TRACE}-{CALLER_SPAN}-01",  # version ff is forbidden
+    f"00-{CALLER_TRACE}-{CALLER_SPAN}-01-" + "a" * 4000,  # oversized
+)
+
+
+def test_a_hostile_traceparent_starts_a_new_trace_and_nothing_of_it_reaches_the_provider(
+    serve: Callable[..., RunningProxy], compatible_emulator: OpenAIEmulator, otlp: OtlpReceiver
+) -> None:
+    proxy = proxy_with_tracing(serve, compatible_emulator, otlp)
+    for traceparent in HOSTILE_TRACEPARENTS:
+        answer = client(proxy).images.with_raw_response.generate(
+            model="images",
+            prompt="x",
+            extra_headers={"traceparent": traceparent, "tracestate": "caller=smuggled"},
+        )
+        assert answer.status_code == 200
+    proxy.stop()
+    calls = [span for span in otlp.spans if span.kind == "SERVER"]
+    assert len(calls) == len(HOSTILE_TRACEPARENTS)
+    assert all(call.parent_span_id == "" for call in calls)
+    assert CALLER_TRACE not in {call.trace_id for call in calls}
+    sent = [request.headers for request in compatible_emulator.requests]
+    assert [headers["traceparent"][3:35] for headers in sent] == [c.trace_id for c in calls]
+    assert all("tracestate" not in headers for headers in sent)
+
+
+async def test_a_collector_that_cannot_keep_up_is_said_once_not_once_a_dropped_span(
+    otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The SDK reads its batch settings from the process environment.
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    otlp.fail_next("delay", delay=1.0)  # the first export hangs: the queue fills up
+    config = load_config(
+        {"model_list": [model("m", "mock/m")], "litellm_settings": {"callbacks": ["otel"]}},
+        environ={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url},
+    )
+    async with Gateway(config) as gateway:
+        for _ in range(8):
+            await gateway.chat_completion(
+                convert_request(
+                    {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                    ChatCompletionRequest,
+                )
+            )
+    full = [r for r in caplog.records if r.getMessage().startswith("Queue full")]
+    assert len(full) == 1
+    assert 0 < len(otlp.spans) < 16  # what the queue held was exported; the rest dropped
+
+
+def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from prismgate import Gateway, ImageGenerationRequest, load_config
+
+        def loaded():
+            return any(name.split(".")[0] == "opentelemetry" for name in sys.modules)
+
+        async def call(raw, environ):
+            async with Gateway(load_config(raw, environ=environ)) as gateway:
+                await gateway.image_generation(ImageGenerationRequest(prompt="x", model="m"))
+
+        mock = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]}
+        asyncio.run(call(mock, {}))
+        print("off", loaded())
+        traced = {**mock, "litellm_settings": {"callbacks": ["otel"]}}
+        asyncio.run(call(traced, {"OTEL_TRACES_EXPORTER": "none"}))
+        print("on", loaded())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["off", "False", "on", "True"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' is not"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: 'zipkin' is not available"),
+        ({"OTEL_EXPORTER": "otlp_grpc"}, "OTEL_EXPORTER: 'otlp_grpc' is not available"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:s3cret@collector:4318"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: not an http(s) URL without credentials",
+        ),
+    ],
+)
+def test_wrong_opentelemetry_settings_are_config_errors(
+    environ: dict[str, str], message: str
+) -> None:
+    raw = {"litellm_settings": {"callbacks": ["otel"]}}
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw, environ=environ)
+    assert message in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_opentelemetry_and_litellm_variables_set_the_export() -> None:
+    standard = tracing_settings(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b,x-team=imaging",
+            "OTEL_SERVICE_NAME": "gw",
+        }
+    )
+    assert standard.endpoint == "http://collector:4318/v1/traces"
+    assert standard.headers == (("api-key", "a b"), ("x-team", "imaging"))
+    assert standard.service_name == "gw"
+    own = tracing_settings({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c/custom"})
+    assert own.endpoint == "http://c/custom"
+    litellm = tracing_settings(
+        {"OTEL_EXPORTER": "otlp_http", "OTEL_ENDPOINT": "https://t.example", "OTEL_HEADERS": "a=b"}
+    )
+    assert (litellm.exporter, litellm.endpoint) == ("otlp", "https://t.example/v1/traces")
+    assert tracing_settings({"OTEL_EXPORTER": "console"}).exporter == "console"
+    traced = load_config(
+        {"litellm_settings": {"success_callback": ["otel"]}},
+        environ={"OTEL_SDK_DISABLED": "true"},
+    )
+    assert tracing_from_config(traced) is None  # OpenTelemetry's own off switch
