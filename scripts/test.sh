@@ -18,4 +18,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -q -p no:cacheprovider "$@"
+# Two workers, one test file each at a time (a file's module fixtures are made once): the
+# tests spend about half their time waiting on sockets and subprocesses, so two workers
+# halve the wall time on a two-core machine (measured: 361 s serial, 176 s with two).
+.venv/bin/pytest -q -p no:cacheprovider -n 2 --dist loadfile "$@"

@@ -37,6 +37,9 @@ async def spend_log(folder: Path) -> SqlSpendLog:
 
 
 def config(folder: Path, **console: Any) -> Any:
+    """A config whose console keeps images and request details (both off by default),
+    unless `console` says otherwise."""
+    console = {"keep_images": True, "keep_request_details": True, **console}
     return load_config(
         {
             "model_list": [{"model_name": "otters", "litellm_params": {"model": "mock/otters"}}],
@@ -209,7 +212,7 @@ async def test_only_a_gateway_with_a_spend_recorder_and_something_to_keep_makes_
         assert set(record_threads()) == others
     assert not (tmp_path / "images" / "kept").exists()
     # A recorder given at construction (the SDK), or added later (the proxy): a keeper,
-    # keeping images and details by default; its threads end with the gateway.
+    # keeping images and details as the config says; its threads end with the gateway.
     recorder = SpendRecorder(log, interval=60)
     async with Gateway(config(tmp_path / "images"), observers=(recorder,)) as given:
         keeper = given.reporting.keeper
@@ -226,10 +229,12 @@ async def test_only_a_gateway_with_a_spend_recorder_and_something_to_keep_makes_
         await asyncio.sleep(0.01)
     [row] = await log.rows(SpendQuery())
     assert row.request_id == "proxy" and len(row.kept_images) == 2
-    # A config that keeps nothing: no keeper, even with a recorder.
+    # A config that keeps nothing (the default): no keeper, even with a recorder.
     off = config(tmp_path / "images", keep_images=False, keep_request_details=False)
-    async with Gateway(off, observers=(SpendRecorder(log),)) as nothing:
-        assert nothing.reporting.keeper is None
+    default = load_config({"model_list": [], "general_settings": {}}, environ={})
+    for settings in (off, default):
+        async with Gateway(settings, observers=(SpendRecorder(log),)) as nothing:
+            assert nothing.reporting.keeper is None
     await log.aclose()
 
 

@@ -424,12 +424,14 @@ def test_serve_starts_the_proxy(tmp_path: Path, form: list[str]) -> None:
         image = httpx.post(
             f"http://127.0.0.1:{port}/v1/images/generations",
             json={"model": "dall-e-3", "prompt": "A cute baby sea otter", "size": "1024x1024"},
+            headers={"Authorization": "Bearer sk-1234"},  # the quickstart's example key
         )
         assert image.status_code == 200
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=10)
-    assert f"listening on http://127.0.0.1:{port} (1 worker); auth: none" in output
+    assert f"listening on http://127.0.0.1:{port} (1 worker); auth: master key" in output
+    assert f"console: http://127.0.0.1:{port}/ui (sign in with the master key)" in output
     assert "serving 3 model groups: dall-e-3, gpt-image-1, llava-hf" in output
 
 
@@ -488,11 +490,23 @@ def test_listening_is_said_once_the_port_answers(tmp_path: Path, workers: str) -
 
 
 def test_serve_refuses_open_network_without_a_master_key(tmp_path: Path) -> None:
+    open_config = tmp_path / "open.yaml"
+    open_config.write_text(
+        "model_list:\n  - model_name: otters\n    litellm_params: {model: mock/otters}\n"
+    )
+    done = prismgate_command(
+        "serve", "--config", str(open_config), "--host", "0.0.0.0", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a master key" in done.stderr
+
+
+def test_serve_refuses_open_network_with_the_quickstarts_example_key(tmp_path: Path) -> None:
     done = prismgate_command(
         "serve", "--config", str(QUICKSTART), "--host", "0.0.0.0", cwd=tmp_path
     )
     assert done.returncode == 2
-    assert "refusing to listen on 0.0.0.0 without a master key" in done.stderr
+    assert "refusing to listen on 0.0.0.0 with the example master key sk-1234" in done.stderr
 
 
 def test_serve_names_the_config_error(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def real_config(emulator: OpenAIEmulator) -> dict[str, Any]:
 
 
 def client(proxy: RunningProxy) -> openai.OpenAI:
-    return openai.OpenAI(api_key="sk-any", base_url=proxy.base_url + "/v1", max_retries=0)
+    # The quickstart's key (the emulated config has no master key: any key is accepted).
+    return openai.OpenAI(api_key="sk-1234", base_url=proxy.base_url + "/v1", max_retries=0)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,8 @@ errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole for logs
 # Exit statuses: a config (or command line) mistake; a server that could not start.
 CONFIG_MISTAKE = 2
 CANNOT_START = 3
+# examples/quickstart.yaml's key, which the README's examples send: loopback only.
+EXAMPLE_MASTER_KEY = "sk-1234"
 
 
 def _config_error(path: Path | None, message: str) -> NoReturn:
@@ -221,6 +223,13 @@ def serve(
             "general_settings.master_key, or pass --insecure"
         )
         raise typer.Exit(CONFIG_MISTAKE)
+    if master_key == EXAMPLE_MASTER_KEY and not insecure and not _is_loopback(host):
+        errors.print(
+            f"[red]refusing to listen on {host} with the example master key "
+            f"{EXAMPLE_MASTER_KEY}:[/] everyone knows it; set general_settings.master_key "
+            "to a secret of your own (os.environ/PRISMGATE_MASTER_KEY), or pass --insecure"
+        )
+        raise typer.Exit(CONFIG_MISTAKE)
     _check_database(config, loaded)
     from prismgate.proxy import server  # the server's imports, once the config is known good
 
@@ -251,6 +260,12 @@ def serve(
             soft_wrap=True,
             highlight=False,
         )
+        if master_key:
+            console.print(
+                f"console: http://{address}:{bound_port}/ui (sign in with the master key)",
+                soft_wrap=True,
+                highlight=False,
+            )
         console.print(
             f"serving {len(groups)} model groups: {', '.join(groups) or '(none)'}",
             soft_wrap=True,

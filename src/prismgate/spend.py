@@ -70,7 +70,8 @@ class SpendRecorder:
         *,
         spool_folder: str | os.PathLike[str] | None = None,
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
-        batch: int = 200,
+        # 256: the SQL spend log's rows per INSERT, so a full batch is one statement.
+        batch: int = 256,
         interval: float = 0.5,
         max_queued: int = 100_000,
         keep_prompts: bool = True,

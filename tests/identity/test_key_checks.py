@@ -1,6 +1,7 @@
-"""Every call's key check, on a real SQLite key store: a live key is served from the cache
-without a read while it is fresh (and read again after), and each way a key stops working
-gets its own 401 that names the key (or its team) and says why."""
+"""Every call's key checks, on a real SQLite key store: a live key is served from the cache
+without a read while it is fresh (and read again after), each way a key stops working
+gets its own 401 that names the key (or its team) and says why, and a key may call the
+model groups it and its team list."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.errors import AuthenticationError
-from prismgate.identity import Authenticator
+from prismgate.identity import Authenticator, Principal
 from prismgate.identity.keys import token_of
 from prismgate.storage.records import KeyRecord, TeamRecord
 from prismgate.storage.sql import SqlKeyStore, database_url, open_engine, upgrade
@@ -80,3 +81,19 @@ async def test_each_way_a_key_stops_working_has_its_own_401(
         await authenticator.authenticate("sk-gone-0003")
     assert caught.value.message.startswith(message)
     assert caught.value.code == code and caught.value.status_code == 401
+
+
+def test_a_key_may_call_what_it_and_its_team_list() -> None:
+    def principal(key_models: tuple[str, ...], team_models: tuple[str, ...] | None) -> Principal:
+        team = None if team_models is None else TeamRecord(team_id="t", models=team_models)
+        key = KeyRecord(token="k", key_name="sk-...k", models=key_models)
+        return Principal(role="key", scope="k", key=key, team=team)
+
+    assert principal((), None).may_call("anything")
+    assert principal(("all-proxy-models",), ("*",)).may_call("anything")
+    assert principal(("dall-e-*",), None).may_call("dall-e-3")
+    assert not principal(("dall-e-*",), None).may_call("gpt-image-1")
+    # The team's list narrows a key that lists nothing.
+    assert principal((), ("chat",)).may_call("chat")
+    assert not principal((), ("chat",)).may_call("dall-e-3")
+    assert not principal(("dall-e-3",), ("chat",)).may_call("dall-e-3")

@@ -199,7 +199,7 @@ def test_bad_requests_get_clear_errors(
     answer = httpx.post(
         proxy.base_url + "/v1/images/generations",
         content=body,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-1234"},
     )
     assert answer.status_code == status
     error = answer.json()["error"]
@@ -232,10 +232,11 @@ def test_body_limit_counts_received_bytes(serve: Callable[..., RunningProxy]) ->
 
 def test_unknown_path_and_method(serve: Callable[..., RunningProxy]) -> None:
     proxy = serve(quickstart_config())
-    missing = httpx.get(proxy.base_url + "/v1/nothing")
+    key = {"Authorization": "Bearer sk-1234"}  # the quickstart's
+    missing = httpx.get(proxy.base_url + "/v1/nothing", headers=key)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "unknown_url"
-    wrong = httpx.get(proxy.base_url + "/v1/images/generations")
+    wrong = httpx.get(proxy.base_url + "/v1/images/generations", headers=key)
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
 

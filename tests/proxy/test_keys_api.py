@@ -136,6 +136,9 @@ def test_bad_management_requests_get_clear_errors(proxy: RunningProxy) -> None:
     assert unknown.status_code == 400 and "soft_budget" in unknown.json()["error"]["message"]
     duration = post(proxy, "/key/generate", {"budget_duration": "30"})
     assert duration.status_code == 400 and duration.json()["error"]["param"] == "budget_duration"
+    # A limit past any column's range is the caller's error, not the database's.
+    huge = post(proxy, "/team/new", {"max_parallel_requests": 31544220867023968179060736})
+    assert huge.status_code == 400 and "max_parallel_requests" in huge.json()["error"]["message"]
     no_team = post(proxy, "/key/generate", {"team_id": "nobody"})
     assert no_team.status_code == 400 and "/team/new" in no_team.json()["error"]["message"]
     missing = httpx.get(proxy.base_url + "/key/info?key=sk-nothing-here-0000", headers=ADMIN)

@@ -2,11 +2,15 @@
 the form, generate an image in the Playground and find its thumbnail in Requests and in
 Gallery, make a key in Keys and teams, use it with the openai client, revoke it in the
 page and see it refused; and every page renders, with a screenshot each
-(tests/artifacts/screenshots/<page>.png). The `watched_page` fixture fails a test on any
+(tests/artifacts/screenshots/<page>.png); and the README's first command, as written,
+serves a console that does the same. The `watched_page` fixture fails a test on any
 console error, uncaught exception, failed request or HTTP error answer in the page."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +22,10 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser import SCREENSHOTS, WatchedPage
+from tests.processes import free_port
 from tests.proxy.conftest import MASTER_KEY, RunningProxy, model
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
 
 PAGES = {
     "requests": "Requests",
@@ -59,11 +66,11 @@ def console() -> Iterator[RunningProxy]:
     running.stop()
 
 
-def sign_in(page: Page, proxy: RunningProxy) -> None:
+def sign_in(page: Page, proxy: RunningProxy | QuickstartServer, key: str = MASTER_KEY) -> None:
     """Through the sign-in form, as a person would."""
     page.goto(proxy.base_url + "/ui")
     expect(page).to_have_url(proxy.base_url + "/ui/login")
-    page.get_by_label("Key").fill(MASTER_KEY)
+    page.get_by_label("Key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("navigation")).to_contain_text("Playground", timeout=SHOWN_MS)
 
@@ -79,12 +86,16 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
-def generate_in_playground(page: Page, prompt: str) -> str:
-    """Generate one image of `prompt`; the request id the answer carried."""
+def generate_in_playground(
+    page: Page, prompt: str, model: str = "otters", size: str | None = "256x256"
+) -> str:
+    """Generate one image of `prompt` (at `size`, or the size the page offers first for a
+    catalogued model); the request id the answer carried."""
     open_page(page, "playground")
-    page.get_by_label("Model", exact=True).select_option("otters")
+    page.get_by_label("Model", exact=True).select_option(model)
     page.get_by_label("Prompt", exact=True).fill(prompt)
-    page.get_by_label("Size", exact=True).fill("256x256")
+    if size is not None:
+        page.get_by_label("Size", exact=True).fill(size)
     page.get_by_role("button", name="Generate").click()
     expect(page.locator(".results figure img")).to_have_count(1, timeout=SHOWN_MS)
     facts = page.locator(".results .facts")
@@ -92,6 +103,58 @@ def generate_in_playground(page: Page, prompt: str) -> str:
     expect(facts).to_contain_text("mock")
     expect(facts).to_contain_text("Cost")
     return facts.locator("dt:text-is('Request id') + dd").inner_text()
+
+
+class QuickstartServer:
+    """The README's first command, as written: `prismgate serve --config
+    examples/quickstart.yaml`, from a fresh folder (its own data folder), on a free port."""
+
+    def __init__(self, folder: Path) -> None:
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log = folder / "serve.log"
+        command = [sys.executable, "-c", "from prismgate.cli import main; main()", "serve",
+                   "--config", str(QUICKSTART), "--port", str(port)]  # fmt: skip
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=log)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(self.base_url + "/health/liveliness", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"serve did not start:\n{self.log.read_text()}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+def test_the_readmes_first_command_serves_a_console_that_shows_what_was_made(
+    watched_page: WatchedPage, tmp_path: Path
+) -> None:
+    server = QuickstartServer(tmp_path)
+    try:
+        server.wait_ready()
+        page = watched_page.page
+        sign_in(page, server, key="sk-1234")  # the quickstart's example key
+        prompt = f"a sea otter {uuid.uuid4().hex[:8]}"
+        generate_in_playground(page, prompt, model="dall-e-3", size=None)
+        open_page(page, "requests")
+        thumbnail = page.locator("main table img").first
+        expect(thumbnail).to_be_visible(timeout=SHOWN_MS)
+        assert "/v1/images/files/" in (thumbnail.get_attribute("src") or "")
+        open_page(page, "gallery")
+        expect(page.locator("main figure", has_text=prompt)).to_have_count(1, timeout=SHOWN_MS)
+        watched_page.assert_clean()
+        # Everything it keeps is in the folder it was started from.
+        assert (tmp_path / "prismgate-data").is_dir()
+    finally:
+        server.stop()
 
 
 def test_an_image_made_in_the_playground_shows_in_requests_and_gallery(

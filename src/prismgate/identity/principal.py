@@ -68,6 +68,8 @@ class Principal:
     holders: tuple[Holder, ...] = field(init=False, repr=False, compare=False)
     # Whether a budget of the key, its team or its user limits its calls.
     capped: bool = field(init=False, repr=False, compare=False)
+    # Whether every model group is allowed (no list on the key or its team): no matching.
+    _any_model: bool = field(init=False, repr=False, compare=False)
     _limits: dict[int, LimitSet] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -81,8 +83,12 @@ class Principal:
             if self.user is not None:
                 holders.append(Holder("user", self.user.user_id))
         capped = any(record.budget.max_budget is not None for record in self._records())
+        any_model = self.key is None or (
+            _allows_all(self.key.models) and (self.team is None or _allows_all(self.team.models))
+        )
         object.__setattr__(self, "holders", tuple(holders))
         object.__setattr__(self, "capped", capped)
+        object.__setattr__(self, "_any_model", any_model)
 
     def limits(self, images: int) -> LimitSet:
         """The counters a call asking for `images` takes from: each limit of the key, its
@@ -121,7 +127,7 @@ class Principal:
     def may_call(self, model_group: str) -> bool:
         """Whether the key (and its team) lists `model_group`; an empty list allows all.
         `*` patterns match (`openai/*`, `dall-e-*`); `all-proxy-models` is LiteLLM's "all"."""
-        if self.key is None:
+        if self._any_model or self.key is None:
             return True
         return _allows(self.key.models, model_group) and (
             self.team is None or _allows(self.team.models, model_group)
@@ -141,8 +147,12 @@ def _checks_of(holder: Holder, limits: Limits, images: int) -> list[LimitCheck]:
     return checks
 
 
+def _allows_all(models: tuple[str, ...]) -> bool:
+    return not models or "all-proxy-models" in models or "*" in models
+
+
 def _allows(models: tuple[str, ...], model_group: str) -> bool:
-    if not models or "all-proxy-models" in models or "*" in models:
+    if _allows_all(models):
         return True
     return any(
         fnmatch.fnmatchcase(model_group, pattern) if "*" in pattern else pattern == model_group

@@ -40,7 +40,8 @@ __all__ = [
 
 # Dollars, up to a billion: kept as nano-dollars in a 64-bit integer.
 Money = Annotated[float, msgspec.Meta(ge=0, le=1_000_000_000)]
-Count = Annotated[int, msgspec.Meta(ge=1)]
+# A limit: kept in a 64-bit column, so bounded well inside it (no limit needs more).
+Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000_000)]
 
 
 class _Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
