@@ -106,7 +106,7 @@ async def test_a_shutdown_right_after_a_call_writes_its_row_whole(tmp_path: Path
     async with Gateway(config(tmp_path / "images"), observers=(recorder,)) as served:
         await generate(served, "r1")
         await recorder.aclose()  # the record is still being finished: it is waited for
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert [(image.role, image.index, image.width) for image in row.kept_images] == [
         ("output", 0, 64),
         ("output", 1, 64),
@@ -129,7 +129,7 @@ async def test_too_many_records_at_once_are_written_without_them(
         async with Gateway(settings, observers=(recorder,)) as served:
             await generate(served, "r1")
             await recorder.aclose()
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert row.kept_images == () and row.details is None
     assert "without their console record" in caplog.text
     await log.aclose()
@@ -147,7 +147,7 @@ async def test_a_record_slower_than_the_shutdown_wait_leaves_its_row_bare(
             began = time.monotonic()
             await recorder.aclose()  # the record never finishes: its row goes without it
             assert time.monotonic() - began < 5
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert row.request_id == "slow" and row.images == 2
     assert row.kept_images == () and row.details is None
     assert "not finished within 0.1 s of shutdown" in caplog.text
@@ -171,7 +171,7 @@ async def test_a_record_cancelled_as_its_loop_closes_leaves_its_row_bare(
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
         await recorder.flush()
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert row.request_id == "cut" and row.kept_images == ()
     await log.aclose()
 
@@ -193,7 +193,7 @@ async def test_records_holding_too_many_bytes_are_written_without_them(
                 CallOptions(request_id="small"),
             )
             await recorder.aclose()
-    rows = {row.request_id: row for row in await log.rows(SpendQuery())}
+    rows = {row.request_id: row for row in await log.rows(SpendQuery(with_details=True))}
     assert rows["big"].details is None and rows["big"].kept_images == ()
     assert rows["small"].details is not None  # a chat's record holds no image
     assert "the records being finished hold too many bytes" in caplog.text
@@ -227,7 +227,7 @@ async def test_only_a_gateway_with_a_spend_recorder_and_something_to_keep_makes_
     while set(record_threads()) - others:
         assert time.monotonic() < deadline, "the keeper's threads outlived the gateway"
         await asyncio.sleep(0.01)
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert row.request_id == "proxy" and len(row.kept_images) == 2
     # A config that keeps nothing (the default): no keeper, even with a recorder.
     off = config(tmp_path / "images", keep_images=False, keep_request_details=False)
@@ -250,7 +250,7 @@ async def test_details_too_large_to_keep_are_cut_to_size(tmp_path: Path) -> None
         request = msgspec.convert({"model": "otters", "messages": long_chat}, ChatCompletionRequest)
         await served.chat_completion(request, CallOptions(request_id="long"))
         await recorder.aclose()
-    [row] = await log.rows(SpendQuery())
+    [row] = await log.rows(SpendQuery(with_details=True))
     assert row.details is not None
     assert len(msgspec.json.encode(row.details)) <= MAX_DETAILS_BYTES
     assert row.details["request"].endswith("KB: too large to keep>")

@@ -1,9 +1,9 @@
 """Instructions per request, plain and keyed, counted by callgrind: the same on a busy
 machine as on an idle one, so a change of a few percent shows.
 
-    bench/callgrind/measure.py                          # plain and keyed, c=32
-    bench/callgrind/measure.py --modes keyed --functions 25
-    bench/callgrind/measure.py --modes plain,keyed,keyed-pg --concurrency 1
+    .venv/bin/python bench/callgrind/measure.py                          # plain and keyed, c=32
+    .venv/bin/python bench/callgrind/measure.py --modes keyed --functions 25
+    .venv/bin/python bench/callgrind/measure.py --modes plain,keyed,keyed-pg --concurrency 1
 
 Each mode runs `harness.py` under `valgrind --tool=callgrind` twice, with two request
 counts (`--requests`, default 400 and 1200, after the same warm-up). The harness marks

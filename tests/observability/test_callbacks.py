@@ -102,7 +102,8 @@ HOOK = {"callback_type": "generic_api", "flush_interval": 0.05}
             {},
             "litellm_settings.success_callback[0]: 'langfuse' is not a callback prismgate has; "
             "it has otel (OpenTelemetry traces), generic_api (call records POSTed as JSON to "
-            "GENERIC_LOGGER_ENDPOINT; LiteLLM's older name: generic)",
+            "GENERIC_LOGGER_ENDPOINT; LiteLLM's older name: generic), prometheus (GET "
+            "/metrics, always served)",
         ),
         (
             {"litellm_settings": {"failure_callback": ["custom_callbacks.handler"]}},
@@ -155,6 +156,14 @@ def test_a_callback_prismgate_lacks_or_a_webhook_set_up_wrong_is_a_config_error(
         load_config(raw, environ=environ)
     assert message in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+def test_litellms_prometheus_callback_is_accepted_and_starts_no_webhook() -> None:
+    from prismgate.observability.callbacks import wants_tracing, webhooks_from_config
+
+    lists = ("callbacks", "success_callback", "failure_callback")
+    config = load_config({"litellm_settings": {name: ["prometheus"] for name in lists}}, environ={})
+    assert webhooks_from_config(config) == [] and not wants_tracing(config)
 
 
 def test_the_webhook_gets_each_calls_record_with_the_operators_headers_and_no_prompt_or_image(

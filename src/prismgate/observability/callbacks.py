@@ -6,6 +6,8 @@ them, by LiteLLM's names:
 - `otel`: OpenTelemetry traces (observability/tracing.py);
 - `generic_api` (LiteLLM's older name: `generic`): a webhook at `GENERIC_LOGGER_ENDPOINT`,
   sent the headers of `GENERIC_LOGGER_HEADERS` (`Name=value,Name2=value2`);
+- `prometheus`: accepted and needs nothing: `GET /metrics` is always served
+  (observability/metrics.py), which is what the name turns on in LiteLLM;
 - the name of a `callback_settings` entry with `callback_type: generic_api`: a webhook
   with its own endpoint, headers, events and batching. An entry is on whether or not a
   list names it (LiteLLM's rule); a list that names it limits it to its events.
@@ -59,6 +61,8 @@ log = logging.getLogger("prismgate.callbacks")
 
 OTEL = "otel"
 WEBHOOK = "generic_api"
+# LiteLLM's switch for its /metrics; prismgate always serves them.
+PROMETHEUS = "prometheus"
 # LiteLLM's names for its webhook callback, today's and its older one.
 _WEBHOOK_NAMES = (WEBHOOK, "generic")
 ENDPOINT_VARIABLE = "GENERIC_LOGGER_ENDPOINT"
@@ -80,6 +84,8 @@ def check_callbacks(config: Config, environ: Mapping[str, str]) -> None:
     for kind in _LISTS:
         for index, name in enumerate(getattr(settings, kind)):
             where = f"litellm_settings.{kind}[{index}]"
+            if name == PROMETHEUS:
+                continue
             if name == OTEL:
                 from prismgate.observability.tracing import check_tracing
 
@@ -104,7 +110,8 @@ def _known(config: Config) -> str:
     entries = "".join(f", {name} (callback_settings)" for name in config.callback_settings)
     return (
         f"it has {OTEL} (OpenTelemetry traces), {WEBHOOK} (call records POSTed as JSON to "
-        f"{ENDPOINT_VARIABLE}; LiteLLM's older name: generic){entries}"
+        f"{ENDPOINT_VARIABLE}; LiteLLM's older name: generic), {PROMETHEUS} (GET /metrics, "
+        f"always served){entries}"
     )
 
 
@@ -116,7 +123,7 @@ def _check_entry(name: str, entry: CallbackSettings) -> None:
             f"callback_type: {WEBHOOK} (got {entry.callback_type!r}); LiteLLM's settings "
             "of its other callbacks have no meaning here"
         )
-    if name in (OTEL, *_WEBHOOK_NAMES):
+    if name in (OTEL, PROMETHEUS, *_WEBHOOK_NAMES):
         raise ConfigError(f"{where}: {name!r} names a built-in callback; name the entry otherwise")
     if not entry.endpoint:
         raise ConfigError(f"{where}.endpoint: the webhook's URL is required")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prismgate.errors import PrismgateError
 from prismgate.proxy.responses import error_response
+from prismgate.request_ids import new_request_id
 
 __all__ = ["CancelOnDisconnect", "RequestContext", "internal_error"]
 
@@ -38,7 +38,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()  # time-ordered: the spend log's key appends
         trace_id = request_id
         for name, value in scope["headers"]:
             if name == b"x-portkey-trace-id" and value:

@@ -474,6 +474,9 @@ class SpendQuery:
     # Keyset paging: rows older than this (started_at, request_id), newest first.
     before: tuple[float, str] | None = None
     with_kept_images: bool = False  # only rows that kept images
+    # Read each row's details (the console's record of the call, up to tens of KB a row);
+    # without, rows come with `details` None.
+    with_details: bool = False
 
 
 SpendGrouping = Literal["key", "team", "model", "day"]

@@ -13,7 +13,8 @@ live table's poll), `before` (a request id: rows older than it, for the next pag
 
 Kept images are given as signed links (valid `url_ttl_seconds`), path-only (`/v1/images/
 files/...`), so they work from whatever address the gateway was reached at. A row's
-details (call_records.py) come with `details=true`, or with `request_id`.
+details (call_records.py) come with `details=true` (then at most 100 rows a page: each
+may hold tens of KB), or with `request_id`; without, they are not even read.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]{5,15}(Z|[+-][0-9]{2
 _UNIX = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
 _STATUS = {"success": False, "failure": True}
 _MAX_ROWS = 10_000
+_MAX_DETAILED = 100  # rows a page of /spend/logs?details=true holds at most
 _GALLERY_DEFAULT, _GALLERY_MOST = 48, 500
 
 
@@ -226,6 +228,10 @@ async def spend_logs(request: Request) -> Response:
     spend_log = spend_log_of(request)
     query = await _with_cursor(spend_log, spend_query(request, paged=True), request)
     details = _flag(request, "details") or query.request_id is not None
+    if details:
+        # A row's details run to tens of KB: a page of them is kept short.
+        limit = query.limit if query.request_id is not None else min(query.limit, _MAX_DETAILED)
+        query = dataclasses.replace(query, with_details=True, limit=limit)
     rows = await spend_log.rows(query)
     links = _Links(request)
     return json_response([_row_view(row, links, details=details) for row in rows])

@@ -88,8 +88,9 @@ class SqlSpendLog:
 
     async def rows(self, query: SpendQuery) -> list[SpendRow]:
         """Rows matching `query`, newest first (`start` <= started_at < `end`)."""
+        columns = _WITH_DETAILS if query.with_details else _WITHOUT_DETAILS
         select = (
-            sa.select(spend_logs)
+            sa.select(*columns)
             .where(*_matching(query))
             .order_by(spend_logs.c.started_at.desc(), spend_logs.c.request_id.desc())
             .offset(query.offset)
@@ -264,7 +265,10 @@ def _chunk(remaining: int) -> int:
     return 1 << (remaining.bit_length() - 1)
 
 
+# A row's columns but `day` (derived); the details, large, only when asked for.
+_WITH_DETAILS = tuple(column for column in spend_logs.columns if column.name != "day")
+_WITHOUT_DETAILS = tuple(column for column in _WITH_DETAILS if column.name != "details")
+
+
 def _row(row: RowMapping) -> SpendRow:
-    return msgspec.convert(
-        {str(name): value for name, value in row.items() if name != "day"}, SpendRow
-    )
+    return msgspec.convert({str(name): value for name, value in row.items()}, SpendRow)
