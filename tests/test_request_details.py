@@ -74,6 +74,9 @@ def test_upstream_json_bodies_lose_images_secrets_and_headers() -> None:
         "api_key": "anything at all",
         "nested": {"credentials": {"private_key": "x"}, "note": "an otter. " * 500},
         "many": list(range(150)),
+        # Settings the providers declare secret (Bedrock's, Vertex AI's): by their names.
+        "aws_session_token": "a token the redactor has never seen",
+        "vertex_credentials": {"type": "service_account"},
     }
     url = f"https://user:pass@generativelanguage.example.com/v1/m:gen?key={SECRET}&alt=json"
     [item] = describe_sent(
@@ -92,6 +95,7 @@ def test_upstream_json_bodies_lose_images_secrets_and_headers() -> None:
     assert described["api_key"] == "[REDACTED]" and described["nested"]["credentials"] == (
         "[REDACTED]"
     )
+    assert described["aws_session_token"] == described["vertex_credentials"] == "[REDACTED]"
     assert described["nested"]["note"].endswith("(+1000 characters)")
     assert len(described["many"]) == 101 and described["many"][-1] == "<50 more>"
 

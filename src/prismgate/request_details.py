@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from prismgate.media.formats import sniff_image_type
 from prismgate.media.headers import read_dimensions
 from prismgate.media.links import FILES_PATH, is_image_name
 from prismgate.observability.redaction import REDACTED, Redactor
+from prismgate.providers import provider_settings
 from prismgate.transport import UpstreamRequest
 from prismgate.types import ImageResponse, InputImage
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
@@ -75,15 +77,27 @@ _PARAM = re.compile(r'\b(name|filename)=(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', re.I
 _MAX_PART_HEADERS = 8 * 1024
 # Enough of an image file to read its size (a JPEG's may follow its EXIF).
 _HEAD_BYTES = 128 * 1024
-# Field names whose values are credentials, whatever they hold.
-_SECRET_FIELDS = frozenset(
+# Field names whose values are credentials, whatever they hold; with them, every setting
+# a provider declares secret (`_is_secret_field`).
+_CREDENTIAL_FIELDS = frozenset(
     (
         *("api_key", "api-key", "apikey", "x-api-key", "key", "authorization"),
         *("secret", "client_secret", "password", "private_key", "credentials"),
         *("token", "access_token", "refresh_token"),
-        *("aws_secret_access_key", "aws_session_token"),
     )
 )
+
+
+@functools.cache
+def _secret_fields() -> frozenset[str]:
+    # Made at first use: it imports every provider, which a gateway that keeps no
+    # details never needs.
+    declared = {name.lower() for name, setting in provider_settings().items() if setting.secret}
+    return _CREDENTIAL_FIELDS | declared
+
+
+def _is_secret_field(name: str) -> bool:
+    return name.lower() in _secret_fields()
 
 
 @dataclass(slots=True)
@@ -192,7 +206,7 @@ def _clean(value: Any, cleaning: _Cleaning, depth: int = 0) -> Any:
             return describe_bytes(data, value.get("media_type"))
         return {
             str(key): REDACTED
-            if str(key).lower() in _SECRET_FIELDS and item
+            if item and _is_secret_field(str(key))
             else _clean(item, cleaning, depth + 1)
             for key, item in value.items()
         }
@@ -339,7 +353,7 @@ def _part(body: bytes, headers: bytes, start: int, end: int, cleaning: _Cleaning
     if "filename" in params or kind != "text/plain":
         head = body[start : min(end, start + _HEAD_BYTES)]
         described: Any = _described(head, end - start, kind)
-    elif name is not None and name.lower() in _SECRET_FIELDS and end > start:
+    elif name is not None and end > start and _is_secret_field(name):
         described = REDACTED
     else:
         described = _clean_text(body[start:end].decode("utf-8", "replace"), cleaning)

@@ -6,12 +6,14 @@ ones. (The bodies are fuzzed against the document in tests/security/test_schemat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
@@ -271,3 +273,65 @@ def test_the_management_api_says_it_needs_the_master_key(document: dict[str, Any
     }
     assert document["paths"]["/v1/models"]["get"]["security"][0] == {"bearer": []}
     assert document["paths"]["/health/readiness"]["get"]["security"] == []
+
+
+def test_management_answers_match_their_documented_shapes(document: dict[str, Any]) -> None:
+    """Each management answer, made for real, against its operation's schema (exact
+    shapes: a field added or renamed in a handler fails here until the document says so)."""
+    config = {
+        "model_list": [model("painter", "mock/dall-e-3")],
+        "general_settings": {
+            "master_key": MASTER_KEY,
+            "console": {"keep_images": True, "keep_request_details": True},
+        },
+    }
+    running = RunningProxy(config).start()
+    checked: list[str] = []
+
+    def call(method: str, path: str, **options: Any) -> Any:
+        answer = httpx.request(method, running.base_url + path, headers=ADMIN, **options)
+        assert answer.status_code == 200, (path, answer.text)
+        route = path.partition("?")[0]
+        schema = document["paths"][route][method.lower()]["responses"]["200"]
+        Draft202012Validator(schema["content"]["application/json"]["schema"]).validate(
+            answer.json()
+        )
+        checked.append(f"{method} {route}")
+        return answer.json()
+
+    try:
+        team = call("POST", "/team/new", json={"team_alias": "painters", "rpm_limit": 10})
+        key = call(
+            "POST",
+            "/key/generate",
+            json={"team_id": team["team_id"], "key_alias": "k", "max_budget": 5},
+        )
+        call("POST", "/key/update", json={"key": key["key"], "tpm_limit": 100})
+        call("POST", "/key/block", json={"key": key["key"]})
+        call("POST", "/key/unblock", json={"key": key["key"]})
+        call("GET", f"/key/info?key={key['key']}")
+        call("GET", "/key/list")
+        call("GET", "/key/list?return_full_object=true")
+        call("POST", "/team/update", json={"team_id": team["team_id"], "max_budget": 50})
+        call("GET", f"/team/info?team_id={team['team_id']}")
+        call("GET", "/team/list")
+        user = call("POST", "/user/new", json={"user_email": "a@example.com"})
+        call("POST", "/user/new", json={"auto_create_key": False})
+        call("GET", f"/user/info?user_id={user['user_id']}")
+        image = httpx.post(
+            running.base_url + "/v1/images/generations",
+            headers={"Authorization": f"Bearer {key['key']}"},
+            json={"model": "painter", "prompt": "an otter", "size": "1024x1024"},
+        )
+        assert image.status_code == 200, image.text
+        deadline = time.monotonic() + 10
+        while not any(row["kept_images"] for row in call("GET", "/spend/logs")):
+            assert time.monotonic() < deadline, "the call's row and its image were not kept"
+            time.sleep(0.05)
+        call("GET", "/spend/logs?details=true")
+        call("GET", "/spend/images")
+        fresh = call("POST", "/key/regenerate", json={"key": key["key"]})
+        assert fresh["key"] != key["key"]
+    finally:
+        running.stop()
+    assert len(set(checked)) == 15  # every management route with an answer of its own

@@ -26,6 +26,7 @@ from prismgate.proxy.openapi_parts import (
     REF,
     SECURITY_SCHEMES,
     TAGS,
+    header_parameter,
     json_answer,
     json_body,
     operation,
@@ -59,6 +60,38 @@ _IMAGE_REFERENCE = {
     "required": ["image_url"],
 }
 _DEPLOYMENT = path_parameter("deployment", "The model group (Azure's deployment name).")
+# Portkey's headers on a call (proxy/portkey.py reads them).
+_PORTKEY_HEADERS = [
+    header_parameter(
+        "x-portkey-provider", "The provider, when `model` names no group (`openai`, ...)."
+    ),
+    header_parameter(
+        "x-portkey-virtual-key", "A stored provider key, by name (`/v1/virtual-keys`)."
+    ),
+    header_parameter(
+        "x-portkey-config",
+        "A saved config's id (`pc-...`), or a config as JSON: fallback, loadbalance, retry, "
+        "cache.",
+    ),
+    header_parameter(
+        "x-portkey-custom-host",
+        "The provider's base URL: a public address, or a host the operator allows.",
+    ),
+    header_parameter("x-portkey-trace-id", "Your id for the call, echoed and logged."),
+    header_parameter(
+        "x-portkey-metadata", 'A JSON object kept with the call, e.g. {"_user": "alice"}.'
+    ),
+    header_parameter(
+        "x-portkey-cache-force-refresh",
+        "`true`: call the provider even on a cache hit, and cache the new answer.",
+        {"type": "string", "enum": ["true", "false"]},
+    ),
+    header_parameter(
+        "x-portkey-request-timeout",
+        "Milliseconds the call may take (at most the operator's timeout).",
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ),
+]
 
 
 def _image_forms(kind: type[msgspec.Struct], schema: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +135,7 @@ def _image_calls(schemas: dict[str, Any]) -> dict[str, dict[str, Any]]:
             answer=answer,
             errors=_CALL_ERRORS,
             body=json_body(ref(ImageGenerationRequest)),
+            parameters=_PORTKEY_HEADERS,
         ),
         "edits": operation(
             "Edit images",
@@ -110,6 +144,7 @@ def _image_calls(schemas: dict[str, Any]) -> dict[str, dict[str, Any]]:
             answer=answer,
             errors=_CALL_ERRORS,
             body=_image_forms(ImageEditRequest, schemas.pop("ImageEditRequest")),
+            parameters=_PORTKEY_HEADERS,
         ),
         "variations": operation(
             "Variations of one image",
@@ -118,6 +153,7 @@ def _image_calls(schemas: dict[str, Any]) -> dict[str, dict[str, Any]]:
             answer=answer,
             errors=_CALL_ERRORS,
             body=_image_forms(ImageVariationRequest, schemas.pop("ImageVariationRequest")),
+            parameters=_PORTKEY_HEADERS,
         ),
     }
     paths: dict[str, dict[str, Any]] = {}
@@ -150,6 +186,7 @@ def _chat() -> dict[str, dict[str, Any]]:
         answer=answer,
         errors=_CALL_ERRORS,
         body=json_body(ref(ChatCompletionRequest)),
+        parameters=_PORTKEY_HEADERS,
         description="`stream: true` answers with `text/event-stream` (see ChatChunk).",
     )
     return {

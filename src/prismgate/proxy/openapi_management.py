@@ -31,7 +31,184 @@ _DAY = {"type": "string", "format": "date"}
 # A day, or a moment to the second (spend log filters).
 _MOMENT = {"type": "string", "description": "YYYY-MM-DD, or ISO 8601 date-time"}
 _OBJECT = {"type": "object"}
-_LIST = {"type": "array", "items": {"type": "object"}}
+
+
+def _nullable(kind: str, **more: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **more}
+
+
+def _shape(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties, each always present."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_MOMENT_OR_NULL = _nullable("string", format="date-time")
+_COUNT_OR_NULL = _nullable("integer")
+# What a key, a team and a user may spend and how fast (identity/wire.py `_allowance_view`).
+_ALLOWANCE = {
+    "spend": {"type": "number"},
+    "max_budget": _nullable("number"),
+    "budget_duration": _nullable("string"),
+    "budget_reset_at": _MOMENT_OR_NULL,
+    "rpm_limit": _COUNT_OR_NULL,
+    "tpm_limit": _COUNT_OR_NULL,
+    "ipm_limit": _COUNT_OR_NULL,
+    "max_parallel_requests": _COUNT_OR_NULL,
+}
+_STAMPS = {"created_at": _MOMENT_OR_NULL, "updated_at": _MOMENT_OR_NULL}
+# `key_view`: a key as the API shows it (its token, never the key).
+_KEY_FIELDS = {
+    "token": {"type": "string"},
+    "key_name": {"type": "string"},
+    "key_alias": _nullable("string"),
+    "expires": _MOMENT_OR_NULL,
+    "models": _STRINGS,
+    "user_id": _nullable("string"),
+    "team_id": _nullable("string"),
+    **_ALLOWANCE,
+    "metadata": _OBJECT,
+    "tags": _STRINGS,
+    "blocked": {"type": "boolean"},
+    **_STAMPS,
+    "created_by": _nullable("string"),
+}
+_KEY = _shape(_KEY_FIELDS)
+# A new key's answer: the key itself, shown this once, and its settings.
+_NEW_KEY = _shape(
+    {
+        "key": {"type": "string"},
+        **_KEY_FIELDS,
+        "token_id": {"type": "string"},
+        "duration": _nullable("string"),
+    }
+)
+_TEAM = _shape(
+    {
+        "team_id": {"type": "string"},
+        "team_alias": _nullable("string"),
+        "models": _STRINGS,
+        **_ALLOWANCE,
+        "metadata": _OBJECT,
+        "tags": _STRINGS,
+        "blocked": {"type": "boolean"},
+        **_STAMPS,
+    }
+)
+_USER_FIELDS = {
+    "user_id": {"type": "string"},
+    "user_email": _nullable("string"),
+    "user_role": _nullable("string"),
+    "teams": _STRINGS,
+    "models": _STRINGS,
+    **_ALLOWANCE,
+    "metadata": _OBJECT,
+    **_STAMPS,
+}
+_USER = _shape(_USER_FIELDS)
+# A new user, and their key's fields when one was made (`key` is "" when not).
+_NEW_USER = _shape(
+    {
+        **_USER_FIELDS,
+        "key": {"type": "string"},
+        "key_name": {"type": "string"},
+        "token": {"type": "string"},
+        "expires": _MOMENT_OR_NULL,
+    }
+)
+_NEW_USER["required"] = [*_USER_FIELDS, "key"]
+_KEY_PAGE = _shape(
+    {
+        # Tokens, or each key's settings with return_full_object=true.
+        "keys": {"type": "array", "items": {"anyOf": [{"type": "string"}, _KEY]}},
+        "total_count": {"type": "integer"},
+        "current_page": {"type": "integer"},
+        "total_pages": {"type": "integer"},
+    }
+)
+# A kept image (handlers/spend_logs.py `_Links.view`): its link is null once expired.
+_KEPT_IMAGE_FIELDS = {
+    "url": _nullable("string"),
+    "name": {"type": "string"},
+    "role": {"type": "string", "enum": ["output", "input", "mask"]},
+    "index": {"type": "integer"},
+    "media_type": {"type": "string"},
+    "width": _COUNT_OR_NULL,
+    "height": _COUNT_OR_NULL,
+    "size_bytes": {"type": "integer"},
+}
+_KEPT_IMAGE = _shape(_KEPT_IMAGE_FIELDS)
+_GALLERY = _shape(
+    {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {
+            "type": "array",
+            "items": _shape(
+                {
+                    **_KEPT_IMAGE_FIELDS,
+                    "request_id": {"type": "string"},
+                    "created": {"type": "string", "format": "date-time"},
+                    "prompt": _nullable("string"),
+                    "model": _nullable("string"),
+                    "model_group": _nullable("string"),
+                    "size": _nullable("string"),
+                    "quality": _nullable("string"),
+                    "key_alias": _nullable("string"),
+                    "team_id": _nullable("string"),
+                }
+            ),
+        },
+        "has_more": {"type": "boolean"},
+        "next_before": _nullable("string"),
+        "keep_images": {"type": "boolean"},
+        "keep_request_details": {"type": "boolean"},
+    }
+)
+# `spend_view` and the console's additions (handlers/spend_logs.py); `details` only when
+# asked for.
+_SPEND_ROW = _shape(
+    {
+        "request_id": {"type": "string"},
+        "call_type": {"type": "string"},
+        "api_key": _nullable("string"),
+        "key_alias": _nullable("string"),
+        "team_id": _nullable("string"),
+        "user": _nullable("string"),
+        "end_user": _nullable("string"),
+        "spend": {"type": "number"},
+        "startTime": {"type": "string", "format": "date-time"},
+        "endTime": {"type": "string", "format": "date-time"},
+        "request_duration_ms": {"type": "number"},
+        "model": _nullable("string"),
+        "model_group": _nullable("string"),
+        "model_id": _nullable("string"),
+        "custom_llm_provider": _nullable("string"),
+        "api_base": _nullable("string"),
+        "status": {"type": "string", "enum": ["success", "failure"]},
+        "status_code": {"type": "integer"},
+        "error": _nullable("string"),
+        "images": {"type": "integer"},
+        "image_size": _nullable("string"),
+        "image_quality": _nullable("string"),
+        "prompt_tokens": {"type": "integer"},
+        "completion_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+        "cache_hit": {"type": "string", "enum": ["True", "False"]},
+        "attempts": _STRINGS,
+        "adjustments": _STRINGS,
+        "trace_id": _nullable("string"),
+        "metadata": _OBJECT,
+        "prompt": _nullable("string"),
+        "kept_images": {"type": "array", "items": _KEPT_IMAGE},
+        "details": _nullable("object"),
+    },
+)
+_SPEND_ROW["required"] = [name for name in _SPEND_ROW["properties"] if name != "details"]
 
 
 def management_structs() -> tuple[type[msgspec.Struct], ...]:
@@ -84,11 +261,7 @@ def _keys() -> dict[str, dict[str, Any]]:
         "Keys",
         "key",
         answer=json_answer(
-            {
-                "type": "object",
-                "properties": {"key": {"type": "string"}, "info": _OBJECT},
-                "required": ["key", "info"],
-            },
+            _shape({"key": {"type": "string"}, "info": _KEY}),
             "The key (as asked) and its settings",
         ),
         errors=_QUERY_ERRORS,
@@ -100,7 +273,7 @@ def _keys() -> dict[str, dict[str, Any]]:
     regenerate = _admin(
         "A new key for the same settings (the old one stops working)",
         "Keys",
-        _OBJECT,
+        _NEW_KEY,
         body=wire.RegenerateKey,
     )
     in_path = {
@@ -123,22 +296,29 @@ def _keys() -> dict[str, dict[str, Any]]:
             "post": _admin(
                 "A new key (in the answer's `key`, shown this once)",
                 "Keys",
-                _OBJECT,
+                _NEW_KEY,
                 body=wire.GenerateKey,
             )
         },
         "/key/update": {
-            "post": _admin("Change a key's settings", "Keys", _OBJECT, body=wire.UpdateKey)
+            "post": _admin(
+                "Change a key's settings",
+                "Keys",
+                _shape({"key": {"type": "string"}, **_KEY_FIELDS}),
+                body=wire.UpdateKey,
+            )
         },
         "/key/delete": {
             "post": _admin("Delete keys", "Keys", _names("deleted_keys"), body=wire.DeleteKeys)
         },
         "/key/info": {"get": key_info},
-        "/key/list": {"get": _admin("Keys, a page at a time", "Keys", _OBJECT, parameters=listing)},
-        "/key/block": {
-            "post": _admin("Block a key (401 until unblocked)", "Keys", _OBJECT, body=wire.BlockKey)
+        "/key/list": {
+            "get": _admin("Keys, a page at a time", "Keys", _KEY_PAGE, parameters=listing)
         },
-        "/key/unblock": {"post": _admin("Unblock a key", "Keys", _OBJECT, body=wire.BlockKey)},
+        "/key/block": {
+            "post": _admin("Block a key (401 until unblocked)", "Keys", _KEY, body=wire.BlockKey)
+        },
+        "/key/unblock": {"post": _admin("Unblock a key", "Keys", _KEY, body=wire.BlockKey)},
         "/key/regenerate": {"post": regenerate},
         "/key/{key}/regenerate": {"post": in_path},
     }
@@ -147,13 +327,19 @@ def _keys() -> dict[str, dict[str, Any]]:
 def _teams_and_users() -> dict[str, dict[str, Any]]:
     team_id = query_parameter("team_id", "The team.", required=True)
     user_id = query_parameter("user_id", "The user.", required=True)
-    updated = {
-        "type": "object",
-        "properties": {"team_id": {"type": "string"}, "data": _OBJECT},
-        "required": ["team_id", "data"],
-    }
+    updated = _shape({"team_id": {"type": "string"}, "data": _TEAM})
+    keys = {"type": "array", "items": _KEY}
+    team_info = _shape({"team_id": {"type": "string"}, "team_info": _TEAM, "keys": keys})
+    user_info = _shape(
+        {
+            "user_id": {"type": "string"},
+            "user_info": _USER,
+            "keys": keys,
+            "teams": {"type": "array", "items": _TEAM},
+        }
+    )
     return {
-        "/team/new": {"post": _admin("A new team", "Teams", _OBJECT, body=wire.NewTeam)},
+        "/team/new": {"post": _admin("A new team", "Teams", _TEAM, body=wire.NewTeam)},
         "/team/update": {
             "post": _admin("Change a team's settings", "Teams", updated, body=wire.UpdateTeam)
         },
@@ -166,19 +352,23 @@ def _teams_and_users() -> dict[str, dict[str, Any]]:
             )
         },
         "/team/info": {
-            "get": _admin("A team and its keys", "Teams", _OBJECT, parameters=[team_id])
+            "get": _admin("A team and its keys", "Teams", team_info, parameters=[team_id])
         },
-        "/team/list": {"get": _admin("Every team", "Teams", _LIST)},
+        "/team/list": {
+            "get": _admin("Every team", "Teams", {"type": "array", "items": _TEAM})
+        },
         "/user/new": {
             "post": _admin(
                 "A new user, and their key (in `key`) unless auto_create_key is false",
                 "Users",
-                _OBJECT,
+                _NEW_USER,
                 body=wire.NewUser,
             )
         },
         "/user/info": {
-            "get": _admin("A user, their keys and teams", "Users", _OBJECT, parameters=[user_id])
+            "get": _admin(
+                "A user, their keys and teams", "Users", user_info, parameters=[user_id]
+            )
         },
     }
 
@@ -233,7 +423,7 @@ def _spend() -> dict[str, dict[str, Any]]:
             "get": _admin(
                 "Spend log rows, newest first, with their kept images as signed links",
                 "Spend",
-                _LIST,
+                {"type": "array", "items": _SPEND_ROW},
                 parameters=[*filters, *pages],
             )
         },
@@ -241,7 +431,7 @@ def _spend() -> dict[str, dict[str, Any]]:
             "get": _admin(
                 "The newest kept images (the console's gallery), with their calls' prompts",
                 "Spend",
-                _OBJECT,
+                _GALLERY,
                 parameters=[*filters, pages[0]],
             )
         },

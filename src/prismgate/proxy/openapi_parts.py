@@ -14,6 +14,7 @@ __all__ = [
     "SECURITY_SCHEMES",
     "TAGS",
     "Access",
+    "header_parameter",
     "json_answer",
     "json_body",
     "operation",
@@ -116,6 +117,19 @@ def path_parameter(name: str, description: str) -> dict[str, Any]:
         "required": True,
         "description": description,
         "schema": {"type": "string"},
+    }
+
+
+def header_parameter(
+    name: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An optional request header (text unless `schema` says otherwise)."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
     }
 
 
