@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from prismgate.observability.call_tracking import CURRENT_TRACK
 from prismgate.observers import CallReport
 from prismgate.spool import DEFAULT_MAX_BYTES, SpendSpool
 from prismgate.storage import SpendLog
@@ -396,7 +397,7 @@ def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:
         provider=meta.provider if meta else None,
         api_base=meta.api_base if meta else None,
     )
-    return msgspec.structs.replace(
+    row = msgspec.structs.replace(
         row,
         images=images,
         image_size=getattr(request, "size", None),
@@ -414,3 +415,9 @@ def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:
         prompt=prompt[:PROMPT_CHARS] if keep_prompt and isinstance(prompt, str) else None,
         error=None if failure is None else getattr(failure, "code", None) or type(failure).__name__,
     )
+    # The time the proxy's request waited on providers (call_tracking.py); an SDK call has
+    # no track, and its row says 0.
+    track = CURRENT_TRACK.get()
+    if track is not None and (upstream := track.upstream) is not None:
+        row = msgspec.structs.replace(row, upstream_ms=upstream * 1000)
+    return row

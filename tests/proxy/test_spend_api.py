@@ -81,6 +81,12 @@ def test_the_summary_totals_spend_by_key_team_model_and_day(
     generate(proxy, loner["key"], "otters")
     rows = logged(proxy, 4)
 
+    # The time each call waited on its provider: a part of its whole time (the mock
+    # provider sends nothing upstream).
+    for row in rows:
+        waited, took = row["upstream_duration_ms"], row["request_duration_ms"]
+        assert (0 < waited <= took) if row["model_group"] == "otters" else waited == 0
+
     def spend_of(**match: Any) -> float:
         return sum(float(r["spend"]) for r in rows if all(r[k] == v for k, v in match.items()))
 

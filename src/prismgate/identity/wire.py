@@ -238,6 +238,8 @@ def spend_view(row: SpendRow) -> dict[str, Any]:
         "startTime": iso(row.started_at),
         "endTime": iso(row.ended_at),
         "request_duration_ms": round(row.latency_ms, 3),
+        # The part of it spent waiting on providers (0: nothing was sent upstream).
+        "upstream_duration_ms": round(row.upstream_ms, 3),
         "model": row.model,
         "model_group": row.model_group,
         "model_id": row.deployment,

@@ -70,8 +70,7 @@ _PORTKEY_HEADERS = [
     ),
     header_parameter(
         "x-portkey-config",
-        "A saved config's id (`pc-...`), or a config as JSON: fallback, loadbalance, retry, "
-        "cache.",
+        "A saved config's id (`pc-...`), or a config as JSON: fallback, loadbalance, retry, cache.",
     ),
     header_parameter(
         "x-portkey-custom-host",

@@ -184,6 +184,7 @@ _SPEND_ROW = _shape(
         "startTime": {"type": "string", "format": "date-time"},
         "endTime": {"type": "string", "format": "date-time"},
         "request_duration_ms": {"type": "number"},
+        "upstream_duration_ms": {"type": "number"},
         "model": _nullable("string"),
         "model_group": _nullable("string"),
         "model_id": _nullable("string"),
@@ -354,9 +355,7 @@ def _teams_and_users() -> dict[str, dict[str, Any]]:
         "/team/info": {
             "get": _admin("A team and its keys", "Teams", team_info, parameters=[team_id])
         },
-        "/team/list": {
-            "get": _admin("Every team", "Teams", {"type": "array", "items": _TEAM})
-        },
+        "/team/list": {"get": _admin("Every team", "Teams", {"type": "array", "items": _TEAM})},
         "/user/new": {
             "post": _admin(
                 "A new user, and their key (in `key`) unless auto_create_key is false",
@@ -366,9 +365,7 @@ def _teams_and_users() -> dict[str, dict[str, Any]]:
             )
         },
         "/user/info": {
-            "get": _admin(
-                "A user, their keys and teams", "Users", user_info, parameters=[user_id]
-            )
+            "get": _admin("A user, their keys and teams", "Users", user_info, parameters=[user_id])
         },
     }
 

@@ -13,6 +13,7 @@ PostgreSQL, through SQLAlchemy Core (async) with Alembic migrations.
 | `migrate.py` | `upgrade(url)` under a lock, `current_revision(url)` |
 | `keys.py`, `budgets.py` | `SqlKeyStore`; reservations that hold across instances |
 | `spend.py` | `SqlSpendLog` |
+| `sqlite_writer.py` | the spend log's writer thread on SQLite |
 | `periods.py` | `budget_duration` strings ("30s" ... "1mo") and when a period ends |
 """
 

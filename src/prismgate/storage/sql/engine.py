@@ -39,6 +39,7 @@ __all__ = [
     "reader",
     "safe_url",
     "sqlite_path",
+    "sqlite_pragmas",
 ]
 
 DEFAULT_DATABASE_FILE = "prismgate.db"
@@ -219,6 +220,13 @@ class EngineHold:
             async with self.engine.begin() as connection:
                 yield connection
 
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """This process's turn to write (see `begin`), for a writer with a connection of
+        its own (`SqliteWriter`)."""
+        async with self._writes:
+            yield
+
     async def release(self) -> None:
         """Let go of the engine (once: a second call does nothing)."""
         if self._closed:
@@ -243,6 +251,12 @@ def _parse(url: str | URL) -> URL:
 def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
     # SQLAlchemy, not the sqlite3 driver, starts transactions (see `_sqlite_begin`).
     dbapi_connection.isolation_level = None
+    sqlite_pragmas(dbapi_connection)
+
+
+def sqlite_pragmas(dbapi_connection: Any) -> None:
+    """Set a new SQLite connection's pragmas: busy timeout, WAL, `synchronous=NORMAL`,
+    foreign keys (aiosqlite's or stdlib sqlite3's connection)."""
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")

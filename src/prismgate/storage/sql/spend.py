@@ -14,6 +14,11 @@ executemany: Python's sqlite3 releases and retakes the GIL around every row it s
 so an executemany in the writer thread queues behind the busy event loop once a row
 (measured on 600-row batches beside a busy thread: 1.9 ms a row and 38 µs of CPU; as
 100-row statements, 83 µs and 7 µs).
+
+On SQLite a batch's INSERTs, built on the event loop, go whole to a writer thread of the
+log's own (`sqlite_writer.py`): one hand-off a batch instead of aiosqlite's round trip
+per step (12.5 -> 9 µs of CPU a row alone, ≈ 28 µs less a call in the bench at c=32).
+PostgreSQL's go through the engine (asyncpg). Reads use the engine on both.
 """
 
 from __future__ import annotations
@@ -30,8 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.storage import SpendGrouping, SpendQuery, SpendTotal
 from prismgate.storage.records import SpendRow
-from prismgate.storage.sql.engine import EngineHold, SharedEngine, dialect_insert, reader
+from prismgate.storage.sql.engine import (
+    EngineHold,
+    SharedEngine,
+    dialect_insert,
+    reader,
+    sqlite_path,
+)
 from prismgate.storage.sql.schema import spend_logs
+from prismgate.storage.sql.sqlite_writer import SqliteWriter, Statement
 
 __all__ = ["ROWS_PER_STATEMENT", "SqlSpendLog"]
 
@@ -69,22 +81,36 @@ class SqlSpendLog:
             raise RuntimeError(f"the spend log's INSERT binds {single.positiontup}, not {columns}")
         self._values = _RowValues(columns)
         self._statements = _MultiRow(single.string, len(columns))
+        # SQLite: batches go to a thread of their own in one hand-off (sqlite_writer.py).
+        path = sqlite_path(self._engine.url)
+        self._writer = None if path is None else SqliteWriter(path)
 
     async def write(self, rows: Sequence[SpendRow]) -> None:
         """Add rows in one transaction; a row whose request id is already there is skipped."""
         if not rows:
             return
         unique = {row.request_id: row for row in rows}  # one statement may not repeat a key
-        batch = list(unique.values())
+        statements = self._inserts(list(unique.values()))
+        if self._writer is not None:
+            async with self._hold.writing():
+                await self._writer.run(statements)
+            return
         async with self._hold.begin() as connection:
-            start = 0
-            while start < len(batch):
-                count = _chunk(len(batch) - start)
-                flat: list[Any] = []
-                for row in batch[start : start + count]:
-                    self._values.extend(flat, row)
-                await connection.exec_driver_sql(self._statements(count), tuple(flat))
-                start += count
+            for sql, values in statements:
+                await connection.exec_driver_sql(sql, tuple(values))
+
+    def _inserts(self, batch: list[SpendRow]) -> list[Statement]:
+        """The multi-row INSERTs that write `batch`, with their values."""
+        statements: list[Statement] = []
+        start = 0
+        while start < len(batch):
+            count = _chunk(len(batch) - start)
+            flat: list[Any] = []
+            for row in batch[start : start + count]:
+                self._values.extend(flat, row)
+            statements.append((self._statements(count), flat))
+            start += count
+        return statements
 
     async def rows(self, query: SpendQuery) -> list[SpendRow]:
         """Rows matching `query`, newest first (`start` <= started_at < `end`)."""
@@ -135,7 +161,11 @@ class SqlSpendLog:
 
     async def aclose(self) -> None:
         """Release the connections (the engine too, unless it is shared and still used)."""
-        await self._hold.release()
+        try:
+            if self._writer is not None:
+                await self._writer.aclose()
+        finally:
+            await self._hold.release()
 
 
 def _matching(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
