@@ -22,6 +22,12 @@ whatever the load, and the spend log writes batches of 200 rows, as it does at c
 (`--loop uvloop` serves on uvloop instead, as `prismgate serve` does, but its timers
 run on the wall clock: counts then move with the machine's speed.)
 
+What telemetry costs (issue 13): `--otel on` adds OpenTelemetry traces (the config's
+"otel" callback, spans exported over OTLP/HTTP to the upstream process, which answers
+every POST and is not counted), `--otel unexported` makes them without exporting, and
+`--telemetry off` builds the app without its access log and metrics (bench only: the
+proxy has no such switch).
+
 Prints one JSON line: the mode, the requests measured, their wall time.
 """
 
@@ -106,6 +112,21 @@ def main() -> None:
         help="the spend log (default: off for plain, on for keyed, as in bench/)",
     )
     parser.add_argument("--profile", type=int, default=0, help="cProfile: print the top N")
+    parser.add_argument(
+        "--otel",
+        choices=("off", "on", "unexported"),
+        default="off",
+        help="unexported: spans made, not exported (OTEL_TRACES_EXPORTER=none); "
+        "on: OpenTelemetry traces (the 'otel' callback), exported over OTLP/HTTP to "
+        "the upstream process (which answers every POST: its work is not counted)",
+    )
+    parser.add_argument(
+        "--telemetry",
+        choices=("on", "off"),
+        default="on",
+        help="off (bench only): the app built without its access log and metrics, to "
+        "count what they cost",
+    )
     args = parser.parse_args()
 
     clock = RequestClock(args.step)
@@ -139,13 +160,8 @@ def main() -> None:
 async def _run(
     args: argparse.Namespace, clock: RequestClock, port: int, data_dir: str
 ) -> dict[str, Any]:
-    from prismgate.config import load_config
-    from prismgate.proxy import create_app
-
     spend_logs = args.spend_logs or ("off" if args.mode == "plain" else "on")
-    app = create_app(
-        load_config(_config(args, port, data_dir, spend_logs), environ={}), serving=True
-    )
+    app = _app(args, port, data_dir, spend_logs)
     async with _lifespan(app):
         key = MASTER_KEY if args.mode == "plain" else await _bench_key(app, args.key)
         request = {"model": "bench-image", "prompt": "A cute baby sea otter"}
@@ -188,6 +204,8 @@ async def _run(
         pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
     result = {
         "mode": args.mode,
+        "otel": args.otel,
+        "telemetry": args.telemetry,
         "requests": args.requests,
         "seconds": round(seconds, 3),
         # This process's CPU, its threads' and the kernel's for it included (not counted
@@ -253,6 +271,26 @@ async def _rows_logged(app: Any, data_dir: str, mode: str) -> int:
     return int(rows)
 
 
+def _app(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str) -> Any:
+    """`create_app` of bench's config, with the telemetry `--otel` and `--telemetry` ask."""
+    from prismgate.config import load_config
+    from prismgate.proxy import create_app
+
+    if args.telemetry == "off":
+        _without_telemetry()
+    environ = {}
+    if args.otel == "on":
+        environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+    elif args.otel == "unexported":
+        environ = {"OTEL_TRACES_EXPORTER": "none"}
+    app = create_app(
+        load_config(_config(args, port, data_dir, spend_logs), environ=environ), serving=True
+    )
+    if args.telemetry == "off":
+        _drop_collector(app)
+    return app
+
+
 def _config(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str) -> dict[str, Any]:
     """bench/'s prismgate config: one model group on the upstream."""
     general: dict[str, Any] = {"master_key": MASTER_KEY, "data_dir": data_dir}
@@ -266,10 +304,38 @@ def _config(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str)
         "api_base": f"http://127.0.0.1:{port}/small/v1",
         "api_key": "sk-upstream",
     }
-    return {
+    config: dict[str, Any] = {
         "model_list": [{"model_name": "bench-image", "litellm_params": deployment}],
         "general_settings": general,
     }
+    if args.otel != "off":
+        config["litellm_settings"] = {"callbacks": ["otel"]}
+    return config
+
+
+def _without_telemetry() -> None:
+    """`--telemetry off`: `create_app` builds the app without the access log and the
+    metrics (their middleware, their call observer, the timed transport). Bench only: the
+    proxy has no such switch."""
+    from prismgate.proxy import app
+
+    app.Telemetry = lambda inner, _telemetry: inner  # type: ignore[assignment,misc]
+    app.CallCollector = _Dropped  # type: ignore[assignment,misc]
+    app.TimedTransport = lambda http: http  # type: ignore[assignment,misc]
+
+
+class _Dropped:
+    """In the CallCollector's place, taken out of the observers once the app is made."""
+
+    def observe(self, _report: object) -> None:
+        raise AssertionError("dropped")
+
+
+def _drop_collector(app: Any) -> None:
+    while not hasattr(app, "state"):  # the middleware, down to Starlette
+        app = app.app
+    gateway = app.state.proxy.gateway
+    gateway.observers = tuple(o for o in gateway.observers if not isinstance(o, _Dropped))
 
 
 async def _bench_key(app: Any, wanted: dict[str, Any] | None) -> str:
