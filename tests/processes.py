@@ -48,14 +48,21 @@ def fresh_database(kind: str, folder: Path) -> Iterator[str]:
 
 
 class GatewayProcess:
-    """`prismgate serve` for `config` in its own process, on a free loopback port."""
+    """`prismgate serve` for `config` in its own process, on a free loopback port, from
+    `folder`: a config written there (with a data folder of its own), or a config file
+    served as it is (its data folder is then `folder`'s `prismgate-data`, the default)."""
 
-    def __init__(self, config: dict[str, Any], folder: Path, *, name: str = "gateway") -> None:
+    def __init__(
+        self, config: dict[str, Any] | Path, folder: Path, *, name: str = "gateway"
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        general = config.setdefault("general_settings", {})
-        general.setdefault("data_dir", str(folder / f"{name}-data"))
-        path = folder / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(config))
+        if isinstance(config, Path):
+            path = config
+        else:
+            general = config.setdefault("general_settings", {})
+            general.setdefault("data_dir", str(folder / f"{name}-data"))
+            path = folder / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(config))
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = folder / f"{name}.log"

@@ -8,9 +8,6 @@ console error, uncaught exception, failed request or HTTP error answer in the pa
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +19,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser import SCREENSHOTS, WatchedPage
-from tests.processes import free_port
+from tests.processes import GatewayProcess
 from tests.proxy.conftest import MASTER_KEY, RunningProxy, model
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
@@ -66,7 +63,7 @@ def console() -> Iterator[RunningProxy]:
     running.stop()
 
 
-def sign_in(page: Page, proxy: RunningProxy | QuickstartServer, key: str = MASTER_KEY) -> None:
+def sign_in(page: Page, proxy: RunningProxy | GatewayProcess, key: str = MASTER_KEY) -> None:
     """Through the sign-in form, as a person would."""
     page.goto(proxy.base_url + "/ui")
     expect(page).to_have_url(proxy.base_url + "/ui/login")
@@ -105,41 +102,12 @@ def generate_in_playground(
     return facts.locator("dt:text-is('Request id') + dd").inner_text()
 
 
-class QuickstartServer:
-    """The README's first command, as written: `prismgate serve --config
-    examples/quickstart.yaml`, from a fresh folder (its own data folder), on a free port."""
-
-    def __init__(self, folder: Path) -> None:
-        port = free_port()
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.log = folder / "serve.log"
-        command = [sys.executable, "-c", "from prismgate.cli import main; main()", "serve",
-                   "--config", str(QUICKSTART), "--port", str(port)]  # fmt: skip
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=log)
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                httpx.get(self.base_url + "/health/liveliness", timeout=1).raise_for_status()
-                return
-            except httpx.HTTPError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"serve did not start:\n{self.log.read_text()}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
-
-
 def test_the_readmes_first_command_serves_a_console_that_shows_what_was_made(
     watched_page: WatchedPage, tmp_path: Path
 ) -> None:
-    server = QuickstartServer(tmp_path)
+    # The README's first command as written, from a fresh folder.
+    server = GatewayProcess(QUICKSTART, tmp_path).wait_ready()
     try:
-        server.wait_ready()
         page = watched_page.page
         sign_in(page, server, key="sk-1234")  # the quickstart's example key
         prompt = f"a sea otter {uuid.uuid4().hex[:8]}"
