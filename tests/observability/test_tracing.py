@@ -7,20 +7,39 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    use_span,
+)
 
 from prismgate import Gateway, ImageGenerationRequest, load_config
 from prismgate.errors import BadRequestError, ConfigError
 from prismgate.gateway import CallOptions
+from prismgate.observability.span_export import OtlpRecordExporter, encode_records
+from prismgate.observability.span_records import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    ReadableSpans,
+    SpanRecord,
+)
 from prismgate.observability.tracing import Tracing, tracing_from_config, tracing_settings
 from prismgate.types.chat import ChatCompletionRequest
 from prismgate.types.validation import convert_request
@@ -55,7 +74,9 @@ def otlp() -> Any:
         yield receiver
 
 
-def gateway_for(emulator: OpenAIEmulator, memory: Memory) -> Gateway:
+def gateway_for(
+    emulator: OpenAIEmulator, memory: Memory, provider: TracerProvider | None = None
+) -> Gateway:
     config = load_config(
         {
             "model_list": [
@@ -67,7 +88,7 @@ def gateway_for(emulator: OpenAIEmulator, memory: Memory) -> Gateway:
         },
         environ={},
     )
-    return Gateway(config, tracing=Tracing(memory.provider))
+    return Gateway(config, tracing=Tracing(provider or memory.provider))
 
 
 def traceparent_of(span: ReadableSpan) -> str:
@@ -125,6 +146,106 @@ async def test_an_sdk_callers_current_span_is_the_calls_parent(
     [call] = [span for span in memory.spans() if span.name == "image_generation otters"]
     assert call.parent is not None
     assert call.parent.span_id == outer.get_span_context().span_id
+
+
+async def test_a_call_the_sampler_leaves_out_is_not_exported_yet_named_upstream(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    # The caller's span is not sampled: by the default sampler, nor are the call's spans.
+    unsampled = SpanContext(int(CALLER_TRACE, 16), int(CALLER_SPAN, 16), False, TraceFlags(0))
+    async with gateway_for(compatible_emulator, memory) as gateway:
+        with use_span(NonRecordingSpan(unsampled)):
+            await gateway.image_generation(ImageGenerationRequest(prompt="x", model="sdxl"))
+    assert memory.spans() == []
+    [sent] = [request.headers["traceparent"] for request in compatible_emulator.requests]
+    assert sent.startswith(f"00-{CALLER_TRACE}-") and sent.endswith("-00")
+    assert sent[36:52] != CALLER_SPAN  # the attempt's span, not the caller's
+
+
+@pytest.mark.parametrize("sampler", [ALWAYS_OFF, TraceIdRatioBased(1.0)])
+async def test_a_configured_sampler_decides_for_the_call_and_its_attempts(
+    compatible_emulator: OpenAIEmulator, memory: Memory, sampler: Any
+) -> None:
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(memory.exporter))
+    async with gateway_for(compatible_emulator, memory, provider) as gateway:
+        await gateway.image_generation(ImageGenerationRequest(prompt="x", model="sdxl"))
+    sampled = sampler is not ALWAYS_OFF
+    assert len(memory.spans()) == (2 if sampled else 0)
+    [sent] = [request.headers["traceparent"] for request in compatible_emulator.requests]
+    assert sent.endswith("-01" if sampled else "-00")
+
+
+class Records(SpanExporter):
+    """What a processor is handed by a `Tracing(span_records=True)`: span records."""
+
+    def __init__(self) -> None:
+        self.records: list[SpanRecord] = []
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.records.extend(spans)
+        return SpanExportResult.SUCCESS
+
+
+async def test_our_otlp_encoding_of_span_records_is_opentelemetrys(
+    compatible_emulator: OpenAIEmulator, memory: Memory
+) -> None:
+    records = Records()
+    provider = TracerProvider(resource=Resource.create({"service.name": "gw", "replicas": 3}))
+    provider.add_span_processor(SimpleSpanProcessor(records))
+    config = load_config(
+        {
+            "model_list": [
+                model(
+                    "sdxl",
+                    "openai/sdxl",
+                    api_base=compatible_emulator.base_url + "/v1",
+                    api_key="sk-up",
+                )
+            ]
+        },
+        environ={},
+    )
+    tracing = Tracing(provider, span_records=True)
+    compatible_emulator.fail_next("status", status=429)  # an attempt that failed
+    async with Gateway(config, tracing=tracing) as gateway:
+        parent = tracing.parent(f"00-{CALLER_TRACE}-{CALLER_SPAN}-01")  # a remote parent
+        await gateway.image_generation(
+            ImageGenerationRequest(prompt="an otter", model="sdxl"),
+            CallOptions(request_id="req-1", trace_id="pk-trace-1"),
+        )
+        assert parent is not None
+    other = SpanRecord(
+        "by hand",
+        SERVER,
+        parent,
+        True,
+        {"yes": True, "no": False, "cost": 0.25, "debt": -5, "big": 2**62, "text": "é" * 200},
+    )
+    other.end = 2**63
+    other.status = "500 internal_error"
+    spans = [*records.records, other, *records.records]
+    ours = encode_records(spans, provider.resource)
+    assert ours is not None
+    readable = ReadableSpans(provider)
+    theirs = encode_spans([readable.of(span) for span in spans]).SerializePartialToString()
+    assert ExportTraceServiceRequest.FromString(ours) == ExportTraceServiceRequest.FromString(
+        theirs
+    )
+    listed = SpanRecord("listed", CLIENT, None, True, {"a": ("b", "c")})
+    assert encode_records([other, listed], provider.resource) is None  # left to the SDK
+
+
+def test_a_span_our_encoding_leaves_out_is_exported_by_opentelemetrys(otlp: OtlpReceiver) -> None:
+    provider = TracerProvider()
+    exporter = OtlpRecordExporter(provider, endpoint=otlp.base_url + "/v1/traces")
+    plain = SpanRecord("plain", INTERNAL, None, True, {"a": "b"})
+    listed = SpanRecord("listed", INTERNAL, None, True, {"a": ("b", "c")})
+    exporter.export([plain])
+    exporter.export([plain, listed])
+    exporter.shutdown()
+    assert [span.name for span in otlp.spans] == ["plain", "plain", "listed"]
+    assert otlp.spans[2].attributes["a"] == ["b", "c"]
 
 
 async def test_a_failed_call_records_its_status_and_error_never_its_prompt_or_traceback(

@@ -29,22 +29,31 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from time import time_ns
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
-from prismgate._version import __version__
 from prismgate.errors import ConfigError, PrismgateError
 from prismgate.observability.callbacks import wants_tracing
+from prismgate.observability.span_records import (
+    CLIENT,
+    INTERNAL,
+    SERVER,
+    Parent,
+    ReadableSpans,
+    Remote,
+    SpanRecord,
+    is_remote,
+)
 from prismgate.observers import CLIENT_CLOSED
 from prismgate.streaming import RelayedStream
 from prismgate.transport import Transport, with_headers
 from prismgate.types import Served
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from prismgate.call_options import CallOptions
@@ -202,28 +211,28 @@ def tracing_from_config(config: Config) -> Tracing | None:
     settings = tracing_settings(config.environ)
     if not settings.enabled:
         return None
-    return Tracing(_provider(settings), owns_provider=True)
+    return Tracing(_provider(settings), owns_provider=True, span_records=True)
 
 
 def _provider(settings: TracingSettings) -> TracerProvider:
     """A tracer provider exporting in batches from a thread of its own. The sampler,
-    resource attributes and batch sizes are the SDK's, from OpenTelemetry's variables."""
+    resource attributes and batch sizes are the SDK's, from OpenTelemetry's variables.
+    Its processor takes this module's span records (`Tracing(span_records=True)`): they
+    are encoded, or made `ReadableSpan`s, in the batch thread."""
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        ConsoleSpanExporter,
-        SpanExporter,
-    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    from prismgate.observability.span_export import OtlpRecordExporter, RecordExporter
 
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
-    exporter: SpanExporter | None = None
+    exporter: RecordExporter | OtlpRecordExporter | None = None
     if settings.exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter(endpoint=settings.endpoint, headers=dict(settings.headers))
+        exporter = OtlpRecordExporter(
+            provider, endpoint=settings.endpoint, headers=dict(settings.headers)
+        )
     elif settings.exporter == "console":
-        exporter = ConsoleSpanExporter()
+        exporter = RecordExporter(ConsoleSpanExporter(), provider)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
         _quiet_drops(logging.getLogger("opentelemetry.sdk._shared_internal"))
@@ -279,12 +288,26 @@ def propagating(tracing: Tracing | None, transport: Transport) -> Transport:
     return transport if tracing is None else with_headers(transport, tracing.headers)
 
 
+# The span current in a task: a call's while it runs, an attempt's inside it, or the
+# caller's (its `traceparent`, continue_traces). Cheaper than OpenTelemetry's context.
+_CURRENT: ContextVar[Parent | None] = ContextVar("prismgate_span", default=None)
+
+
 class Tracing:
-    """Spans for calls and their attempts, from one tracer provider (the config's, or
-    one a caller passes to `Gateway(tracing=...)`).
+    """Spans for calls and their attempts, exported through one tracer provider's span
+    processors (the config's, or one a caller passes to `Gateway(tracing=...)`).
+
+    A span is a handful of plain values while its call runs (ids from
+    `random.getrandbits`, a dict of attributes, the start in ns: an SDK span cost ~10x
+    the instructions); the SDK sees it once it ends, handed to the provider's span
+    processors (`on_end`: they are not told when spans start). The provider's sampler
+    decides for a call's span; its attempts follow that decision. A span that is not sampled
+    still names itself upstream (`traceparent` flags 00) and is never exported.
 
     `owns_provider`: `aclose()` shuts the provider down (exporting what it holds), waiting
-    at most `close_timeout` seconds."""
+    at most `close_timeout` seconds. `span_records`: the provider's processors take the
+    `SpanRecord`s themselves, and make what they need of them in their own thread (the
+    config's provider: a batch processor and span_export.py's exporters)."""
 
     def __init__(
         self,
@@ -292,17 +315,34 @@ class Tracing:
         *,
         owns_provider: bool = False,
         close_timeout: float = CLOSE_TIMEOUT,
+        span_records: bool = False,
     ) -> None:
-        from opentelemetry import context, trace
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import sampling
+        from opentelemetry.trace import SpanContext, TraceFlags
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._provider = provider
+        # The SDK has no public way to reach a provider's processors without making an SDK
+        # span per call, which is what this class avoids (it cost ~450k instructions a
+        # call); `_active_span_processor` has been there since the SDK's 0.x releases.
+        processor = provider._active_span_processor
+        # Its processors take span records as they are (a batch processor only queues
+        # them: `SpanRecord.context`), or the SDK's ReadableSpans made of them.
+        self._hand_over: Callable[[SpanRecord], None]
+        if span_records:
+            self._hand_over = cast("Callable[[SpanRecord], None]", processor.on_end)
+        else:
+            readable = ReadableSpans(provider)
+            self._hand_over = lambda span: processor.on_end(readable.of(span))
         self._owns_provider = owns_provider
         self._close_timeout = close_timeout
-        self._tracer = provider.get_tracer("prismgate", __version__)
+        self._sampler = None if provider.sampler is sampling.DEFAULT_ON else provider.sampler
         self._propagator = TraceContextTextMapPropagator()
-        self._context = context
         self._trace = trace
+        self._span_context = SpanContext
+        self._flags = (TraceFlags(0), TraceFlags(1))
+        self._kinds = (trace.SpanKind.INTERNAL, trace.SpanKind.SERVER, trace.SpanKind.CLIENT)
 
     async def call(
         self,
@@ -313,7 +353,6 @@ class Tracing:
     ) -> Served[A]:
         """`work()` inside the call's span, the parent of its attempts' spans. A stream's
         span ends when the stream is closed."""
-        kind = self._trace.SpanKind.SERVER if options.remote else self._trace.SpanKind.INTERNAL
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": operation,
             "gen_ai.request.model": model,
@@ -327,20 +366,24 @@ class Tracing:
             attributes["prismgate.key_alias"] = key.key_alias
         if team is not None:
             attributes["prismgate.team_id"] = team.team_id
-        span = self._tracer.start_span(f"{operation} {model}", kind=kind, attributes=attributes)
-        token = self._context.attach(self._trace.set_span_in_context(span))
+        span = self._start(
+            f"{operation} {model}", SERVER if options.remote else INTERNAL, attributes
+        )
+        token = _CURRENT.set(span)
         try:
             served = await work()
         except BaseException as exc:
-            _end_call(span, None, exc, remote=options.remote)
+            self._end_call(span, None, exc, remote=options.remote)
             raise
         finally:
-            self._context.detach(token)
+            _CURRENT.reset(token)
         if isinstance(served.value, RelayedStream):
             done, remote = served, options.remote
-            served.value.at_close(lambda failure: _end_call(span, done, failure, remote=remote))
+            served.value.at_close(
+                lambda failure: self._end_call(span, done, failure, remote=remote)
+            )
         else:
-            _end_call(span, served, None, remote=options.remote)
+            self._end_call(span, served, None, remote=options.remote)
         return served
 
     def attempts(
@@ -349,48 +392,58 @@ class Tracing:
         """`attempt`, each run inside a span of its own (numbered from 1), the current
         span while it runs: its upstream requests carry its trace context."""
         numbers = itertools.count(1)
-        tracer, client = self._tracer, self._trace.SpanKind.CLIENT
 
         async def traced(target: Target) -> A:
             deployment = target.deployment
-            attributes: dict[str, Any] = {
-                "prismgate.attempt": next(numbers),
-                "prismgate.target": target.label,  # group@deployment
-                "gen_ai.provider.name": deployment.provider,
-                "gen_ai.request.model": deployment.model,
-            }
-            with tracer.start_as_current_span(
+            parent = _CURRENT.get()
+            span = SpanRecord(
                 f"attempt {target.label}",
-                kind=client,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    value = await attempt(target)
-                except BaseException as exc:
-                    _failed(span, exc, error_status=True)
-                    raise
-                span.set_attribute("http.response.status_code", 200)
-                return value
+                CLIENT,
+                parent,
+                True if parent is None else parent.sampled,
+                {
+                    "prismgate.attempt": next(numbers),
+                    "prismgate.target": target.label,  # group@deployment
+                    "gen_ai.provider.name": deployment.provider,
+                    "gen_ai.request.model": deployment.model,
+                },
+            )
+            token = _CURRENT.set(span)
+            try:
+                value = await attempt(target)
+            except BaseException as exc:
+                _failed(span, exc, error_status=True)
+                self._end(span)
+                raise
+            finally:
+                _CURRENT.reset(token)
+            span.attributes["http.response.status_code"] = 200
+            self._end(span)
+            return value
 
         return traced
 
     def headers(self) -> dict[str, str]:
-        """The current span's W3C trace context (`traceparent`, and `tracestate` when
-        there is one), for an upstream request; empty outside a span."""
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier)
-        return carrier
+        """The current span's W3C `traceparent`, for an upstream request; outside the
+        spans of this class, the current OpenTelemetry span's trace context; empty when
+        there is none."""
+        span = _CURRENT.get()
+        if span is None:
+            carrier: dict[str, str] = {}
+            self._propagator.inject(carrier)
+            return carrier
+        flags = "01" if span.sampled else "00"
+        return {"traceparent": f"00-{span.trace_id:032x}-{span.span_id:016x}-{flags}"}
 
-    def parent(self, traceparent: str) -> Context | None:
-        """The context a caller's `traceparent` names; None when it is not a valid one.
+    def parent(self, traceparent: str) -> Parent | None:
+        """The caller's span a `traceparent` names; None when it is not a valid one.
         Only `traceparent` is read: a caller's `tracestate` and baggage are not passed on
         to providers."""
         found = self._propagator.extract({"traceparent": traceparent})
-        if not self._trace.get_current_span(found).get_span_context().is_valid:
+        context = self._trace.get_current_span(found).get_span_context()
+        if not context.is_valid:
             return None
-        return found
+        return Remote(context.trace_id, context.span_id, context.trace_flags.sampled)
 
     def continue_traces(self, app: ASGIApp) -> ASGIApp:
         """`app`, with each request's `traceparent` header the parent of its call's span."""
@@ -423,17 +476,88 @@ class Tracing:
                 self._close_timeout,
             )
 
+    def _start(self, name: str, kind: int, attributes: dict[str, Any]) -> SpanRecord:
+        """A call's span: its parent the current span (this class's: the caller's
+        `traceparent` in the proxy; else an SDK caller's OpenTelemetry span), sampled as
+        the provider's sampler says."""
+        parent = _CURRENT.get()
+        if parent is None and kind == INTERNAL:
+            parent = self._sdk_parent()
+        if self._sampler is None:  # the SDK's default: the parent's decision, else yes
+            return SpanRecord(
+                name, kind, parent, True if parent is None else parent.sampled, attributes
+            )
+        span = SpanRecord(name, kind, parent, True, attributes)
+        span.sampled = self._sampled(span, parent)
+        return span
+
+    def _sdk_parent(self) -> Parent | None:
+        context = self._trace.get_current_span().get_span_context()
+        if not context.is_valid:
+            return None
+        remote = Remote if context.is_remote else Parent
+        return remote(context.trace_id, context.span_id, context.trace_flags.sampled)
+
+    def _sampled(self, span: SpanRecord, parent: Parent | None) -> bool:
+        """What a sampler other than the default says of `span`."""
+        from opentelemetry.sdk.trace.sampling import Decision
+
+        context = None
+        if parent is not None:
+            parent_context = self._span_context(
+                parent.trace_id,
+                parent.span_id,
+                is_remote=is_remote(parent),
+                trace_flags=self._flags[parent.sampled],
+            )
+            context = self._trace.set_span_in_context(self._trace.NonRecordingSpan(parent_context))
+        assert self._sampler is not None
+        result = self._sampler.should_sample(
+            context, span.trace_id, span.name, self._kinds[span.kind], span.attributes
+        )
+        return result.decision is Decision.RECORD_AND_SAMPLE
+
+    def _end_call(
+        self,
+        span: SpanRecord,
+        served: Served[Any] | None,
+        failure: BaseException | None,
+        *,
+        remote: bool,
+    ) -> None:
+        """Record how a call ended and end its span. A proxy call's span is an error only
+        for a 5xx (the caller's mistakes are not the gateway's, OpenTelemetry's HTTP
+        rule)."""
+        attributes = span.attributes
+        if served is not None:
+            meta = served.meta
+            attributes["gen_ai.provider.name"] = meta.provider
+            attributes["gen_ai.response.model"] = meta.model
+            attributes["http.response.status_code"] = 200
+            if meta.response_cost is not None:
+                attributes["prismgate.cost_usd"] = meta.response_cost
+            if meta.cache_status is not None:
+                attributes["prismgate.cache_status"] = meta.cache_status
+        if failure is not None:
+            status = _failed(span, failure, error_status=not remote)
+            if remote and status >= 500:
+                _error_status(span, failure)
+        self._end(span)
+
+    def _end(self, span: SpanRecord) -> None:
+        """End `span`: handed to the provider's span processors when it is sampled."""
+        if span.sampled:
+            span.end = time_ns()
+            self._hand_over(span)
+
 
 class _ContinueTraces:
-    """Plain-ASGI middleware: a request's valid `traceparent` becomes the current
-    context, so the call's span continues the caller's trace."""
+    """Plain-ASGI middleware: a request's valid `traceparent` names the parent of its
+    call's span, so that the call continues the caller's trace."""
 
     def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
-        from opentelemetry import context
-
         self.app = app
         self._tracing = tracing
-        self._context = context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         parent = None
@@ -445,38 +569,14 @@ class _ContinueTraces:
         if parent is None:
             await self.app(scope, receive, send)
             return
-        token = self._context.attach(parent)
+        token = _CURRENT.set(parent)
         try:
             await self.app(scope, receive, send)
         finally:
-            self._context.detach(token)
+            _CURRENT.reset(token)
 
 
-def _end_call(
-    span: Span, served: Served[Any] | None, failure: BaseException | None, *, remote: bool
-) -> None:
-    """Record how a call ended and end its span. A proxy call's span is an error only
-    for a 5xx (the caller's mistakes are not the gateway's, OpenTelemetry's HTTP rule)."""
-    if served is not None:
-        meta = served.meta
-        ended: dict[str, Any] = {
-            "gen_ai.provider.name": meta.provider,
-            "gen_ai.response.model": meta.model,
-            "http.response.status_code": 200,
-        }
-        if meta.response_cost is not None:
-            ended["prismgate.cost_usd"] = meta.response_cost
-        if meta.cache_status is not None:
-            ended["prismgate.cache_status"] = meta.cache_status
-        span.set_attributes(ended)  # at once: each attribute set takes the span's lock
-    if failure is not None:
-        status = _failed(span, failure, error_status=not remote)
-        if remote and status >= 500:
-            _error_status(span, failure)
-    span.end()
-
-
-def _failed(span: Span, failure: BaseException, *, error_status: bool) -> int:
+def _failed(span: SpanRecord, failure: BaseException, *, error_status: bool) -> int:
     """Record a failure on `span` by its status and error type; the status."""
     if isinstance(failure, PrismgateError):
         status = failure.status_code
@@ -485,22 +585,20 @@ def _failed(span: Span, failure: BaseException, *, error_status: bool) -> int:
         status, error_type = 500, type(failure).__name__
     else:  # cancelled: the caller left
         status, error_type = CLIENT_CLOSED, "cancelled"
-    span.set_attribute("http.response.status_code", status)
-    span.set_attribute("error.type", error_type)
+    span.attributes["http.response.status_code"] = status
+    span.attributes["error.type"] = error_type
     if error_status:
         _error_status(span, failure)
     return status
 
 
-def _error_status(span: Span, failure: BaseException) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
+def _error_status(span: SpanRecord, failure: BaseException) -> None:
     # Never a message: a provider's (relayed in a PrismgateError's) may quote the prompt,
     # and a bug's may hold anything. The status and the error's code or type say enough.
     description = type(failure).__name__
     if isinstance(failure, PrismgateError):
         description = f"{failure.status_code} {failure.code or description}"
-    span.set_status(Status(StatusCode.ERROR, description))
+    span.status = description
 
 
 def _settle(done: asyncio.Future[None]) -> None:
