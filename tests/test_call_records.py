@@ -124,9 +124,8 @@ async def test_too_many_records_at_once_are_written_without_them(
     log = await spend_log(tmp_path)
     recorder = SpendRecorder(log, interval=60, max_finishing=0)
     recorder.start()
-    settings = config(tmp_path / "images", keep_images=True)
     with caplog.at_level(logging.WARNING, logger="prismgate"):
-        async with Gateway(settings, observers=(recorder,)) as served:
+        async with Gateway(config(tmp_path / "images"), observers=(recorder,)) as served:
             await generate(served, "r1")
             await recorder.aclose()
     [row] = await log.rows(SpendQuery(with_details=True))
