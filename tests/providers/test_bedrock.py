@@ -16,7 +16,7 @@ from PIL import Image
 import prismgate
 from prismgate import Gateway, completion, load_config
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.bedrock_converse import StreamTranslator
+from prismgate.providers.bedrock.converse import StreamTranslator
 from prismgate.types.chat import ChatUsage
 from tests.emulators import OpenAIEmulator
 from tests.emulators.bedrock import BedrockEmulator

@@ -19,7 +19,7 @@ import prismgate
 from prismgate import Gateway, load_config
 from prismgate.errors import BadRequestError, ContentPolicyViolationError, RateLimitError
 from prismgate.gateway import CallOptions
-from prismgate.providers.bedrock_images import WIRES
+from prismgate.providers.bedrock.images import WIRES
 from prismgate.types import ImageEditRequest, ImageVariationRequest, InputImage
 from tests.emulators.bedrock import BedrockEmulator
 from tests.emulators.bedrock_image_rules import BLOCKED

@@ -17,7 +17,7 @@ from PIL import Image
 import prismgate
 from prismgate import Gateway, acompletion, completion
 from prismgate.config import load_config
-from prismgate.providers.google_auth import vertex_host
+from prismgate.providers.google.auth import vertex_host
 from tests.emulators.google import GoogleEmulator
 from tests.emulators.server import Fault
 from tests.proxy.conftest import RunningProxy, model

@@ -19,7 +19,7 @@ import prismgate
 from prismgate import Gateway, aimage_generation, image_generation
 from prismgate.config import load_config
 from prismgate.providers.google import GEMINI, VERTEX_AI
-from prismgate.providers.google_images import (
+from prismgate.providers.google.images import (
     GEMINI_IMAGE_FIELDS,
     IMAGEN_4_FIELDS,
     IMAGEN_FIELDS,

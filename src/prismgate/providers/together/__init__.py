@@ -21,7 +21,7 @@ from prismgate.providers.base import (
     build_body,
 )
 from prismgate.providers.image_rules import parse_size
-from prismgate.providers.openai_wire import bearer, models_probe, openai_error
+from prismgate.providers.openai.wire import bearer, models_probe, openai_error
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
 

@@ -1,7 +1,7 @@
 """AWS Bedrock: chat over the Converse API (images sent as bytes only, ConverseStream's
 binary event stream decoded with botocore as it arrives), and image generation, edits and
-variations over InvokeModel. Addressing, signing and errors live in `bedrock_auth`; the
-Converse wire shapes in `bedrock_converse`; the image models in `bedrock_images`.
+variations over InvokeModel. Addressing, signing and errors live in `auth`; the
+Converse wire shapes in `converse`; the image models in `images`.
 
 botocore is imported on first use, so the provider costs nothing until it is called.
 """
@@ -18,21 +18,21 @@ import msgspec
 from prismgate.errors import unreadable_answer
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import ChatCall, CredentialSpec, Provider
-from prismgate.providers.bedrock_auth import (
+from prismgate.providers.bedrock.auth import (
     BEDROCK_SETTINGS,
     ENDPOINT,
     bedrock_error,
     call_redactor,
     signed_request,
 )
-from prismgate.providers.bedrock_converse import (
+from prismgate.providers.bedrock.converse import (
     CHAT_UNSUPPORTED,
     FORMATS,
     StreamTranslator,
     completion,
     converse_body,
 )
-from prismgate.providers.bedrock_images import BEDROCK_IMAGES
+from prismgate.providers.bedrock.images import BEDROCK_IMAGES
 from prismgate.providers.sse import sse_data
 from prismgate.transport import Transport, UpstreamRequest
 from prismgate.types.chat import ChatCompletion

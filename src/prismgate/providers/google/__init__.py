@@ -4,8 +4,8 @@ System messages become the top-level `systemInstruction`, the assistant is the `
 images travel as `inlineData` (the gateway has set their true type) or, on Vertex only,
 as `gs://` `fileData`; sampling fields go to `generationConfig` through a field table.
 Streams (`?alt=sse`, each event a partial answer) become OpenAI chunks. Image generation
-(Imagen, Gemini image models) is `google_images`'; addresses, credentials and Google's
-error bodies are `google_auth`'s business.
+(Imagen, Gemini image models) is `images`'; addresses, credentials and Google's
+error bodies are `auth`'s business.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ from prismgate.providers.base import (
     Provider,
     build_body,
 )
-from prismgate.providers.google_auth import (
+from prismgate.providers.google.auth import (
     VERTEX_SETTINGS,
     GoogleErrorDetail,
     generate,
     generate_stream,
     status_error,
 )
-from prismgate.providers.google_images import (
+from prismgate.providers.google.images import (
     GoogleImageGeneration,
     gemini_image_families,
     vertex_image_families,
@@ -376,7 +376,7 @@ class _StreamTranslator:
 
 VERTEX_AI = Provider(
     name="vertex_ai",
-    # The project, location and OAuth token are resolved per call (google_auth).
+    # The project, location and OAuth token are resolved per call (auth.py).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
     settings=VERTEX_SETTINGS,

@@ -19,8 +19,8 @@ from prismgate.providers.base import (
     Setting,
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
-from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import OpenAIImages, openai_families
+from prismgate.providers.openai.chat import OpenAIChat
+from prismgate.providers.openai.wire import OpenAIImages, openai_families
 from prismgate.transport import UpstreamRequest
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from prismgate.catalog import ModelInfo
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
-from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import (
+from prismgate.providers.openai.chat import OpenAIChat
+from prismgate.providers.openai.wire import (
     ORGANIZATION,
     OpenAIImages,
     models_probe,

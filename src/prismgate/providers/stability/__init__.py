@@ -38,7 +38,7 @@ from prismgate.providers.base import (
     build_body,
 )
 from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.providers.openai_wire import models_probe
+from prismgate.providers.openai.wire import models_probe
 from prismgate.transport import (
     Transport,
     UpstreamRequest,

@@ -6,7 +6,7 @@ Each family's field table builds its body. Imagen makes up to four images a call
 `predictions` or come back with only a `raiFilteredReason`: they are reported in
 `ImageResponse.filtered`. A Gemini image model makes one image a call; an answer with no
 image and a safety finish reason is a refusal. Addresses, tokens and Google's errors are
-`google_auth`'s business: the project, location and credentials never enter a body.
+`auth`'s business: the project, location and credentials never enter a body.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     build_body,
 )
-from prismgate.providers.google_auth import generate
+from prismgate.providers.google.auth import generate
 from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.transport import Transport, UpstreamResponse, answer_cap, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse, ImageUsage

@@ -8,8 +8,8 @@ from prismgate.catalog import ImageCapabilities
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Field, ImageFamily, Provider
 from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.providers.openai_chat import OpenAIChat
-from prismgate.providers.openai_wire import (
+from prismgate.providers.openai.chat import OpenAIChat
+from prismgate.providers.openai.wire import (
     OPENAI_IMAGE_FIELDS,
     ORGANIZATION,
     OpenAIImages,

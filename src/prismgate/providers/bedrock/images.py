@@ -3,7 +3,7 @@ Stability SD3 / SD3.5 / Stable Image Ultra and Core, Amazon Titan Image Generato
 Amazon Nova Canvas.
 
 Each family is data (`ImageWire`): its models, its field table, how its bodies are built
-(`bedrock_image_bodies`) and how its answer is read. Every answer is base64; images the
+(`image_bodies`) and how its answer is read. Every answer is base64; images the
 safety filter withheld are reported in `ImageResponse.filtered` with Bedrock's reason,
 and a request Bedrock refused outright is a `ContentPolicyViolationError`.
 """
@@ -35,8 +35,8 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     ImageVariationCall,
 )
-from prismgate.providers.bedrock_auth import bedrock_error, call_redactor, signed_request
-from prismgate.providers.bedrock_image_bodies import (
+from prismgate.providers.bedrock.auth import bedrock_error, call_redactor, signed_request
+from prismgate.providers.bedrock.image_bodies import (
     NOVA_FIELDS,
     SD3_FIELDS,
     SDXL_FIELDS,

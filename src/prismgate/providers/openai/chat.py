@@ -14,7 +14,7 @@ import msgspec
 
 from prismgate.errors import unreadable_answer
 from prismgate.providers.base import ChatCall, Credentials
-from prismgate.providers.openai_wire import HeadersFor, UrlFor, bearer, openai_error, v1_url
+from prismgate.providers.openai.wire import HeadersFor, UrlFor, bearer, openai_error, v1_url
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
 from prismgate.types.chat import ChatCompletion
 
