@@ -43,7 +43,10 @@ def test_health_checks_each_deployment_without_generating(
     assert set(unhealthy) == {"bad-key", "no-key", "down"}
     assert (report["healthy_count"], report["unhealthy_count"]) == (3, 3)
     assert healthy["good"]["checks"] == {"credentials": "present", "list_models": "200"}
-    assert unhealthy["bad-key"]["error"] == "the provider rejected the credentials"
+    # What the provider said comes along, through the redactor.
+    assert unhealthy["bad-key"]["error"] == (
+        "the provider rejected the credentials: Incorrect API key provided: *************1234."
+    )
     assert unhealthy["no-key"]["checks"] == {"credentials": "missing"}
     assert unhealthy["down"]["checks"]["list_models"] == "unreachable"
     assert "sk-wrong-key-1234" not in httpx.get(proxy.base_url + "/health").text

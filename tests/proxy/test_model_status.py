@@ -164,7 +164,10 @@ def test_health_of_one_group_is_kept_for_the_status(
     assert httpx.get(proxy.base_url + "/health", headers=ADMIN).status_code == 200
     east_health = by_label(status(proxy))["model_list[0]"]["health"]
     assert east_health["healthy"] is False
-    assert east_health["error"] == "the provider rejected the credentials"
+    # What the provider said comes along, through the redactor.
+    assert east_health["error"] == (
+        "the provider rejected the credentials: Incorrect API key provided."
+    )
 
 
 def test_health_of_an_unknown_group_is_a_404(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from prismgate.providers.base import Provider, Setting
@@ -35,21 +36,19 @@ _REGISTRY: dict[str, tuple[str, str]] = {
 }
 
 
-# Other spellings callers use for a provider (Portkey's `x-portkey-provider` values).
-_ALIASES: dict[str, str] = {
-    "azure-openai": "azure",
-    "x-ai": "xai",
-    "openai-compatible": "openai",
-    "stability-ai": "stability",
-    "together-ai": "together_ai",
-    "fireworks-ai": "fireworks_ai",
-}
-
-
 def canonical_provider(name: str) -> str | None:
-    """Our name for a provider spelled `name` (ours, or an alias), or None."""
-    name = _ALIASES.get(name, name)
-    return name if name in _REGISTRY else None
+    """Our name for a provider spelled `name` (ours, or one of its declared aliases), or
+    None."""
+    if name in _REGISTRY:
+        return name
+    return _aliases().get(name)
+
+
+@functools.cache
+def _aliases() -> dict[str, str]:
+    # The other spellings providers declare (Portkey's `x-portkey-provider` values); this
+    # imports every provider, once, the first time a name is not one of ours.
+    return {alias: name for name in _REGISTRY for alias in get_provider(name).aliases}
 
 
 def provider_names() -> list[str]:

@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo
-from prismgate.errors import AuthenticationError, BadRequestError
+from prismgate.errors import AuthenticationError, BadRequestError, PrismgateError
 from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
-from prismgate.transport import DEFAULT_CONNECT_TIMEOUT, Transport, UpstreamRequest
+from prismgate.transport import (
+    DEFAULT_CONNECT_TIMEOUT,
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 from prismgate.types import (
     ImageEditRequest,
     ImageGenerationRequest,
@@ -49,6 +54,7 @@ __all__ = [
     "ProviderCache",
     "ProviderCall",
     "Setting",
+    "TranslateError",
     "build_body",
 ]
 
@@ -377,6 +383,10 @@ class ChatCompletions(Protocol):
 
 HealthProbe = Callable[[Credentials, Mapping[str, Any]], UpstreamRequest]
 
+# A provider's failed answer (status, headers, body) as the error the caller gets, its
+# message passed through the redactor. Every provider has one, with this signature.
+TranslateError = Callable[[UpstreamResponse, Redactor], PrismgateError]
+
 
 @dataclass(frozen=True, slots=True)
 class Provider:
@@ -384,6 +394,10 @@ class Provider:
 
     name: str
     credentials: CredentialSpec
+    # How its error answers become prismgate's errors.
+    translate_error: TranslateError
+    # Other spellings callers use for it (Portkey's `x-portkey-provider` values).
+    aliases: tuple[str, ...] = ()
     image_generation: ImageGeneration | None = None
     image_edit: ImageEdits | None = None
     image_variation: ImageVariations | None = None

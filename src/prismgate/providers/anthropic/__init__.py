@@ -202,20 +202,18 @@ class _Error(msgspec.Struct):
     error: _ErrorDetail = msgspec.field(default_factory=_ErrorDetail)
 
 
-def anthropic_error(
-    status: int, body: bytes, headers: Mapping[str, str], redact: Redactor
-) -> PrismgateError:
+def anthropic_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
     """Anthropic's `{"type": "error", "error": {type, message}}`, into the tree."""
     try:
-        detail = msgspec.json.decode(body, type=_Error).error
+        detail = msgspec.json.decode(response.body, type=_Error).error
     except msgspec.DecodeError:
-        detail = _ErrorDetail(message=body[:300].decode("utf-8", "replace"))
+        detail = _ErrorDetail(message=response.body[:300].decode("utf-8", "replace"))
     return from_upstream(
-        status,
+        response.status,
         redact(detail.message or detail.type),
         provider="anthropic",
         code=detail.type,
-        retry_after=retry_after_seconds(headers),
+        retry_after=retry_after_seconds(response.headers),
     )
 
 
@@ -274,7 +272,7 @@ class AnthropicChat:
         """One whole answer."""
         response = await http.send(self._request(call, stream=False))
         if response.status >= 400:
-            raise anthropic_error(response.status, response.body, response.headers, call.redact)
+            raise anthropic_error(response, call.redact)
         try:
             message = msgspec.json.decode(response.body, type=_Message)
         except msgspec.DecodeError as exc:
@@ -288,7 +286,7 @@ class AnthropicChat:
         async with http.stream(self._request(call, stream=True)) as upstream:
             if upstream.status >= 400:
                 failed = UpstreamResponse(upstream.status, upstream.headers, await upstream.read())
-                raise anthropic_error(failed.status, failed.body, failed.headers, call.redact)
+                raise anthropic_error(failed, call.redact)
             translator = _StreamTranslator(created=int(time.time()))
             async for event in read_events(upstream.chunks()):
                 for chunk in translator.feed(event.event, event.data, call.redact):
@@ -340,6 +338,7 @@ class _StreamTranslator:
 
 ANTHROPIC = Provider(
     name="anthropic",
+    translate_error=anthropic_error,
     credentials=CredentialSpec(
         api_key_env=("ANTHROPIC_API_KEY",),
         api_base_env=("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"),

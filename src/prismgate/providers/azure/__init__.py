@@ -20,7 +20,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
 from prismgate.providers.openai.chat import OpenAIChat
-from prismgate.providers.openai.wire import OpenAIImages, openai_families
+from prismgate.providers.openai.wire import OpenAIImages, openai_errors, openai_families
 from prismgate.transport import UpstreamRequest
 
 
@@ -67,6 +67,8 @@ _IMAGES = OpenAIImages(
 
 AZURE = Provider(
     name="azure",
+    translate_error=openai_errors("azure"),
+    aliases=("azure-openai",),
     # LiteLLM's Entra ID routes (a token, a token provider, a service principal, a user).
     unsupported_settings=frozenset(
         {

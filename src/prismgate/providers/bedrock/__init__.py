@@ -34,7 +34,7 @@ from prismgate.providers.bedrock.converse import (
 )
 from prismgate.providers.bedrock.images import BEDROCK_IMAGES
 from prismgate.providers.sse import sse_data
-from prismgate.transport import Transport, UpstreamRequest
+from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
 from prismgate.types.chat import ChatCompletion
 
 __all__ = ["BEDROCK", "bedrock_error"]
@@ -61,9 +61,7 @@ class BedrockChat:
         """One whole answer."""
         response = await http.send(await self._request(call, stream=False))
         if response.status >= 400:
-            raise bedrock_error(
-                response.status, response.body, response.headers, call_redactor(call)
-            )
+            raise bedrock_error(response, call_redactor(call))
         try:
             return completion(
                 response.body, _completion_id(response.headers), call.deployment.model
@@ -80,8 +78,8 @@ class BedrockChat:
         redact = call_redactor(call)
         async with http.stream(await self._request(call, stream=True)) as upstream:
             if upstream.status >= 400:
-                raise bedrock_error(upstream.status, await upstream.read(), upstream.headers,
-                                    redact)  # fmt: skip
+                failed = UpstreamResponse(upstream.status, upstream.headers, await upstream.read())
+                raise bedrock_error(failed, redact)
             translator = StreamTranslator(
                 id=_completion_id(upstream.headers),
                 created=int(time.time()),
@@ -108,6 +106,7 @@ class BedrockChat:
 
 BEDROCK = Provider(
     name="bedrock",
+    translate_error=bedrock_error,
     # LiteLLM's assumed-role and web-identity routes to AWS credentials.
     unsupported_settings=frozenset(
         {

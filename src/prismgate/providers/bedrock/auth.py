@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from prismgate.errors import (
 )
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import ProviderCall, Setting
-from prismgate.transport import UpstreamRequest, retry_after_seconds
+from prismgate.transport import UpstreamRequest, UpstreamResponse, retry_after_seconds
 
 __all__ = ["BEDROCK_SETTINGS", "ENDPOINT", "bedrock_error", "call_redactor", "signed_request"]
 
@@ -211,10 +210,9 @@ def call_redactor(call: ProviderCall) -> Redactor:
     )
 
 
-def bedrock_error(
-    status: int, body: bytes, headers: Mapping[str, str], redact: Redactor
-) -> PrismgateError:
+def bedrock_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
     """Bedrock's `{"message"}` with its `x-amzn-ErrorType` header, into the tree."""
+    status, headers, body = response.status, response.headers, response.body
     # The header may carry a ":http://internal.amazon.com/coral/..." suffix.
     error_type = headers.get("x-amzn-errortype", "").split(":")[0] or None
     try:

@@ -150,7 +150,7 @@ def _refused(message: str) -> ContentPolicyViolationError:
 
 
 def _error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
-    error = bedrock_error(response.status, response.body, response.headers, redact)
+    error = bedrock_error(response, redact)
     message = error.upstream_message or ""
     if response.status == 400 and _BLOCKED.search(message):
         return _refused(message)

@@ -21,7 +21,7 @@ from prismgate.providers.base import (
     build_body,
 )
 from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.providers.openai.wire import bearer, models_probe, openai_error
+from prismgate.providers.openai.wire import bearer, models_probe, openai_error, openai_errors
 from prismgate.transport import Transport, UpstreamRequest, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
 
@@ -131,6 +131,8 @@ class FireworksImageGeneration:
 
 FIREWORKS_AI = Provider(
     name="fireworks_ai",
+    translate_error=openai_errors("fireworks_ai"),
+    aliases=("fireworks-ai",),
     credentials=CredentialSpec(
         api_key_env=("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY"),
         api_base_env=("FIREWORKS_AI_API_BASE", "FIREWORKS_API_BASE"),

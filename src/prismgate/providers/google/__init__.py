@@ -38,9 +38,11 @@ from prismgate.providers.base import (
 from prismgate.providers.google.auth import (
     VERTEX_SETTINGS,
     GoogleErrorDetail,
+    gemini_error,
     generate,
     generate_stream,
     status_error,
+    vertex_error,
 )
 from prismgate.providers.google.images import (
     GoogleImageGeneration,
@@ -376,6 +378,7 @@ class _StreamTranslator:
 
 VERTEX_AI = Provider(
     name="vertex_ai",
+    translate_error=vertex_error,
     # The project, location and OAuth token are resolved per call (auth.py).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
@@ -393,6 +396,7 @@ VERTEX_AI = Provider(
 
 GEMINI = Provider(
     name="gemini",
+    translate_error=gemini_error,
     credentials=CredentialSpec(
         api_key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
         api_base_env=("GEMINI_API_BASE",),

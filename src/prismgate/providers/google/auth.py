@@ -88,8 +88,7 @@ async def generate(
                                     rejected=token)  # fmt: skip
         response = await http.send(request)
     if response.status >= 400:
-        raise _google_error(provider, response.status, response.body, response.headers,
-                            call.redact)  # fmt: skip
+        raise google_error(provider, response, call.redact)
     return response
 
 
@@ -108,8 +107,8 @@ async def generate_stream(
                                         rejected=token)  # fmt: skip
             upstream = await opened.enter_async_context(http.stream(request))
         if upstream.status >= 400:
-            raise _google_error(provider, upstream.status, await upstream.read(),
-                                upstream.headers, call.redact)  # fmt: skip
+            failed = UpstreamResponse(upstream.status, upstream.headers, await upstream.read())
+            raise google_error(provider, failed, call.redact)
         yield upstream
 
 
@@ -155,16 +154,24 @@ class _Error(msgspec.Struct):
     error: GoogleErrorDetail = msgspec.field(default_factory=GoogleErrorDetail)
 
 
-def _google_error(
-    provider: str, status: int, body: bytes, headers: Mapping[str, str], redact: Redactor
-) -> PrismgateError:
+def google_error(provider: str, response: UpstreamResponse, redact: Redactor) -> PrismgateError:
     """Google's `{"error": {code, message, status}}` into the tree, HTTP status kept."""
     try:
-        detail = msgspec.json.decode(body, type=_Error).error
+        detail = msgspec.json.decode(response.body, type=_Error).error
     except msgspec.DecodeError:
-        detail = GoogleErrorDetail(message=body[:300].decode("utf-8", "replace"))
-    return status_error(provider, detail, redact, status=status,
-                        retry_after=retry_after_seconds(headers))  # fmt: skip
+        detail = GoogleErrorDetail(message=response.body[:300].decode("utf-8", "replace"))
+    return status_error(provider, detail, redact, status=response.status,
+                        retry_after=retry_after_seconds(response.headers))  # fmt: skip
+
+
+def vertex_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
+    """A Vertex AI error answer, into the tree."""
+    return google_error("vertex_ai", response, redact)
+
+
+def gemini_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
+    """A Gemini API error answer, into the tree."""
+    return google_error("gemini", response, redact)
 
 
 def status_error(

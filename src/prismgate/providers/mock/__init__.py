@@ -42,6 +42,7 @@ from prismgate.providers.base import (
     Provider,
 )
 from prismgate.providers.image_rules import accepts, parse_size
+from prismgate.providers.openai.wire import openai_errors
 from prismgate.transport import Transport
 from prismgate.types import IMAGE_GENERATION_PARAMS, ImageObject, ImageResponse, InputImage
 from prismgate.types.chat import (
@@ -298,6 +299,7 @@ def as_catalogued(model: str, catalog: Catalog) -> ModelInfo | None:
 
 MOCK = Provider(
     name="mock",
+    translate_error=openai_errors("mock"),
     credentials=CredentialSpec(default_api_base="mock://local", key_required=False),
     image_generation=MockImages(),
     image_edit=MockImages(),

@@ -11,6 +11,7 @@ from prismgate.providers.openai.wire import (
     ORGANIZATION,
     OpenAIImages,
     models_probe,
+    openai_errors,
     openai_families,
 )
 
@@ -27,6 +28,8 @@ _OPENAI_IMAGES = OpenAIImages(provider="openai", families=openai_families("opena
 
 OPENAI = Provider(
     name="openai",
+    translate_error=openai_errors("openai"),
+    aliases=("openai-compatible",),
     credentials=CredentialSpec(
         api_key_env=("OPENAI_API_KEY",),
         api_base_env=("OPENAI_BASE_URL", "OPENAI_API_BASE"),
@@ -49,6 +52,7 @@ _XINFERENCE_IMAGES = OpenAIImages(provider="xinference")
 
 XINFERENCE = Provider(
     name="xinference",
+    translate_error=openai_errors("xinference"),
     credentials=CredentialSpec(
         api_key_env=("XINFERENCE_API_KEY",),
         api_base_env=("XINFERENCE_API_BASE",),
@@ -69,6 +73,7 @@ _HOSTED_VLLM_IMAGES = OpenAIImages(provider="hosted_vllm")
 
 HOSTED_VLLM = Provider(
     name="hosted_vllm",
+    translate_error=openai_errors("hosted_vllm"),
     credentials=CredentialSpec(
         api_key_env=("HOSTED_VLLM_API_KEY",),
         api_base_env=("HOSTED_VLLM_API_BASE",),

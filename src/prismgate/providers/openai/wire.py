@@ -28,6 +28,7 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     ImageVariationCall,
     Setting,
+    TranslateError,
     build_body,
 )
 from prismgate.transport import (
@@ -62,6 +63,7 @@ __all__ = [
     "input_rules",
     "models_probe",
     "openai_error",
+    "openai_errors",
     "openai_families",
     "v1_url",
 ]
@@ -203,6 +205,15 @@ def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) ->
         param=detail.param,
         retry_after=retry_after_seconds(response.headers),
     )
+
+
+def openai_errors(provider: str) -> TranslateError:
+    """`openai_error` for one provider that speaks OpenAI's wire."""
+
+    def translate(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
+        return openai_error(provider, response, redact)
+
+    return translate
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,6 +276,8 @@ _IMAGES = StabilityImages()
 
 STABILITY = Provider(
     name="stability",
+    translate_error=stability_error,
+    aliases=("stability-ai",),
     credentials=CredentialSpec(
         api_key_env=("STABILITY_API_KEY",),
         api_base_env=("STABILITY_API_BASE",),

@@ -11,6 +11,7 @@ import msgspec
 
 from prismgate.catalog import ImageCapabilities
 from prismgate.errors import ContentPolicyViolationError, PrismgateError, unreadable_answer
+from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
     CredentialSpec,
     Field,
@@ -78,8 +79,9 @@ def _answer(response: UpstreamResponse, output_format: str | None) -> ImageRespo
     )
 
 
-def _error(response: UpstreamResponse, call: ImageGenerationCall) -> PrismgateError:
-    error = openai_error("together_ai", response, call.redact)
+def together_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:
+    """Together's OpenAI-shaped errors; a safety-checker refusal is a content policy one."""
+    error = openai_error("together_ai", response, redact)
     # Together refuses the whole call when its safety checker flags the prompt or image.
     if "nsfw" in (error.upstream_message or "").lower():
         return ContentPolicyViolationError(
@@ -122,12 +124,14 @@ class TogetherImageGeneration:
         )
         response = await http.send(request)
         if response.status >= 400:
-            raise _error(response, call)
+            raise together_error(response, call.redact)
         return _answer(response, call.request.output_format)
 
 
 TOGETHER_AI = Provider(
     name="together_ai",
+    translate_error=together_error,
+    aliases=("together-ai",),
     credentials=CredentialSpec(
         api_key_env=("TOGETHER_API_KEY", "TOGETHERAI_API_KEY", "TOGETHER_AI_API_KEY"),
         api_base_env=("TOGETHER_API_BASE", "TOGETHERAI_API_BASE"),

@@ -14,6 +14,7 @@ from prismgate.providers.openai.wire import (
     ORGANIZATION,
     OpenAIImages,
     models_probe,
+    openai_errors,
 )
 
 # The ratios xAI documents, for models the catalog does not list yet.
@@ -39,6 +40,8 @@ XAI_IMAGE_FIELDS = {
 
 XAI = Provider(
     name="xai",
+    translate_error=openai_errors("xai"),
+    aliases=("x-ai",),
     credentials=CredentialSpec(
         api_key_env=("XAI_API_KEY",),
         api_base_env=("XAI_API_BASE",),

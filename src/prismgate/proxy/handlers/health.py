@@ -112,9 +112,10 @@ async def _check(gateway: Gateway, group: str, deployment: Deployment) -> Endpoi
     result.checks["list_models"] = str(answer.status)
     if answer.status >= 400:
         rejected = answer.status in (401, 403)
+        said = provider.translate_error(answer, gateway.redact).upstream_message
         result.error = (
             "the provider rejected the credentials"
             if rejected
-            else (f"the provider answered {answer.status} to a model listing")
-        )
+            else f"the provider answered {answer.status} to a model listing"
+        ) + (f": {said[:200]}" if said else "")
     return result
