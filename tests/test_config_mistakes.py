@@ -85,6 +85,11 @@ MISTAKES: list[tuple[str, str | bytes, str]] = [
     ("wrong type: a timeout in words",
      "model_list:\n  - model_name: x\n    litellm_params: {model: mock/x, timeout: soon}\n",
      "model_list[0].litellm_params.timeout: Expected `float | null`, got `str`"),
+    ("wrong type: a provider setting",
+     "model_list:\n  - model_name: x\n"
+     "    litellm_params: {model: bedrock/amazon.nova-canvas-v1:0, aws_region_name: [us]}\n",
+     "model_list[0].litellm_params.aws_region_name: bedrock setting aws_region_name: Expected "
+     "`str | null`, got `array`"),
     ("wrong type: a size in words", MOCK + "general_settings: {max_request_size_mb: big}\n",
      "general_settings.max_request_size_mb: Expected `float`, got `str`"),
     ("wrong type: model_list as a mapping", "model_list: {images: mock/x}\n",

@@ -8,9 +8,13 @@ provider; it reaches them through the registry in `prismgate.providers`.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
+
+import msgspec
 
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError, PrismgateError
@@ -53,9 +57,12 @@ __all__ = [
     "Provider",
     "ProviderCache",
     "ProviderCall",
+    "ProviderSettings",
     "Setting",
     "TranslateError",
     "build_body",
+    "declared_settings",
+    "settings_of",
 ]
 
 
@@ -83,14 +90,15 @@ class Deployment:
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One way a deployment says how its provider is reached beyond key and base: an
-    account, a region or project, a credential or credential file, an endpoint.
+    """What one field of a provider's settings Struct is: see `ProviderSettings`. The
+    field's name is LiteLLM's `litellm_params` name for it.
 
     Settings are the operator's: they come from the config (`litellm_params`, virtual
     keys, saved Portkey configs) and never from a caller's request (prismgate.authority
     derives that rule from these declarations)."""
 
-    name: str
+    # Filled from the field's name when the provider's declaration is read.
+    name: str = ""
     # Redacted from every log line and error, like api_key.
     secret: bool = False
     # Listed by /model/info: where a deployment points (a region, a project), not who it is.
@@ -110,6 +118,41 @@ class Setting:
     # value (a service-account key's JSON, never a path) and returns it as it is used, or
     # raises a BadRequestError naming the setting.
     inline: Callable[[Any], Any] | None = None
+
+
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a deployment reaches its provider beyond key and base (an account, a region or
+    project, a credential or credential file, an endpoint), typed per provider.
+
+    A provider subclasses it, one optional field per setting under LiteLLM's name, each
+    annotated with its `Setting` (`Annotated[str | None, Setting(secret=True)]`). Config
+    parsing, Portkey's option names, redaction, `/model/info` and the caller-authority
+    rule are all derived from these declarations; no other list of setting names exists.
+    """
+
+
+P = TypeVar("P", bound=ProviderSettings)
+
+
+def declared_settings(kind: type[ProviderSettings]) -> tuple[Setting, ...]:
+    """The `Setting` of each field of `kind`, named after its field."""
+    hints = typing.get_type_hints(kind, include_extras=True)
+    declared = []
+    for name in kind.__struct_fields__:
+        found = [m for m in getattr(hints[name], "__metadata__", ()) if isinstance(m, Setting)]
+        if len(found) != 1:
+            raise TypeError(f"{kind.__name__}.{name} must be annotated with one Setting")
+        declared.append(dataclasses.replace(found[0], name=name))
+    return tuple(declared)
+
+
+def settings_of(call: ProviderCall, kind: type[P]) -> P:
+    """`call`'s settings as the provider's own Struct (a provider is only ever given its
+    own: the gateway builds them with `Provider.typed_settings`)."""
+    settings = call.settings
+    if not isinstance(settings, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(settings).__name__}")
+    return settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +315,7 @@ class ImageCall(Generic[R]):
     # Provider-specific parameters, sent as given (never dropped silently).
     extra: Mapping[str, Any]
     # Provider settings (organization, region, project, ...): they never enter the body.
-    settings: Mapping[str, Any]
+    settings: ProviderSettings
     timeout: float
     redact: Redactor
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -299,7 +342,7 @@ class ProviderCall(Protocol):
     @property
     def credentials(self) -> Credentials: ...
     @property
-    def settings(self) -> Mapping[str, Any]: ...
+    def settings(self) -> ProviderSettings: ...
     @property
     def environ(self) -> Mapping[str, str]: ...
     @property
@@ -351,7 +394,7 @@ class ChatCall:
     deployment: Deployment
     credentials: Credentials
     extra: Mapping[str, Any]
-    settings: Mapping[str, Any]
+    settings: ProviderSettings
     timeout: float
     redact: Redactor
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -381,7 +424,7 @@ class ChatCompletions(Protocol):
         ...
 
 
-HealthProbe = Callable[[Credentials, Mapping[str, Any]], UpstreamRequest]
+HealthProbe = Callable[[Credentials, ProviderSettings], UpstreamRequest]
 
 # A provider's failed answer (status, headers, body) as the error the caller gets, its
 # message passed through the redactor. Every provider has one, with this signature.
@@ -415,15 +458,35 @@ class Provider:
     # (`mock/dall-e-3` takes dall-e-3's rules); None, or no answer: `default_info`.
     describe_model: Callable[[str, Catalog], ModelInfo | None] | None = None
     # What configures how this provider is reached, rather than filling its body.
-    settings: tuple[Setting, ...] = ()
+    settings_type: type[ProviderSettings] = ProviderSettings
     # LiteLLM's settings for this provider that prismgate does not act on (another way to
     # authenticate, say): refused in a config unless allowed, never taken from a caller.
     unsupported_settings: frozenset[str] = frozenset()
-    # Their names, for the per-call split of keywords into settings and body fields.
+    # Derived from `settings_type`: each setting's declaration, and their names (for the
+    # per-call split of keywords into settings and body fields).
+    settings: tuple[Setting, ...] = field(init=False)
     setting_names: frozenset[str] = field(init=False)
+    _no_settings: ProviderSettings = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "setting_names", frozenset(s.name for s in self.settings))
+        settings = declared_settings(self.settings_type)
+        object.__setattr__(self, "settings", settings)
+        object.__setattr__(self, "setting_names", frozenset(s.name for s in settings))
+        object.__setattr__(self, "_no_settings", self.settings_type())
+
+    def typed_settings(self, values: Mapping[str, Any]) -> ProviderSettings:
+        """`values` (a deployment's settings, a call's) as this provider's Struct; a 400
+        naming the setting whose value has the wrong type."""
+        if not values:
+            return self._no_settings
+        try:
+            return msgspec.convert(values, self.settings_type)
+        except msgspec.ValidationError as exc:
+            # "Expected `str | null`, got `int` - at `$.aws_region_name`"
+            detail, _, where = str(exc).partition(" - at `$.")
+            name = where.split("`")[0].split(".")[0].split("[")[0] or None
+            what = f"{self.name} setting {name}" if name else f"{self.name} settings"
+            raise BadRequestError(f"{what}: {detail}", param=name, provider=self.name) from None
 
     def uncatalogued_info(self, model: str, catalog: Catalog) -> ModelInfo | None:
         """What is known about `model`, which `catalog` does not list for this provider."""

@@ -75,6 +75,12 @@ class DeploymentResolver:
                 raise ConfigError(
                     f"model_list[{index}].litellm_params.model: {error.message}"
                 ) from None
+            try:  # the settings' types, checked once here rather than on a call
+                get_provider(deployment.provider).typed_settings(deployment.settings)
+            except PrismgateError as error:
+                raise ConfigError(
+                    f"model_list[{index}].litellm_params.{error.param}: {error.message}"
+                ) from None
             groups.setdefault(entry.model_name, []).append((entry, deployment))
             candidates.setdefault(entry.model_name, []).append(_candidate(entry, deployment, index))
         self._groups = {name: tuple(pairs) for name, pairs in groups.items()}

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,13 @@ from prismgate.errors import (
 )
 from prismgate.media.images import ImageLimits, parse_data_url
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ChatCall, Credentials, CredentialSpec, Provider
+from prismgate.providers.base import (
+    ChatCall,
+    Credentials,
+    CredentialSpec,
+    Provider,
+    ProviderSettings,
+)
 from prismgate.providers.sse import read_events, sse_data
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, retry_after_seconds
 from prismgate.types.chat import (
@@ -54,7 +60,7 @@ _STOP_REASONS = {
 _UNSUPPORTED = ("presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "seed")
 
 
-def _headers(credentials: Credentials, _settings: Mapping[str, Any]) -> dict[str, str]:
+def _headers(credentials: Credentials, _settings: ProviderSettings) -> dict[str, str]:
     return {
         "x-api-key": credentials.api_key or "",
         "anthropic-version": API_VERSION,

@@ -7,8 +7,7 @@ with the deployment name as the body's `model`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 from urllib.parse import quote
 
 from prismgate.providers.base import (
@@ -16,6 +15,7 @@ from prismgate.providers.base import (
     CredentialSpec,
     Deployment,
     Provider,
+    ProviderSettings,
     Setting,
 )
 from prismgate.providers.openai import OPENAI_IMAGE_LIMITS
@@ -38,11 +38,18 @@ def _url(credentials: Credentials, deployment: Deployment, path: str) -> str:
     )
 
 
-def _headers(credentials: Credentials, _settings: Mapping[str, Any]) -> dict[str, str]:
+class AzureSettings(ProviderSettings, frozen=True, kw_only=True):
+    """Portkey's target option for the deployment's api_version (it sets the deployment's
+    own `api_version`, never a setting of the call)."""
+
+    api_version: Annotated[str | None, Setting(portkey="azure_api_version")] = None
+
+
+def _headers(credentials: Credentials, _settings: ProviderSettings) -> dict[str, str]:
     return {"api-key": credentials.api_key} if credentials.api_key else {}
 
 
-def _models_probe(credentials: Credentials, settings: Mapping[str, Any]) -> UpstreamRequest:
+def _models_probe(credentials: Credentials, settings: ProviderSettings) -> UpstreamRequest:
     if _is_v1(credentials):
         url = credentials.api_base + "/models"
     else:
@@ -93,8 +100,7 @@ AZURE = Provider(
     # Edits share the deployment URL; Azure has no variations route (its SDK's list of
     # deployment paths has none), so `image_variation` stays empty.
     image_edit=_IMAGES,
-    # Portkey's target option for the deployment's api_version.
-    settings=(Setting("api_version", portkey="azure_api_version"),),
+    settings_type=AzureSettings,
     chat=OpenAIChat(provider="azure", url=_url, headers=_headers, model_in_body=_is_v1),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=_models_probe,

@@ -19,8 +19,8 @@ from prismgate.errors import unreadable_answer
 from prismgate.media.images import ImageLimits
 from prismgate.providers.base import ChatCall, CredentialSpec, Provider
 from prismgate.providers.bedrock.auth import (
-    BEDROCK_SETTINGS,
     ENDPOINT,
+    BedrockSettings,
     bedrock_error,
     call_redactor,
     signed_request,
@@ -124,7 +124,7 @@ BEDROCK = Provider(
         key_required=False,
     ),
     chat=BedrockChat(),
-    settings=BEDROCK_SETTINGS,
+    settings_type=BedrockSettings,
     image_generation=BEDROCK_IMAGES,
     image_edit=BEDROCK_IMAGES,
     image_variation=BEDROCK_IMAGES,

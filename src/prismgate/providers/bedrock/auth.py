@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -23,26 +23,32 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ProviderCall, Setting
+from prismgate.providers.base import ProviderCall, ProviderSettings, Setting, settings_of
 from prismgate.transport import UpstreamRequest, UpstreamResponse, retry_after_seconds
 
-__all__ = ["BEDROCK_SETTINGS", "ENDPOINT", "bedrock_error", "call_redactor", "signed_request"]
+__all__ = ["ENDPOINT", "BedrockSettings", "bedrock_error", "call_redactor", "signed_request"]
 
 SIGNING_NAME = "bedrock"  # the host says bedrock-runtime; SigV4 scopes to "bedrock"
 # The endpoint when neither api_base nor aws_bedrock_runtime_endpoint is given.
 ENDPOINT = "https://bedrock-runtime.{region}.amazonaws.com"
 # An AWS region name (it becomes part of the endpoint's host name).
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
-# LiteLLM's names, and Portkey's where it has one.
-BEDROCK_SETTINGS = (
-    Setting("aws_access_key_id", portkey="aws_access_key_id"),
-    Setting("aws_secret_access_key", secret=True, portkey="aws_secret_access_key"),
-    Setting("aws_session_token", secret=True, portkey="aws_session_token"),
-    Setting("aws_region_name", shown=True, portkey="aws_region"),
+
+
+class BedrockSettings(ProviderSettings, frozen=True, kw_only=True):
+    """LiteLLM's names, and Portkey's where it has one."""
+
+    aws_access_key_id: Annotated[str | None, Setting(portkey="aws_access_key_id")] = None
+    aws_secret_access_key: Annotated[
+        str | None, Setting(secret=True, portkey="aws_secret_access_key")
+    ] = None
+    aws_session_token: Annotated[str | None, Setting(secret=True, portkey="aws_session_token")] = (
+        None
+    )
+    aws_region_name: Annotated[str | None, Setting(shown=True, portkey="aws_region")] = None
     # A profile in the gateway host's AWS files: the config file's to name, nobody else's.
-    Setting("aws_profile_name", host_local=True),
-    Setting("aws_bedrock_runtime_endpoint", endpoint=True),
-)
+    aws_profile_name: Annotated[str | None, Setting(host_local=True)] = None
+    aws_bedrock_runtime_endpoint: Annotated[str | None, Setting(endpoint=True)] = None
 
 
 def _botocore() -> None:
@@ -91,11 +97,11 @@ class _CredentialChain:
 
 async def _aws_credentials(call: ProviderCall) -> Any:
     """Settings first, then the environment snapshot, then botocore's chain (cached)."""
-    settings, environ = call.settings, call.environ
+    settings, environ = settings_of(call, BedrockSettings), call.environ
     key_id, secret, token = (
-        settings.get("aws_access_key_id"),
-        settings.get("aws_secret_access_key"),
-        settings.get("aws_session_token"),
+        settings.aws_access_key_id,
+        settings.aws_secret_access_key,
+        settings.aws_session_token,
     )
     if not key_id:
         names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -121,7 +127,7 @@ async def _aws_credentials(call: ProviderCall) -> Any:
             provider="bedrock",
             code="missing_credentials",
         )
-    profile = settings.get("aws_profile_name") or ""
+    profile = settings.aws_profile_name or ""
     chain = call.cache.get_or_create(
         ("bedrock-credentials", "chain", profile), lambda: _CredentialChain(profile or None)
     )
@@ -130,7 +136,7 @@ async def _aws_credentials(call: ProviderCall) -> Any:
 
 def _region(call: ProviderCall) -> str | None:
     names = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_REGION_NAME")
-    region = call.settings.get("aws_region_name") or next(
+    region = settings_of(call, BedrockSettings).aws_region_name or next(
         (call.environ[name] for name in names if call.environ.get(name)), None
     )
     if region is not None and not (isinstance(region, str) and _REGION.fullmatch(region)):
@@ -153,7 +159,7 @@ def _need_region() -> BadRequestError:
 def _endpoint(call: ProviderCall, region: str | None) -> str:
     if call.credentials.api_base != ENDPOINT:  # api_base was given
         return call.credentials.api_base
-    custom = call.settings.get("aws_bedrock_runtime_endpoint") or call.environ.get(
+    custom = settings_of(call, BedrockSettings).aws_bedrock_runtime_endpoint or call.environ.get(
         "AWS_BEDROCK_RUNTIME_ENDPOINT"
     )
     if custom:
@@ -189,7 +195,7 @@ async def signed_request(
     headers = {"Content-Type": "application/json", "Accept": accept}
     # An explicit api_key wins; explicit AWS keys win over a key from the environment.
     bearer = call.deployment.api_key or (
-        None if call.settings.get("aws_access_key_id") else call.credentials.api_key
+        None if settings_of(call, BedrockSettings).aws_access_key_id else call.credentials.api_key
     )
     if bearer:
         headers["Authorization"] = f"Bearer {bearer}"
@@ -205,9 +211,8 @@ async def signed_request(
 
 def call_redactor(call: ProviderCall) -> Redactor:
     """The call's redactor, also removing the AWS secret and session token it was given."""
-    return call.redact.including(
-        call.settings.get("aws_secret_access_key"), call.settings.get("aws_session_token")
-    )
+    settings = settings_of(call, BedrockSettings)
+    return call.redact.including(settings.aws_secret_access_key, settings.aws_session_token)
 
 
 def bedrock_error(response: UpstreamResponse, redact: Redactor) -> PrismgateError:

@@ -94,7 +94,7 @@ class FireworksImageGeneration:
         values = msgspec.structs.asdict(call.request)
         body = build_body(FIREWORKS_IMAGE_FIELDS, values, call.capabilities, call.extra)
         headers = {
-            **bearer(call.credentials, {}),
+            **bearer(call.credentials, call.settings),
             "Content-Type": "application/json",
             "Accept": "application/json",
         }

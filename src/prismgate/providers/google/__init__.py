@@ -36,8 +36,8 @@ from prismgate.providers.base import (
     build_body,
 )
 from prismgate.providers.google.auth import (
-    VERTEX_SETTINGS,
     GoogleErrorDetail,
+    VertexSettings,
     gemini_error,
     generate,
     generate_stream,
@@ -382,7 +382,7 @@ VERTEX_AI = Provider(
     # The project, location and OAuth token are resolved per call (auth.py).
     credentials=CredentialSpec(default_api_base=VERTEX_API_BASE, key_required=False),
     chat=GoogleChat(provider="vertex_ai", vertex=True),
-    settings=VERTEX_SETTINGS,
+    settings_type=VertexSettings,
     image_generation=GoogleImageGeneration(
         "vertex_ai", vertex=True, families=vertex_image_families()
     ),

@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
@@ -35,7 +35,7 @@ from prismgate.errors import (
     from_upstream,
 )
 from prismgate.observability.redaction import Redactor
-from prismgate.providers.base import ProviderCall, Setting
+from prismgate.providers.base import ProviderCall, ProviderSettings, Setting, settings_of
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -58,8 +58,6 @@ CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 # Where a service-account key is exchanged for a token. A caller's own key may point
 # nowhere else: its `token_uri` would make the gateway call a host of the caller's choice.
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # noqa: S105 (an address, not a secret)
-PROJECT_SETTINGS = ("vertex_project", "vertex_ai_project")
-LOCATION_SETTINGS = ("vertex_location", "vertex_ai_location")
 PROJECT_ENV = ("VERTEXAI_PROJECT", "GOOGLE_CLOUD_PROJECT")
 LOCATION_ENV = ("VERTEXAI_LOCATION", "GOOGLE_CLOUD_LOCATION")
 DEFAULT_LOCATION = "us-central1"
@@ -217,7 +215,8 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
         raise BadRequestError("vertex_ai takes vertex_credentials or Application Default "
                               "Credentials, not api_key (Gemini API keys: use gemini/)",
                               param="api_key", provider=PROVIDER)  # fmt: skip
-    source = _credential_source(call.settings.get("vertex_credentials"))
+    settings = settings_of(call, VertexSettings)
+    source = _credential_source(settings.vertex_credentials)
     if call.caller_credentials_only and source is not None:
         source = _callers_key(source)
     if source is None and call.caller_credentials_only:
@@ -235,7 +234,9 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
     if token is None:
         token = await _refreshed(tokens, rejected, call.redact)
     environ = call.environ  # the config's snapshot: this module never reads os.environ
-    project = _setting(call.settings, PROJECT_SETTINGS) or _first(environ, PROJECT_ENV)
+    project = _first_set(settings.vertex_project, settings.vertex_ai_project) or _first(
+        environ, PROJECT_ENV
+    )
     project = project or tokens.project
     if not project:
         raise BadRequestError(
@@ -245,7 +246,7 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
             provider=PROVIDER,
         )
     location = (
-        _setting(call.settings, LOCATION_SETTINGS)
+        _first_set(settings.vertex_location, settings.vertex_ai_location)
         or _first(environ, LOCATION_ENV)
         or DEFAULT_LOCATION
     )
@@ -256,8 +257,8 @@ async def vertex_access(call: ProviderCall, *, rejected: str | None = None) -> t
     return f"{base}/v1/projects/{project}/locations/{location}/publishers/google/models", token
 
 
-def _setting(settings: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
-    return next((str(settings[name]) for name in names if settings.get(name)), None)
+def _first_set(*values: str | int | None) -> str | None:
+    return next((str(value) for value in values if value), None)
 
 
 def _first(environ: Mapping[str, str], names: tuple[str, ...]) -> str | None:
@@ -321,20 +322,25 @@ def _callers_key(source: str | dict[str, Any]) -> dict[str, Any]:
 
 # LiteLLM's names, and Portkey's where it has one. `vertex_credentials` may be a path on
 # the gateway's host in the config file; anywhere else, only the key's JSON itself.
-VERTEX_SETTINGS = (
-    Setting("vertex_project", shown=True, portkey="vertex_project_id"),
-    Setting("vertex_ai_project", shown=True),
-    Setting("vertex_location", shown=True, portkey="vertex_region"),
-    Setting("vertex_ai_location", shown=True),
-    Setting(
-        "vertex_credentials",
-        secret=True,
-        portkey="vertex_service_account_json",
-        structured=True,
-        host_local=True,
-        inline=_callers_key,
-    ),
-)
+class VertexSettings(ProviderSettings, frozen=True, kw_only=True):
+    """Where Vertex AI calls go, and as whom. A project may be its number."""
+
+    vertex_project: Annotated[
+        str | int | None, Setting(shown=True, portkey="vertex_project_id")
+    ] = None
+    vertex_ai_project: Annotated[str | int | None, Setting(shown=True)] = None
+    vertex_location: Annotated[str | None, Setting(shown=True, portkey="vertex_region")] = None
+    vertex_ai_location: Annotated[str | None, Setting(shown=True)] = None
+    vertex_credentials: Annotated[
+        str | dict[str, Any] | None,
+        Setting(
+            secret=True,
+            portkey="vertex_service_account_json",
+            structured=True,
+            host_local=True,
+            inline=_callers_key,
+        ),
+    ] = None
 
 
 def _digest(source: _Source) -> str:

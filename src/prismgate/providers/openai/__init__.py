@@ -8,8 +8,8 @@ from prismgate.media.images import ImageLimits
 from prismgate.providers.base import CredentialSpec, Provider
 from prismgate.providers.openai.chat import OpenAIChat
 from prismgate.providers.openai.wire import (
-    ORGANIZATION,
     OpenAIImages,
+    OpenAISettings,
     models_probe,
     openai_errors,
     openai_families,
@@ -42,7 +42,7 @@ OPENAI = Provider(
     chat=OpenAIChat(provider="openai"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
-    settings=(ORGANIZATION,),
+    settings_type=OpenAISettings,
 )
 
 # Unknown models on a self-hosted server: nothing is assumed, the server decides.
@@ -65,7 +65,7 @@ XINFERENCE = Provider(
     chat=OpenAIChat(provider="xinference"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
-    settings=(ORGANIZATION,),
+    settings_type=OpenAISettings,
     default_info=_SELF_HOSTED_INFO,
 )
 
@@ -85,7 +85,7 @@ HOSTED_VLLM = Provider(
     chat=OpenAIChat(provider="hosted_vllm"),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=models_probe(),
-    settings=(ORGANIZATION,),
+    settings_type=OpenAISettings,
     default_info=_SELF_HOSTED_INFO,
 )
 

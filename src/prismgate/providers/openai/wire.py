@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -27,6 +27,7 @@ from prismgate.providers.base import (
     ImageFamily,
     ImageGenerationCall,
     ImageVariationCall,
+    ProviderSettings,
     Setting,
     TranslateError,
     build_body,
@@ -55,9 +56,9 @@ __all__ = [
     "GPT_IMAGE_INPUTS",
     "GPT_IMAGE_MODELS",
     "OPENAI_IMAGE_FIELDS",
-    "ORGANIZATION",
     "InputRules",
     "OpenAIImages",
+    "OpenAISettings",
     "bearer",
     "check_inputs",
     "input_rules",
@@ -109,28 +110,30 @@ def openai_families(
 
 
 UrlFor = Callable[[Credentials, Deployment, str], str]
-HeadersFor = Callable[[Credentials, Mapping[str, Any]], dict[str, str]]
+HeadersFor = Callable[[Credentials, ProviderSettings], dict[str, str]]
 
 
-# OpenAI's account header, for servers that speak OpenAI's wire with `bearer`.
-ORGANIZATION = Setting("organization", portkey="openai_organization")
+class OpenAISettings(ProviderSettings, frozen=True, kw_only=True):
+    """OpenAI's account header, for servers that speak OpenAI's wire with `bearer`."""
+
+    organization: Annotated[str | None, Setting(portkey="openai_organization")] = None
 
 
-def bearer(credentials: Credentials, settings: Mapping[str, Any]) -> dict[str, str]:
+def bearer(credentials: Credentials, settings: ProviderSettings) -> dict[str, str]:
     """`Authorization: Bearer <key>` (none for a keyless self-hosted server), and
     `OpenAI-Organization` when the deployment names one."""
     headers = {}
     if credentials.api_key:
         headers["Authorization"] = f"Bearer {credentials.api_key}"
-    if organization := settings.get("organization"):
-        headers["OpenAI-Organization"] = str(organization)
+    if isinstance(settings, OpenAISettings) and settings.organization:
+        headers["OpenAI-Organization"] = settings.organization
     return headers
 
 
 def models_probe(url: str = "/models", headers: HeadersFor = bearer) -> HealthProbe:
     """A health probe that lists models: free, and it proves the key and the host."""
 
-    def probe(credentials: Credentials, settings: Mapping[str, Any]) -> UpstreamRequest:
+    def probe(credentials: Credentials, settings: ProviderSettings) -> UpstreamRequest:
         return UpstreamRequest(
             method="GET",
             url=credentials.api_base + url,

@@ -116,7 +116,7 @@ class TogetherImageGeneration:
             method="POST",
             url=call.credentials.api_base + "/images/generations",
             provider="together_ai",
-            headers={**bearer(call.credentials, {}), "Content-Type": "application/json"},
+            headers={**bearer(call.credentials, call.settings), "Content-Type": "application/json"},
             body=msgspec.json.encode(body),
             timeout=call.timeout,
             connect_timeout=call.connect_timeout,

@@ -11,8 +11,8 @@ from prismgate.providers.image_rules import match_aspect_ratio
 from prismgate.providers.openai.chat import OpenAIChat
 from prismgate.providers.openai.wire import (
     OPENAI_IMAGE_FIELDS,
-    ORGANIZATION,
     OpenAIImages,
+    OpenAISettings,
     models_probe,
     openai_errors,
 )
@@ -64,7 +64,7 @@ XAI = Provider(
         media_types=frozenset({"image/jpeg", "image/png"}), max_bytes=20 * 1024 * 1024
     ),
     health_probe=models_probe(),
-    settings=(ORGANIZATION,),
+    settings_type=OpenAISettings,
 )
 
 __all__ = ["XAI", "XAI_ASPECT_RATIOS"]

@@ -102,7 +102,7 @@ async def _check(gateway: Gateway, group: str, deployment: Deployment) -> Endpoi
     if provider.health_probe is None:
         result.checks["list_models"] = "not needed (offline provider)"
         return result
-    probe = provider.health_probe(credentials, deployment.settings)
+    probe = provider.health_probe(credentials, provider.typed_settings(deployment.settings))
     try:
         answer = await gateway.transport.send(probe)
     except PrismgateError as error:
@@ -112,7 +112,7 @@ async def _check(gateway: Gateway, group: str, deployment: Deployment) -> Endpoi
     result.checks["list_models"] = str(answer.status)
     if answer.status >= 400:
         rejected = answer.status in (401, 403)
-        said = provider.translate_error(answer, gateway.redact).upstream_message
+        said = provider.translate_error(answer, gateway.redactor).upstream_message
         result.error = (
             "the provider rejected the credentials"
             if rejected
