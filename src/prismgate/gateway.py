@@ -56,6 +56,7 @@ from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.routing.plans import PlanRunner, RunContext, VirtualKeys
 from prismgate.routing.router import Router, Target, router_policy
+from prismgate.routing.shutdowns import refuse_shut_down
 from prismgate.storage import KeyStore, Stores, open_stores
 from prismgate.streaming import RelayedStream
 from prismgate.transport import HttpTransport, Transport
@@ -726,7 +727,9 @@ class Gateway:
                 )
             deployment = self.deployments.with_overrides(deployment, overrides)
         environ = {} if target.direct else self.config.environ
-        return deployment, get_provider(deployment.provider), environ
+        provider = get_provider(deployment.provider)
+        refuse_shut_down(deployment, provider.credentials, environ)  # before any upstream call
+        return deployment, provider, environ
 
     def _split_extra(
         self,

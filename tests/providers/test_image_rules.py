@@ -162,3 +162,84 @@ def test_a_quality_in_openais_words_is_mapped_or_refused_never_sent_as_is(qualit
         assert sent in ("standard", "premium")
         assert sent == ("premium" if quality in ("hd", "high", "premium") else "standard")
         assert checked.adjusted == (() if sent == quality else (f"quality={quality}->{sent}",))
+
+
+# gpt-image-2 takes free sizes within rules (the catalog's `size_rules`), and `auto`.
+GPT_IMAGE_2 = caps("openai/gpt-image-2")
+GPT_IMAGE_2_ACCEPTS = (
+    "gpt-image-2 accepts sizes whose sides are multiples of 16, at most 3840 px, with an "
+    "aspect ratio from 1:3 to 3:1 and 655,360 to 8,294,400 pixels, or auto"
+)
+
+
+def check_gpt_image_2(size: str):  # type: ignore[no-untyped-def]
+    request = ImageGenerationRequest(prompt="an otter", size=size)
+    return check_image_request(request, GPT_IMAGE_2, model="gpt-image-2", drop_params=False)
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        "auto",
+        "1024x1024",
+        "1536x1024",
+        "1024x1536",
+        "2048x2048",
+        "2048x1152",
+        "3840x2160",
+        "2160x3840",
+        "1024x640",
+        "2400x800",
+        "1280x3840",
+    ],
+)
+def test_gpt_image_2_takes_any_size_within_its_rules(size: str) -> None:
+    checked = check_gpt_image_2(size)
+    assert checked.request.size == size  # sent as asked, `auto` included
+    assert checked.adjusted == ()
+
+
+@pytest.mark.parametrize(
+    ("size", "problem"),
+    [
+        ("1000x1000", "its sides are not both multiples of 16"),
+        ("1024x1030", "its sides are not both multiples of 16"),
+        ("4096x1536", "its longer side is 4096 px"),
+        ("3840x1008", "its aspect ratio is 3.81:1"),
+        ("800x800", "it has 640,000 pixels"),
+        ("3840x2176", "it has 8,355,840 pixels"),
+        ("3200x3200", "it has 10,240,000 pixels"),
+    ],
+)
+def test_gpt_image_2_refuses_sizes_outside_its_rules_and_states_them(
+    size: str, problem: str
+) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        check_gpt_image_2(size)
+    error = caught.value
+    assert error.param == "size" and error.code == "invalid_value" and error.status_code == 400
+    assert error.message == (
+        f"size {size!r} is not available for gpt-image-2 ({problem}); {GPT_IMAGE_2_ACCEPTS}"
+    )
+
+
+@given(st.integers(1, 320).map(lambda k: k * 16), st.integers(1, 320).map(lambda k: k * 16))
+def test_gpt_image_2_rules_hold_for_every_multiple_of_16(width: int, height: int) -> None:
+    long, short = max(width, height), min(width, height)
+    fits = long <= 3840 and long <= 3 * short and 655_360 <= width * height <= 8_294_400
+    try:
+        check_gpt_image_2(f"{width}x{height}")
+    except BadRequestError:
+        assert not fits
+    else:
+        assert fits
+
+
+def test_size_rules_words_name_only_the_bounds_a_model_has() -> None:
+    from prismgate.catalog import SizeRules
+    from prismgate.providers.image_rules import describe_size_rules
+
+    assert describe_size_rules(SizeRules(max_edge=2048)) == "sizes whose sides are at most 2048 px"
+    assert describe_size_rules(SizeRules(min_pixels=4096), ("auto",)) == (
+        "sizes WIDTHxHEIGHT, with at least 4,096 pixels, or auto"
+    )

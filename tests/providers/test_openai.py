@@ -148,7 +148,7 @@ def test_checked_before_any_upstream_call(
 
 def test_missing_key_names_the_variable(openai_emulator: OpenAIEmulator) -> None:
     with pytest.raises(prismgate.AuthenticationError, match="set OPENAI_API_KEY"):
-        image_generation(prompt=PROMPT, model="dall-e-3")
+        image_generation(prompt=PROMPT, model="gpt-image-2")  # dall-e-3 is shut down
 
 
 def test_wrong_key_is_an_authentication_error_without_the_key(

@@ -26,7 +26,10 @@ def mock_config(tmp_path: Path, **general: object) -> dict[str, object]:
         "model_list": [
             model("gpt-image-1", "mock/gpt-image-1"),
             model("dall-e-2", "mock/dall-e-2"),
-            model("dall-e-3", "openai/dall-e-3", api_key="sk-unused"),
+            # Never called; its own api_base, since OpenAI has shut dall-e-3 down.
+            model(
+                "dall-e-3", "openai/dall-e-3", api_key="sk-unused", api_base="http://127.0.0.1:9/v1"
+            ),
             model(
                 "grok",
                 "xai/my-grok-image",

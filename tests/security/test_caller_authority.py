@@ -373,7 +373,7 @@ async def test_a_callers_google_key_is_exchanged_at_google_only(
             )
             with pytest.raises(BadRequestError) as caught:
                 await gateway.image_generation(
-                    ImageGenerationRequest(prompt="x", model="imagen-4.0-generate-001"), options
+                    ImageGenerationRequest(prompt="x", model="gemini-2.5-flash-image"), options
                 )
             assert caught.value.param == "vertex_credentials", case
             messages[case] = caught.value.message

@@ -58,7 +58,7 @@ def test_a_token_endpoint_that_lies_is_a_503(
     credentials = account.info(f"http://127.0.0.1:{port}/token")
     config = {
         "model_list": [{"model_name": "imagen", "litellm_params": {
-            "model": "vertex_ai/imagen-4.0-generate-001", "vertex_credentials": credentials,
+            "model": "vertex_ai/gemini-2.5-flash-image", "vertex_credentials": credentials,
             "vertex_location": "us-central1"}}],
         "general_settings": {"master_key": MASTER_KEY},
     }  # fmt: skip

@@ -5,6 +5,7 @@ from prismgate.catalog.model_info import (
     ImageCapabilities,
     ImagePricing,
     ModelInfo,
+    SizeRules,
     merge_model_info,
 )
 
@@ -13,6 +14,7 @@ __all__ = [
     "ImageCapabilities",
     "ImagePricing",
     "ModelInfo",
+    "SizeRules",
     "builtin_catalog",
     "merge_model_info",
 ]

@@ -23,6 +23,20 @@ class ImagePricing(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True
     output_text_per_token: float | None = None
 
 
+class SizeRules(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    """The sizes a model with free `WIDTHxHEIGHT` sizes can make (gpt-image-2), as rules
+    instead of a list. Each bound is optional; `max_aspect_ratio` is the long side over
+    the short side (3.0: from 1:3 to 3:1). Named sizes in `sizes` (`auto`) stay accepted.
+    """
+
+    multiple_of: int | None = None
+    min_edge: int | None = None
+    max_edge: int | None = None
+    max_aspect_ratio: float | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+
 class ImageCapabilities(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     """What an image model accepts. `None` means "no fixed rule", and nothing is checked."""
 
@@ -31,6 +45,8 @@ class ImageCapabilities(msgspec.Struct, kw_only=True, omit_defaults=True, frozen
     # the gateway converts for them instead.
     params: tuple[str, ...] | None = None
     sizes: tuple[str, ...] | None = None
+    # Free sizes within rules; with it, `sizes` holds only the named ones (`auto`).
+    size_rules: SizeRules | None = None
     aspect_ratios: tuple[str, ...] | None = None
     default_size: str | None = None
     max_n: int | None = None
@@ -65,6 +81,16 @@ class ModelInfo(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     max_image_bytes: int | None = None
     image: ImageCapabilities | None = None
     id: str | None = None
+    # The provider's own word on the model's end: the day it stopped (or stops) answering
+    # at the provider's endpoint (ISO date), and the model it names as the replacement.
+    shutdown_date: str | None = None
+    replacement: str | None = None
+    # Where the catalog's facts about this model come from (the provider's pages), the
+    # day they were last checked against them (ISO date), and what a reader should know
+    # about them (a fact taken from elsewhere, a date the page implies).
+    sources: tuple[str, ...] | None = None
+    checked: str | None = None
+    source_note: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         # LiteLLM's get_model_info returns a dict; keep `info["supports_vision"]` working.

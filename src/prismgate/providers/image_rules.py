@@ -3,7 +3,9 @@
 They come from the model's `ImageCapabilities` (catalog data), so they hold the same way
 for every provider: a value the model cannot honour is a 400 that lists what it accepts,
 an unsupported parameter is a 400 unless the caller asked to drop it, and `auto` means
-the provider's default. A quality in OpenAI's words for a model with its own words
+the provider's default. A model with free sizes has size rules (multiples of 16, a
+longest side, an aspect ratio and a pixel count) instead of a list, and the 400 states
+them. A quality in OpenAI's words for a model with its own words
 (`hd` for `premium`) is mapped onto them and reported as adjusted, as a near size is.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from prismgate.catalog import ImageCapabilities
+from prismgate.catalog import ImageCapabilities, SizeRules
 from prismgate.errors import BadRequestError, UnsupportedParamsError
 from prismgate.types import ImageRequest, image_params
 
@@ -24,6 +26,7 @@ __all__ = [
     "CheckedImageRequest",
     "accepts",
     "check_image_request",
+    "describe_size_rules",
     "match_aspect_ratio",
     "parse_size",
 ]
@@ -195,6 +198,10 @@ def _check_value(name: str, value: object, capabilities: ImageCapabilities, mode
             "output_compression must be between 0 and 100", param=name, code="invalid_value"
         )
     allowed = _allowed(capabilities, name)
+    if name == "size" and capabilities.size_rules is not None:
+        if allowed is None or value not in allowed:  # named sizes (`auto`) pass as they are
+            _check_size_rules(str(value), capabilities.size_rules, allowed, model)
+        return
     if allowed is None:
         if name == "size":  # free sizes (or aspect ratios): the form must still be right
             parse_size(str(value))
@@ -205,3 +212,65 @@ def _check_value(name: str, value: object, capabilities: ImageCapabilities, mode
             param=name,
             code="invalid_value",
         )
+
+
+def describe_size_rules(rules: SizeRules, named: tuple[str, ...] | None = None) -> str:
+    """The sizes `rules` allow, in words: "sizes whose sides are multiples of 16, at
+    most 3840 px, with an aspect ratio from 1:3 to 3:1 and 655,360 to 8,294,400 pixels"."""
+    sides = []
+    if rules.multiple_of:
+        sides.append(f"multiples of {rules.multiple_of}")
+    if rules.min_edge:
+        sides.append(f"at least {rules.min_edge} px")
+    if rules.max_edge:
+        sides.append(f"at most {rules.max_edge} px")
+    text = "sizes" + (f" whose sides are {', '.join(sides)}" if sides else " WIDTHxHEIGHT")
+    shape = []
+    if rules.max_aspect_ratio:
+        ratio = f"{rules.max_aspect_ratio:g}"
+        shape.append(f"an aspect ratio from 1:{ratio} to {ratio}:1")
+    if rules.min_pixels and rules.max_pixels:
+        shape.append(f"{rules.min_pixels:,} to {rules.max_pixels:,} pixels")
+    elif rules.min_pixels:
+        shape.append(f"at least {rules.min_pixels:,} pixels")
+    elif rules.max_pixels:
+        shape.append(f"at most {rules.max_pixels:,} pixels")
+    if shape:
+        text += ", with " + " and ".join(shape)
+    if named:
+        text += ", or " + ", ".join(named)
+    return text
+
+
+def _check_size_rules(
+    size: str, rules: SizeRules, named: tuple[str, ...] | None, model: str
+) -> None:
+    width, height = parse_size(size)
+    problem = _size_problem(width, height, rules)
+    if problem is not None:
+        raise BadRequestError(
+            f"size {size!r} is not available for {model} ({problem}); {model} accepts "
+            + describe_size_rules(rules, named),
+            param="size",
+            code="invalid_value",
+        )
+
+
+def _size_problem(width: int, height: int, rules: SizeRules) -> str | None:
+    """What about `width`x`height` breaks `rules`, or None when nothing does."""
+    long, short = max(width, height), min(width, height)
+    pixels = width * height
+    step = rules.multiple_of
+    if step and (width % step or height % step):
+        return f"its sides are not both multiples of {step}"
+    if rules.max_edge and long > rules.max_edge:
+        return f"its longer side is {long} px"
+    if rules.min_edge and short < rules.min_edge:
+        return f"its shorter side is {short} px"
+    if rules.max_aspect_ratio and long > short * rules.max_aspect_ratio:
+        return f"its aspect ratio is {long / short:.3g}:1"
+    if rules.min_pixels and pixels < rules.min_pixels:
+        return f"it has {pixels:,} pixels"
+    if rules.max_pixels and pixels > rules.max_pixels:
+        return f"it has {pixels:,} pixels"
+    return None

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import msgspec
+
 from prismgate.catalog import Catalog, ModelInfo, merge_model_info
 from prismgate.config import Config, LiteLLMParams, ModelEntry, check_aliases
 from prismgate.errors import BadRequestError, ConfigError, NotFoundError, PrismgateError
@@ -162,7 +164,11 @@ class DeploymentResolver:
         base_model = override.base_model if override and override.base_model else model
         found = self._catalog.lookup(base_model, provider)
         if found is None:
+            # Described from another provider's entry (`mock/dall-e-3`): that provider's
+            # shutdown is not this one's.
             found = get_provider(provider).uncatalogued_info(base_model, self._catalog)
+            if found is not None and found.shutdown_date is not None:
+                found = msgspec.structs.replace(found, shutdown_date=None, replacement=None)
         return merge_model_info(found, override)
 
 
