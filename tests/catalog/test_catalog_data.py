@@ -1,4 +1,4 @@
-"""Invariants of the shipped catalog data (`prismgate/catalog/models.json`).
+"""Invariants of the shipped catalog data (`prismgate/catalog/models/<provider>.json`).
 
 These checks decode the file with the real schema and look for the kinds of mistakes a
 hand-edited price/capability table picks up: a key filed under the wrong provider, a
@@ -10,12 +10,14 @@ get backwards.
 from __future__ import annotations
 
 import re
-from importlib import resources
 
 import msgspec
 import pytest
 
+from prismgate.catalog import builtin_catalog
+from prismgate.catalog.catalog import catalog_files
 from prismgate.catalog.model_info import ImageCapabilities, ImagePricing, ModelInfo
+from prismgate.providers import provider_names
 
 SIZE_RE = re.compile(r"^\d+x\d+$")
 RATIO_RE = re.compile(r"^\d+(\.\d+)?:\d+(\.\d+)?$")
@@ -46,8 +48,10 @@ MAX_PRICE_PER_IMAGE = 1.0
 
 
 def _load() -> dict[str, ModelInfo]:
-    data = resources.files("prismgate.catalog").joinpath("models.json").read_bytes()
-    return msgspec.json.decode(data, type=dict[str, ModelInfo])
+    entries: dict[str, ModelInfo] = {}
+    for _provider, data in catalog_files():
+        entries.update(msgspec.json.decode(data, type=dict[str, ModelInfo]))
+    return entries
 
 
 CATALOG = _load()
@@ -63,9 +67,7 @@ def test_catalog_is_not_empty() -> None:
 
 def test_raw_file_has_no_unknown_keys() -> None:
     """msgspec ignores unknown keys; a misspelt field name would silently vanish."""
-    raw = msgspec.json.decode(
-        resources.files("prismgate.catalog").joinpath("models.json").read_bytes()
-    )
+    raw = {k: v for _, data in catalog_files() for k, v in msgspec.json.decode(data).items()}
     model_fields = set(ModelInfo.__struct_fields__)
     image_fields = set(ImageCapabilities.__struct_fields__)
     pricing_fields = set(ImagePricing.__struct_fields__)
@@ -224,3 +226,19 @@ def test_known_vision_facts(key: str, vision: bool) -> None:
     info = CATALOG[key]
     assert info.mode == "chat"
     assert info.supports_vision is vision
+
+
+def test_each_providers_file_holds_only_its_own_registered_models() -> None:
+    files = catalog_files()
+    assert len({name for name, _ in files}) == len(files)
+    for provider, data in files:
+        assert provider in provider_names(), f"models/{provider}.json names no provider"
+        for key, entry in msgspec.json.decode(data).items():
+            assert key.startswith(provider + "/"), (provider, key)
+            assert entry["provider"] == provider, (provider, key)
+
+
+def test_a_bare_name_finds_the_makers_entry_first() -> None:
+    catalog = builtin_catalog()
+    assert catalog.lookup("dall-e-3") is catalog.lookup("openai/dall-e-3")
+    assert catalog.lookup("gemini-2.5-flash") is catalog.lookup("vertex_ai/gemini-2.5-flash")

@@ -65,7 +65,7 @@ def test_catalog_facts_are_sourced_and_fresh() -> None:
     assert not problems, (
         f"{len(problems)} catalog entries are unverified or stale (today is {today}); check "
         "them against the provider's documentation and update `sources` / `checked` in "
-        "src/prismgate/catalog/models.json:\n"
+        "src/prismgate/catalog/models/<provider>.json:\n"
         + "\n".join(f"  {key}: {problem}" for key, problem in sorted(problems.items()))
     )
 

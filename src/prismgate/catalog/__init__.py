@@ -1,4 +1,5 @@
-"""The model catalog: capabilities, limits and prices, from `models.json` plus config overrides."""
+"""The model catalog: capabilities, limits and prices, from `models/<provider>.json`
+plus config overrides."""
 
 from prismgate.catalog.catalog import Catalog, builtin_catalog
 from prismgate.catalog.model_info import (

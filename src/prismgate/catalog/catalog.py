@@ -63,8 +63,23 @@ def _strip_region(model: str) -> str:
     return model
 
 
+def catalog_files() -> list[tuple[str, bytes]]:
+    """(provider, its data file's bytes): `catalog/models/<provider>.json`, one per
+    provider, in the registry's order (so a bare name finds OpenAI's dall-e-3 before
+    Azure's, Vertex AI's Gemini before the Gemini API's)."""
+    from prismgate.providers import registered_providers  # the registry imports the catalog
+
+    folder = resources.files("prismgate.catalog").joinpath("models")
+    found = {path.name.removesuffix(".json"): path for path in folder.iterdir()}
+    order = [name for name in registered_providers() if name in found]
+    order += sorted(set(found) - set(order))  # a file no provider claims: still read
+    return [(name, found[name].read_bytes()) for name in order]
+
+
 @functools.cache
 def builtin_catalog() -> Catalog:
     """The catalog shipped with prismgate (read once; immutable)."""
-    data = resources.files("prismgate.catalog").joinpath("models.json").read_bytes()
-    return Catalog(msgspec.json.decode(data, type=dict[str, ModelInfo]))
+    entries: dict[str, ModelInfo] = {}
+    for _provider, data in catalog_files():
+        entries.update(msgspec.json.decode(data, type=dict[str, ModelInfo]))
+    return Catalog(entries)

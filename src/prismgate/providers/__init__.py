@@ -15,6 +15,7 @@ __all__ = [
     "is_provider",
     "provider_names",
     "provider_settings",
+    "registered_providers",
     "shown_settings",
 ]
 
@@ -49,6 +50,11 @@ def _aliases() -> dict[str, str]:
     # The other spellings providers declare (Portkey's `x-portkey-provider` values); this
     # imports every provider, once, the first time a name is not one of ours.
     return {alias: name for name in _REGISTRY for alias in get_provider(name).aliases}
+
+
+def registered_providers() -> tuple[str, ...]:
+    """Every provider prismgate knows, in the registry's order."""
+    return tuple(_REGISTRY)
 
 
 def provider_names() -> list[str]:
