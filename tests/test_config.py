@@ -224,7 +224,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_defaults() -> None:
     config = load_config(environ={})
     assert config.model_list == []
-    assert config.general_settings.default_image_model == "gpt-image-1"
+    assert config.general_settings.default_image_model == "gpt-image-2"
     assert config.general_settings.max_request_size_mb == 32
     assert config.general_settings.allow_client_provider_keys is False
     assert config.litellm_settings.drop_params is False

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from prismgate.identity.principal import SDK_CALLER, Principal
+from prismgate.providers.jobs import ProgressCallback
 from prismgate.routing.deployments import CallerOverrides
 from prismgate.routing.plans import Plan
 
@@ -53,6 +54,9 @@ class CallOptions:
     # A proxy client, not the code holding the gateway: its parameters pass the
     # caller-authority rule and its timeouts are capped by the operator's.
     remote: bool = False
+    # Told each time a provider's remote job moves (queued, running, progress): the CLI
+    # and the console show it. Called on the event loop; it must not block.
+    on_progress: ProgressCallback | None = None
 
     @property
     def scope(self) -> str:

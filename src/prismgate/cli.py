@@ -108,7 +108,7 @@ def _checked_serving_config(path: Path | None) -> Config:
         _config_error(
             path,
             "it serves no models: add model_list entries (model_name, and "
-            "litellm_params.model such as mock/dall-e-3 or openai/gpt-image-1)",
+            "litellm_params.model such as mock/dall-e-3 or openai/gpt-image-2)",
         )
     return loaded
 

@@ -251,7 +251,7 @@ class GeneralSettings(_Section, frozen=True):
     # LiteLLM settings prismgate does not act on are refused unless this is set; then
     # they are ignored, and `prismgate serve` says which when it starts.
     allow_unused_litellm_settings: bool = False
-    default_image_model: str = "gpt-image-1"
+    default_image_model: str = "gpt-image-2"
     media: MediaSettings = msgspec.field(default_factory=MediaSettings)
     retries: RetrySettingsSection = msgspec.field(default_factory=RetrySettingsSection)
     # Seconds to wait for a provider connection, unless a deployment says otherwise.

@@ -423,6 +423,7 @@ class Gateway:
             # A cached answer is kept decoded; otherwise the proxy may relay it as it came.
             relay=options.relay and not converting and cache is None,
             caller_credentials_only=target.direct,
+            on_progress=options.on_progress,
             cache=self.provider_cache,
             environ=environ,
         )

@@ -68,7 +68,11 @@ def _call_options(
     # an image generation that may have been served.
     num_retries = extra.pop("num_retries", None)
     idempotency_key = extra.pop("idempotency_key", None)
+    on_progress = extra.pop("on_progress", None)
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError("on_progress must be a function taking a JobProgress")
     return CallOptions(
+        on_progress=on_progress,
         overrides=overrides,
         timeout=timeout,
         drop_params=drop_params,
@@ -129,7 +133,7 @@ async def aimage_generation(
 
     `model` is `provider/model` (`openai/dall-e-3`, `azure/<deployment>`, `mock/any`) or a
     catalogued name (`dall-e-3`); it defaults to `general_settings.default_image_model`
-    (`gpt-image-1`). OpenAI's gpt-image fields (`background`, `output_format`,
+    (`gpt-image-2`). OpenAI's gpt-image fields (`background`, `output_format`,
     `output_compression`, `moderation`) may be passed as keywords; any other keyword is a
     provider-specific parameter and is sent in the provider's body as given
     (`extra_body={...}` too). A parameter the model cannot honour raises

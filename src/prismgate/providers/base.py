@@ -20,6 +20,7 @@ from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError, PrismgateError
 from prismgate.media.images import ImageLimits
 from prismgate.observability.redaction import Redactor
+from prismgate.providers.jobs import ProgressCallback
 from prismgate.transport import (
     DEFAULT_CONNECT_TIMEOUT,
     Transport,
@@ -120,9 +121,10 @@ class Setting:
     inline: Callable[[Any], Any] | None = None
 
 
-class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class ProviderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How a deployment reaches its provider beyond key and base (an account, a region or
-    project, a credential or credential file, an endpoint), typed per provider.
+    project, a credential or credential file, an endpoint), typed per provider. Another
+    provider's settings in the same `litellm_params` are not this one's: left out.
 
     A provider subclasses it, one optional field per setting under LiteLLM's name, each
     annotated with its `Setting` (`Annotated[str | None, Setting(secret=True)]`). Config
@@ -326,6 +328,8 @@ class ImageCall(Generic[R]):
     caller_credentials_only: bool = False
     cache: ProviderCache = field(default_factory=ProviderCache)
     environ: Mapping[str, str] = field(default_factory=dict)
+    # For providers that answer with a job (prismgate.providers.jobs): told as it moves.
+    on_progress: ProgressCallback | None = None
 
 
 ImageGenerationCall = ImageCall[ImageGenerationRequest]
