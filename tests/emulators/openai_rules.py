@@ -169,6 +169,8 @@ class Dimensions:
     max_short: int = 4096
     multiple_of: int = 1
     max_ratio: float | None = None
+    min_pixels: int = 1
+    max_pixels: int | None = None
 
     def check(self, name: str, value: object) -> None:
         _require(name, value, str)
@@ -187,6 +189,8 @@ class Dimensions:
             and width % self.multiple_of == 0
             and height % self.multiple_of == 0
             and (self.max_ratio is None or long / short <= self.max_ratio)
+            and width * height >= self.min_pixels
+            and (self.max_pixels is None or width * height <= self.max_pixels)
         ):
             raise _invalid(name, f"Invalid size '{value}': unsupported dimensions.")
 
@@ -284,15 +288,28 @@ GPT_IMAGE = ModelSpec(
     constraints=(_alpha_needs_png_or_webp, _compression_needs_lossy_format),
 )
 
-# gpt-image-2 also takes free sizes: multiples of 16, ratio up to 3:1, at most 3840x2160.
+# gpt-image-2 also takes free sizes: sides multiples of 16 up to 3840, ratio up to 3:1,
+# 655,360 to 8,294,400 pixels (3840x2160's count).
 GPT_IMAGE_2 = replace(
     GPT_IMAGE,
     fields={
         **GPT_IMAGE.fields,
         "size": Dimensions(
-            keywords=("auto",), max_long=3840, max_short=2160, multiple_of=16, max_ratio=3.0
+            keywords=("auto",),
+            max_long=3840,
+            multiple_of=16,
+            max_ratio=3.0,
+            min_pixels=655_360,
+            max_pixels=8_294_400,
         ),
     },
+)
+# Its successors take the same fields.
+GPT_IMAGE_2_SUCCESSORS = (
+    "gpt-image-2.5-sunburst",
+    "gpt-image-2.5-flare",
+    "gpt-image-2.6-sunburst",
+    "gpt-image-2.6-flare",
 )
 
 # Output size per xAI aspect ratio at resolution "1k"; "2k" doubles both sides.
@@ -344,6 +361,7 @@ OPENAI_MODELS: dict[str, ModelSpec] = {
     "gpt-image-1.5": GPT_IMAGE,
     "gpt-image-2": GPT_IMAGE_2,
     "gpt-image-2-2026-04-21": GPT_IMAGE_2,
+    **dict.fromkeys(GPT_IMAGE_2_SUCCESSORS, GPT_IMAGE_2),
 }
 
 XAI_MODELS: dict[str, ModelSpec] = {
@@ -625,6 +643,7 @@ EDIT_MODELS: dict[str, FileSpec] = {
     "chatgpt-image-latest": _GPT_EDIT,
     "gpt-image-2": _GPT_2_EDIT,
     "gpt-image-2-2026-04-21": _GPT_2_EDIT,
+    **dict.fromkeys(GPT_IMAGE_2_SUCCESSORS, _GPT_2_EDIT),
 }
 # Variations: dall-e-2 only, no prompt, no quality, no mask.
 VARIATION_MODELS: dict[str, FileSpec] = {

@@ -13,6 +13,11 @@ import httpx
 import pytest
 from PIL import Image
 
+from prismgate.catalog import builtin_catalog
+from prismgate.errors import BadRequestError
+from prismgate.providers.image_rules import check_image_request
+from prismgate.types import ImageGenerationRequest
+
 from .images import make_image
 from .openai import DEFAULT_API_KEY, OpenAIEmulator
 
@@ -562,6 +567,27 @@ def test_gpt_image_2_accepts_free_sizes(http: httpx.Client, openai_emu: OpenAIEm
     ).json()
     assert body["size"] == "1280x720"
     assert decode(body["data"][0]["b64_json"]).size == (1280, 720)
+
+
+@pytest.mark.parametrize(
+    "size",
+    ["512x512", "640x1024", "1024x640", "2880x2880", "3840x2160", "3840x2176", "3840x1280",
+     "3840x1264", "1000x1008", "4096x1024", "1024x1024", "auto"],
+)  # fmt: skip
+def test_gpt_image_2_sizes_are_judged_as_the_gateway_judges_them(
+    http: httpx.Client, openai_emu: OpenAIEmulator, size: str
+) -> None:
+    # The gateway refuses before calling exactly what the provider would refuse.
+    capabilities = builtin_catalog().lookup("openai/gpt-image-2")
+    assert capabilities is not None
+    request = ImageGenerationRequest(prompt="a", model="gpt-image-2", size=size)
+    try:
+        check_image_request(request, capabilities.image, model="gpt-image-2", drop_params=False)
+        gateway_accepts = True
+    except BadRequestError:
+        gateway_accepts = False
+    answer = post(http, openai_emu, {"model": "gpt-image-2", "prompt": "a", "size": size})
+    assert (answer.status_code == 200) == gateway_accepts, (size, answer.text)
 
 
 def test_gpt_image_streaming(http: httpx.Client, openai_emu: OpenAIEmulator) -> None:

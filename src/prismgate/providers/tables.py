@@ -13,7 +13,7 @@ from pathlib import Path
 from prismgate.catalog import Catalog, ImageCapabilities, builtin_catalog
 from prismgate.providers import get_provider, provider_names
 from prismgate.providers.base import Field, FieldTable, ImageFamily
-from prismgate.providers.image_rules import MAX_IMAGES_PER_REQUEST
+from prismgate.providers.image_rules import MAX_IMAGES_PER_REQUEST, describe_size_rules
 from prismgate.types import image_params
 from prismgate.types.images import ImageEditRequest, ImageGenerationRequest
 
@@ -109,7 +109,9 @@ def _honoured(param: str, fields: FieldTable, caps: ImageCapabilities) -> str | 
         return None
     described = _sent(field, param)
     if param == "size":
-        if caps.sizes:
+        if caps.size_rules:
+            described += ": " + describe_size_rules(caps.size_rules, caps.sizes)
+        elif caps.sizes:
             described += ": " + ", ".join(caps.sizes)
         elif caps.aspect_ratios:
             described += " (aspect ratios " + ", ".join(caps.aspect_ratios) + ")"

@@ -64,7 +64,7 @@ _IMAGES = OpenAIImages(
     provider="azure",
     # The catalogue's Azure GPT image models; Azure has no variations route.
     families=openai_families(
-        "azure", gpt_image=("gpt-image-1", "gpt-image-1-mini"), variations=False
+        "azure", gpt_image=("gpt-image-1", "gpt-image-1-mini"), gpt_image_2=(), variations=False
     ),
     url=_url,
     headers=_headers,

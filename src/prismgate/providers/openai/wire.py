@@ -85,14 +85,35 @@ OPENAI_IMAGE_FIELDS: FieldTable = {
 
 
 GPT_IMAGE_MODELS = ("gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5")
+# Free sizes within rules (multiples of 16, ...), the same fields otherwise.
+GPT_IMAGE_2_MODELS = (
+    "gpt-image-2",
+    "gpt-image-2.5-sunburst",
+    "gpt-image-2.5-flare",
+    "gpt-image-2.6-sunburst",
+    "gpt-image-2.6-flare",
+)
 
 
 def openai_families(
-    prefix: str, *, gpt_image: tuple[str, ...] = GPT_IMAGE_MODELS, variations: bool = True
+    prefix: str,
+    *,
+    gpt_image: tuple[str, ...] = GPT_IMAGE_MODELS,
+    gpt_image_2: tuple[str, ...] = GPT_IMAGE_2_MODELS,
+    variations: bool = True,
 ) -> tuple[ImageFamily, ...]:
     """OpenAI's image models as `prefix` serves them (OpenAI itself; Azure, which has
     fewer GPT image models and no variations route)."""
+    newest = (
+        ImageFamily(
+            "GPT image 2",
+            tuple(f"{prefix}/{m}" for m in gpt_image_2),
+            OPENAI_IMAGE_FIELDS,
+            operations=("edit",),
+        ),
+    )
     return (
+        *(newest if gpt_image_2 else ()),
         ImageFamily(
             "GPT image",
             tuple(f"{prefix}/{m}" for m in gpt_image),
