@@ -4,13 +4,14 @@ routed, what the caller may change), the same for the SDK and the proxy."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prismgate.identity.principal import SDK_CALLER, Principal
 from prismgate.providers.jobs import ProgressCallback
 from prismgate.routing.deployments import CallerOverrides
 from prismgate.routing.plans import Plan
+from prismgate.types import PartialImage
 
 __all__ = ["CallOptions"]
 
@@ -57,6 +58,10 @@ class CallOptions:
     # Told each time a provider's remote job moves (queued, running, progress): the CLI
     # and the console show it. Called on the event loop; it must not block.
     on_progress: ProgressCallback | None = None
+    # A streamed image call (prismgate.image_streams): previews are handed to `on_partial`
+    # as the provider sends them, up to `partial_images` an image.
+    on_partial: Callable[[PartialImage], None] | None = None
+    partial_images: int = 0
 
     @property
     def scope(self) -> str:

@@ -29,6 +29,7 @@ from prismgate.observability.log_config import LogFormat, LogLevel
 if TYPE_CHECKING:
     from prismgate.config import Config
     from prismgate.identity.accounts import Accounts
+    from prismgate.providers.jobs import JobProgress
 
 T = TypeVar("T")
 
@@ -424,6 +425,7 @@ def generate(
     )
     from prismgate.gateway import Gateway
     from prismgate.sdk import aimage_generation
+    from prismgate.types import ImageResponse
 
     chosen = {
         "n": n,
@@ -446,8 +448,14 @@ def generate(
 
     async def run() -> None:
         async with Gateway(loaded, observers=[recorder]) as gateway:
-            with _progress(f"generating {n} image{'s' if n > 1 else ''} with {model}"):
-                response = await aimage_generation(prompt, model=model, gateway=gateway, **params)
+            what = f"generating {n} image{'s' if n > 1 else ''} with {model}"
+            with _progress(what) as progress:
+                answer = await aimage_generation(
+                    prompt, model=model, gateway=gateway,
+                    on_progress=_job_progress(progress, what), **params,
+                )  # fmt: skip
+            assert isinstance(answer, ImageResponse)  # not asked to stream
+            response = answer
             images = await image_bytes(response)
         saved = save_images(
             response,
@@ -518,6 +526,20 @@ def _progress(what: str) -> Any:
     )
     progress.add_task(escape(what), total=None)
     return progress
+
+
+def _job_progress(progress: Any, what: str) -> Callable[[JobProgress], None]:
+    """Shows where a provider's remote job stands (queued, its place, done so far)."""
+
+    def show(moved: JobProgress) -> None:
+        where = f"{moved.state}"
+        if moved.queue_position is not None:
+            where += f", place {moved.queue_position + 1} in the queue"
+        if moved.progress is not None:
+            where += f", {moved.progress:.0%}"
+        progress.update(progress.task_ids[0], description=escape(f"{what}: {where}"))
+
+    return show
 
 
 def _show_inline(saved: list[Any], inline: bool | None) -> None:

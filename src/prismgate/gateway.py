@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -32,6 +32,7 @@ from prismgate.errors import APIError, BadRequestError, PermissionDeniedError
 from prismgate.identity.budgets import Budgets
 from prismgate.identity.limits import Limiter, images_asked
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
+from prismgate.image_streams import image_events
 from prismgate.media import HostAllowlist, data_url, sniff_image_type
 from prismgate.media.decoding import DecodePool
 from prismgate.media.fetch import FetchedImage, SafeFetcher
@@ -67,6 +68,7 @@ from prismgate.types import (
     ImageObject,
     ImageRequest,
     ImageResponse,
+    ImageStreamEvent,
     ImageVariationRequest,
     Served,
 )
@@ -247,6 +249,31 @@ class Gateway:
         `/v1/images/edits`. Raises a `PrismgateError` for anything that goes wrong."""
         return await self._images("image_edit", request, options or CallOptions())
 
+    def image_stream(
+        self,
+        request: ImageGenerationRequest | ImageEditRequest,
+        options: CallOptions | None = None,
+        *,
+        partial_images: int = 0,
+    ) -> AsyncGenerator[ImageStreamEvent, None]:
+        """A generation or an edit as OpenAI's stream events: up to `partial_images`
+        previews an image where the provider makes them, then one completed event an
+        image (base64, whatever the provider answered with). The same call as
+        `image_generation` / `image_edit` in every other respect."""
+        operation = "image_edit" if isinstance(request, ImageEditRequest) else "image_generation"
+        as_base64 = msgspec.structs.replace(request, response_format="b64_json")
+        called = options or CallOptions()
+
+        async def run(streamed: CallOptions) -> Served[ImageResponse]:
+            return await self._images(operation, as_base64, streamed)
+
+        async def image_bytes(url: str) -> bytes:
+            return await self._image_bytes(url, called)
+
+        return image_events(
+            operation, run, called, partial_images=partial_images, image_bytes=image_bytes
+        )
+
     async def image_variation(
         self, request: ImageVariationRequest, options: CallOptions | None = None
     ) -> Served[ImageResponse]:
@@ -424,6 +451,8 @@ class Gateway:
             relay=options.relay and not converting and cache is None,
             caller_credentials_only=target.direct,
             on_progress=options.on_progress,
+            on_partial=options.on_partial,
+            partial_images=options.partial_images,
             cache=self.provider_cache,
             environ=environ,
         )

@@ -20,6 +20,7 @@ from prismgate.catalog import ModelInfo, builtin_catalog
 from prismgate.config import load_config
 from prismgate.errors import BadRequestError, NotFoundError, PrismgateError
 from prismgate.gateway import CallOptions, Gateway
+from prismgate.image_streams import stream_fields
 from prismgate.media.inputs import input_image, input_images
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
 from prismgate.streaming import chunks_from_events, iterate_in_thread
@@ -28,6 +29,7 @@ from prismgate.types import (
     ImageGenerationRequest,
     ImageRequest,
     ImageResponse,
+    ImageStreamEvent,
     ImageVariationRequest,
     Served,
 )
@@ -110,6 +112,60 @@ def _synchronous(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T
     return run
 
 
+def _image_events(
+    request: ImageGenerationRequest | ImageEditRequest,
+    options: CallOptions,
+    gateway: Gateway | None,
+    stream: bool,
+    partial_images: int | None,
+) -> AsyncIterator[ImageStreamEvent]:
+    """A streamed image call's events, on the caller's gateway or on one made for it."""
+    _, partial = stream_fields({"stream": stream, "partial_images": partial_images})
+
+    async def events() -> AsyncIterator[ImageStreamEvent]:
+        serving = gateway if gateway is not None else Gateway()
+        try:
+            streamed = serving.image_stream(request, options, partial_images=partial)
+            try:
+                async for event in streamed:
+                    yield event
+            finally:
+                await streamed.aclose()
+        finally:
+            if gateway is None:  # this call made it, this call closes it
+                await serving.aclose()
+
+    return events()
+
+
+def _synchronous_images(
+    function: Callable[P, Coroutine[Any, Any, ImageResponse | AsyncIterator[ImageStreamEvent]]],
+) -> Callable[P, ImageResponse | Iterator[ImageStreamEvent]]:
+    """The blocking twin of an async image function: a stream becomes a blocking
+    iterator of its events."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> ImageResponse | Iterator[ImageStreamEvent]:
+        arguments = signature.bind(*args, **kwargs).arguments
+        if not arguments.get("stream") and not arguments.get("partial_images"):
+            result = _run(function(*args, **kwargs))
+            assert isinstance(result, ImageResponse)
+            return result
+
+        async def events() -> AsyncIterator[ImageStreamEvent]:
+            streamed = await function(*args, **kwargs)
+            assert not isinstance(streamed, ImageResponse)
+            async for event in streamed:
+                yield event
+
+        return iterate_in_thread(events)
+
+    run.__name__ = run.__qualname__ = function.__name__.removeprefix("a")
+    run.__doc__ = f"Blocking form of `{function.__name__}`; with `stream=True`, an iterator."
+    return run
+
+
 async def aimage_generation(
     prompt: str,
     model: str | None = None,
@@ -127,8 +183,10 @@ async def aimage_generation(
     *,
     drop_params: bool | None = None,
     gateway: Gateway | None = None,
+    stream: bool = False,
+    partial_images: int | None = None,
     **provider_params: Any,
-) -> ImageResponse:
+) -> ImageResponse | AsyncIterator[ImageStreamEvent]:
     """Generate images with any provider, in the OpenAI shape.
 
     `model` is `provider/model` (`openai/dall-e-3`, `azure/<deployment>`, `mock/any`) or a
@@ -143,6 +201,10 @@ async def aimage_generation(
     (`response["data"][0]["url"]`), `model_dump()`, `to_dict()`, `json()` (LiteLLM's).
     Its `_hidden_params` tells which provider served it and its cost. Failures raise a
     `PrismgateError` with openai's `status_code`, `body` (a dict) and `response`.
+
+    With `stream=True` it returns an async iterator of OpenAI's stream events: up to
+    `partial_images` (0 to 3) `ImagePartialEvent` previews an image where the provider
+    makes them, then one `ImageCompletedEvent` an image (base64), for every provider.
     """
     fields: dict[str, Any] = {
         "prompt": prompt,
@@ -170,10 +232,12 @@ async def aimage_generation(
         drop_params,
         extra,
     )
+    if stream or partial_images:
+        return _image_events(request, options, gateway, stream, partial_images)
     return await _serve_images(request, options, gateway)
 
 
-image_generation = _synchronous(aimage_generation)
+image_generation = _synchronous_images(aimage_generation)
 
 
 async def aimage_edit(
@@ -194,15 +258,18 @@ async def aimage_edit(
     *,
     drop_params: bool | None = None,
     gateway: Gateway | None = None,
+    stream: bool = False,
+    partial_images: int | None = None,
     **provider_params: Any,
-) -> ImageResponse:
+) -> ImageResponse | AsyncIterator[ImageStreamEvent]:
     """Edit images with any provider that can, in the OpenAI shape (`/v1/images/edits`).
 
     `image` is one image or a list (bytes, a path, a binary file, or a `(filename, bytes)`
     tuple, as the openai client takes them); `mask` is one image whose fully transparent
     pixels mark where the first image may change. Other arguments are as for
     `aimage_generation`; `background`, `output_format`, `output_compression`,
-    `input_fidelity` and `negative_prompt` may be passed as keywords.
+    `input_fidelity` and `negative_prompt` may be passed as keywords; `stream` and
+    `partial_images` as for `aimage_generation` (`image_edit.*` events).
     """
     fields: dict[str, Any] = {
         "prompt": prompt, "model": model, "n": n, "quality": quality,
@@ -217,10 +284,12 @@ async def aimage_edit(
         custom_llm_provider=custom_llm_provider, model_info=model_info,
     )  # fmt: skip
     options = _call_options(overrides, timeout, drop_params, extra)
+    if stream or partial_images:
+        return _image_events(request, options, gateway, stream, partial_images)
     return await _serve_images(request, options, gateway)
 
 
-image_edit = _synchronous(aimage_edit)
+image_edit = _synchronous_images(aimage_edit)
 
 
 async def aimage_variation(

@@ -9,6 +9,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -20,6 +21,7 @@ __all__ = ["RelayedStream", "chunks_from_events", "iterate_in_thread"]
 
 log = logging.getLogger(__name__)
 
+Item = TypeVar("Item")
 _ErrorEnvelope = msgspec.json.Decoder(dict[str, dict[str, object]])
 TAIL_BYTES = 8192  # what is kept of a stream's end: its usage chunk is well under this
 
@@ -175,7 +177,7 @@ async def chunks_from_events(events: AsyncIterator[bytes]) -> AsyncIterator[Chat
             yield decoder.decode(payload)
 
 
-def iterate_in_thread(make: Callable[[], AsyncIterator[ChatChunk]]) -> Iterator[ChatChunk]:
+def iterate_in_thread(make: Callable[[], AsyncIterator[Item]]) -> Iterator[Item]:
     """A blocking iterator over an async one, run on its own event loop in a thread.
 
     Leaving the loop early stops the producer, which closes the upstream call.
@@ -204,8 +206,7 @@ def iterate_in_thread(make: Callable[[], AsyncIterator[ChatChunk]]) -> Iterator[
             if kind == "error":
                 assert isinstance(value, BaseException)
                 raise value
-            assert isinstance(value, ChatChunk)
-            yield value
+            yield cast("Item", value)
     finally:
         stop.set()
         while thread.is_alive():  # let a blocked producer finish its put

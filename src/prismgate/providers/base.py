@@ -32,6 +32,7 @@ from prismgate.types import (
     ImageGenerationRequest,
     ImageResponse,
     ImageVariationRequest,
+    PartialImage,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
 
@@ -330,6 +331,10 @@ class ImageCall(Generic[R]):
     environ: Mapping[str, str] = field(default_factory=dict)
     # For providers that answer with a job (prismgate.providers.jobs): told as it moves.
     on_progress: ProgressCallback | None = None
+    # A streamed call: previews of the images, up to `partial_images` each, handed over
+    # as the provider sends them (OpenAI's `partial_images`; polling providers' previews).
+    on_partial: Callable[[PartialImage], None] | None = None
+    partial_images: int = 0
 
 
 ImageGenerationCall = ImageCall[ImageGenerationRequest]

@@ -153,3 +153,44 @@ class ImageResponse(
     @filtered.setter
     def filtered(self, reasons: tuple[str, ...]) -> None:
         self.__dict__["_filtered"] = reasons
+
+
+class PartialImage(msgspec.Struct, kw_only=True, frozen=True):
+    """A preview of an image still being made, as a provider reports it mid-call."""
+
+    b64_json: str
+    partial_image_index: int
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+
+
+class ImagePartialEvent(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True):
+    """OpenAI's `image_generation.partial_image` (or `image_edit.partial_image`) event."""
+
+    type: str
+    b64_json: str
+    partial_image_index: int
+    created_at: int
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+
+
+class ImageCompletedEvent(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True):
+    """OpenAI's `image_generation.completed` (or `image_edit.completed`) event: one
+    finished image, and the usage of its call where the provider counts tokens."""
+
+    type: str
+    b64_json: str
+    created_at: int
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    usage: ImageUsage | None = None
+
+
+ImageStreamEvent = ImagePartialEvent | ImageCompletedEvent

@@ -7,6 +7,7 @@ images as files. The same field table builds both.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from prismgate.providers.base import (
     TranslateError,
     build_body,
 )
+from prismgate.providers.sse import read_events
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -48,6 +50,7 @@ from prismgate.types import (
     ImageUsage,
     ImageVariationRequest,
     InputImage,
+    PartialImage,
     image_params,
 )
 
@@ -192,6 +195,50 @@ class _ErrorDetail(msgspec.Struct):
 
 class _ErrorEnvelope(msgspec.Struct):
     error: _ErrorDetail | str | None = None
+
+
+# Models that stream their images as events (OpenAI: GPT image models only).
+STREAMING_MODEL_PREFIXES = ("gpt-image", "chatgpt-image")
+
+
+class _StreamEvent(msgspec.Struct):
+    type: str = ""
+    b64_json: str | None = None
+    partial_image_index: int | None = None
+    created_at: int | None = None
+    size: str | None = None
+    quality: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    usage: ImageUsage | None = None
+    error: _ErrorDetail | str | None = None
+
+
+_stream_event = msgspec.json.Decoder(_StreamEvent)
+
+
+def _stream_error(
+    provider: str, error: _ErrorDetail | str | None, redact: Redactor
+) -> PrismgateError:
+    """An `error` event: the stream's status was 200, so the error's own code decides."""
+    detail = error if isinstance(error, _ErrorDetail) else _ErrorDetail(message=error)
+    code = None if detail.code is None else str(detail.code)
+    status = 400 if code in ("moderation_blocked", "content_policy_violation") else 500
+    message = redact(detail.message or "the image stream ended with an error")
+    return from_upstream(status, message, provider=provider, code=code, param=detail.param)
+
+
+def _summed(usages: list[ImageUsage]) -> ImageUsage | None:
+    """One usage for several completed images (each event counts its own)."""
+    if not usages:
+        return None
+    if len(usages) == 1:
+        return usages[0]
+    return ImageUsage(
+        input_tokens=sum(u.input_tokens for u in usages),
+        output_tokens=sum(u.output_tokens for u in usages),
+        total_tokens=sum(u.total_tokens for u in usages),
+    )
 
 
 def _skimmed(body: bytes) -> ImageResponse:
@@ -420,7 +467,15 @@ class OpenAIImages:
         if self.model_in_body(call.credentials):
             body["model"] = call.deployment.model
         body.update(build_body(self.fields, values, call.capabilities, call.extra))
+        if self._streams(call):
+            body.update(stream=True, partial_images=call.partial_images)
         return body
+
+    def _streams(self, call: ImageCall[Any]) -> bool:
+        """Whether to ask for the answer as events: the caller wants previews, and the
+        model makes them (GPT image models do; DALL·E does not)."""
+        wanted = call.on_partial is not None and call.partial_images > 0
+        return wanted and self._model(call).startswith(STREAMING_MODEL_PREFIXES)
 
     @staticmethod
     def _model(call: ImageCall[Any]) -> str:
@@ -455,8 +510,11 @@ class OpenAIImages:
             body=body,
             timeout=call.timeout,
             connect_timeout=call.connect_timeout,
-            max_answer_bytes=image_answer_bytes(call.request.n or 1),
+            # A stream carries the previews besides the images.
+            max_answer_bytes=image_answer_bytes((call.request.n or 1) * (1 + call.partial_images)),
         )
+        if self._streams(call):
+            return await self._streamed(call, http, request)
         response = await http.send(request)
         if response.status >= 400:
             raise openai_error(self.provider, response, call.redact)
@@ -468,3 +526,49 @@ class OpenAIImages:
             raise unreadable_answer(
                 self.provider, response.status, f"not an OpenAI images response ({exc})"
             ) from exc
+
+    async def _streamed(
+        self, call: ImageCall[Any], http: Transport, request: UpstreamRequest
+    ) -> ImageResponse:
+        """The answer as events: each preview handed to `call.on_partial` as it arrives,
+        the completed images gathered into one ImagesResponse (usage summed)."""
+        assert call.on_partial is not None  # _streams said so
+        async with http.stream(request) as upstream:
+            if upstream.status >= 400:
+                failed = UpstreamResponse(upstream.status, upstream.headers, await upstream.read())
+                raise openai_error(self.provider, failed, call.redact)
+            done: list[_StreamEvent] = []
+            async for event in read_events(upstream.chunks()):
+                try:
+                    data = _stream_event.decode(event.data)
+                except msgspec.DecodeError as exc:
+                    raise unreadable_answer(
+                        self.provider, upstream.status, f"not an image stream event ({exc})"
+                    ) from exc
+                if data.error is not None or data.type == "error":
+                    raise _stream_error(self.provider, data.error, call.redact)
+                if data.type.endswith(".partial_image") and data.b64_json:
+                    call.on_partial(
+                        PartialImage(
+                            b64_json=data.b64_json,
+                            partial_image_index=data.partial_image_index or 0,
+                            size=data.size,
+                            quality=data.quality,
+                            background=data.background,
+                            output_format=data.output_format,
+                        )
+                    )
+                elif data.type.endswith(".completed") and data.b64_json:
+                    done.append(data)
+        if not done:
+            raise unreadable_answer(self.provider, upstream.status, "a stream with no image")
+        last = done[-1]
+        return ImageResponse(
+            created=last.created_at or int(time.time()),
+            data=[ImageObject(b64_json=event.b64_json) for event in done],
+            usage=_summed([event.usage for event in done if event.usage is not None]),
+            background=last.background,
+            output_format=last.output_format,
+            quality=last.quality,
+            size=last.size,
+        )
