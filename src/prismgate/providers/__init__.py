@@ -34,6 +34,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "stability": ("prismgate.providers.stability", "STABILITY"),
     "together_ai": ("prismgate.providers.together", "TOGETHER_AI"),
     "fireworks_ai": ("prismgate.providers.fireworks", "FIREWORKS_AI"),
+    "recraft": ("prismgate.providers.recraft", "RECRAFT"),
+    "byteplus": ("prismgate.providers.byteplus", "BYTEPLUS"),
 }
 
 
