@@ -24,9 +24,11 @@ ways (error status, delay, connection reset, truncated body).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
+import threading
 import time
 import uuid
 import zlib
@@ -121,11 +123,15 @@ class OpenAIEmulator(EmulatorServer):
         self.deployments = dict(DEFAULT_DEPLOYMENTS if deployments is None else deployments)
         self._files: dict[str, bytes] = {}
         self.images: list[SeenImage] = []
+        # While set to an unset Event, a streamed image answer sends its previews and waits
+        # for it before its completed events: what arrived before can be seen to arrive.
+        self.hold_completed: threading.Event | None = None
 
     def reset(self) -> None:
         """Forget recorded requests, seen chat images and pending faults."""
         super().reset()
         self.images.clear()
+        self.hold_completed = None
 
     # ------------------------------------------------------------------ HTTP plumbing
 
@@ -148,11 +154,34 @@ class OpenAIEmulator(EmulatorServer):
             target = self._chat_target(request)
             if target is not None:
                 return await self._chat(request, raw, fault, target)
+            answer = self._route(request, raw)
+            if isinstance(answer, _ImageEvents):
+                return await self._send_events(request, answer.events, fault)
             if fault is not None and fault.kind == "stream_error":
                 return self._status_fault(request, Fault("status", status=fault.status or 500))
-            return self._route(request, raw)
+            return answer
         except ApiError as error:
             return _error_response(error)
+
+    async def _send_events(
+        self, request: web.Request, events: list[tuple[str, str]], fault: Fault | None
+    ) -> web.StreamResponse:
+        """A streamed image answer, event by event (a `stream_error` fault: an error event
+        after the first one)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for number, (kind, event) in enumerate(events):
+            if kind == "completed" and (hold := self.hold_completed) is not None:
+                while not hold.is_set():
+                    await asyncio.sleep(0.01)
+            await response.write(event.encode())
+            if number == 0 and fault is not None and fault.kind == "stream_error":
+                message = fault.message or "The server had an error"
+                error = {"message": message, "type": "server_error", "code": "server_error"}
+                await response.write(_sse("error", {"error": error}).encode())
+                break
+        await response.write_eof()
+        return response
 
     def _chat_target(self, request: web.Request) -> tuple[str | None] | None:
         """``None``: not a chat route; else the Azure classic deployment (or ``None``)."""
@@ -358,16 +387,18 @@ class OpenAIEmulator(EmulatorServer):
                     ),
                 }
             )
-        # Streaming: the whole SSE exchange in one body (partials, then the final image).
-        events: list[str] = []
+        # Streaming: partials, then the final image, each image in turn; sent event by event.
+        events: list[tuple[str, str]] = []
         single_usage = rules.usage(prompt, quality, width, height, 1, input_images=input_images)
         for image in images:
             base = {"b64_json": _b64(image), "created_at": created, **meta}
             for index in range(body.get("partial_images") or 0):
                 partial = {**base, "partial_image_index": index}
-                events.append(_sse(f"{event}.partial_image", partial))
-            events.append(_sse(f"{event}.completed", {**base, "usage": single_usage}))
-        return web.Response(text="".join(events), content_type="text/event-stream")
+                events.append(("partial", _sse(f"{event}.partial_image", partial)))
+            events.append(
+                ("completed", _sse(f"{event}.completed", {**base, "usage": single_usage}))
+            )
+        return _ImageEvents(events)
 
     # ------------------------------------------------------------------ edits, variations
 
@@ -451,6 +482,14 @@ class OpenAIEmulator(EmulatorServer):
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+class _ImageEvents(web.Response):
+    """A streamed image answer still to be sent (by `_send_events`)."""
+
+    def __init__(self, events: list[tuple[str, str]]) -> None:
+        super().__init__(status=200)
+        self.events = events
 
 
 def _sse(event: str, payload: JsonObject) -> str:

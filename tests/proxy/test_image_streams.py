@@ -5,8 +5,10 @@ they arrive, and a completed event for every provider."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import io
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -64,6 +66,42 @@ def test_openai_previews_are_relayed_through_the_openai_clients_stream(
     # Upstream, the gateway asked OpenAI for the stream itself.
     sent = openai_emulator.requests[-1].json
     assert (sent["stream"], sent["partial_images"]) == (True, 2)
+
+
+def test_previews_reach_the_client_before_the_image_is_finished(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
+) -> None:
+    proxy = serve(emulated_gpt_image(openai_emulator))
+    # The emulator sends the previews, then holds the finished image until told.
+    openai_emulator.hold_completed = threading.Event()
+    stream = iter(
+        client(proxy).images.generate(model="painter", prompt="a kite", stream=True,
+                                      partial_images=2)
+    )  # fmt: skip
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(next, stream).result(timeout=20)  # not buffered to the end
+    assert first.type == "image_generation.partial_image"
+    openai_emulator.hold_completed.set()
+    assert [event.type for event in stream] == [
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+
+
+def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
+) -> None:
+    proxy = serve(emulated_gpt_image(openai_emulator))
+    openai_emulator.fail_next("stream_error", message="the GPU caught fire")
+    seen: list[str] = []
+    with pytest.raises(openai.APIError, match="the GPU caught fire"):
+        for event in client(proxy).images.generate(
+            model="painter", prompt="a kite", stream=True, partial_images=2
+        ):
+            seen.append(event.type)
+    assert seen == ["image_generation.partial_image"]
+    # A preview had been relayed: the call was not made again behind the caller's back.
+    assert len([r for r in openai_emulator.requests if r.path.endswith("/generations")]) == 1
 
 
 def test_an_edit_streams_image_edit_events(

@@ -228,6 +228,18 @@ def _stream_error(
     return from_upstream(status, message, provider=provider, code=code, param=detail.param)
 
 
+def _preview(event: _StreamEvent) -> PartialImage:
+    assert event.b64_json is not None
+    return PartialImage(
+        b64_json=event.b64_json,
+        partial_image_index=event.partial_image_index or 0,
+        size=event.size,
+        quality=event.quality,
+        background=event.background,
+        output_format=event.output_format,
+    )
+
+
 def _summed(usages: list[ImageUsage]) -> ImageUsage | None:
     """One usage for several completed images (each event counts its own)."""
     if not usages:
@@ -471,6 +483,18 @@ class OpenAIImages:
             body.update(stream=True, partial_images=call.partial_images)
         return body
 
+    def _stream_event(self, data: bytes, status: int, redact: Redactor) -> _StreamEvent:
+        """One event of an image stream; an `error` event raises."""
+        try:
+            event = _stream_event.decode(data)
+        except msgspec.DecodeError as exc:
+            raise unreadable_answer(
+                self.provider, status, f"not an image stream event ({exc})"
+            ) from exc
+        if event.error is not None or event.type == "error":
+            raise _stream_error(self.provider, event.error, redact)
+        return event
+
     def _streams(self, call: ImageCall[Any]) -> bool:
         """Whether to ask for the answer as events: the caller wants previews, and the
         model makes them (GPT image models do; DALL·E does not)."""
@@ -538,28 +562,20 @@ class OpenAIImages:
                 failed = UpstreamResponse(upstream.status, upstream.headers, await upstream.read())
                 raise openai_error(self.provider, failed, call.redact)
             done: list[_StreamEvent] = []
-            async for event in read_events(upstream.chunks()):
-                try:
-                    data = _stream_event.decode(event.data)
-                except msgspec.DecodeError as exc:
-                    raise unreadable_answer(
-                        self.provider, upstream.status, f"not an image stream event ({exc})"
-                    ) from exc
-                if data.error is not None or data.type == "error":
-                    raise _stream_error(self.provider, data.error, call.redact)
-                if data.type.endswith(".partial_image") and data.b64_json:
-                    call.on_partial(
-                        PartialImage(
-                            b64_json=data.b64_json,
-                            partial_image_index=data.partial_image_index or 0,
-                            size=data.size,
-                            quality=data.quality,
-                            background=data.background,
-                            output_format=data.output_format,
-                        )
-                    )
-                elif data.type.endswith(".completed") and data.b64_json:
-                    done.append(data)
+            relayed = False
+            try:
+                async for event in read_events(upstream.chunks()):
+                    data = self._stream_event(event.data, upstream.status, call.redact)
+                    if data.type.endswith(".partial_image") and data.b64_json:
+                        call.on_partial(_preview(data))
+                        relayed = True
+                    elif data.type.endswith(".completed") and data.b64_json:
+                        done.append(data)
+            except PrismgateError as error:
+                # Previews have reached the caller, and the images are billed: a retry
+                # would make them again.
+                error.request_sent = error.request_sent or relayed
+                raise
         if not done:
             raise unreadable_answer(self.provider, upstream.status, "a stream with no image")
         last = done[-1]
