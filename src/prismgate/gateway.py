@@ -25,6 +25,7 @@ from prismgate.call_options import CallOptions
 from prismgate.call_records import CallRecord
 from prismgate.call_reporting import CallReporting
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
+from prismgate.chat_images import image_delivery, linked_images
 from prismgate.config import Config, load_config
 from prismgate.config_secrets import config_secrets
 from prismgate.cost import chat_cost, image_cost
@@ -499,8 +500,10 @@ class Gateway:
     async def chat_completion(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
     ) -> Served[ChatCompletion]:
-        """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong."""
-        options = options or CallOptions()
+        """One whole chat completion. Raises a `PrismgateError` for anything that goes wrong.
+        Images the model made are in `message.images`: data URLs, or signed links to the
+        image store when the request's `image_response_format` is `url`."""
+        options, linked = image_delivery(options or CallOptions(), streamed=False)
         record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[ChatCompletion]:
@@ -534,7 +537,10 @@ class Gateway:
             return served
 
         async def work() -> Served[ChatCompletion]:
-            return await self._serve(request.model, request, options, attempt, tokens=_chat_tokens)
+            served = await self._serve(
+                request.model, request, options, attempt, tokens=_chat_tokens
+            )
+            return await self._chat_images_linked(served, options) if linked else served
 
         return await self.reporting.run(
             "chat_completion", request.model, request, options, work=work, record=record
@@ -547,8 +553,8 @@ class Gateway:
         `data: [DONE]`; close it (`aclose()`) when done with it, read or not. Failures
         before the first event raise (the caller can still answer with an error status,
         and the router can still retry); later ones become an error event that ends the
-        stream."""
-        options = options or CallOptions()
+        stream. Images the model made come as data URLs in the deltas' `images`."""
+        options, _ = image_delivery(options or CallOptions(), streamed=True)
         record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[RelayedStream]:
@@ -584,6 +590,22 @@ class Gateway:
         return await self.reporting.run(
             "chat_completion", request.model, request, options, work=work, record=record
         )
+
+    async def _chat_images_linked(
+        self, served: Served[ChatCompletion], options: CallOptions
+    ) -> Served[ChatCompletion]:
+        """The answer's images stored, and linked by signed URLs (the proxy; an SDK call
+        without a public base URL keeps data URLs, as images answers do)."""
+        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
+        if base is None:
+            return served
+
+        async def stored(url: str) -> str:
+            data = await self._image_bytes(url, options)
+            name = await self.image_store.put(data, sniff_image_type(data[:16]) or "image/png")
+            return self.image_links.link(base, name)
+
+        return Served(await linked_images(served.value, stored), served.meta)
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target

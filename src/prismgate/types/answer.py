@@ -42,8 +42,8 @@ def plain(value: Any, *, exclude_none: bool = False) -> Any:
             out[config.tag_field] = config.tag
         for name in value.__struct_fields__:
             item = getattr(value, name)
-            if item is None and exclude_none:
-                continue
+            if (item is None and exclude_none) or item is msgspec.UNSET:
+                continue  # UNSET: a field of ours that is not OpenAI's, with nothing in it
             out[name] = plain(item, exclude_none=exclude_none)
         return out
     if isinstance(value, list | tuple):

@@ -10,6 +10,8 @@ from prismgate.types.answer import AnswerObject
 from prismgate.types.meta import WithCallMeta
 
 __all__ = [
+    "AnsweredImage",
+    "AnsweredImageURL",
     "AudioPart",
     "ChatChoice",
     "ChatChunk",
@@ -117,6 +119,20 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
         return any(message.image_parts() for message in self.messages)
 
 
+class AnsweredImageURL(AnswerObject, msgspec.Struct, kw_only=True):
+    """Where an answered image is: a data URL, or a signed link to the image store."""
+
+    url: str
+
+
+class AnsweredImage(AnswerObject, msgspec.Struct, kw_only=True):
+    """An image a chat model made (Gemini image models, OpenRouter's image output), in
+    `message.images`, the shape OpenRouter and the peers share."""
+
+    image_url: AnsweredImageURL
+    type: str = "image_url"
+
+
 class ResponseMessage(AnswerObject, msgspec.Struct, kw_only=True):
     """The assistant's answer."""
 
@@ -126,6 +142,9 @@ class ResponseMessage(AnswerObject, msgspec.Struct, kw_only=True):
     refusal: str | None = None
     # OpenAI's citations (`url_citation`, from its web-search models), kept as they came.
     annotations: list[dict[str, Any]] | None = None
+    # Images the model made, where it makes them: not OpenAI's field, so left out of the
+    # answer unless there are some.
+    images: list[AnsweredImage] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ChatChoice(AnswerObject, msgspec.Struct, kw_only=True):
@@ -169,6 +188,7 @@ class ChunkDelta(AnswerObject, msgspec.Struct, kw_only=True, omit_defaults=True)
     content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
+    images: list[AnsweredImage] | None = None
 
 
 class ChunkChoice(AnswerObject, msgspec.Struct, kw_only=True):

@@ -52,6 +52,8 @@ from prismgate.providers.google.images import (
 from prismgate.providers.sse import read_events, sse_data
 from prismgate.transport import Transport
 from prismgate.types.chat import (
+    AnsweredImage,
+    AnsweredImageURL,
     ChatChoice,
     ChatChunk,
     ChatCompletion,
@@ -193,9 +195,16 @@ def _gs_type(image: ImageURL) -> str:
     )
 
 
-class _Part(msgspec.Struct):
+class _Blob(msgspec.Struct, rename="camel"):
+    mime_type: str = "image/png"
+    data: str = ""
+
+
+class _Part(msgspec.Struct, rename="camel"):
     text: str | None = None
     thought: bool = False
+    # An image the model made (Gemini image models).
+    inline_data: _Blob | None = None
 
 
 class _Content(msgspec.Struct):
@@ -210,6 +219,19 @@ class _Candidate(msgspec.Struct, rename="camel"):
     def text(self) -> str:
         # Thought summaries (thinking models) are not part of the answer.
         return "".join(part.text or "" for part in self.content.parts if not part.thought)
+
+    def images(self) -> list[AnsweredImage] | None:
+        """The images the model made, as data URLs (the gateway may store and link them)."""
+        made = [
+            AnsweredImage(
+                image_url=AnsweredImageURL(
+                    url=f"data:{part.inline_data.mime_type};base64,{part.inline_data.data}"
+                )
+            )
+            for part in self.content.parts
+            if part.inline_data is not None and part.inline_data.data and not part.thought
+        ]
+        return made or None
 
 
 class _UsageMetadata(msgspec.Struct, rename="camel"):
@@ -267,7 +289,9 @@ def _completion(provider: str, answer: GoogleAnswer, model: str) -> ChatCompleti
     choices = [
         ChatChoice(
             index=candidate.index,
-            message=ResponseMessage(content=candidate.text() or None),
+            message=ResponseMessage(
+                content=candidate.text() or None, images=candidate.images() or msgspec.UNSET
+            ),
             finish_reason=FINISH_REASONS.get(candidate.finish_reason or "", "stop"),
         )
         for candidate in answer.candidates
@@ -350,6 +374,8 @@ class _StreamTranslator:
         for candidate in event.candidates:
             if text := candidate.text():
                 chunks.append(self._chunk(ChunkDelta(content=text), index=candidate.index))
+            if images := candidate.images():
+                chunks.append(self._chunk(ChunkDelta(images=images), index=candidate.index))
             if candidate.finish_reason:
                 reason = FINISH_REASONS.get(candidate.finish_reason, "stop")
                 self.finished[candidate.index] = reason
