@@ -34,6 +34,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "stability": ("prismgate.providers.stability", "STABILITY"),
     "together_ai": ("prismgate.providers.together", "TOGETHER_AI"),
     "fireworks_ai": ("prismgate.providers.fireworks", "FIREWORKS_AI"),
+    "fal_ai": ("prismgate.providers.fal", "FAL_AI"),
     "recraft": ("prismgate.providers.recraft", "RECRAFT"),
     "byteplus": ("prismgate.providers.byteplus", "BYTEPLUS"),
 }
