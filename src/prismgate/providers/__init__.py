@@ -35,6 +35,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "together_ai": ("prismgate.providers.together", "TOGETHER_AI"),
     "fireworks_ai": ("prismgate.providers.fireworks", "FIREWORKS_AI"),
     "fal_ai": ("prismgate.providers.fal", "FAL_AI"),
+    "black_forest_labs": ("prismgate.providers.black_forest_labs", "BLACK_FOREST_LABS"),
+    "replicate": ("prismgate.providers.replicate", "REPLICATE"),
     "recraft": ("prismgate.providers.recraft", "RECRAFT"),
     "byteplus": ("prismgate.providers.byteplus", "BYTEPLUS"),
 }
