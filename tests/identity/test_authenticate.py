@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.errors import AuthenticationError
-from prismgate.identity import Authenticator
+from prismgate.identity import Authenticator, authenticate
 from prismgate.identity.accounts import Accounts
-from prismgate.identity.wire import GenerateKey, NewTeam
+from prismgate.identity.keys import token_of
+from prismgate.identity.wire import DeleteKeys, GenerateKey, NewTeam
 from prismgate.storage.records import TeamRecord
 from prismgate.storage.sql import SqlKeyStore, database_url, open_engine, upgrade
 
@@ -65,3 +66,54 @@ async def test_a_key_blocked_while_its_read_is_under_way_is_refused_at_once(
         await after  # begun after it: its own read, not the one under way
     with pytest.raises(AuthenticationError, match="is blocked"):
         await authenticator.authenticate(key)  # and the read under way was not kept
+
+
+async def test_a_key_is_digested_once_and_unknown_keys_are_not_kept(
+    store: HeldTeamReads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digested: list[str] = []
+
+    def counted(key: str) -> str:
+        digested.append(key)
+        return token_of(key)
+
+    monkeypatch.setattr(authenticate, "token_of", counted)
+    now = [1000.0]
+    authenticator = Authenticator("sk-master-test-0001", store, clock=lambda: now[0])
+    accounts = Accounts(store, on_change=authenticator.forget)
+    key = (await accounts.generate_key(GenerateKey(key_alias="ci")))["key"]
+
+    for _ in range(3):
+        now[0] += 1.0  # past the staleness: the key is read again, not digested again
+        assert (await authenticator.authenticate(key)).key_alias == "ci"
+    assert digested == [key]
+
+    for _ in range(2):  # a key that names nothing: digested each time, never kept
+        with pytest.raises(AuthenticationError, match="not valid"):
+            await authenticator.authenticate("sk-not-a-key")
+    assert digested == [key, "sk-not-a-key", "sk-not-a-key"]
+
+
+async def test_a_deleted_key_is_refused_and_its_digest_forgotten(store: HeldTeamReads) -> None:
+    authenticator = Authenticator("sk-master-test-0001", store, clock=lambda: 1000.0)
+    accounts = Accounts(store, on_change=authenticator.forget)
+    key = (await accounts.generate_key(GenerateKey(key_alias="ci")))["key"]
+    assert (await authenticator.authenticate(key)).key_alias == "ci"
+    assert key in authenticator._digests
+
+    await accounts.delete_keys(DeleteKeys(keys=[key]))
+    assert key not in authenticator._digests
+    with pytest.raises(AuthenticationError):
+        await authenticator.authenticate(key)
+
+
+async def test_the_digests_kept_are_bounded(
+    store: HeldTeamReads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(authenticate, "DIGESTS_KEPT", 2)
+    authenticator = Authenticator("sk-master-test-0001", store, clock=lambda: 1000.0)
+    accounts = Accounts(store, on_change=authenticator.forget)
+    keys = [(await accounts.generate_key(GenerateKey()))["key"] for _ in range(3)]
+    for key in keys:
+        await authenticator.authenticate(key)
+    assert list(authenticator._digests) == keys[1:]  # the oldest went first

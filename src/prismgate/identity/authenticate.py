@@ -6,6 +6,12 @@ key that was blocked, deleted or changed stops working everywhere within its sta
 (half a second), concurrent lookups of one key share one read, unknown keys are
 remembered too, and when the store does not answer a key read before is served as it was
 last read while a key never read gets a 503.
+
+A key's digest is remembered too, for the keys that named a generated key (at most
+`DIGESTS_KEPT`, the oldest going first): a busy key is digested once, not on every call.
+This keeps those raw keys in memory for longer than a request, as the gateway already
+keeps its master key and the providers' keys; keys that match nothing are never kept, so
+a caller trying keys cannot fill it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from prismgate.identity.principal import Principal
 from prismgate.identity.stale_cache import DEFAULT_STALENESS, MAX_CACHED, StaleCache
 from prismgate.storage import KeyStore
 
-__all__ = ["DEFAULT_STALENESS", "Authenticator"]
+__all__ = ["DEFAULT_STALENESS", "DIGESTS_KEPT", "Authenticator"]
+
+DIGESTS_KEPT = 4096  # keys whose digest is kept (SHA-256 and hex: ~6k instructions a call)
 
 _ADMIN_SCOPE = "admin"
 _ADMIN = Principal(role="admin", scope=_ADMIN_SCOPE)
@@ -47,6 +55,9 @@ class Authenticator:
         self._cache: StaleCache[str, Principal | None] = StaleCache(
             self._read, what="a key", staleness=staleness, max_cached=max_cached, clock=clock
         )
+        # Presented key -> its digest, for keys that named a generated key; insertion
+        # order is age, so the oldest is the first.
+        self._digests: dict[str, str] = {}
 
     @property
     def open(self) -> bool:
@@ -59,10 +70,13 @@ class Authenticator:
         if presented and master is not None and hmac.compare_digest(presented.encode(), master):
             return _ADMIN
         if presented:
-            token = token_of(presented)
+            known = self._digests.get(presented)
+            token = token_of(presented) if known is None else known
             fresh = self._cache.fresh(token) if self.keys is not None else None
             found = fresh[0] if fresh is not None else await self._lookup(token)
             if found is not None:
+                if known is None:
+                    self._remember(presented, token)
                 _check_live(found)
                 return found
             if self._master is None:
@@ -96,6 +110,16 @@ class Authenticator:
         """Drop a cached key now (this instance changed it): a read of it already under
         way is not kept, so a key just blocked cannot be cached again as it was."""
         self._cache.forget(token)
+        # Nor its raw key (a key changed here is usually one being deleted or blocked).
+        for presented in [p for p, digest in self._digests.items() if digest == token]:
+            del self._digests[presented]
+
+    def _remember(self, presented: str, token: str) -> None:
+        """Keep `presented`'s digest (a key that names a generated key)."""
+        digests = self._digests
+        if len(digests) >= DIGESTS_KEPT:
+            del digests[next(iter(digests))]
+        digests[presented] = token
 
     async def _lookup(self, token: str) -> Principal | None:
         if self.keys is None:
