@@ -30,7 +30,7 @@ from prismgate.config import LiteLLMParams
 from prismgate.errors import BadRequestError
 from prismgate.identity.wire import iso
 from prismgate.observability.redaction import Redactor
-from prismgate.providers import provider_settings
+from prismgate.providers import portkey_fields_instead, provider_settings
 from prismgate.routing.virtual_keys import deployment_fields
 from prismgate.types.validation import convert_request
 
@@ -58,18 +58,25 @@ def _camel(name: str) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
-# Portkey fields this gateway does not take, with what to do instead.
+# Portkey fields this gateway does not take, with what to do instead (and those the
+# providers declare: `Provider.portkey_fields_instead`).
 _INSTEAD = {
-    "resource_name": "give api_base instead (https://<resource>.openai.azure.com)",
-    "deployment_name": "the request's model names the Azure deployment",
-    "deployment_config": "the request's model names the Azure deployment",
     "workspace_id": "this gateway has no workspaces",
     "usage_limits": "set max_budget on gateway keys and teams (/key/generate, /team/new)",
     "rate_limits": "set rpm_limit or ipm_limit on gateway keys and teams",
     "expires_at": "delete the virtual key when it should stop working",
 }
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
-_INSTEAD_SPELLINGS = {spelling: name for name in _INSTEAD for spelling in (name, _camel(name))}
+
+
+@functools.cache
+def _instead() -> dict[str, str]:
+    return {**_INSTEAD, **portkey_fields_instead()}
+
+
+@functools.cache
+def _instead_spellings() -> dict[str, str]:
+    return {spelling: name for name in _instead() for spelling in (name, _camel(name))}
 
 
 @functools.cache
@@ -138,9 +145,9 @@ def _our_names(data: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = spellings.get(key, key)
-        if (instead := _INSTEAD_SPELLINGS.get(key)) is not None:
+        if (instead := _instead_spellings().get(key)) is not None:
             raise BadRequestError(
-                f"{key} is not supported by this gateway's virtual keys: {_INSTEAD[instead]}",
+                f"{key} is not supported by this gateway's virtual keys: {_instead()[instead]}",
                 param=key[:64],
                 code="unsupported_field",
             )

@@ -96,6 +96,16 @@ def unsupported_settings() -> frozenset[str]:
     )
 
 
+def portkey_fields_instead() -> dict[str, str]:
+    """Every provider's Portkey virtual-key fields prismgate does not take, with what to
+    do instead (this imports every provider)."""
+    return {
+        field: instead
+        for name in _REGISTRY
+        for field, instead in get_provider(name).portkey_fields_instead.items()
+    }
+
+
 def shown_settings(provider: str) -> frozenset[str]:
     """The settings `provider` marks shown: where its deployments point (a region, a
     project), never who they are. /model/info and virtual-key views list only these."""

@@ -471,6 +471,9 @@ class Provider:
     # LiteLLM's settings for this provider that prismgate does not act on (another way to
     # authenticate, say): refused in a config unless allowed, never taken from a caller.
     unsupported_settings: frozenset[str] = frozenset()
+    # Fields of Portkey's virtual-key API for this provider that prismgate does not take,
+    # each with what to do instead (the 400 says it).
+    portkey_fields_instead: Mapping[str, str] = field(default_factory=dict)
     # Derived from `settings_type`: each setting's declaration, and their names (for the
     # per-call split of keywords into settings and body fields).
     settings: tuple[Setting, ...] = field(init=False)

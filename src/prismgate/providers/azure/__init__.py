@@ -101,6 +101,11 @@ AZURE = Provider(
     # deployment paths has none), so `image_variation` stays empty.
     image_edit=_IMAGES,
     settings_type=AzureSettings,
+    portkey_fields_instead={
+        "resource_name": "give api_base instead (https://<resource>.openai.azure.com)",
+        "deployment_name": "the request's model names the Azure deployment",
+        "deployment_config": "the request's model names the Azure deployment",
+    },
     chat=OpenAIChat(provider="azure", url=_url, headers=_headers, model_in_body=_is_v1),
     image_limits=OPENAI_IMAGE_LIMITS,
     health_probe=_models_probe,
