@@ -108,6 +108,8 @@ def test_generate_refuses_a_param_another_option_sets(tmp_path: Path) -> None:
         ("generate", "n=2", "--param n: use --n instead"),
         ("generate", "timeout=soon", "--param timeout: Expected `float | null`, got `str`"),
         ("generate", "drop_params=maybe", "--param drop_params: Expected `bool | null`"),
+        ("generate", "stream=true", "--param stream: prismgate generate saves whole images"),
+        ("generate", "on_progress=1", "--param on_progress: prismgate generate shows progress"),
         ("chat", "model=foo", "--param model: use --model instead"),
         ("chat", "messages=[]", "--param messages: they are the QUESTION argument and the"),
         ("chat", "max_tokens=5", "--param max_tokens: use --max-tokens instead"),

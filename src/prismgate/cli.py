@@ -438,6 +438,9 @@ def generate(
     }
     # The call made below, as its signature reads it: what a --param must not give again.
     taken = _taken(ctx, aimage_generation, prompt, model=model, gateway=None, **chosen)
+    # The command saves whole images; previews are the console's and the SDK's.
+    taken |= dict.fromkeys(("stream", "partial_images"), "prismgate generate saves whole images")
+    taken["on_progress"] = "prismgate generate shows progress itself"
     try:
         extra = sdk_keywords(aimage_generation, param or (), taken=taken)
     except ParamError as error:
