@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -14,11 +15,14 @@ from aiohttp import web
 from prismgate.errors import APIConnectionError, PermissionDeniedError
 from prismgate.media.addresses import HostAllowlist
 from prismgate.media.dialing import system_resolve
+from prismgate.observability.call_tracking import TimedTransport
 from prismgate.transport import (
     HttpTransport,
     Transport,
     UpstreamRequest,
+    UpstreamResponse,
     retry_after_seconds,
+    with_headers,
 )
 
 
@@ -228,3 +232,24 @@ async def test_the_owner_makes_one_guarded_transport_per_allowlist_and_closes_it
         assert (await guarded.send(_request(upstream.url()))).status == 200
     finally:
         await owner.aclose()
+
+
+async def test_a_timing_wrapper_passes_trace_headers_on_whatever_its_inner_takes() -> None:
+    seen: list[dict[str, str]] = []
+
+    class Plain:  # a transport that knows nothing of added headers
+        async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+            seen.append(dict(request.headers))
+            return UpstreamResponse(200, {}, b"")
+
+        def stream(self, request: UpstreamRequest) -> Any:
+            raise NotImplementedError
+
+    timed = TimedTransport(Plain())
+    request = UpstreamRequest(method="GET", url="http://upstream.test/", provider="p",
+                              headers={"a": "1"})  # fmt: skip
+    await timed.send(request, added_headers={"traceparent": "t1"})
+    traced = with_headers(timed, lambda: {"traceparent": "t2"})
+    await traced.send(request)
+    assert seen == [{"a": "1", "traceparent": "t1"}, {"a": "1", "traceparent": "t2"}]
+    assert request.headers == {"a": "1"}  # the caller's request is never changed

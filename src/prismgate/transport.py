@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 from prismgate.errors import (
@@ -52,6 +53,8 @@ __all__ = [
     "image_answer_bytes",
     "multipart_body",
     "retry_after_seconds",
+    "sender",
+    "streamer",
     "with_headers",
 ]
 
@@ -192,8 +195,80 @@ class _AnswerCap:
 def with_headers(transport: Transport, headers: Callable[[], Mapping[str, str]]) -> Transport:
     """`transport`, adding to each request the headers `headers()` gives as it is sent (a
     trace context: the span current at that moment). They are added after signing: a
-    signature (SigV4) covers only the headers it lists."""
+    signature (SigV4) covers only the headers it lists.
+
+    A transport whose `send` and `stream` take them as `added_headers` (this module's; a
+    wrapper passing them on) is handed them; another gets a copy of each request."""
+    if _takes_added_headers(transport):
+        return _WireHeaders(cast("_TakesAddedHeaders", transport), headers)
     return _AddedHeaders(transport, headers)
+
+
+def sender(transport: Transport) -> Callable[..., Coroutine[Any, Any, UpstreamResponse]]:
+    """`transport.send` for a wrapper that is handed `added_headers` (`with_headers`) and
+    passes them on: as it is when `transport` takes them, else one that copies them into
+    the request. Worked out once, when the wrapper is made."""
+    if _takes_added_headers(transport):
+        return cast("_TakesAddedHeaders", transport).send
+
+    async def send(
+        request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        return await transport.send(_headers_added(request, added_headers))
+
+    return send
+
+
+def streamer(
+    transport: Transport,
+) -> Callable[..., AbstractAsyncContextManager[UpstreamStream]]:
+    """`transport.stream`, as `sender` gives `transport.send`."""
+    if _takes_added_headers(transport):
+        return cast("_TakesAddedHeaders", transport).stream
+
+    def stream(
+        request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> AbstractAsyncContextManager[UpstreamStream]:
+        return transport.stream(_headers_added(request, added_headers))
+
+    return stream
+
+
+def _takes_added_headers(transport: Transport) -> bool:
+    if isinstance(transport, _AiohttpTransport):
+        return True
+    try:
+        return all(
+            "added_headers" in inspect.signature(method).parameters
+            for method in (transport.send, transport.stream)
+        )
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
+class _TakesAddedHeaders(Protocol):
+    def send(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> Coroutine[Any, Any, UpstreamResponse]: ...
+
+    def stream(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> AbstractAsyncContextManager[UpstreamStream]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _WireHeaders:
+    transport: _TakesAddedHeaders
+    headers: Callable[[], Mapping[str, str]]
+
+    # Plain methods returning the transport's coroutine and context manager: no copy of
+    # the request (dataclasses.replace cost ~29k instructions a call) and no frame of
+    # our own. `headers()` runs as `send` is called, in the caller's context.
+    def send(self, request: UpstreamRequest) -> Coroutine[Any, Any, UpstreamResponse]:
+        return self.transport.send(request, added_headers=self.headers())
+
+    def stream(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamStream]:
+        return self.transport.stream(request, added_headers=self.headers())
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +283,23 @@ class _AddedHeaders:
         return self.transport.stream(self._with_headers(request))
 
     def _with_headers(self, request: UpstreamRequest) -> UpstreamRequest:
-        added = self.headers()
-        return replace(request, headers={**request.headers, **added}) if added else request
+        return _headers_added(request, self.headers())
+
+
+def _headers_added(request: UpstreamRequest, added: Mapping[str, str] | None) -> UpstreamRequest:
+    if not added:
+        return request
+    # Field by field: half what dataclasses.replace costs (~14k instructions, ~28k).
+    return UpstreamRequest(
+        request.method,
+        request.url,
+        request.provider,
+        {**request.headers, **added},
+        request.body,
+        request.timeout,
+        request.connect_timeout,
+        request.max_answer_bytes,
+    )
 
 
 class _AiohttpTransport:
@@ -222,11 +312,14 @@ class _AiohttpTransport:
     def _session_for(self, url: yarl.URL) -> aiohttp.ClientSession:
         raise NotImplementedError
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send `request`; raise Timeout or APIConnectionError when the wire fails, and
-        AnswerTooLargeError when the answer passes `request.max_answer_bytes`. An error
-        answer's body is cut at `MAX_ERROR_BODY_BYTES`."""
-        async with self._opened(request) as response:
+    async def send(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        """Send `request`, with `added_headers` too (`with_headers`); raise Timeout or
+        APIConnectionError when the wire fails, and AnswerTooLargeError when the answer
+        passes `request.max_answer_bytes`. An error answer's body is cut at
+        `MAX_ERROR_BODY_BYTES`."""
+        async with self._opened(request, added_headers) as response:
             if response.status >= 400:
                 body = await _read_error(response)
             else:
@@ -235,20 +328,26 @@ class _AiohttpTransport:
             return UpstreamResponse(status=response.status, headers=headers, body=body)
 
     @contextlib.asynccontextmanager
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
-        """Open `request` and hand over its answer to be read as it arrives. Leaving the
-        block closes the upstream connection (a caller that went away cancels it)."""
-        async with self._opened(request) as response:
+    async def stream(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[UpstreamStream]:
+        """Open `request` (with `added_headers` too) and hand over its answer to be read as
+        it arrives. Leaving the block closes the upstream connection (a caller that went
+        away cancels it)."""
+        async with self._opened(request, added_headers) as response:
             yield _AiohttpStream(response, request.provider, self._cap(request))
 
     def _cap(self, request: UpstreamRequest) -> int:
         return min(request.max_answer_bytes, self._max_response_bytes)
 
     @contextlib.asynccontextmanager
-    async def _opened(self, request: UpstreamRequest) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _opened(
+        self, request: UpstreamRequest, added_headers: Mapping[str, str] | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         # Failures while connecting or reading the answer surface here, translated.
         import aiohttp
 
+        headers = {**request.headers, **added_headers} if added_headers else request.headers
         url = _wire_url(request.url)
         session = self._session_for(url)
         # host[:port], never a `user:pass@` part: for the debug log and a refusal.
@@ -258,7 +357,7 @@ class _AiohttpTransport:
             async with session.request(
                 request.method,
                 url,
-                headers=dict(request.headers),
+                headers=headers,
                 data=request.body,
                 timeout=timeout,
                 allow_redirects=False,

@@ -7,12 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import openai
 import pytest
+import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -32,15 +33,23 @@ from opentelemetry.trace import (
 from prismgate import Gateway, ImageGenerationRequest, load_config
 from prismgate.errors import BadRequestError, ConfigError
 from prismgate.gateway import CallOptions
-from prismgate.observability.span_export import OtlpRecordExporter, encode_records
+from prismgate.observability.span_export import (
+    OtlpRecordExporter,
+    RecordEncoder,
+    SettledSession,
+    encode_records,
+)
 from prismgate.observability.span_records import (
     CLIENT,
     INTERNAL,
     SERVER,
     ReadableSpans,
+    Shape,
+    Shared,
     SpanRecord,
 )
 from prismgate.observability.tracing import Tracing, tracing_from_config, tracing_settings
+from prismgate.transport import UpstreamRequest, UpstreamResponse, with_headers
 from prismgate.types.chat import ChatCompletionRequest
 from prismgate.types.validation import convert_request
 from tests.emulators import OpenAIEmulator
@@ -215,32 +224,79 @@ async def test_our_otlp_encoding_of_span_records_is_opentelemetrys(
             CallOptions(request_id="req-1", trace_id="pk-trace-1"),
         )
         assert parent is not None
+    assert [span.ended is not None for span in records.records] == [False, True, True]
+    for span in records.records:  # no key in two places (span_records.py)
+        keys = [*span.shape.attributes, *span.attributes]
+        keys += [*span.ended.attributes] if span.ended is not None else []
+        assert len(keys) == len(set(keys))
+    by_hand = Shape("by hand", SERVER, {"yes": True, "no": False, "one": 1})
     other = SpanRecord(
-        "by hand",
-        SERVER,
-        parent,
-        True,
-        {"yes": True, "no": False, "cost": 0.25, "debt": -5, "big": 2**62, "text": "é" * 200},
+        by_hand, parent, True, {"cost": 0.25, "debt": -5, "big": 2**62, "text": "é" * 200}
     )
+    other.ended = Shared({"ended": True, "empty": ""})
     other.end = 2**63
     other.status = "500 internal_error"
-    spans = [*records.records, other, *records.records]
-    ours = encode_records(spans, provider.resource)
+    # Equal values of three types, which the encoder keeps apart.
+    alike = [SpanRecord(by_hand, None, True, {"v": value}) for value in (1, True, 1.0, 1, True)]
+    spans = [*records.records, other, *alike, *records.records]
+    encoder = RecordEncoder()
+    for _ in range(2):  # then from what the encoder kept
+        assert same_messages(encoder.encode(spans, provider.resource), spans, provider)
+    assert same_messages(encode_records(spans, provider.resource), spans, provider)
+    listed = SpanRecord(Shape("listed", CLIENT, {}), None, True, {"a": ("b", "c")})
+    assert encode_records([other, listed], provider.resource) is None  # left to the SDK
+    listed = SpanRecord(Shape("listed", CLIENT, {"a": ("b", "c")}), None, True)
+    assert encoder.encode([other, listed], provider.resource) is None
+    listed = SpanRecord(Shape("listed", CLIENT, {}), None, True)
+    listed.ended = Shared({"a": ("b", "c")})
+    assert encoder.encode([listed], provider.resource) is None
+    assert same_messages(encoder.encode(spans, provider.resource), spans, provider)
+
+
+def same_messages(ours: bytes | None, spans: Sequence[SpanRecord], provider: Any) -> bool:
+    """Whether `ours` decodes to the message OpenTelemetry's encoder makes of `spans`."""
     assert ours is not None
     readable = ReadableSpans(provider)
     theirs = encode_spans([readable.of(span) for span in spans]).SerializePartialToString()
-    assert ExportTraceServiceRequest.FromString(ours) == ExportTraceServiceRequest.FromString(
+    return ExportTraceServiceRequest.FromString(ours) == ExportTraceServiceRequest.FromString(
         theirs
     )
-    listed = SpanRecord("listed", CLIENT, None, True, {"a": ("b", "c")})
-    assert encode_records([other, listed], provider.resource) is None  # left to the SDK
+
+
+def test_attributes_whose_values_keep_changing_are_encoded_each_time() -> None:
+    provider = TracerProvider()
+    shape = Shape("call", SERVER, {"gen_ai.request.model": "m"})
+    encoder = RecordEncoder()
+    for batch in range(3):
+        spans = [
+            SpanRecord(shape, None, True, {"prismgate.request_id": f"req-{batch}-{n}", "n": n})
+            for n in range(400)
+        ]
+        for span in spans:
+            span.end = span.start + 1
+        assert same_messages(encoder.encode(spans, provider.resource), spans, provider)
+
+
+def test_the_otlp_session_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "http://collector.example:4318/v1/traces"
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
+    session = SettledSession()
+    settled = session.merge_environment_settings(url, {}, None, None, None)
+    assert settled == requests.Session().merge_environment_settings(url, {}, None, None, None)
+    assert settled["proxies"] == {"http": "http://proxy.example:3128"}
+    monkeypatch.setenv("HTTP_PROXY", "http://another.example:3128")
+    assert session.merge_environment_settings(url, {}, None, None, None) == settled
+    by_hand = {"http": "http://by-hand.example:3128"}
+    merged = session.merge_environment_settings(url, by_hand, None, None, None)
+    assert merged["proxies"]["http"] == "http://by-hand.example:3128"
 
 
 def test_a_span_our_encoding_leaves_out_is_exported_by_opentelemetrys(otlp: OtlpReceiver) -> None:
     provider = TracerProvider()
     exporter = OtlpRecordExporter(provider, endpoint=otlp.base_url + "/v1/traces")
-    plain = SpanRecord("plain", INTERNAL, None, True, {"a": "b"})
-    listed = SpanRecord("listed", INTERNAL, None, True, {"a": ("b", "c")})
+    plain = SpanRecord(Shape("plain", INTERNAL, {"a": "b"}), None, True)
+    listed = SpanRecord(Shape("listed", INTERNAL, {}), None, True, {"a": ("b", "c")})
     exporter.export([plain])
     exporter.export([plain, listed])
     exporter.shutdown()
@@ -499,3 +555,54 @@ def test_opentelemetry_and_litellm_variables_set_the_export() -> None:
         environ={"OTEL_SDK_DISABLED": "true"},
     )
     assert tracing_from_config(traced) is None  # OpenTelemetry's own off switch
+    assert not standard.credential_provider  # the session is prismgate's (SettledSession)
+    provided = {"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "vault"}
+    assert tracing_settings(provided).credential_provider  # the provider's session
+
+
+class Recording:
+    """A transport of the caller's own (not this package's): it keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[UpstreamRequest, Mapping[str, str] | None]] = []
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
+        self.sent.append((request, None))
+        return UpstreamResponse(status=200, headers={}, body=b"{}")
+
+    def stream(self, request: UpstreamRequest) -> Any:
+        raise NotImplementedError
+
+
+class PassingOn(Recording):
+    """A wrapper that takes the headers to add, as this package's transports do."""
+
+    async def send(  # type: ignore[override]
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        self.sent.append((request, added_headers))
+        return UpstreamResponse(status=200, headers={}, body=b"{}")
+
+    def stream(self, request: UpstreamRequest, *, added_headers: Any = None) -> Any:
+        raise NotImplementedError
+
+
+async def test_a_transport_of_the_callers_own_is_sent_copies_carrying_the_trace() -> None:
+    request = UpstreamRequest(
+        "POST",
+        "http://up.example/v1",
+        "openai",
+        headers={"a": "b"},
+        body=b"{}",
+        timeout=5.0,
+        connect_timeout=1.0,
+        max_answer_bytes=1000,
+    )
+    trace = {"traceparent": "00-ab-cd-01"}
+    recording, passing_on = Recording(), PassingOn()
+    await with_headers(recording, lambda: trace).send(request)
+    await with_headers(passing_on, lambda: trace).send(request)
+    # A copy, every field kept; the caller's request left as it was.
+    assert recording.sent == [(replace(request, headers={"a": "b", **trace}), None)]
+    assert request.headers == {"a": "b"}
+    assert passing_on.sent == [(request, trace)]  # no copy: the headers handed on

@@ -17,14 +17,21 @@ transport does its bookkeeping inline.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextvars import ContextVar
 from time import perf_counter
 
 import msgspec
 
 from prismgate.observers import CallReport
-from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, UpstreamStream
+from prismgate.transport import (
+    Transport,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamStream,
+    sender,
+    streamer,
+)
 
 __all__ = ["CURRENT_TRACK", "CallCollector", "RequestTrack", "TimedTransport"]
 
@@ -87,39 +94,46 @@ class TimedTransport:
     """`inner`, adding the time of each request it sends to the track of the proxy request
     running (if any). A stream counts until it is closed."""
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_inner", "_send", "_stream")
 
     def __init__(self, inner: Transport) -> None:
         self._inner = inner
+        # A trace header is passed on as it came (`added_headers`), not copied in.
+        self._send = sender(inner)
+        self._stream = streamer(inner)
 
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse:
-        """Send `request` with the inner transport, timed."""
+    async def send(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> UpstreamResponse:
+        """Send `request` (and `added_headers`) with the inner transport, timed."""
         current = CURRENT_TRACK.get()
         if current is None:
-            return await self._inner.send(request)
+            return await self._send(request, added_headers=added_headers)
         # `_started` and `_ended`, inline: this runs for every upstream request.
         if current.in_flight == 0:
             current.since = perf_counter()
         current.in_flight += 1
         current.upstream_calls += 1
         try:
-            return await self._inner.send(request)
+            return await self._send(request, added_headers=added_headers)
         finally:
             current.in_flight -= 1
             if current.in_flight == 0:
                 current.upstream_seconds += perf_counter() - current.since
 
     @contextlib.asynccontextmanager
-    async def stream(self, request: UpstreamRequest) -> AsyncIterator[UpstreamStream]:
+    async def stream(
+        self, request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[UpstreamStream]:
         """Open `request` with the inner transport, timed until the block is left."""
         current = CURRENT_TRACK.get()
         if current is None:
-            async with self._inner.stream(request) as answer:
+            async with self._stream(request, added_headers=added_headers) as answer:
                 yield answer
             return
         _started(current)
         try:
-            async with self._inner.stream(request) as answer:
+            async with self._stream(request, added_headers=added_headers) as answer:
                 yield answer
         finally:
             _ended(current)

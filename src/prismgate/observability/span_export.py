@@ -5,10 +5,13 @@ OpenTelemetry's OTLP exporter encodes `ReadableSpan`s through `encode_spans`, wh
 builds a protobuf object per span, attribute and value: ~260,000 CPU instructions a span
 (callgrind, SDK 1.45), two spans a proxy call: a fifth of what serving a small answer
 costs, paid in the exporter's thread but under the same GIL. Our spans are a dozen
-scalar attributes; `encode_records` writes their protobuf fields directly, at a fraction
-of that. Everything else stays OpenTelemetry's: `OtlpRecordExporter` is its OTLP/HTTP
-exporter (endpoint, headers, timeout, compression, certificates, retries), sending
-these bytes; the batch processor (queue, batches, `OTEL_BSP_*`, shutdown) feeds it.
+scalar attributes, most of them shared by many spans (span_records.py's `Shape` and
+`Shared`); `RecordEncoder` writes their protobuf fields directly, the shared ones once
+(~10,000 instructions a span, ~55,000 when each attribute was encoded per span).
+Everything else stays OpenTelemetry's: `OtlpRecordExporter` is its OTLP/HTTP exporter
+(endpoint, headers, timeout, compression, certificates, retries), sending these bytes
+through `SettledSession` (requests reading the environment once, not per export); the
+batch processor (queue, batches, `OTEL_BSP_*`, shutdown) feeds it.
 
 A record with an attribute value that is not a str, bool, int or float, and an SDK
 whose exporter is not laid out as 1.39+'s (`_client`), go through OpenTelemetry's own
@@ -21,11 +24,12 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from prismgate._version import __version__
-from prismgate.observability.span_records import ReadableSpans, is_remote
+from prismgate.observability.span_records import ReadableSpans, Remote, Shape, Shared
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.resources import Resource
@@ -33,22 +37,34 @@ if TYPE_CHECKING:
 
     from prismgate.observability.span_records import SpanRecord
 
-__all__ = ["OtlpRecordExporter", "RecordEncoder", "RecordExporter", "encode_records"]
+__all__ = [
+    "OtlpRecordExporter",
+    "RecordEncoder",
+    "RecordExporter",
+    "SettledSession",
+    "encode_records",
+]
 
-# Span fields (trace.proto), each with its tag: trace_id (1) and span_id (2), bytes.
+# Span fields (trace.proto), each with its tag: trace_id (1) and span_id (2), bytes, and
+# a child's parent_span_id (4).
 _IDS = struct.Struct(">HQQHQ").pack
-_PARENT = struct.Struct(">HQ").pack  # parent_span_id (4)
+_CHILD_IDS = struct.Struct(">HQQHQHQ").pack
 _TIMES = struct.Struct("<BQBQ").pack  # start_time_unix_nano (7), end_.. (8): fixed64
 _KINDS = (b"\x30\x01", b"\x30\x02", b"\x30\x03")  # kind (6): INTERNAL, SERVER, CLIENT
-_UNSET = b"\x7a\x00"  # status (15), empty: UNSET
 _ERROR = b"\x18\x02"  # Status.code (3): ERROR
 # flags (16, fixed32): the parent's is_remote is known (0x100), and it is remote (0x200).
 _LOCAL_PARENT = b"\x85\x01\x00\x01\x00\x00"
 _REMOTE_PARENT = b"\x85\x01\x00\x03\x00\x00"
+# status (15) empty, UNSET, then the flags: how most spans end.
+_LOCAL_UNSET = b"\x7a\x00" + _LOCAL_PARENT
+_REMOTE_UNSET = b"\x7a\x00" + _REMOTE_PARENT
 _MASK_64 = (1 << 64) - 1
 _PACK_DOUBLE = struct.Struct("<d").pack
-# Encoded names and attributes an encoder keeps (each cache emptied when it is full).
+# Encoded names and attributes an encoder keeps (each cache emptied when it is full), and
+# how many values of one key it keeps.
 _CACHED = 4096
+_VARYING = 256
+_TWO_BYTE_HEAD = struct.Struct("BBB").pack
 # The tag and length of each length-delimited field shorter than 128 bytes.
 _HEADS = {
     tag: [bytes((tag, size)) for size in range(0x80)]
@@ -78,6 +94,28 @@ class OtlpRecordExporter(OTLPSpanExporter):
         return SpanExportResult.SUCCESS if sent else SpanExportResult.FAILURE
 
 
+class SettledSession(requests.Session):
+    """requests' session, which reads the environment's proxies and CA bundle for each
+    request it sends (two scans of os.environ: a quarter of what an OTLP export cost),
+    reading them once per URL instead: the way prismgate reads its environment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settled: dict[tuple[Any, ...], Any] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies or self.proxies:  # proxies set by hand: merged as requests does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (url, stream, verify, cert, self.verify, self.cert, self.trust_env)
+        settled = self._settled.get(key)
+        if settled is None:
+            settled = super().merge_environment_settings(url, {}, stream, verify, cert)
+            self._settled[key] = settled
+        return {**settled, "proxies": dict(settled["proxies"])}
+
+
 class RecordExporter(SpanExporter):
     """`exporter` (the console's), taking span records: `ReadableSpan`s made of them."""
 
@@ -96,82 +134,117 @@ class RecordExporter(SpanExporter):
 
 
 class RecordEncoder:
-    """Writes span records as an OTLP `ExportTraceServiceRequest`. Span names and
-    attributes repeat (a model's name, a status): their encoded fields are kept, bounded,
-    by the encoder (one an exporter, used from its batch thread only)."""
+    """Writes span records as an OTLP `ExportTraceServiceRequest`; one an exporter, used
+    from its batch thread only.
+
+    What spans share is encoded once and kept: the resource, each span `Shape` (name,
+    kind, first attributes) and `Shared` ending, and each attribute of a span's own seen
+    before (kept by key, type and value, until a key has had `_VARYING` values: a
+    request id). A span then costs two `struct` packs, a few lookups and a join."""
 
     def __init__(self) -> None:
-        self._names: dict[str, bytes] = {}
-        # By field tag, then by the value's type (1, 1.0 and True are equal as keys).
-        self._fields: dict[int, dict[type, dict[tuple[str, Any], bytes]]] = {}
+        self._shapes: dict[Shape | Shared, bytes] = {}
+        # By (key, type, value): the type keeps 1, 1.0 and True apart (equal as keys).
+        self._fields: dict[tuple[str, type, Any], bytes] = {}
+        self._values: dict[str, int] = {}  # by key, how many of its values are kept
+        self._resource: Resource | None = None
+        self._around = (b"", b"")  # the encoded resource, and its schema URL
 
     def encode(self, records: Sequence[SpanRecord], resource: Resource) -> bytes | None:
         """`records` (ended, sampled), serialized, for `resource`; None when an
         attribute holds what this does not encode."""
-        spans = []
-        for record in records:
-            encoded = self._span(record)
-            if encoded is None:
-                return None
-            spans.append(encoded)
-        resource_attributes = self._attributes(0x0A, resource.attributes)
-        if resource_attributes is None:
+        try:
+            spans = b"".join(map(self._span, records))
+            if resource is not self._resource:
+                schema = resource.schema_url
+                self._around = (
+                    _len(0x0A, _fields(0x0A, resource.attributes)),
+                    _len(0x1A, schema.encode()) if schema else b"",
+                )
+                self._resource = resource
+        except _NotEncodable:
             return None
-        body = _len(0x0A, resource_attributes) + _len(0x12, _SCOPE + b"".join(spans))
-        if resource.schema_url:
-            body += _len(0x1A, resource.schema_url.encode())
-        return _len(0x0A, body)
+        head, schema_url = self._around
+        return _len(0x0A, head + _len(0x12, _SCOPE + spans) + schema_url)
 
-    def _span(self, record: SpanRecord) -> bytes | None:
-        """A `Span` field of `ScopeSpans` (2), or None."""
-        attributes = self._attributes(0x4A, record.attributes)
-        if attributes is None:
-            return None
-        name = self._names.get(record.name)
-        if name is None:
-            if len(self._names) >= _CACHED:
-                self._names.clear()
-            name = self._names[record.name] = _len(0x2A, record.name.encode())
+    def _span(self, record: SpanRecord) -> bytes:
+        """A `Span` field of `ScopeSpans` (2)."""
+        shaped = self._shapes.get(record.shape) or self._keep(record.shape)
+        own = self._own(record.attributes) if record.attributes else b""
+        ended = record.ended
+        if ended is not None:
+            own += self._shapes.get(ended) or self._keep(ended)
         trace_id, parent, status = record.trace_id, record.parent, record.status
-        body = b"".join(
-            (
-                _IDS(0x0A10, trace_id >> 64, trace_id & _MASK_64, 0x1208, record.span_id),
-                b"" if parent is None else _PARENT(0x2208, parent.span_id),
-                name,
-                _KINDS[record.kind],
-                _TIMES(0x39, record.start, 0x41, record.end),
-                attributes,
-                _UNSET if status is None else _len(0x7A, _len(0x12, status.encode()) + _ERROR),
-                _REMOTE_PARENT if parent is not None and is_remote(parent) else _LOCAL_PARENT,
-            )
-        )
-        return _len(0x12, body)
+        high, low = trace_id >> 64, trace_id & _MASK_64
+        if parent is None:
+            ids = _IDS(0x0A10, high, low, 0x1208, record.span_id)
+            remote = False
+        else:
+            ids = _CHILD_IDS(0x0A10, high, low, 0x1208, record.span_id, 0x2208, parent.span_id)
+            remote = type(parent) is Remote  # is_remote, inlined
+        if status is None:
+            tail = _REMOTE_UNSET if remote else _LOCAL_UNSET
+        else:
+            error = _len(0x7A, _len(0x12, status.encode()) + _ERROR)
+            tail = error + (_REMOTE_PARENT if remote else _LOCAL_PARENT)
+        times = _TIMES(0x39, record.start, 0x41, record.end)
+        # Fields out of their numbers' order, which protobuf allows: ids (1, 2, 4), name
+        # (5) and kind (6) with the shape's attributes (9), times (7, 8), the others (9),
+        # status (15), flags (16).
+        return _len(0x12, b"".join((ids, shaped, times, own, tail)))
 
-    def _attributes(self, tag: int, attributes: Mapping[str, Any]) -> bytes | None:
-        """Each attribute as a `KeyValue` field numbered by `tag`; None for a value that
-        is not a str, bool, int or float."""
-        fields = []
-        caches = self._fields.setdefault(tag, {})
+    def _keep(self, shared: Shape | Shared) -> bytes:
+        """The name and kind fields of a `Shape` and its attributes; a `Shared`'s
+        attributes: encoded, and kept."""
+        encoded = _fields(0x4A, shared.attributes)
+        if isinstance(shared, Shape):
+            encoded = _len(0x2A, shared.name.encode()) + _KINDS[shared.kind] + encoded
+        if len(self._shapes) >= _CACHED:
+            self._shapes.clear()
+        self._shapes[shared] = encoded
+        return encoded
+
+    def _own(self, attributes: Mapping[str, Any]) -> bytes:
+        """A span's own attributes, each kept while its key has not had `_VARYING`
+        values."""
+        fields, values = self._fields, self._values
+        encoded = []
         for key, value in attributes.items():
-            cache = caches.get(type(value))
-            if cache is None:
-                cache = caches[type(value)] = {}
-            field = cache.get((key, value))
+            field = fields.get((key, type(value), value))
             if field is None:
-                encoded = _value(value)
-                if encoded is None:
-                    return None
-                field = _len(tag, _len(0x0A, key.encode()) + _len(0x12, encoded))
-                if len(cache) >= _CACHED:
-                    cache.clear()
-                cache[key, value] = field
-            fields.append(field)
-        return b"".join(fields)
+                field = _field(0x4A, key, value)
+                kept = values.get(key, 0)
+                if kept < _VARYING:
+                    if len(fields) >= _CACHED:
+                        fields.clear()
+                        values.clear()
+                    values[key] = kept + 1
+                    fields[key, type(value), value] = field
+            encoded.append(field)
+        return b"".join(encoded)
+
+
+class _NotEncodable(Exception):
+    """An attribute value `_value` does not cover: left to OpenTelemetry's encoder."""
 
 
 def encode_records(records: Sequence[SpanRecord], resource: Resource) -> bytes | None:
     """`RecordEncoder().encode(records, resource)`: with a fresh encoder (no cache)."""
     return RecordEncoder().encode(records, resource)
+
+
+def _fields(tag: int, attributes: Mapping[str, Any]) -> bytes:
+    """Each attribute as a `KeyValue` field numbered by `tag`."""
+    return b"".join([_field(tag, key, value) for key, value in attributes.items()])
+
+
+def _field(tag: int, key: str, value: object) -> bytes:
+    """A `KeyValue` field numbered by `tag`; _NotEncodable for a value that is not a str,
+    bool, int or float."""
+    encoded = _value(value)
+    if encoded is None:
+        raise _NotEncodable(key)
+    return _len(tag, _len(0x0A, key.encode()) + _len(0x12, encoded))
 
 
 def _value(value: object) -> bytes | None:
@@ -192,6 +265,8 @@ def _len(tag: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 0x80:
         return _HEADS[tag][size] + payload
+    if size < 0x4000:  # a span: two bytes of length, packed rather than looped over
+        return _TWO_BYTE_HEAD(tag, size & 0x7F | 0x80, size >> 7) + payload
     return bytes((tag,)) + _varint(size) + payload
 
 

@@ -4,6 +4,7 @@ instructions), and what span_export.py encodes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from random import getrandbits
 from time import time_ns
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ __all__ = [
     "Parent",
     "ReadableSpans",
     "Remote",
+    "Shape",
+    "Shared",
     "SpanRecord",
     "is_remote",
 ]
@@ -38,44 +41,87 @@ class Parent:
         self.sampled = sampled
 
 
-class _Sampled:
-    """What a batch span processor reads of a span it is handed
-    (`span.context.trace_flags.sampled`): a `SpanRecord` is handed over only sampled."""
-
+class _SampledFlags:
     __slots__ = ()
     sampled = True
 
-    @property
-    def trace_flags(self) -> _Sampled:
-        return self
+
+class _Sampled:
+    """What a batch span processor reads of a span it is handed
+    (`span.context.trace_flags.sampled`): a `SpanRecord` is handed over only sampled.
+    Class attributes, not properties: no call a span."""
+
+    __slots__ = ()
+    trace_flags = _SampledFlags()
+
+
+class Shape:
+    """What spans made alike share: their name, kind and first attributes (a call's
+    operation and model, an attempt's number and target). Made once (`Tracing` keeps
+    them) and never changed: span_export.py encodes each once."""
+
+    __slots__ = ("attributes", "kind", "name")
+
+    def __init__(self, name: str, kind: int, attributes: Mapping[str, Any]) -> None:
+        self.name = name
+        self.kind = kind  # INTERNAL, SERVER, CLIENT
+        self.attributes = attributes
+
+
+class Shared:
+    """Attributes that many spans end with (a served call's provider, model and cost; an
+    attempt's 200), made once and never changed, like a `Shape`'s."""
+
+    __slots__ = ("attributes",)
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes = attributes
 
 
 class SpanRecord(Parent):
     """A span as a few plain values: while it runs, and in the batch processor's queue
     when the config's provider exports it (`Tracing(span_records=True)`); otherwise an
-    SDK `ReadableSpan` is made of it when it ends, and only when it is sampled."""
+    SDK `ReadableSpan` is made of it when it ends, and only when it is sampled.
 
-    __slots__ = ("attributes", "end", "kind", "name", "parent", "start", "status")
+    Its attributes are its shape's, then its own (`attributes`), then those it `ended`
+    with: in that order (`all_attributes`), no key in two of them (span_export.py
+    writes each as it is; tracing.py's spans keep to it, and a test checks)."""
+
+    __slots__ = ("attributes", "end", "ended", "parent", "shape", "start", "status")
     context = _Sampled()
 
     def __init__(
         self,
-        name: str,
-        kind: int,
+        shape: Shape,
         parent: Parent | None,
         sampled: bool,
-        attributes: dict[str, Any],
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         self.trace_id = parent.trace_id if parent is not None else getrandbits(128) or 1
         self.span_id = getrandbits(64) or 1
         self.sampled = sampled
-        self.name = name
-        self.kind = kind  # INTERNAL, SERVER, CLIENT
+        self.shape = shape
         self.parent = parent
-        self.attributes = attributes
+        self.attributes = {} if attributes is None else attributes
+        self.ended: Shared | None = None
         self.status: str | None = None  # an error's description; None: unset
         self.start = time_ns()
         self.end = 0
+
+    @property
+    def name(self) -> str:
+        return self.shape.name
+
+    @property
+    def kind(self) -> int:
+        return self.shape.kind
+
+    def all_attributes(self) -> dict[str, Any]:
+        """The span's attributes, as OpenTelemetry sees them."""
+        ended = self.ended
+        if ended is None:
+            return {**self.shape.attributes, **self.attributes}
+        return {**self.shape.attributes, **self.attributes, **ended.attributes}
 
 
 class Remote(Parent):
@@ -119,7 +165,7 @@ class ReadableSpans:
                 parent.trace_id, parent.span_id, is_remote(parent), self._flags[parent.sampled]
             ),
             self._provider.resource,
-            span.attributes,
+            span.all_attributes(),
             kind=self._kinds[span.kind],
             status=self._unset if span.status is None else self._status(self._error, span.status),
             start_time=span.start,
