@@ -39,6 +39,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "replicate": ("prismgate.providers.replicate", "REPLICATE"),
     "recraft": ("prismgate.providers.recraft", "RECRAFT"),
     "byteplus": ("prismgate.providers.byteplus", "BYTEPLUS"),
+    "openrouter": ("prismgate.providers.openrouter", "OPENROUTER"),
 }
 
 
