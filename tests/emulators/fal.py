@@ -142,6 +142,8 @@ class FalEmulator(EmulatorServer):
         self.queue_seconds = queue_seconds
         self.run_seconds = run_seconds
         self.url_ttl = url_ttl
+        # Where result links point, when set: a lying answer (an internal address).
+        self.link_base: str | None = None
         self.jobs: dict[str, Job] = {}
         self._files: dict[str, tuple[bytes, float]] = {}
 
@@ -163,6 +165,7 @@ class FalEmulator(EmulatorServer):
     def reset(self) -> None:
         super().reset()
         self.jobs.clear()
+        self.link_base = None
 
     def fail_next_poll(
         self,
@@ -346,7 +349,7 @@ class FalEmulator(EmulatorServer):
             else:
                 name = f"{uuid.uuid4().hex}.{fmt}"
                 self._files[name] = (picture, time.monotonic() + self.url_ttl)
-                url = f"http://{host}/files/{name}"
+                url = f"{self.link_base or f'http://{host}'}/files/{name}"
             images.append(
                 {"url": url, "width": width, "height": height, "content_type": MIME_TYPES[fmt]}
             )

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 import prismgate
+from prismgate.errors import APIError
 from prismgate.providers import canonical_provider, get_provider
 from prismgate.providers.fal.images import IMAGE_FIELDS
 from prismgate.providers.jobs import JobProgress, JobState
@@ -109,6 +110,17 @@ def test_a_queued_generation_as_links_with_cost(emu: FalEmulator) -> None:
         assert opened(httpx.get(item.url).content).size == (1024, 1024)
     assert response._hidden_params is not None
     assert response._hidden_params.response_cost == pytest.approx(2 * 0.025)
+
+
+def test_a_result_link_off_fals_hosts_is_never_fetched(emu: FalEmulator) -> None:
+    # The answer names an internal address: the gateway must not fetch it for the caller.
+    emu.link_base = "http://169.254.169.254/latest/meta-data"
+    with pytest.raises(APIError) as refused:
+        generate(emu, "fal_ai/fal-ai/flux/schnell", response_format="b64_json")
+    assert refused.value.code == "untrusted_upstream_url"
+    assert "169.254.169.254" in refused.value.message
+    assert not any(r.path.startswith("/files/") for r in emu.requests)
+    assert emu.submissions == 1  # the images were made: never asked for again
 
 
 def test_b64_json_is_fetched_at_once(emu: FalEmulator) -> None:

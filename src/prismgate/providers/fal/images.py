@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import yarl
 
 from prismgate.catalog import ImageCapabilities
 from prismgate.errors import (
+    APIError,
     BadRequestError,
     PrismgateError,
     UnreadableAnswerError,
@@ -263,6 +265,8 @@ async def _response(
             encoded = image.url.partition(",")[2]
             data.append(ImageObject(b64_json=encoded) if as_b64 else ImageObject(url=image.url))
         elif as_b64:
+            if not _trusted(image.url, call.credentials.api_base):
+                raise _untrusted(image.url)
             fetched = await _fetch(http, image.url, index, within, call.connect_timeout)
             data.append(ImageObject(b64_json=base64.b64encode(fetched).decode()))
         else:
@@ -274,6 +278,41 @@ async def _response(
     )
     response.filtered = tuple(withheld)
     return response
+
+
+# Where fal serves result images: its media CDN and its own hosts, over https.
+_MEDIA_DOMAINS = ("fal.media", "fal.ai", "fal.run")
+
+
+def _trusted(url: str, api_base: str) -> bool:
+    """Whether a result link from fal's answer may be fetched by the gateway: https on a
+    fal host, or the deployment's own api_base host (a proxy, an emulator). Anything else
+    (an internal address, a metadata service) is never fetched: the answer could lie."""
+    try:
+        target, base = yarl.URL(url), yarl.URL(api_base)
+    except (TypeError, ValueError):
+        return False
+    if not target.is_absolute() or target.host is None:
+        return False
+    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
+        return True
+    host = target.host.lower().rstrip(".")
+    return target.scheme == "https" and any(
+        host == domain or host.endswith("." + domain) for domain in _MEDIA_DOMAINS
+    )
+
+
+def _untrusted(url: str) -> APIError:
+    host = yarl.URL(url).host if url else None
+    return APIError(
+        f"{PROVIDER} answered with an image link on {host or 'no host'}, which is neither a "
+        "fal host (fal.media, fal.ai, fal.run over https) nor the deployment's api_base; it "
+        "was not fetched. Ask for response_format=url to get the link as it is.",
+        provider=PROVIDER,
+        code="untrusted_upstream_url",
+        upstream_status=502,
+        request_sent=True,
+    )
 
 
 async def _fetch(
