@@ -104,6 +104,29 @@ def test_a_failure_after_the_first_event_ends_the_stream_with_an_error_event(
     assert len([r for r in openai_emulator.requests if r.path.endswith("/generations")]) == 1
 
 
+def test_azure_previews_are_relayed_too(
+    serve: Callable[..., RunningProxy], azure_emulator: OpenAIEmulator
+) -> None:
+    settings = {"api_base": azure_emulator.base_url, "api_key": azure_emulator.api_key}
+    proxy = serve(
+        {
+            "model_list": [model("painter", "azure/gpt-image-1", **settings)],
+            "general_settings": {"master_key": MASTER_KEY},
+        }
+    )
+    events = list(
+        client(proxy).images.generate(model="painter", prompt="a kite", stream=True,
+                                      partial_images=1)
+    )  # fmt: skip
+    assert [event.type for event in events] == [
+        "image_generation.partial_image",
+        "image_generation.completed",
+    ]
+    sent = azure_emulator.requests[-1]
+    assert sent.path.startswith("/openai/deployments/gpt-image-1/")
+    assert (sent.json["stream"], sent.json["partial_images"]) == (True, 1)
+
+
 def test_an_edit_streams_image_edit_events(
     serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator
 ) -> None:
