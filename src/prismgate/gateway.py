@@ -11,7 +11,6 @@ when the model makes fewer images per call than asked → the answer normalised
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -24,8 +23,8 @@ from prismgate.authority import CallerAuthority
 from prismgate.call_options import CallOptions
 from prismgate.call_records import CallRecord
 from prismgate.call_reporting import CallReporting
-from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo, builtin_catalog
-from prismgate.chat_images import image_delivery, linked_images
+from prismgate.catalog import Catalog, ModelInfo, builtin_catalog
+from prismgate.chat_images import image_delivery
 from prismgate.config import Config, load_config
 from prismgate.config_secrets import config_secrets
 from prismgate.cost import chat_cost, image_cost
@@ -33,8 +32,9 @@ from prismgate.errors import APIError, BadRequestError, PermissionDeniedError
 from prismgate.identity.budgets import Budgets
 from prismgate.identity.limits import Limiter, images_asked
 from prismgate.image_calls import fan_out, image_operation, run_all, withheld_or_empty
+from prismgate.image_delivery import ImageDelivery
 from prismgate.image_streams import image_events
-from prismgate.media import HostAllowlist, data_url, sniff_image_type
+from prismgate.media import HostAllowlist
 from prismgate.media.decoding import DecodePool
 from prismgate.media.fetch import FetchedImage, SafeFetcher
 from prismgate.media.inputs import check_input_pixels
@@ -66,7 +66,6 @@ from prismgate.types import (
     CallMeta,
     ImageEditRequest,
     ImageGenerationRequest,
-    ImageObject,
     ImageRequest,
     ImageResponse,
     ImageStreamEvent,
@@ -131,6 +130,12 @@ class Gateway:
         self._own_stores = stores is None
         self.stores = stores if stores is not None else open_stores(self.config)
         self.image_store = self.stores.images
+        self.delivery = ImageDelivery(
+            public_base_url=self.config.general_settings.image_store.public_base_url,
+            store=self.image_store,
+            links=lambda: self.image_links,
+            fetcher=self.fetcher,
+        )
         # Observers, webhooks, traces and the console's records of calls.
         self.reporting = CallReporting(
             self.config, self.image_store, self._redact, observers=observers, tracing=tracing
@@ -269,7 +274,7 @@ class Gateway:
             return await self._images(operation, as_base64, streamed)
 
         async def image_bytes(url: str) -> bytes:
-            return await self._image_bytes(url, called)
+            return await self.delivery.image_bytes(url, called)
 
         return image_events(
             operation, run, called, partial_images=partial_images, image_bytes=image_bytes
@@ -431,10 +436,10 @@ class Gateway:
             extra=extra,
         )
         if cache is not None and (
-            hit := await cache.lookup_images(self.image_store, self._stored_link(options))
+            hit := await cache.lookup_images(self.image_store, self.delivery.stored_link(options))
         ):
             hit = Served(hit.value, _for_this_call(hit.meta, options))
-            return await self._delivered(request, hit, capabilities, options)
+            return await self.delivery.delivered(request, hit, capabilities, options)
         converting = request.response_format is not None and not accepts(
             capabilities, "response_format"
         )
@@ -480,22 +485,10 @@ class Gateway:
             # Kept as the provider answered; a hit is delivered like a fresh answer.
 
             async def image_bytes(url: str) -> bytes:
-                return await self._image_bytes(url, options)
+                return await self.delivery.image_bytes(url, options)
 
             await cache.store_images(served, self.image_store, image_bytes)
-        return await self._delivered(request, served, capabilities, options)
-
-    async def _delivered(
-        self,
-        request: ImageRequest,
-        served: Served[ImageResponse],
-        capabilities: ImageCapabilities | None,
-        options: CallOptions,
-    ) -> Served[ImageResponse]:
-        """The answer in the format the caller asked for."""
-        wanted = request.response_format
-        delivered = await self._deliver_as(wanted, served.value, capabilities, options)
-        return served if delivered is served.value else Served(delivered, served.meta)
+        return await self.delivery.delivered(request, served, capabilities, options)
 
     async def chat_completion(
         self, request: ChatCompletionRequest, options: CallOptions | None = None
@@ -540,7 +533,7 @@ class Gateway:
             served = await self._serve(
                 request.model, request, options, attempt, tokens=_chat_tokens
             )
-            return await self._chat_images_linked(served, options) if linked else served
+            return await self.delivery.chat_images_linked(served, options) if linked else served
 
         return await self.reporting.run(
             "chat_completion", request.model, request, options, work=work, record=record
@@ -590,22 +583,6 @@ class Gateway:
         return await self.reporting.run(
             "chat_completion", request.model, request, options, work=work, record=record
         )
-
-    async def _chat_images_linked(
-        self, served: Served[ChatCompletion], options: CallOptions
-    ) -> Served[ChatCompletion]:
-        """The answer's images stored, and linked by signed URLs (the proxy; an SDK call
-        without a public base URL keeps data URLs, as images answers do)."""
-        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
-        if base is None:
-            return served
-
-        async def stored(url: str) -> str:
-            data = await self._image_bytes(url, options)
-            name = await self.image_store.put(data, sniff_image_type(data[:16]) or "image/png")
-            return self.image_links.link(base, name)
-
-        return Served(await linked_images(served.value, stored), served.meta)
 
     async def _chat_call(
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
@@ -662,42 +639,6 @@ class Gateway:
         )
         return provider.chat, call, provider
 
-    async def _deliver_as(
-        self,
-        wanted: str | None,
-        response: ImageResponse,
-        capabilities: ImageCapabilities | None,
-        options: CallOptions,
-    ) -> ImageResponse:
-        """Honour `response_format` for models that could not be asked for it: base64
-        answers become data URLs, URL answers are fetched (safely) and encoded."""
-        if wanted is None or accepts(capabilities, "response_format"):
-            return response
-        if wanted == "url":
-            linked = [await self._as_url(image, options) for image in response.data]
-            return msgspec.structs.replace(response, data=linked)
-        encoded = []
-        for image in response.data:
-            if image.b64_json is None and image.url is not None:
-                fetched = await self.fetcher.fetch(image.url, scope=options.scope)
-                b64 = base64.b64encode(fetched.data).decode()
-                encoded.append(msgspec.structs.replace(image, b64_json=b64, url=None))
-            else:
-                encoded.append(image)
-        return msgspec.structs.replace(response, data=encoded)
-
-    async def _as_url(self, image: ImageObject, options: CallOptions) -> ImageObject:
-        """A base64 image as a link: signed and stored when the caller has a base URL
-        (the proxy), a data URL otherwise."""
-        if image.b64_json is None or image.url is not None:
-            return image
-        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
-        if base is None:
-            return msgspec.structs.replace(image, url=data_url(image.b64_json), b64_json=None)
-        data = base64.b64decode(image.b64_json)
-        name = await self.image_store.put(data, sniff_image_type(data[:16]) or "image/png")
-        return msgspec.structs.replace(image, url=self.image_links.link(base, name), b64_json=None)
-
     def _timeout(self, options: CallOptions, target: Target) -> float:
         """Seconds for the whole upstream call: the caller's, the Portkey target's, the
         deployment's, then the config's defaults. A proxy client may shorten the
@@ -734,21 +675,6 @@ class Gateway:
         self._guard_pool = HttpTransport()
         allowlist = HostAllowlist(self.config.general_settings.media.allowed_hosts)
         return self.reporting.upstream(self._guard_pool.guarded(allowlist))
-
-    def _stored_link(self, options: CallOptions) -> Callable[[str], str | None]:
-        """Signs links to stored images for this caller; None without a base URL."""
-        base = self.config.general_settings.image_store.public_base_url or options.image_base_url
-
-        def link(name: str) -> str | None:
-            return None if base is None else self.image_links.link(base, name)
-
-        return link
-
-    async def _image_bytes(self, url: str, options: CallOptions) -> bytes:
-        """An answered image's bytes: a data URL decoded, a link fetched safely."""
-        if url.startswith("data:"):
-            return base64.b64decode(url.partition(",")[2])
-        return (await self.fetcher.fetch(url, scope=options.scope)).data
 
     def _call_redactor(self, options: CallOptions, deployment: Deployment) -> Redactor:
         # The config's keys are known already; a caller's own key, and the secrets the
