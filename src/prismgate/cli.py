@@ -24,12 +24,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from prismgate._version import __version__
+from prismgate.cli_progress import job_progress, spinner
 from prismgate.observability.log_config import LogFormat, LogLevel
 
 if TYPE_CHECKING:
     from prismgate.config import Config
     from prismgate.identity.accounts import Accounts
-    from prismgate.providers.jobs import JobProgress
 
 T = TypeVar("T")
 
@@ -452,10 +452,10 @@ def generate(
     async def run() -> None:
         async with Gateway(loaded, observers=[recorder]) as gateway:
             what = f"generating {n} image{'s' if n > 1 else ''} with {model}"
-            with _progress(what) as progress:
+            with spinner(what, errors) as progress:
                 answer = await aimage_generation(
                     prompt, model=model, gateway=gateway,
-                    on_progress=_job_progress(progress, what), **params,
+                    on_progress=job_progress(progress, what), **params,
                 )  # fmt: skip
             assert isinstance(answer, ImageResponse)  # not asked to stream
             response = answer
@@ -511,38 +511,6 @@ def _default_config() -> Config:
     from prismgate.config import load_config
 
     return load_config()
-
-
-def _progress(what: str) -> Any:
-    """A spinner with the time spent, on stderr, while the call runs (shown only on a
-    terminal; gone when the call ends)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-        # Elsewhere (a pipe, a log) it would leave an empty line before the result.
-        disable=not errors.is_terminal,
-    )
-    progress.add_task(escape(what), total=None)
-    return progress
-
-
-def _job_progress(progress: Any, what: str) -> Callable[[JobProgress], None]:
-    """Shows where a provider's remote job stands (queued, its place, done so far)."""
-
-    def show(moved: JobProgress) -> None:
-        where = f"{moved.state}"
-        if moved.queue_position is not None:
-            where += f", place {moved.queue_position + 1} in the queue"
-        if moved.progress is not None:
-            where += f", {moved.progress:.0%}"
-        progress.update(progress.task_ids[0], description=escape(f"{what}: {where}"))
-
-    return show
 
 
 def _show_inline(saved: list[Any], inline: bool | None) -> None:
@@ -635,7 +603,7 @@ def chat(
 
     async def run() -> None:
         async with Gateway(loaded, observers=[recorder]) as gateway:
-            with _progress(f"asking {model}"):
+            with spinner(f"asking {model}", errors):
                 answer: Any = await acompletion(
                     model,
                     [{"role": "user", "content": parts}],
