@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
-from prismgate.catalog import ImageCapabilities, ModelInfo
+from prismgate.catalog import ImageCapabilities, MegapixelPrice, ModelInfo
 from prismgate.errors import BadRequestError
 from prismgate.providers.image_rules import parse_size
 from prismgate.types import ImageRequest, ImageResponse
@@ -53,6 +54,9 @@ def image_cost(
             + image_out * pricing.output_image_per_token
             + text_out * (pricing.output_text_per_token or 0.0)
         )
+    asked = response.size or request.size
+    if pricing.per_megapixel is not None and (dimensions := _dimensions(asked)) is not None:
+        return _megapixel_price(pricing.per_megapixel, *dimensions) * len(response.data)
     if pricing.per_image is None:
         return None
     by_size = _prices_for_quality(
@@ -60,7 +64,7 @@ def image_cost(
         response.quality or getattr(request, "quality", None),
         capabilities.qualities,
     )
-    size = response.size or request.size or capabilities.default_size or "*"
+    size = asked or capabilities.default_size or "*"
     price = by_size.get(size, by_size.get("*"))
     if price is None:  # an unlisted size: the model's most common (first) price
         price = next(iter(by_size.values()))
@@ -152,3 +156,17 @@ def chat_price_bound(info: ModelInfo | None, request: ChatCompletionRequest) -> 
     )
     tokens_in = characters + images * INPUT_IMAGE_TOKENS
     return tokens_in * info.input_cost_per_token + out * (info.output_cost_per_token or 0.0)
+
+
+_MEGAPIXEL = 1 << 20  # how fal and Black Forest Labs count one (1024x1024 is one)
+
+
+def _dimensions(size: str | None) -> tuple[int, int] | None:
+    width, x, height = (size or "").partition("x")
+    return (int(width), int(height)) if x and width.isdigit() and height.isdigit() else None
+
+
+def _megapixel_price(price: MegapixelPrice, width: int, height: int) -> float:
+    """One image's price: its megapixels counted up to a whole one, at least one."""
+    megapixels = max(1, math.ceil(width * height / _MEGAPIXEL))
+    return price.first + (megapixels - 1) * price.each_further

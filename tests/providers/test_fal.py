@@ -397,3 +397,12 @@ def test_a_proxy_client_who_hangs_up_cancels_the_job(
         time.sleep(0.05)
     (job,) = emu.jobs.values()
     assert emu.cancels == [job.id] and job.cancelled
+
+
+def test_a_custom_size_is_priced_by_its_megapixels(emu: FalEmulator) -> None:
+    # fal bills per megapixel, counted up: 1536x1024 is 1.5 MP, so two.
+    response = generate(emu, image_size={"width": 1536, "height": 1024})
+    assert submitted(emu)[0]["image_size"] == {"width": 1536, "height": 1024}
+    assert response.size == "1536x1024"
+    assert response._hidden_params is not None
+    assert response._hidden_params.response_cost == pytest.approx(2 * 0.025)

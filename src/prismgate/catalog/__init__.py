@@ -5,6 +5,7 @@ from prismgate.catalog.catalog import Catalog, builtin_catalog
 from prismgate.catalog.model_info import (
     ImageCapabilities,
     ImagePricing,
+    MegapixelPrice,
     ModelInfo,
     SizeRules,
     merge_model_info,
@@ -14,6 +15,7 @@ __all__ = [
     "Catalog",
     "ImageCapabilities",
     "ImagePricing",
+    "MegapixelPrice",
     "ModelInfo",
     "SizeRules",
     "builtin_catalog",

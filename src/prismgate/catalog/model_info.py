@@ -9,14 +9,24 @@ import msgspec
 Mode = Literal["chat", "completion", "embedding", "image_generation", "image_edit"]
 
 
+class MegapixelPrice(msgspec.Struct, kw_only=True, frozen=True):
+    """A price by the image's megapixels (2^20 pixels, counted up to a whole one): `first`
+    for the first, `each_further` for every one after it (fal, Black Forest Labs)."""
+
+    first: float
+    each_further: float
+
+
 class ImagePricing(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
     """How an image model is billed, in USD.
 
     `per_image` maps quality → size → price; the quality `"*"` matches any quality, the
-    size `"*"` any size. Token prices apply to gpt-image style models that report `usage`.
+    size `"*"` any size. `per_megapixel`, where set, prices an image of a known size
+    instead. Token prices apply to gpt-image style models that report `usage`.
     """
 
     per_image: dict[str, dict[str, float]] | None = None
+    per_megapixel: MegapixelPrice | None = None
     input_text_per_token: float | None = None
     input_image_per_token: float | None = None
     output_image_per_token: float | None = None

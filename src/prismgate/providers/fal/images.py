@@ -271,10 +271,13 @@ async def _response(
             data.append(ImageObject(b64_json=base64.b64encode(fetched).decode()))
         else:
             data.append(ImageObject(url=image.url))
+    first = output.images[0] if output.images else None
     response = ImageResponse(
         created=int(time.time()),
         data=data,
         output_format=call.request.output_format,
+        # What fal made (a custom `image_size` too): fal prices by its megapixels.
+        size=f"{first.width}x{first.height}" if first and first.width and first.height else None,
     )
     response.filtered = tuple(withheld)
     return response
