@@ -28,7 +28,12 @@ from prismgate.media.headers import read_dimensions
 from prismgate.media.images import ImageLimits, fit_image
 from tests.emulators.anthropic import AnthropicEmulator
 from tests.emulators.openai import OpenAIEmulator
-from tests.security.process import MASTER_KEY, LivenessProbe, ServedProcess
+from tests.security.process import (
+    MASTER_KEY,
+    MAX_LIVENESS_WAIT_MS,
+    LivenessProbe,
+    ServedProcess,
+)
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 PART = "messages[0].content[1].image_url"
@@ -145,12 +150,17 @@ def test_images_within_the_budget_are_decoded_off_the_loop_one_budget_at_a_time(
     # The first call to a provider loads its modules; that cost is not the image's.
     small = vision_body("claude", data_url(saved(8, 8, "PNG")))
     assert httpx.post(f"{proxy.base_url}/v1/chat/completions", json=small, headers=AUTH).is_success
-    anthropic.reset()
-    with LivenessProbe(proxy.port) as probe:
-        answers = at_once(3, lambda: httpx.post(
-            f"{proxy.base_url}/v1/chat/completions", json=vision_body("claude", wide),
-            headers=AUTH, timeout=60,
-        ))  # fmt: skip
+    # A wait over the budget is measured once more: one the gateway causes (decoding on
+    # the loop) comes back; one the shared machine caused seldom does twice.
+    for _attempt in range(2):
+        anthropic.reset()
+        with LivenessProbe(proxy.port) as probe:
+            answers = at_once(3, lambda: httpx.post(
+                f"{proxy.base_url}/v1/chat/completions", json=vision_body("claude", wide),
+                headers=AUTH, timeout=60,
+            ))  # fmt: skip
+        if not probe.failures and probe.worst_ms <= MAX_LIVENESS_WAIT_MS:
+            break
     assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
     sent = [
         block["source"]["data"]

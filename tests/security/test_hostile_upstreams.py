@@ -171,12 +171,19 @@ def test_lying_upstreams_cost_one_bounded_read_and_no_second_bill(
     assert _call(proxy, "chat", "ok").status_code == 200
     problems: list[str] = []
     for lie in LIES:
-        with LivenessProbe(proxy.port) as probe:
-            for group in ("gen", "keyed", "chat"):
-                hostile.reset()
-                answer = _call(proxy, group, lie.behaviour)
-                calls = hostile.count(lie.behaviour)
-                problems += _problems(lie, group, answer, calls, hostile.port)
+        # A wait over the budget is measured once more: one the gateway causes (a blocked
+        # loop) comes back; one the shared machine caused (the other test worker holding
+        # both cores) seldom does twice.
+        for attempt in range(2):
+            with LivenessProbe(proxy.port) as probe:
+                for group in ("gen", "keyed", "chat"):
+                    hostile.reset()
+                    answer = _call(proxy, group, lie.behaviour)
+                    calls = hostile.count(lie.behaviour)
+                    if attempt == 0:
+                        problems += _problems(lie, group, answer, calls, hostile.port)
+            if not probe.failures and probe.worst_ms <= MAX_LIVENESS_WAIT_MS:
+                break
         if probe.failures or probe.worst_ms > MAX_LIVENESS_WAIT_MS:
             problems.append(f"{lie.behaviour}: liveness waited {probe.worst_ms:.0f} ms")
     # The gateway still serves an honest upstream afterwards.
