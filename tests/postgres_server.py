@@ -12,11 +12,12 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests import processes
 
 __all__ = ["PostgresServer", "running_postgres"]
 
@@ -128,10 +129,7 @@ class PostgresServer:
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return processes.free_port()  # each xdist worker its own ports
 
 
 @contextlib.contextmanager

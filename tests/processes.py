@@ -4,6 +4,7 @@ and fresh databases for them: a SQLite file, or a new database on the real Postg
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -18,10 +19,21 @@ import yaml
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port nothing listens on now, for a server started next.
+
+    Between this check and the server's own bind, another pytest-xdist worker could be
+    handed the same port for its server: each worker takes only its own share of ports,
+    so two workers never share one. (Shares by `port // 2`: Linux hands out odd ports to
+    `bind(0)` first, so the port's own parity would leave a worker waiting.)"""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    for _ in range(1000):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if (port // 2) % workers == worker % workers:
+            return port
+    return port  # never seen: the share is about half of the ports handed out
 
 
 def _psql(sql: str) -> None:

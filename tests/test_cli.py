@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import prismgate
 from prismgate.cli import app
+from tests import processes
 from tests.emulators import OpenAIEmulator
 
 
@@ -395,11 +396,7 @@ QUICKSTART = Path(__file__).parents[1] / "examples" / "quickstart.yaml"
 
 
 def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return processes.free_port()  # each xdist worker its own ports
 
 
 @pytest.mark.parametrize("form", [["serve", "--config"], ["--config"]])

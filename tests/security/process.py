@@ -18,6 +18,8 @@ from typing import Any, Self
 
 import yaml
 
+from tests import processes
+
 MASTER_KEY = "sk-master-security-0001"
 # The issue's budgets: every probe of the suite stays within them.
 MAX_PEAK_RSS_MB = 300.0
@@ -25,10 +27,9 @@ MAX_LIVENESS_WAIT_MS = 100.0
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port for a server started next (each xdist worker its own: see
+    tests.processes.free_port)."""
+    return processes.free_port()
 
 
 class ServedProcess:
