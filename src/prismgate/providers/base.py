@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
+import yarl
 
 from prismgate.catalog import Catalog, ImageCapabilities, ModelInfo
 from prismgate.errors import AuthenticationError, BadRequestError, PrismgateError
@@ -64,6 +65,7 @@ __all__ = [
     "TranslateError",
     "build_body",
     "declared_settings",
+    "followable",
     "settings_of",
 ]
 
@@ -147,6 +149,25 @@ def declared_settings(kind: type[ProviderSettings]) -> tuple[Setting, ...]:
             raise TypeError(f"{kind.__name__}.{name} must be annotated with one Setting")
         declared.append(dataclasses.replace(found[0], name=name))
     return tuple(declared)
+
+
+def followable(url: str, api_base: str, domains: tuple[str, ...]) -> bool:
+    """Whether the gateway may follow `url`, taken from a provider's answer (a job's
+    polling URL, a result link): https on one of the provider's `domains` (or a host under
+    one), or the scheme, host and port of the deployment's own `api_base` (a proxy, an
+    emulator). Anything else, an internal address say, is never called: answers can lie."""
+    try:
+        target, base = yarl.URL(url), yarl.URL(api_base)
+    except (TypeError, ValueError):
+        return False
+    if not target.is_absolute() or target.host is None:
+        return False
+    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
+        return True
+    host = target.host.lower().rstrip(".")
+    return target.scheme == "https" and any(
+        host == domain or host.endswith("." + domain) for domain in domains
+    )
 
 
 def settings_of(call: ProviderCall, kind: type[P]) -> P:

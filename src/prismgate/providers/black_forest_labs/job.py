@@ -26,6 +26,7 @@ from prismgate.errors import (
     unreadable_answer,
 )
 from prismgate.observability.redaction import Redactor
+from prismgate.providers.base import followable
 from prismgate.providers.jobs import JobState, JobStatus
 from prismgate.transport import (
     Transport,
@@ -46,17 +47,8 @@ _EXPIRED = frozenset({403, 404, 410})
 
 def trusted_url(url: str, api_base: str) -> bool:
     """Whether the gateway may follow `url` from a BFL answer: https on a BFL host, or
-    the same scheme, host and port as the deployment's `api_base`."""
-    try:
-        target, base = yarl.URL(url), yarl.URL(api_base)
-    except (TypeError, ValueError):
-        return False
-    if not target.is_absolute() or target.host is None:
-        return False
-    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
-        return True
-    host = target.host.lower().rstrip(".")
-    return target.scheme == "https" and (host == _BFL_DOMAIN or host.endswith("." + _BFL_DOMAIN))
+    the deployment's `api_base`."""
+    return followable(url, api_base, (_BFL_DOMAIN,))
 
 
 def untrusted(what: str, url: str, task_id: str) -> APIError:

@@ -33,6 +33,7 @@ from prismgate.providers.base import (
     ImageFamily,
     ImageGenerationCall,
     build_body,
+    followable,
     settings_of,
 )
 from prismgate.providers.fal.queue import (
@@ -265,7 +266,7 @@ async def _response(
             encoded = image.url.partition(",")[2]
             data.append(ImageObject(b64_json=encoded) if as_b64 else ImageObject(url=image.url))
         elif as_b64:
-            if not _trusted(image.url, call.credentials.api_base):
+            if not followable(image.url, call.credentials.api_base, _MEDIA_DOMAINS):
                 raise _untrusted(image.url)
             fetched = await _fetch(http, image.url, index, within, call.connect_timeout)
             data.append(ImageObject(b64_json=base64.b64encode(fetched).decode()))
@@ -285,24 +286,6 @@ async def _response(
 
 # Where fal serves result images: its media CDN and its own hosts, over https.
 _MEDIA_DOMAINS = ("fal.media", "fal.ai", "fal.run")
-
-
-def _trusted(url: str, api_base: str) -> bool:
-    """Whether a result link from fal's answer may be fetched by the gateway: https on a
-    fal host, or the deployment's own api_base host (a proxy, an emulator). Anything else
-    (an internal address, a metadata service) is never fetched: the answer could lie."""
-    try:
-        target, base = yarl.URL(url), yarl.URL(api_base)
-    except (TypeError, ValueError):
-        return False
-    if not target.is_absolute() or target.host is None:
-        return False
-    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
-        return True
-    host = target.host.lower().rstrip(".")
-    return target.scheme == "https" and any(
-        host == domain or host.endswith("." + domain) for domain in _MEDIA_DOMAINS
-    )
 
 
 def _untrusted(url: str) -> APIError:

@@ -28,6 +28,7 @@ from prismgate.errors import (
     unreadable_answer,
 )
 from prismgate.observability.redaction import Redactor
+from prismgate.providers.base import followable
 from prismgate.providers.jobs import JobState, JobStatus
 from prismgate.transport import (
     Transport,
@@ -106,13 +107,7 @@ def failure(prediction: Prediction, redact: Redactor) -> PrismgateError:
 
 
 def _trusted(url: str, api_base: str) -> bool:
-    target, base = yarl.URL(url), yarl.URL(api_base)
-    if not target.is_absolute() or target.host is None:
-        return False
-    if (target.scheme, target.host, target.port) == (base.scheme, base.host, base.port):
-        return True
-    host = target.host.lower().rstrip(".")
-    return target.scheme == "https" and (host == _DELIVERY or host.endswith("." + _DELIVERY))
+    return followable(url, api_base, (_DELIVERY,))
 
 
 async def read_outputs(
