@@ -1,4 +1,5 @@
-"""Image prices from the catalog: per image by quality and size, or by megapixels."""
+"""Image prices: what the provider billed where it says, else the catalog's, per image by
+quality and size, or by megapixels."""
 
 from __future__ import annotations
 
@@ -35,3 +36,14 @@ def test_megapixel_prices(model: str, size: str | None, price: float) -> None:
 def test_a_price_per_image_counts_every_image() -> None:
     assert cost("fal_ai/fal-ai/flux/dev", "1536x1024", images=3) == pytest.approx(0.15)
     assert cost("openai/dall-e-3", "1792x1024", images=2) == pytest.approx(0.16)
+
+
+def test_what_the_provider_billed_is_the_cost() -> None:
+    info = builtin_catalog().lookup("openrouter/google/gemini-2.5-flash-image")
+    assert info is not None and info.image is not None
+    request = ImageGenerationRequest(prompt="x")
+    response = ImageResponse(created=0, data=[ImageObject(b64_json="")])
+    assert image_cost(info.image, request, response) == pytest.approx(0.039)  # the catalog
+    response.billed_cost = 0.0123
+    assert image_cost(info.image, request, response) == pytest.approx(0.0123)
+    assert image_cost(None, request, response) == pytest.approx(0.0123)  # uncatalogued

@@ -27,10 +27,13 @@ def image_cost(
     request: ImageRequest,
     response: ImageResponse,
 ) -> float | None:
-    """Token-priced models pay for `usage`; the others per image by quality and size.
+    """What the provider billed, where its answer says; otherwise token-priced models
+    pay for `usage`, the others per image by quality and size (or by megapixel).
 
     None only when the model has no price at all (an uncatalogued self-hosted model).
     """
+    if response.billed_cost is not None:
+        return response.billed_cost
     if capabilities is None or capabilities.pricing is None:
         return None
     pricing = capabilities.pricing

@@ -151,6 +151,8 @@ def _merge(responses: list[ImageResponse]) -> ImageResponse:
         usage=_sum_usage(usages) if len(usages) == len(responses) else None,
     )
     merged.filtered = tuple(reason for r in responses for reason in r.filtered)
+    billed = [r.billed_cost for r in responses if r.billed_cost is not None]
+    merged.billed_cost = sum(billed) if len(billed) == len(responses) else None
     return merged
 
 

@@ -1,5 +1,5 @@
 """OpenRouter: chat on OpenAI's wire with image output in `message.images` (whole and
-streamed), and `/v1/images/generations` served by a chat call with `modalities`."""
+streamed), and generations and edits through its Image API (`POST /images`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from PIL import Image
 import prismgate
 from prismgate.providers import canonical_provider, get_provider
 from prismgate.providers.openrouter import OPENROUTER_IMAGE_FIELDS
-from prismgate.providers.openrouter.images import modalities
 from tests.emulators.openrouter import OpenRouterEmulator
 from tests.serving import MASTER_KEY, RunningProxy, model
 
@@ -104,6 +103,15 @@ def test_image_output_from_a_text_model_keeps_openrouters_404(emu: OpenRouterEmu
     assert "output modalities" in caught.value.message
 
 
+def test_a_chat_error_inside_a_200_is_an_error(emu: OpenRouterEmulator) -> None:
+    with pytest.raises(prismgate.PrismgateError) as caught:
+        prismgate.completion(
+            model=PAINTER, messages=[{"role": "user", "content": "fail in band"}], **keys(emu)
+        )
+    assert caught.value.upstream_status == 502
+    assert "Provider returned error" in caught.value.message
+
+
 def test_a_bad_key_is_an_authentication_error(emu: OpenRouterEmulator) -> None:
     with pytest.raises(prismgate.AuthenticationError) as caught:
         prismgate.completion(
@@ -115,33 +123,88 @@ def test_a_bad_key_is_an_authentication_error(emu: OpenRouterEmulator) -> None:
 # --- image generation -----------------------------------------------------------------
 
 
-def test_fields_table_and_modalities() -> None:
-    assert set(OPENROUTER_IMAGE_FIELDS) == {"prompt", "size"}
-    assert modalities("google/gemini-2.5-flash-image") == ["image", "text"]
-    assert modalities("black-forest-labs/flux.2-pro") == ["image"]
+def test_fields_table() -> None:
+    assert {"prompt", "n", "size", "quality", "seed", "resolution"} <= set(OPENROUTER_IMAGE_FIELDS)
     assert canonical_provider("openrouter") == "openrouter"
-    assert get_provider("openrouter").health_probe is not None
+    provider = get_provider("openrouter")
+    assert provider.health_probe is not None and provider.image_edit is not None
 
 
-def test_sdk_generation_sends_a_chat_call_and_prices_each_image(
+def test_sdk_generation_goes_to_the_image_api_and_costs_what_openrouter_billed(
     emu: OpenRouterEmulator,
 ) -> None:
+    emu.cost_per_image = 0.05  # OpenRouter's bill, not the catalog's $0.039
     answer = prismgate.image_generation(
-        model=PAINTER, prompt="a lighthouse", size="1344x768", n=2, **keys(emu)
+        model=PAINTER, prompt="a lighthouse", size="1344x768", n=2, seed=7, **keys(emu)
     )
-    assert len(answer.data) == 2 and len(emu.requests) == 2  # n fanned out
+    assert len(answer.data) == 2 and len(emu.requests) == 2  # one image a call: fanned out
     for item in answer.data:
         assert item.b64_json is not None and item.url is None
         assert Image.open(io.BytesIO(base64.b64decode(item.b64_json))).size == (1344, 768)
-    sent = emu.requests[-1].json
-    assert sent == {
+    sent = emu.requests[-1]
+    assert sent.path == "/api/v1/images"
+    assert sent.headers["authorization"] == f"Bearer {emu.api_key}"
+    assert sent.json == {
         "model": "google/gemini-2.5-flash-image",
-        "messages": [{"role": "user", "content": "a lighthouse"}],
-        "image_config": {"aspect_ratio": "16:9"},
-        "modalities": ["image", "text"],
+        "prompt": "a lighthouse",
+        "n": 1,
+        "size": "1344x768",
+        "seed": 7,
     }
     assert answer._hidden_params is not None
-    assert answer._hidden_params.response_cost == pytest.approx(2 * 0.039)
+    assert answer._hidden_params.response_cost == pytest.approx(2 * 0.05)
+
+
+def test_a_model_that_draws_several_gets_n_in_one_call(emu: OpenRouterEmulator) -> None:
+    # Not in the catalog: OpenRouter decides, and this model draws up to four a call.
+    answer = prismgate.image_generation(
+        model="openrouter/black-forest-labs/flux.2-pro",
+        prompt="a lighthouse",
+        n=3,
+        size="2K",
+        output_format="jpeg",
+        **keys(emu),
+    )
+    assert len(answer.data) == 3 and len(emu.requests) == 1
+    assert emu.requests[0].json is not None and emu.requests[0].json["n"] == 3
+    first = Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json or "")))
+    assert (first.format, first.size) == ("JPEG", (2048, 2048))
+    assert answer._hidden_params is not None
+    assert answer._hidden_params.response_cost == pytest.approx(3 * 0.04)
+
+
+def test_edits_send_the_images_as_input_references(emu: OpenRouterEmulator) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(png, format="PNG")
+    answer = prismgate.image_edit(
+        model="openrouter/bytedance-seed/seedream-4.5",
+        image=[png.getvalue(), png.getvalue()],
+        prompt="make it blue",
+        **keys(emu),
+    )
+    assert len(answer.data) == 1
+    sent = emu.requests[-1].json
+    assert sent is not None and sent["prompt"] == "make it blue"
+    references = sent["input_references"]
+    assert len(references) == 2 and references[0]["type"] == "image_url"
+    assert picture(references[0]["image_url"]["url"]).size == (64, 48)
+    assert answer._hidden_params is not None
+    assert answer._hidden_params.response_cost == pytest.approx(0.04)
+
+
+def test_an_edit_with_a_mask_is_refused_before_any_call(emu: OpenRouterEmulator) -> None:
+    png = io.BytesIO()
+    Image.new("RGBA", (32, 32)).save(png, format="PNG")
+    with pytest.raises(prismgate.BadRequestError) as caught:
+        prismgate.image_edit(
+            model="openrouter/bytedance-seed/seedream-4.5",
+            image=png.getvalue(),
+            mask=png.getvalue(),
+            prompt="x",
+            **keys(emu),
+        )
+    assert caught.value.param == "mask" and "no mask" in caught.value.message
+    assert not emu.requests
 
 
 def test_a_size_of_no_documented_ratio_is_a_clear_400(emu: OpenRouterEmulator) -> None:
@@ -149,6 +212,16 @@ def test_a_size_of_no_documented_ratio_is_a_clear_400(emu: OpenRouterEmulator) -
         prismgate.image_generation(model=PAINTER, prompt="x", size="1000x100", **keys(emu))
     assert "size" in caught.value.message
     assert not emu.requests
+
+
+def test_openrouters_own_400_keeps_its_message(emu: OpenRouterEmulator) -> None:
+    # An uncatalogued model: the gateway cannot know its limits, OpenRouter says them.
+    with pytest.raises(prismgate.BadRequestError) as caught:
+        prismgate.image_generation(
+            model="openrouter/black-forest-labs/flux.2-pro", prompt="x", n=5, **keys(emu)
+        )
+    assert caught.value.upstream_status == 400
+    assert "4 image(s) per request" in caught.value.message
 
 
 def test_an_upstream_error_keeps_status_and_message(emu: OpenRouterEmulator) -> None:
@@ -177,7 +250,7 @@ def test_proxy_generation_b64_and_url_with_cost(
     raw = client.images.with_raw_response.generate(
         model="painter", prompt="a lighthouse", size="1024x1024", response_format="b64_json"
     )
-    assert float(raw.headers["x-prismgate-response-cost"]) == pytest.approx(0.039)
+    assert float(raw.headers["x-prismgate-response-cost"]) == pytest.approx(emu.cost_per_image)
     inline = raw.parse()
     assert inline.data is not None and inline.data[0].b64_json
     as_url = client.images.generate(model="painter", prompt="a lighthouse", response_format="url")

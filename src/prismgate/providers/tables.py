@@ -131,7 +131,8 @@ def _sent(field: Field | None, param: str) -> str:
     if field.convert is not None:
         where = f" to `{field.target}`" if field.target else ""
         return f"mapped{where}: {field.note}" if field.note else f"mapped{where}"
-    return "exact" if field.target == param else f"sent as `{field.target}`"
+    sent = "exact" if field.target == param else f"sent as `{field.target}`"
+    return f"{sent}: {field.note}" if field.note else sent
 
 
 def updated_readme(text: str) -> str:

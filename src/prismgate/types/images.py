@@ -154,6 +154,17 @@ class ImageResponse(
     def filtered(self, reasons: tuple[str, ...]) -> None:
         self.__dict__["_filtered"] = reasons
 
+    @property
+    def billed_cost(self) -> float | None:
+        """What the provider says it charged for this answer, in USD, where it says
+        (OpenRouter's `usage.cost`): it is the cost, whatever the catalog's prices."""
+        cost: float | None = self.__dict__.get("_billed_cost")
+        return cost
+
+    @billed_cost.setter
+    def billed_cost(self, cost: float | None) -> None:
+        self.__dict__["_billed_cost"] = cost
+
 
 class PartialImage(msgspec.Struct, kw_only=True, frozen=True):
     """A preview of an image still being made, as a provider reports it mid-call."""

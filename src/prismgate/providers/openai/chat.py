@@ -14,7 +14,14 @@ import msgspec
 
 from prismgate.errors import unreadable_answer
 from prismgate.providers.base import ChatCall, Credentials
-from prismgate.providers.openai.wire import HeadersFor, UrlFor, bearer, openai_error, v1_url
+from prismgate.providers.openai.wire import (
+    HeadersFor,
+    UrlFor,
+    bearer,
+    in_band_error,
+    openai_error,
+    v1_url,
+)
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse
 from prismgate.types.chat import ChatCompletion
 
@@ -62,6 +69,8 @@ class OpenAIChat:
         try:
             return msgspec.json.decode(response.body, type=ChatCompletion)
         except msgspec.DecodeError as exc:
+            if failed := in_band_error(self.provider, response, call.redact):
+                raise failed from None
             raise unreadable_answer(
                 self.provider, response.status, f"not a chat completion ({exc})"
             ) from exc

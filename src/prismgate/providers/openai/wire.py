@@ -64,6 +64,7 @@ __all__ = [
     "OpenAISettings",
     "bearer",
     "check_inputs",
+    "in_band_error",
     "input_rules",
     "models_probe",
     "openai_error",
@@ -288,6 +289,26 @@ def openai_error(provider: str, response: UpstreamResponse, redact: Redactor) ->
         param=detail.param,
         retry_after=retry_after_seconds(response.headers),
     )
+
+
+def in_band_error(
+    provider: str, response: UpstreamResponse, redact: Redactor
+) -> PrismgateError | None:
+    """The error a 200 answer carries as `{"error": {...}}` instead of a result, or None.
+
+    OpenRouter answers so once a model has started
+    (https://openrouter.ai/docs/api/reference/errors-and-debugging.md); the error's
+    numeric `code` is its status (502 when it has none).
+    """
+    try:
+        error = msgspec.json.decode(response.body, type=_ErrorEnvelope).error
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(error, _ErrorDetail):
+        return None
+    code = str(error.code or "")
+    status = int(code) if code.isdigit() and 400 <= int(code) < 600 else 502
+    return openai_error(provider, UpstreamResponse(status, response.headers, response.body), redact)
 
 
 def openai_errors(provider: str) -> TranslateError:

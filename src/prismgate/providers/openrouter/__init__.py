@@ -2,8 +2,8 @@
 
 Chat goes through the shared `OpenAIChat` (a caller's `modalities: ["image", "text"]` is
 sent as given; drawn images come back in `choices[].message.images`, streamed in
-`delta.images`). `/v1/images/generations` is served by a chat call with `modalities`,
-one image per call (the gateway fans `n` out); see `images.py`.
+`delta.images`). `/v1/images/generations` and `/v1/images/edits` go to OpenRouter's
+Image API (`POST /images`); see `images.py`.
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ from __future__ import annotations
 from prismgate.providers.base import CredentialSpec, Provider
 from prismgate.providers.openai.chat import OpenAIChat
 from prismgate.providers.openai.wire import models_probe, openai_errors
-from prismgate.providers.openrouter.images import (
-    OPENROUTER_ASPECT_RATIOS,
-    OPENROUTER_IMAGE_FIELDS,
-    OpenRouterImages,
-)
+from prismgate.providers.openrouter.images import OPENROUTER_IMAGE_FIELDS, OpenRouterImages
 from prismgate.providers.openrouter.settings import OpenRouterSettings, openrouter_headers
 
 __all__ = [
     "OPENROUTER",
-    "OPENROUTER_ASPECT_RATIOS",
     "OPENROUTER_IMAGE_FIELDS",
     "OpenRouterSettings",
 ]
 
+_IMAGES = OpenRouterImages()
 
 OPENROUTER = Provider(
     name="openrouter",
@@ -36,7 +32,8 @@ OPENROUTER = Provider(
         api_base_env=("OPENROUTER_API_BASE",),
         default_api_base="https://openrouter.ai/api/v1",
     ),
-    image_generation=OpenRouterImages(),
+    image_generation=_IMAGES,
+    image_edit=_IMAGES,
     chat=OpenAIChat(provider="openrouter", headers=openrouter_headers),
     health_probe=models_probe(headers=openrouter_headers),
     settings_type=OpenRouterSettings,

@@ -1,175 +1,179 @@
-"""Image generation on OpenRouter: a chat call with `modalities`, its drawn image taken
-from `choices[0].message.images` (a data URL) into an OpenAI images answer.
+"""Images on OpenRouter's Image API: `POST {api_base}/images` generates, and edits when
+the body carries the input images as `input_references`.
 
-`POST {api_base}/chat/completions` with `{"model", "messages": [{"role": "user",
-"content": <prompt>}], "modalities": ["image", "text"]}`; `size` becomes
-`image_config.aspect_ratio`. One image per call: the catalog says `max_n: 1`, so the
-gateway fans `n` out.
+The body is OpenRouter's normalized one (`model`, `prompt`, `n`, `size`, `quality`,
+`background`, `output_format`, `output_compression`, `input_references`; `resolution`,
+`aspect_ratio` and `seed` as extras); OpenRouter fits it to the model's own provider.
+`size` is sent as given: OpenRouter documents it as the shorthand for a resolution tier
+and an aspect ratio, and the catalog's ratios (checked before the call) are the ones the
+model makes. The answer is `{"created", "data": [{"b64_json"}], "usage": {..., "cost"}}`;
+the cost OpenRouter reports is what the call cost.
+(https://openrouter.ai/docs/api/api-reference/images/generate-an-image)
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from prismgate.catalog import ImageCapabilities
-from prismgate.errors import unreadable_answer
+from prismgate.errors import UnsupportedParamsError, unreadable_answer
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
     Field,
     FieldTable,
+    ImageCall,
+    ImageEditCall,
     ImageFamily,
     ImageGenerationCall,
     build_body,
 )
-from prismgate.providers.image_rules import match_aspect_ratio
-from prismgate.providers.openai.wire import openai_error
+from prismgate.providers.openai.wire import in_band_error, openai_error
 from prismgate.providers.openrouter.settings import openrouter_headers
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
-from prismgate.types import ImageObject, ImageResponse
-from prismgate.types.chat import ChatCompletion
+from prismgate.types import ImageObject, ImageResponse, InputImage
 
-__all__ = ["OPENROUTER_ASPECT_RATIOS", "OPENROUTER_IMAGE_FIELDS", "OpenRouterImages"]
+__all__ = ["MAX_INPUT_REFERENCES", "OPENROUTER_IMAGE_FIELDS", "OpenRouterImages"]
 
-# The ratios OpenRouter's `image_config.aspect_ratio` documents, for models the catalog
-# does not list (a listed model's own `aspect_ratios` win).
-OPENROUTER_ASPECT_RATIOS = (
-    "1:1",
-    "2:3",
-    "3:2",
-    "3:4",
-    "4:3",
-    "4:5",
-    "5:4",
-    "9:16",
-    "16:9",
-    "21:9",
-)
-# Models that answer with text as well as images; others (FLUX, Seedream) draw only.
-_TEXT_TOO = ("google/", "openai/")
-
-
-def _messages(prompt: Any, _capabilities: ImageCapabilities | None) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": str(prompt)}]}
-
-
-def _aspect_ratio(size: Any, capabilities: ImageCapabilities | None) -> str:
-    ratios = (capabilities and capabilities.aspect_ratios) or OPENROUTER_ASPECT_RATIOS
-    return match_aspect_ratio(str(size), ratios)[0]
-
+_PROVIDER = "openrouter"
+# The most reference images one call takes.
+MAX_INPUT_REFERENCES = 16
 
 OPENROUTER_IMAGE_FIELDS: FieldTable = {
-    "prompt": Field(convert=_messages, note="sent as the user message of a chat call"),
+    "prompt": Field("prompt"),
+    "n": Field("n", note="1-10; the gateway makes several calls for a model that draws one"),
     "size": Field(
-        "image_config.aspect_ratio",
-        convert=_aspect_ratio,
-        note="the aspect ratio of the size (a ratio within 2 % is reported as adjusted)",
+        "size",
+        note="OpenRouter fits it to the model's nearest aspect ratio and resolution tier "
+        "(512, 1K, 2K, 4K)",
     ),
+    "quality": Field("quality"),
+    "background": Field("background"),
+    "output_format": Field("output_format"),
+    "output_compression": Field("output_compression"),
+    "seed": Field("seed"),
+    "resolution": Field("resolution"),
+    "aspect_ratio": Field("aspect_ratio"),
 }
 
 
-def modalities(model: str) -> list[str]:
-    """What OpenRouter's docs say to ask for: image and text from models that write too,
-    image alone from those that only draw."""
-    return ["image", "text"] if model.startswith(_TEXT_TOO) else ["image"]
+class _Image(msgspec.Struct):
+    b64_json: str | None = None
 
 
-def _decoded(data_url: str) -> str:
-    """The base64 of a `data:image/...;base64,` URL (checked), or ''."""
-    head, comma, data = data_url.partition(",")
-    if not comma or not head.startswith("data:image/") or not head.endswith(";base64"):
-        return ""
+class _Usage(msgspec.Struct):
+    cost: float | None = None
+
+
+class _Answer(msgspec.Struct):
+    data: list[_Image] = msgspec.field(default_factory=list)
+    created: int | None = None
+    usage: _Usage | None = None
+
+
+def _answer(
+    response: UpstreamResponse, output_format: str | None, redact: Redactor
+) -> ImageResponse:
     try:
-        base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        return ""
-    return data
-
-
-class _InBandError(msgspec.Struct):
-    code: int | str | None = None
-
-
-class _MaybeFailed(msgspec.Struct):
-    error: _InBandError | None = None
-
-
-def _failed_in_band(response: UpstreamResponse) -> int | None:
-    """The status of an error OpenRouter reports inside a 200 (it does once a model has
-    started: https://openrouter.ai/docs/api/reference/errors-and-debugging.md), or None."""
-    try:
-        error = msgspec.json.decode(response.body, type=_MaybeFailed).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    if error is None:
-        return None
-    code = str(error.code or "")
-    return int(code) if code.isdigit() and 400 <= int(code) < 600 else 502
-
-
-def _answer(response: UpstreamResponse, redact: Redactor) -> ImageResponse:
-    status = _failed_in_band(response)
-    if status is not None:
-        failed = UpstreamResponse(status, response.headers, response.body)
-        raise openai_error("openrouter", failed, redact)
-    try:
-        completion = msgspec.json.decode(response.body, type=ChatCompletion)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        answer = msgspec.json.decode(response.body, type=_Answer)
+    except msgspec.DecodeError as exc:
         raise unreadable_answer(
-            "openrouter", response.status, f"not a chat completion ({exc})"
+            _PROVIDER, response.status, f"not OpenRouter's images JSON ({exc})"
         ) from exc
-    drawn = []
-    for choice in completion.choices:
-        images = choice.message.images
-        if isinstance(images, list):
-            drawn += [_decoded(image.image_url.url) for image in images]
-    if not drawn or not all(drawn):
-        raise unreadable_answer(
-            "openrouter", response.status, "the chat answer holds no image as a base64 data URL"
-        )
-    return ImageResponse(created=int(time.time()), data=[ImageObject(b64_json=drawn[0])])
+    if not answer.data and (failed := in_band_error(_PROVIDER, response, redact)):
+        raise failed  # an error once the model had started, inside a 200
+    if not answer.data or not all(image.b64_json for image in answer.data):
+        raise unreadable_answer(_PROVIDER, response.status, "the answer holds no base64 image")
+    result = ImageResponse(
+        created=answer.created or int(time.time()),
+        data=[ImageObject(b64_json=image.b64_json) for image in answer.data],
+        output_format=output_format,
+    )
+    result.billed_cost = answer.usage.cost if answer.usage else None
+    return result
+
+
+def _reference(image: InputImage) -> dict[str, Any]:
+    url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _values(call: ImageCall[Any]) -> dict[str, Any]:
+    request = call.request
+    return {
+        "prompt": request.prompt,
+        "n": request.n,
+        "size": request.size,
+        "quality": request.quality,
+        "background": request.background,
+        "output_format": request.output_format,
+        "output_compression": request.output_compression,
+    }
+
+
+async def _send(call: ImageCall[Any], http: Transport, body: dict[str, Any]) -> ImageResponse:
+    request = UpstreamRequest(
+        method="POST",
+        url=call.credentials.api_base + "/images",
+        provider=_PROVIDER,
+        headers={
+            **openrouter_headers(call.credentials, call.settings),
+            "Content-Type": "application/json",
+        },
+        body=msgspec.json.encode(body),
+        timeout=call.timeout,
+        connect_timeout=call.connect_timeout,
+        max_answer_bytes=image_answer_bytes(call.request.n or 1),
+    )
+    response = await http.send(request)
+    if response.status >= 400:
+        raise openai_error(_PROVIDER, response, call.redact)
+    return _answer(response, call.request.output_format, call.redact)
+
+
+def _body(call: ImageCall[Any]) -> dict[str, Any]:
+    built = build_body(OPENROUTER_IMAGE_FIELDS, _values(call), call.capabilities, call.extra)
+    return {"model": call.deployment.model, **built}
 
 
 @dataclass(frozen=True, slots=True)
 class OpenRouterImages:
-    """Text-to-image through OpenRouter's chat endpoint."""
+    """Text-to-image and reference-image edits on OpenRouter's one images endpoint."""
 
     families: tuple[ImageFamily, ...] = (
         ImageFamily(
-            "Image output through chat",
-            ("openrouter/google/gemini-2.5-flash-image",),
+            "Image API",
+            (
+                "openrouter/google/gemini-2.5-flash-image",
+                "openrouter/bytedance-seed/seedream-4.5",
+            ),
             OPENROUTER_IMAGE_FIELDS,
+            operations=("edit",),
         ),
     )
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
-        """One image per call."""
-        model = call.deployment.model
-        values = {"prompt": call.request.prompt, "size": call.request.size}
-        body = {
-            "model": model,
-            **build_body(OPENROUTER_IMAGE_FIELDS, values, call.capabilities, call.extra),
-            "modalities": modalities(model),
-        }
-        request = UpstreamRequest(
-            method="POST",
-            url=call.credentials.api_base + "/chat/completions",
-            provider="openrouter",
-            headers={
-                **openrouter_headers(call.credentials, call.settings),
-                "Content-Type": "application/json",
-            },
-            body=msgspec.json.encode(body),
-            timeout=call.timeout,
-            connect_timeout=call.connect_timeout,
-            max_answer_bytes=image_answer_bytes(1),
-        )
-        response = await http.send(request)
-        if response.status >= 400:
-            raise openai_error("openrouter", response, call.redact)
-        return _answer(response, call.redact)
+        """Images from a prompt."""
+        return await _send(call, http, _body(call))
+
+    async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
+        """Images from the prompt and the input images as references (no mask)."""
+        request = call.request
+        if request.mask is not None:
+            raise UnsupportedParamsError(
+                "openrouter edits by instruction and reference images and takes no mask: "
+                "remove the mask and say in the prompt what to change",
+                param="mask",
+            )
+        if len(request.image) > MAX_INPUT_REFERENCES:
+            raise UnsupportedParamsError(
+                f"openrouter takes at most {MAX_INPUT_REFERENCES} input images; got "
+                f"{len(request.image)}",
+                param="image",
+            )
+        body = _body(call)
+        body["input_references"] = [_reference(image) for image in request.image]
+        return await _send(call, http, body)
