@@ -177,6 +177,8 @@ class BflEmulator(EmulatorServer):
             return self._deliver(request)
         if request.headers.get("x-key") != self.api_key:
             raise BflError(403, "Not authenticated")
+        if method == "GET" and path == "/v1/credits":
+            return web.json_response({"credits": 1000.0})
         if method == "GET" and path == "/v1/get_result":
             return self._poll(request.query.get("id", ""))
         model = path.removeprefix("/v1/")

@@ -1,8 +1,9 @@
 """A real loopback HTTP server that speaks Recraft's images API.
 
-Routes (under ``/v1``, as at ``https://external.api.recraft.ai/v1``): ``POST
-/images/generations`` (JSON), ``POST /images/imageToImage`` and ``POST /images/inpaint``
-(``multipart/form-data``), and ``GET /files/<name>`` where ``url`` images are served.
+Routes (under ``/v1``, as at ``https://external.api.recraft.ai/v1``): ``GET /users/me``
+(free, the account), ``POST /images/generations`` (JSON), ``POST /images/imageToImage``
+and ``POST /images/inpaint`` (``multipart/form-data``), and ``GET /files/<name>`` where
+``url`` images are served.
 Requests need ``Authorization: Bearer <api_key>``; without it Recraft answers 401 with the
 plain text ``request unauthorized``, and an unknown path is a plain ``404 page not found``
 (Recraft's docs, "Errors"). Other refusals are JSON ``{"code", "message"}``.
@@ -120,6 +121,11 @@ class RecraftEmulator(EmulatorServer):
             if data is None:
                 raise RecraftError(404, "404 page not found")
             return web.Response(body=data, content_type="image/png")
+        if method == "GET" and path == "/v1/users/me":
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                raise RecraftError(401, "request unauthorized")
+            account = {"id": "u-emulator", "email": "e@example.org", "credits": 1000}
+            return web.json_response(account)
         endpoint = path.removeprefix("/v1/images/")
         if method != "POST" or not path.startswith("/v1/images/") or endpoint not in _FIELDS:
             raise RecraftError(404, "404 page not found")

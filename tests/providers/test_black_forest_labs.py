@@ -22,6 +22,7 @@ from tests.emulators.black_forest_labs import BflEmulator
 from tests.emulators.images import make_image
 from tests.golden import assert_golden
 from tests.images import image_bytes, opened
+from tests.providers.probes import probe_status
 from tests.serving import RunningProxy, model
 
 ENV = ("BFL_API_KEY", "BFL_API_BASE")
@@ -364,3 +365,9 @@ def test_golden_requests(emu: BflEmulator) -> None:
     emu.reset()
     generate(emu, "flux-kontext-pro", size="1024x768", seed=1, prompt_upsampling=False)
     assert_golden("black_forest_labs_flux_kontext_pro_ratio", emu.requests[0])
+
+
+def test_health_probe_reads_the_credits_for_free(emu: BflEmulator) -> None:
+    assert probe_status("black_forest_labs", emu.base_url + "/v1", emu.api_key) == 200
+    assert emu.requests[-1].path == "/v1/credits"
+    assert probe_status("black_forest_labs", emu.base_url + "/v1", "wrong-key") == 403

@@ -3,7 +3,6 @@ image type asked for with a header, and the safety check's filter in the OpenAI 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,13 +11,12 @@ import openai
 import pytest
 
 import prismgate
-from prismgate.providers import canonical_provider, get_provider
-from prismgate.providers.base import Credentials
+from prismgate.providers import canonical_provider
 from prismgate.providers.fireworks import FIREWORKS_IMAGE_FIELDS
-from prismgate.transport import HttpTransport
 from tests.emulators import FireworksEmulator
 from tests.emulators.stability import RATIO_SIZES
 from tests.images import image_bytes, opened
+from tests.providers.probes import probe_status
 from tests.serving import RunningProxy, model
 
 ENV = ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY", "FIREWORKS_AI_API_BASE",
@@ -145,18 +143,7 @@ def test_errors_keep_status_and_message(emu: FireworksEmulator) -> None:
 
 def test_aliases_and_health_probe(emu: FireworksEmulator) -> None:
     assert canonical_provider("fireworks-ai") == "fireworks_ai"
-    provider = get_provider("fireworks_ai")
-    assert provider.health_probe is not None
-    probe = provider.health_probe(Credentials(api_base=emu.base_url, api_key=emu.api_key), {})
-
-    async def send() -> int:
-        transport = HttpTransport()
-        try:
-            return (await transport.send(probe)).status
-        finally:
-            await transport.aclose()
-
-    assert asyncio.run(send()) == 200
+    assert probe_status("fireworks_ai", emu.base_url, emu.api_key) == 200
     assert emu.requests[-1].path == "/inference/v1/models"
 
 

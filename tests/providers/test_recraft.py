@@ -19,6 +19,7 @@ from prismgate.providers.recraft import DEFAULT_STRENGTH, V3_FIELDS, V4_FIELDS
 from tests.emulators import make_image
 from tests.emulators.recraft import RecraftEmulator
 from tests.images import image_bytes, opened
+from tests.providers.probes import probe_status
 from tests.serving import RunningProxy, model
 
 ENV = ("RECRAFT_API_KEY", "RECRAFT_API_TOKEN", "RECRAFT_API_BASE")
@@ -283,3 +284,9 @@ def test_through_the_proxy(emu: RecraftEmulator, serve: Callable[..., RunningPro
         512,
     )
     assert emu.requests[-1].path == "/v1/images/imageToImage"
+
+
+def test_health_probe_reads_the_account_for_free(emu: RecraftEmulator) -> None:
+    assert probe_status("recraft", emu.base_url + "/v1", emu.api_key) == 200
+    assert emu.requests[-1].path == "/v1/users/me"
+    assert probe_status("recraft", emu.base_url + "/v1", "wrong-key") == 401

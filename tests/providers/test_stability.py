@@ -3,7 +3,6 @@ SD3.5 image-to-image as edits, and Stability's filter and errors in the OpenAI s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,13 +11,12 @@ import openai
 import pytest
 
 import prismgate
-from prismgate.providers import canonical_provider, get_provider
-from prismgate.providers.base import Credentials
+from prismgate.providers import canonical_provider
 from prismgate.providers.stability import DEFAULT_STRENGTH, STABILITY_FAMILIES
-from prismgate.transport import HttpTransport
 from tests.emulators import FormFile, StabilityEmulator, make_image
 from tests.emulators.stability import RATIO_SIZES
 from tests.images import image_bytes, opened
+from tests.providers.probes import probe_status
 from tests.serving import RunningProxy, model
 
 ENV = ("STABILITY_API_KEY", "STABILITY_API_BASE")
@@ -296,18 +294,7 @@ def test_core_cannot_edit(emu: StabilityEmulator) -> None:
 
 def test_aliases_and_health_probe(emu: StabilityEmulator) -> None:
     assert canonical_provider("stability-ai") == "stability"
-    provider = get_provider("stability")
-    assert provider.health_probe is not None
-    probe = provider.health_probe(Credentials(api_base=emu.base_url, api_key=emu.api_key), {})
-
-    async def send() -> int:
-        transport = HttpTransport()
-        try:
-            return (await transport.send(probe)).status
-        finally:
-            await transport.aclose()
-
-    assert asyncio.run(send()) == 200
+    assert probe_status("stability", emu.base_url, emu.api_key) == 200
     assert emu.requests[-1].path == "/v1/user/balance"
 
 

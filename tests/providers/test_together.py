@@ -3,7 +3,6 @@ in one call, and Together's errors in the OpenAI shape."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,12 +11,11 @@ import openai
 import pytest
 
 import prismgate
-from prismgate.providers import canonical_provider, get_provider
-from prismgate.providers.base import Credentials
+from prismgate.providers import canonical_provider
 from prismgate.providers.together import TOGETHER_IMAGE_FIELDS
-from prismgate.transport import HttpTransport
 from tests.emulators import TogetherEmulator
 from tests.images import image_bytes, opened
+from tests.providers.probes import probe_status
 from tests.serving import RunningProxy, model
 
 ENV = ("TOGETHER_API_KEY", "TOGETHERAI_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHER_API_BASE",
@@ -139,19 +137,7 @@ def test_key_from_either_variable(emu: TogetherEmulator, monkeypatch: pytest.Mon
 
 def test_aliases_and_health_probe(emu: TogetherEmulator) -> None:
     assert canonical_provider("together-ai") == "together_ai"
-    provider = get_provider("together_ai")
-    assert provider.health_probe is not None
-    credentials = Credentials(api_base=emu.base_url + "/v1", api_key=emu.api_key)
-    probe = provider.health_probe(credentials, {})
-
-    async def send() -> int:
-        transport = HttpTransport()
-        try:
-            return (await transport.send(probe)).status
-        finally:
-            await transport.aclose()
-
-    assert asyncio.run(send()) == 200
+    assert probe_status("together_ai", emu.base_url + "/v1", emu.api_key) == 200
     assert emu.requests[-1].path == "/v1/models"
 
 

@@ -157,7 +157,7 @@ def test_health_of_one_group_is_kept_for_the_status(
     assert mock_health["healthy"] is True and mock_health["error"] is None
     assert mock_health["checks"] == {
         "credentials": "present",
-        "list_models": "not needed (offline provider)",
+        "list_models": "skipped (the provider has no free call to make)",
     }
     # Checking every group updates each; a rejected key shows as unhealthy.
     east.fail_next("status", status=401)

@@ -8,14 +8,27 @@ BFL says (see `job.py` for which hosts are followed).
 
 from __future__ import annotations
 
-from prismgate.providers.base import CredentialSpec, Provider
+from prismgate.providers.base import Credentials, CredentialSpec, Provider, ProviderSettings
 from prismgate.providers.black_forest_labs.fields import BFL_FAMILIES
 from prismgate.providers.black_forest_labs.images import BflImages
 from prismgate.providers.black_forest_labs.job import bfl_error
+from prismgate.transport import UpstreamRequest
 
 __all__ = ["BFL_FAMILIES", "BLACK_FOREST_LABS"]
 
 _IMAGES = BflImages()
+
+
+def _credits_probe(credentials: Credentials, _settings: ProviderSettings) -> UpstreamRequest:
+    """`GET /credits`: free, and it proves the key and the region."""
+    return UpstreamRequest(
+        method="GET",
+        url=credentials.api_base + "/credits",
+        provider="health",
+        headers={"x-key": credentials.api_key or "", "accept": "application/json"},
+        timeout=10.0,
+    )
+
 
 BLACK_FOREST_LABS = Provider(
     name="black_forest_labs",  # LiteLLM's name; Portkey's gateway has no BFL provider
@@ -27,4 +40,5 @@ BLACK_FOREST_LABS = Provider(
     ),
     image_generation=_IMAGES,
     image_edit=_IMAGES,
+    health_probe=_credits_probe,
 )

@@ -36,7 +36,7 @@ from prismgate.providers.base import (
     Provider,
     build_body,
 )
-from prismgate.providers.openai.wire import bearer
+from prismgate.providers.openai.wire import bearer, models_probe
 from prismgate.transport import (
     Transport,
     UpstreamRequest,
@@ -297,4 +297,6 @@ RECRAFT = Provider(
     ),
     image_generation=_IMAGES,
     image_edit=_IMAGES,
+    # The account and its credits: free, and it proves the key.
+    health_probe=models_probe("/users/me"),
 )

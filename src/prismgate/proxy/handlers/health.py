@@ -100,7 +100,7 @@ async def _check(gateway: Gateway, group: str, deployment: Deployment) -> Endpoi
     result.api_base = gateway.redact(credentials.api_base)
     result.checks["credentials"] = "present"
     if provider.health_probe is None:
-        result.checks["list_models"] = "not needed (offline provider)"
+        result.checks["list_models"] = "skipped (the provider has no free call to make)"
         return result
     probe = provider.health_probe(credentials, provider.typed_settings(deployment.settings))
     try:
