@@ -16,6 +16,10 @@ details ``{"title", "detail", "status"}`` (a 422 adds ``invalid_fields``).
 Checked for the FLUX models: ``input.prompt`` required; ``aspect_ratio`` one of the
 listed; ``num_outputs`` 1-4 (flux-schnell, flux-dev; FLUX1.1 [pro] has none);
 ``output_format`` ``webp``, ``jpg`` or ``png``; unknown input fields are refused.
+FLUX.1 Kontext (pro, max) edits: ``input_image`` is a data URI or a file uploaded through
+``POST /v1/files`` (multipart ``content``; ``DELETE /v1/files/{id}`` removes it), and the
+output keeps its size under ``aspect_ratio: match_input_image`` (the default);
+``output_format`` ``jpg`` or ``png``; ``safety_tolerance`` at most 2 with an input image.
 
 Life cycle with configurable timing: ``starting_seconds`` then ``processing_seconds``
 (logs print a progress bar). The prompt picks the end: ``explode`` → failed, ``nsfw`` →
@@ -28,6 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.parser
+import email.policy
+import io
 import json
 import math
 import time
@@ -36,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from .images import MIME_TYPES, make_image
 from .server import EmulatorServer, Fault, FaultKind, retry_headers
@@ -70,6 +78,18 @@ _PRO = frozenset(
         "output_quality",
     }
 )
+_KONTEXT = frozenset(
+    {
+        "prompt",
+        "input_image",
+        "aspect_ratio",
+        "output_format",
+        "seed",
+        "safety_tolerance",
+        "prompt_upsampling",
+    }
+)
+_KONTEXT_RATIOS = (*_RATIOS, "2:1", "1:2", "match_input_image")
 _IDEOGRAM = frozenset(
     {
         "prompt",
@@ -104,6 +124,8 @@ REPLICATE_MODELS = {
     "black-forest-labs/flux-schnell": _FLUX,
     "black-forest-labs/flux-dev": _FLUX,
     "black-forest-labs/flux-1.1-pro": _PRO,
+    "black-forest-labs/flux-kontext-pro": _KONTEXT,
+    "black-forest-labs/flux-kontext-max": _KONTEXT,
     "ideogram-ai/ideogram-v3-turbo": _IDEOGRAM,
     "ideogram-ai/ideogram-v3-balanced": _IDEOGRAM,
     "ideogram-ai/ideogram-v3-quality": _IDEOGRAM,
@@ -164,6 +186,7 @@ class Run:
     input: dict[str, Any]
     created: float
     outcome: str
+    input_size: tuple[int, int] | None = None  # of `input_image`, for `match_input_image`
     cancelled: bool = False
     ended: float | None = None
     files: list[str] = field(default_factory=list)
@@ -179,6 +202,9 @@ class ReplicateEmulator(EmulatorServer):
         self.api_key = api_key
         self.runs: dict[str, Run] = {}
         self._files: dict[str, tuple[bytes, str, float]] = {}
+        # Files uploaded through the Files API, by id (bytes, content type).
+        self.uploads: dict[str, tuple[bytes, str]] = {}
+        self.deleted_uploads: list[str] = []
         self.reset()
 
     def reset(self) -> None:
@@ -190,6 +216,8 @@ class ReplicateEmulator(EmulatorServer):
         self.output_base: str | None = None
         self.runs.clear()
         self._files.clear()
+        self.uploads.clear()
+        self.deleted_uploads.clear()
 
     def fail_next_poll(
         self,
@@ -236,6 +264,13 @@ class ReplicateEmulator(EmulatorServer):
             if self._status(run) not in ("succeeded", "failed"):
                 run.cancelled, run.ended = True, time.monotonic()
             return self._answer(run, request)
+        if method == "POST" and path == "/v1/files":
+            return self._upload(request, raw)
+        if method == "DELETE" and len(parts) == 3 and parts[:2] == ["v1", "files"]:
+            if self.uploads.pop(parts[2], None) is None:
+                raise Problem(404, "Not found", "The requested resource could not be found.")
+            self.deleted_uploads.append(parts[2])
+            return web.Response(status=204)
         if method == "GET" and path == "/v1/account":
             return web.json_response({"type": "user", "username": "emulator"})
         if method == "POST" and path == "/v1/predictions":
@@ -273,9 +308,10 @@ class ReplicateEmulator(EmulatorServer):
                 ],
             )
         _validate(model, input_)
+        size = self._input_size(input_["input_image"]) if "input_image" in input_ else None
         prompt = str(input_["prompt"])
         outcome = "nsfw" if "nsfw" in prompt else "explode" if "explode" in prompt else "ok"
-        run = Run(uuid.uuid4().hex[:26], model, input_, time.monotonic(), outcome)
+        run = Run(uuid.uuid4().hex[:26], model, input_, time.monotonic(), outcome, size)
         self.runs[run.id] = run
         wait = min(self.max_hold, _prefer_wait(request.headers.get("Prefer")))
         if wait:
@@ -283,6 +319,47 @@ class ReplicateEmulator(EmulatorServer):
             while self._status(run) not in ("succeeded", "failed") and time.monotonic() < end:
                 await asyncio.sleep(0.02)
         return self._answer(run, request, status=201)
+
+    def _upload(self, request: web.Request, raw: bytes) -> web.Response:
+        """`POST /v1/files`: a multipart `content` file, kept for predictions to read."""
+        head = f"Content-Type: {request.headers.get('Content-Type', '')}\r\n\r\n".encode()
+        form = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+        parts = (
+            [
+                p
+                for p in form.iter_parts()
+                if p.get_param("name", header="content-disposition") == "content"
+            ]
+            if form.is_multipart()
+            else []
+        )
+        if not parts:
+            raise Problem(400, "Bad request", "A multipart field `content` is required")
+        data = parts[0].get_payload(decode=True)
+        file_id = uuid.uuid4().hex[:12]
+        kind = parts[0].get_content_type()
+        self.uploads[file_id] = (data, kind)
+        url = f"http://{request.host}/v1/files/{file_id}"
+        answer = {"id": file_id, "name": parts[0].get_filename(), "content_type": kind,
+                  "size": len(data), "urls": {"get": url}}  # fmt: skip
+        return web.json_response(answer, status=201)
+
+    def _input_size(self, reference: Any) -> tuple[int, int]:
+        """The size of `input_image`: a data URI, or a file uploaded here."""
+        reference = str(reference)
+        if reference.startswith("data:image/"):
+            data = base64.b64decode(reference.partition(",")[2])
+        elif "/v1/files/" in reference and (
+            upload := self.uploads.get(reference.rpartition("/")[2])
+        ):
+            data = upload[0]
+        else:
+            raise _invalid("input_image", "Could not read the file at the given URI")
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Exception:
+            raise _invalid("input_image", "The file is not an image") from None
 
     def _run(self, run_id: str) -> Run:
         run = self.runs.get(run_id)
@@ -332,12 +409,18 @@ class ReplicateEmulator(EmulatorServer):
         if run.ended is None:
             run.ended = time.monotonic()
             ideogram = REPLICATE_MODELS[run.model] is _IDEOGRAM
-            fmt = "png" if ideogram else run.input.get("output_format", "webp")
+            kontext = REPLICATE_MODELS[run.model] is _KONTEXT
+            fmt = (
+                "png" if ideogram else run.input.get("output_format", "png" if kontext else "webp")
+            )
             resolution = run.input.get("resolution", "None")
+            ratio = run.input.get("aspect_ratio", "match_input_image" if kontext else "1:1")
             if resolution != "None":
                 width, height = (int(side) for side in resolution.split("x"))
+            elif run.input_size is not None and ratio == "match_input_image":
+                width, height = run.input_size
             else:
-                width, height = _dimensions(run.input.get("aspect_ratio", "1:1"))
+                width, height = _dimensions("1:1" if ratio == "match_input_image" else ratio)
             for index in range(run.input.get("num_outputs", 1)):
                 name = f"{uuid.uuid4().hex}.{fmt}"
                 picture = make_image(
@@ -402,7 +485,7 @@ def _validate(model: str, input_: dict[str, Any]) -> None:
             raise _invalid(name, f"Additional property {name} is not allowed")
     if not isinstance(input_.get("prompt"), str) or not input_["prompt"]:
         raise _invalid("prompt", "prompt is required")
-    ratios = _IDEOGRAM_RATIOS if allowed is _IDEOGRAM else _RATIOS
+    ratios = {_IDEOGRAM: _IDEOGRAM_RATIOS, _KONTEXT: _KONTEXT_RATIOS}.get(allowed, _RATIOS)
     if input_.get("aspect_ratio", "1:1") not in ratios:
         raise _invalid("aspect_ratio", f"aspect_ratio must be one of: {', '.join(ratios)}")
     resolution = input_.get("resolution", "None")
@@ -410,6 +493,11 @@ def _validate(model: str, input_: dict[str, Any]) -> None:
         raise _invalid("resolution", "resolution must be None or one of the listed sizes")
     if input_.get("output_format", "webp") not in ("webp", "jpg", "png"):
         raise _invalid("output_format", "output_format must be one of: webp, jpg, png")
+    if allowed is _KONTEXT:
+        if input_.get("output_format", "png") not in ("jpg", "png"):
+            raise _invalid("output_format", "output_format must be one of: jpg, png")
+        if "input_image" in input_ and input_.get("safety_tolerance", 2) > 2:
+            raise _invalid("safety_tolerance", "2 is the maximum allowed with input images")
     count = input_.get("num_outputs", 1)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
         raise _invalid("num_outputs", "Must be between 1 and 4")

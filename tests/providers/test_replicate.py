@@ -1,10 +1,13 @@
 """Replicate: a prediction answered at once when fast (`Prefer: wait`), polled through the
 job engine when not, cancelled at the deadline or when the caller leaves; its output
-files read at once; the mapping onto the FLUX models' input."""
+files read at once; the mapping onto the FLUX models' input; FLUX.1 Kontext edits."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,10 +15,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from PIL import Image
 
 import prismgate
 from prismgate.providers.jobs import JobProgress, JobState
 from prismgate.providers.replicate.fields import FLUX_FIELDS
+from tests.emulators.images import make_image
 from tests.emulators.replicate import ReplicateEmulator
 from tests.golden import assert_golden
 from tests.images import image_bytes, opened
@@ -23,6 +28,7 @@ from tests.serving import RunningProxy, model
 
 ENV = ("REPLICATE_API_KEY", "REPLICATE_API_TOKEN", "REPLICATE_API_BASE")
 SCHNELL = "black-forest-labs/flux-schnell"
+KONTEXT = "black-forest-labs/flux-kontext-pro"
 
 
 @pytest.fixture(autouse=True)
@@ -297,3 +303,92 @@ def test_golden_requests(emu: ReplicateEmulator) -> None:
     emu.reset()
     generate(emu, IDEOGRAM, size="1024x1024", style_type="Design")
     assert_golden("replicate_ideogram_v3_turbo_resolution", emu.requests[0])
+
+
+# --- edits: FLUX.1 Kontext ------------------------------------------------------------
+
+
+def edit(emu: ReplicateEmulator, image: bytes, **kwargs: Any) -> prismgate.ImageResponse:
+    return prismgate.image_edit(
+        model=f"replicate/{kwargs.pop('name', KONTEXT)}",
+        image=image,
+        prompt=kwargs.pop("prompt", "make it a watercolour"),
+        api_base=emu.base_url + "/v1",
+        api_key=emu.api_key,
+        **kwargs,
+    )
+
+
+def test_kontext_edits_a_small_image_sent_inline(emu: ReplicateEmulator) -> None:
+    answer = edit(emu, make_image(320, 200, "png", 1))
+    made = opened(image_bytes(answer.data[0]))
+    assert (made.format, made.size) == ("PNG", (320, 200))  # the input's own ratio
+    (sent,) = creates(emu)
+    assert sent["input"]["input_image"].startswith("data:image/png;base64,")
+    assert "aspect_ratio" not in sent["input"]  # Replicate's default: match_input_image
+    assert not emu.uploads and not emu.deleted_uploads
+    assert answer._hidden_params is not None
+    assert answer._hidden_params.response_cost == pytest.approx(0.04)
+
+
+def test_a_large_image_goes_through_the_files_api_and_is_deleted_after(
+    emu: ReplicateEmulator,
+) -> None:
+    noise = Image.frombytes("RGB", (700, 500), random.Random(2).randbytes(700 * 500 * 3))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    large = out.getvalue()  # noise does not compress
+    assert len(large) > 1_000_000  # above what Replicate takes inline
+    answer = edit(emu, large, size="1024x576", name="black-forest-labs/flux-kontext-max")
+    assert opened(image_bytes(answer.data[0])).size == (1360, 768)  # 16:9 asked
+    (sent,) = creates(emu)
+    assert sent["input"]["input_image"].startswith(emu.base_url + "/v1/files/")
+    assert sent["input"]["aspect_ratio"] == "16:9"
+    uploaded = sent["input"]["input_image"].rpartition("/")[2]
+    assert emu.deleted_uploads == [uploaded]
+    assert answer._hidden_params is not None
+    assert answer._hidden_params.response_cost == pytest.approx(0.08)
+
+
+def test_kontext_refuses_a_mask_and_a_second_image(emu: ReplicateEmulator) -> None:
+    png = make_image(64, 64, "png", 3)
+    with pytest.raises(prismgate.BadRequestError) as caught:
+        prismgate.image_edit(
+            model=f"replicate/{KONTEXT}",
+            image=png,
+            mask=png,
+            prompt="x",
+            api_base=emu.base_url + "/v1",
+            api_key=emu.api_key,
+        )
+    assert caught.value.param == "mask"
+    with pytest.raises(prismgate.BadRequestError) as caught:
+        edit(emu, [png, png])  # type: ignore[arg-type]
+    assert caught.value.param == "image" and "one image" in caught.value.message
+    assert not emu.requests
+
+
+def test_a_model_that_does_not_edit_is_refused_before_any_call(emu: ReplicateEmulator) -> None:
+    with pytest.raises(prismgate.BadRequestError) as caught:
+        edit(emu, make_image(64, 64, "png", 4), name=SCHNELL)
+    assert "edit" in caught.value.message
+    assert not emu.requests
+
+
+def test_an_edit_through_the_proxy(
+    emu: ReplicateEmulator, serve: Callable[..., RunningProxy], tmp_path: Any
+) -> None:
+    proxy = serve({
+        "model_list": [model("kontext", f"replicate/{KONTEXT}", api_base=emu.base_url + "/v1",
+                             api_key=emu.api_key)],
+        "general_settings": {"image_store": {"path": str(tmp_path)}},
+    })  # fmt: skip
+    client = openai.OpenAI(api_key="sk-unused", base_url=proxy.base_url + "/v1")
+    answer = client.images.edit(
+        model="kontext",
+        image=("in.png", make_image(256, 128, "png", 5), "image/png"),
+        prompt="add a moon",
+        response_format="b64_json",
+    )
+    assert answer.data is not None and answer.data[0].b64_json
+    assert opened(base64.b64decode(answer.data[0].b64_json)).size == (256, 128)

@@ -1,5 +1,5 @@
 """Replicate's predictions API: image models by `owner/name` (or `owner/name:version`),
-answered at once when fast (`Prefer: wait`), polled otherwise.
+answered at once when fast (`Prefer: wait`), polled otherwise; FLUX.1 Kontext edits.
 
 The model id after `replicate/` is Replicate's own: `replicate/black-forest-labs/flux-schnell`.
 """
@@ -14,6 +14,8 @@ from prismgate.providers.replicate.prediction import replicate_error
 
 __all__ = ["REPLICATE", "REPLICATE_FAMILIES"]
 
+_IMAGES = ReplicateImages()
+
 REPLICATE = Provider(
     name="replicate",  # LiteLLM's and Portkey's name alike
     translate_error=replicate_error,
@@ -22,7 +24,8 @@ REPLICATE = Provider(
         api_base_env=("REPLICATE_API_BASE",),
         default_api_base="https://api.replicate.com/v1",
     ),
-    image_generation=ReplicateImages(),
+    image_generation=_IMAGES,
+    image_edit=_IMAGES,
     # The account behind the token: free, and it proves the key.
     health_probe=models_probe("/account"),
 )

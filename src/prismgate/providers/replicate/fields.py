@@ -2,9 +2,9 @@
 
 A Replicate model's input is its own: the popular FLUX models take an aspect ratio, a
 count (`num_outputs`, up to four) and `jpg` where OpenAI says `jpeg`; FLUX1.1 [pro] makes
-one image per prediction; Ideogram v3 takes an exact `resolution` from its list. Models
-outside these families get the FLUX table, and any other field a caller sends goes into
-`input` as given.
+one image per prediction; FLUX.1 Kontext also edits (its `input_image`); Ideogram v3
+takes an exact `resolution` from its list. Models outside these families get the FLUX
+table, and any other field a caller sends goes into `input` as given.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "FLUX_FIELDS",
     "FLUX_PRO_FIELDS",
     "IDEOGRAM_FIELDS",
+    "KONTEXT_FIELDS",
     "REPLICATE_FAMILIES",
     "fields_for",
 ]
@@ -71,6 +72,9 @@ FLUX_PRO_FIELDS: FieldTable = {
     "safety_tolerance": Field("safety_tolerance"),
     "prompt_upsampling": Field("prompt_upsampling"),
 }
+# Kontext: an edit without a size keeps the input image's aspect ratio (Replicate's own
+# default, `match_input_image`).
+KONTEXT_FIELDS: FieldTable = FLUX_PRO_FIELDS
 # Ideogram v3 names its sizes itself; the catalog lists them, so only those reach here.
 IDEOGRAM_FIELDS: FieldTable = {
     "prompt": Field("prompt"),
@@ -90,6 +94,15 @@ REPLICATE_FAMILIES = (
         "FLUX1.1 [pro] on Replicate", ("replicate/black-forest-labs/flux-1.1-pro",), FLUX_PRO_FIELDS
     ),
     ImageFamily(
+        "FLUX.1 Kontext on Replicate",
+        (
+            "replicate/black-forest-labs/flux-kontext-pro",
+            "replicate/black-forest-labs/flux-kontext-max",
+        ),
+        KONTEXT_FIELDS,
+        operations=("edit",),
+    ),
+    ImageFamily(
         "Ideogram v3 on Replicate",
         (
             "replicate/ideogram-ai/ideogram-v3-turbo",
@@ -106,4 +119,6 @@ def fields_for(model: str) -> FieldTable:
     name = model.partition(":")[0]
     if name.startswith("ideogram-ai/ideogram-v3"):
         return IDEOGRAM_FIELDS
-    return FLUX_PRO_FIELDS if name.endswith(("/flux-1.1-pro", "/flux-pro")) else FLUX_FIELDS
+    if name.endswith(("/flux-1.1-pro", "/flux-pro")):
+        return FLUX_PRO_FIELDS
+    return KONTEXT_FIELDS if "/flux-kontext-" in name else FLUX_FIELDS

@@ -11,14 +11,21 @@ cancelled). Once a prediction id exists nothing is submitted again.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from prismgate.errors import PrismgateError
-from prismgate.providers.base import ImageFamily, ImageGenerationCall, build_body
+from prismgate.errors import PrismgateError, UnsupportedParamsError, unreadable_answer
+from prismgate.providers.base import (
+    ImageCall,
+    ImageEditCall,
+    ImageFamily,
+    ImageGenerationCall,
+    build_body,
+)
 from prismgate.providers.jobs import run_job
 from prismgate.providers.replicate.fields import REPLICATE_FAMILIES, fields_for
 from prismgate.providers.replicate.prediction import (
@@ -30,8 +37,8 @@ from prismgate.providers.replicate.prediction import (
     read_outputs,
     replicate_error,
 )
-from prismgate.transport import Transport, UpstreamRequest, image_answer_bytes
-from prismgate.types import ImageObject, ImageResponse
+from prismgate.transport import Transport, UpstreamRequest, image_answer_bytes, multipart_body
+from prismgate.types import ImageObject, ImageResponse, InputImage
 
 __all__ = ["ReplicateImages"]
 
@@ -40,6 +47,78 @@ __all__ = ["ReplicateImages"]
 # always arrives before our own deadline cuts the request.
 MAX_WAIT = 60
 WAIT_MARGIN = 2.0
+# Replicate takes an input file inline as a data URI below 1 MB (its docs); a larger one
+# is uploaded through its Files API first.
+MAX_INLINE_BYTES = 1_000_000
+# The models that edit (by their `owner/name` ending).
+_EDITORS = ("/flux-kontext-pro", "/flux-kontext-max")
+
+
+class _Urls(msgspec.Struct):
+    get: str
+
+
+class _File(msgspec.Struct):
+    id: str
+    urls: _Urls
+
+    @property
+    def url(self) -> str:
+        return self.urls.get
+
+
+async def _upload(call: ImageEditCall, http: Transport, image: InputImage) -> _File:
+    """`POST /files`: an image too large to send inline, as a file the prediction reads."""
+    body, content_type = await multipart_body([("content", image)])
+    response = await http.send(
+        UpstreamRequest(
+            method="POST",
+            url=call.credentials.api_base + "/files",
+            provider=PROVIDER,
+            headers={**_auth(call), "Content-Type": content_type},
+            body=body,
+            timeout=call.timeout,
+            connect_timeout=call.connect_timeout,
+        )
+    )
+    if response.status >= 400:
+        raise replicate_error(response, call.redact)
+    try:
+        return msgspec.json.decode(response.body, type=_File)
+    except msgspec.DecodeError as exc:
+        raise unreadable_answer(PROVIDER, response.status, f"not a file ({exc})") from exc
+
+
+async def _delete(call: ImageEditCall, http: Transport, file_id: str) -> None:
+    """`DELETE /files/{id}` once the prediction has read it; a failure costs nothing but
+    the file, which Replicate removes itself a day later."""
+    with contextlib.suppress(PrismgateError):
+        await http.send(
+            UpstreamRequest(
+                method="DELETE",
+                url=f"{call.credentials.api_base}/files/{file_id}",
+                provider=PROVIDER,
+                headers=_auth(call),
+                timeout=10.0,
+                connect_timeout=call.connect_timeout,
+            )
+        )
+
+
+def _auth(call: ImageCall[Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {call.credentials.api_key or ''}"}
+
+
+def _input(call: ImageCall[Any]) -> dict[str, Any]:
+    """The model's `input` for the call's OpenAI parameters and the caller's extras."""
+    request = call.request
+    values = {
+        "prompt": request.prompt,
+        "n": request.n,
+        "size": request.size,
+        "output_format": request.output_format,
+    }
+    return build_body(fields_for(call.deployment.model), values, call.capabilities, call.extra)
 
 
 def _target(api_base: str, model: str, input_: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -52,25 +131,53 @@ def _target(api_base: str, model: str, input_: dict[str, Any]) -> tuple[str, dic
 
 @dataclass(frozen=True, slots=True)
 class ReplicateImages:
-    """Text-to-image on Replicate's image models."""
+    """Text-to-image on Replicate's image models, and edits on FLUX.1 Kontext."""
 
     families: tuple[ImageFamily, ...] = REPLICATE_FAMILIES
 
     async def generate(self, call: ImageGenerationCall, http: Transport) -> ImageResponse:
         """A prediction's images (several when the model takes `num_outputs`)."""
+        return await self._predict(call, http, _input(call))
+
+    async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
+        """An edit by instruction: the input image as the model's `input_image` (FLUX.1
+        Kontext takes one image and no mask)."""
+        request = call.request
+        if not call.deployment.model.partition(":")[0].endswith(_EDITORS):
+            raise UnsupportedParamsError(
+                f"replicate/{call.deployment.model} does not edit images; the models that do "
+                "are FLUX.1 Kontext (replicate/black-forest-labs/flux-kontext-pro, -max)",
+                param="model",
+            )
+        if request.mask is not None:
+            raise UnsupportedParamsError(
+                "FLUX.1 Kontext edits by instruction and takes no mask: remove the mask and "
+                "say in the prompt what to change",
+                param="mask",
+            )
+        if len(request.image) > 1:
+            raise UnsupportedParamsError(
+                f"FLUX.1 Kontext edits one image; got {len(request.image)}", param="image"
+            )
+        image = request.image[0]
+        if len(image.data) <= MAX_INLINE_BYTES:
+            data = base64.b64encode(image.data).decode()
+            inline = {"input_image": f"data:{image.media_type};base64,{data}"}
+            return await self._predict(call, http, {**_input(call), **inline})
+        uploaded = await _upload(call, http, image)
+        try:
+            return await self._predict(call, http, {**_input(call), "input_image": uploaded.url})
+        finally:
+            await _delete(call, http, uploaded.id)
+
+    async def _predict(
+        self, call: ImageCall[Any], http: Transport, input_: dict[str, Any]
+    ) -> ImageResponse:
         started = time.monotonic()
         request = call.request
-        values = {
-            "prompt": request.prompt,
-            "n": request.n,
-            "size": request.size,
-            "output_format": request.output_format,
-        }
-        table = fields_for(call.deployment.model)
-        input_ = build_body(table, values, call.capabilities, call.extra)
         base = call.credentials.api_base
         url, body = _target(base, call.deployment.model, input_)
-        auth = {"Authorization": f"Bearer {call.credentials.api_key or ''}"}
+        auth = _auth(call)
         headers = {**auth, "Content-Type": "application/json"}
         wait = min(MAX_WAIT, int(call.timeout - WAIT_MARGIN))
         if wait >= 1:
@@ -103,7 +210,7 @@ class ReplicateImages:
 
     async def _images(
         self,
-        call: ImageGenerationCall,
+        call: ImageCall[Any],
         http: Transport,
         prediction: Prediction,
         auth: dict[str, str],
