@@ -65,7 +65,12 @@ class GatewayProcess:
     served as it is (its data folder is then `folder`'s `prismgate-data`, the default)."""
 
     def __init__(
-        self, config: dict[str, Any] | Path, folder: Path, *, name: str = "gateway"
+        self,
+        config: dict[str, Any] | Path,
+        folder: Path,
+        *,
+        name: str = "gateway",
+        args: tuple[str, ...] = (),
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(config, Path):
@@ -79,7 +84,7 @@ class GatewayProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = folder / f"{name}.log"
         command = [sys.executable, "-c", "from prismgate.cli import main; main()", "serve",
-                   "--config", str(path), "--port", str(self.port)]  # fmt: skip
+                   "--config", str(path), "--port", str(self.port), *args]  # fmt: skip
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
                 command, cwd=folder, stdout=log, stderr=subprocess.STDOUT
@@ -97,6 +102,14 @@ class GatewayProcess:
                     log = self.log.read_text()
                     raise RuntimeError(f"the gateway did not start:\n{log}") from None
                 time.sleep(0.05)
+
+    def terminate(self) -> None:
+        """Send SIGTERM, without waiting."""
+        self._process.terminate()
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has ended (TimeoutExpired after `timeout`)."""
+        return self._process.wait(timeout=timeout)
 
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown: queues are flushed), then wait for the exit."""

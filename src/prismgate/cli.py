@@ -305,6 +305,9 @@ def serve(
             log_level=uvicorn_level,
             server_header=False,
             date_header=False,
+            # After SIGTERM (and its shutdown delay) calls in flight get `drain_seconds`,
+            # then the app cancels them (proxy/draining.py); uvicorn's deadline is a backstop.
+            timeout_graceful_shutdown=settings.drain_seconds + 5,
             # X-Forwarded-* from clients are not trusted (and not parsed on every request).
             proxy_headers=False,
         )

@@ -221,6 +221,12 @@ class ServerSettings(_Section, frozen=True):
     # Above this, each worker closes its longest-idle connection; never more than half
     # the worker's file descriptors, so upstream calls and files always find one.
     max_connections: Annotated[int, _Positive] = 4096
+    # On SIGTERM: readiness answers 503 at once while the worker still takes connections
+    # for this long (so a load balancer sees it and stops sending), then it stops
+    # listening and its calls in flight (streams too) get `drain_seconds` to finish;
+    # those still running then are cancelled, the spend queue is flushed, and it exits.
+    shutdown_delay_seconds: Annotated[float, _NotNegative] = 0.0
+    drain_seconds: Annotated[float, _Positive] = 30.0
 
 
 class ConsoleSettings(_Section, frozen=True):

@@ -125,8 +125,10 @@ def create_app(
             served.observers = (*served.observers, recorder)
         telemetry.start()
         if serving:
+            state.drain.install()  # SIGTERM: readiness 503 first, then uvicorn's shutdown
             freeze_startup_heap()
         yield
+        state.drain.uninstall()
         if sql is not None:
             await served.release_key_store()  # settles budget holds while the store is open
         if recorder is not None:
@@ -151,7 +153,9 @@ def create_app(
     )
     app.state.proxy = state
     telemetry = ProxyTelemetry(config, served, state.authenticator, app.routes)
-    inner: ASGIApp = CancelOnDisconnect(Authenticate(app, state.authenticator, state.sessions))
+    inner: ASGIApp = CancelOnDisconnect(
+        Authenticate(app, state.authenticator, state.sessions), state.drain
+    )
     if served.tracing is not None:
         inner = served.tracing.continue_traces(inner)
     return RequestContext(Telemetry(inner, telemetry))

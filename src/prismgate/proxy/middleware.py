@@ -9,7 +9,8 @@ import logging
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prismgate.errors import PrismgateError
+from prismgate.errors import PrismgateError, ServiceUnavailableError
+from prismgate.proxy.draining import Drain
 from prismgate.proxy.responses import error_response
 from prismgate.request_ids import new_request_id
 
@@ -86,15 +87,16 @@ class CancelOnDisconnect:
     not watched: they answer from memory.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
         self.app = app
+        self.drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         left = asyncio.Event()
-        answered = False
+        answered = started = False
         watcher: asyncio.Task[None] | None = None
 
         async def watch() -> None:
@@ -119,25 +121,54 @@ class CancelOnDisconnect:
             return message
 
         async def app_send(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
+            nonlocal answered, started
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 answered = True
             await send(message)
 
         work: asyncio.Future[None] = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+        in_flight = self.drain.in_flight
+        in_flight.add(work)
         try:
             await work
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not left.is_set() or (current is not None and current.cancelling()):
+            if not await self._cancelled(scope, receive, send, started, left.is_set()):
                 raise
-            log.info("request %s: the client left; its call was cancelled", _request_id(scope))
         except ClientDisconnect:
             # The client left while sending its body: nobody to answer.
             log.info("request %s: the client left while sending its body", _request_id(scope))
         finally:
+            in_flight.discard(work)
             if watcher is not None:
                 watcher.cancel()
+
+    async def _cancelled(
+        self, scope: Scope, receive: Receive, send: Send, started: bool, left: bool
+    ) -> bool:
+        """Whether a request whose work was cancelled is dealt with here: its client
+        left, or the drain deadline cut it (answered with a 503 if nothing was sent yet).
+        False: the cancellation is the server's own, and goes on."""
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            return False
+        if self.drain.cut:
+            log.warning("request %s: cut at the drain deadline", _request_id(scope))
+            if not started:
+                await error_response(_CUT)(scope, receive, send)
+            return True
+        if not left:
+            return False
+        log.info("request %s: the client left; its call was cancelled", _request_id(scope))
+        return True
+
+
+_CUT = ServiceUnavailableError(
+    "the gateway shut down before this call finished (its drain deadline passed); the call "
+    "was cancelled: send it again",
+    code="shutting_down",
+)
 
 
 def _request_id(scope: Scope) -> str | None:

@@ -24,9 +24,11 @@ import enum
 import errno
 import logging
 import resource
+import signal
 import socket
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import msgspec
@@ -323,10 +325,17 @@ def run(
             raise SystemExit(_STARTUP_FAILURE)
         return
     single = _AnnouncingServer(config, on_ready)
+    # uvicorn raises the SIGTERM it shut down for again once done, with the handler it
+    # found: this one, so a drained server exits 0, not killed by the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     with contextlib.suppress(KeyboardInterrupt):
         single.run(sockets=[sock])
     if not single.started:
         raise SystemExit(_STARTUP_FAILURE)
+
+
+def _exit_cleanly(_signal: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 class _AnnouncingServer(uvicorn.Server):

@@ -16,6 +16,7 @@ from prismgate.media import HostAllowlist
 from prismgate.observability.redaction import Redactor
 from prismgate.providers import shown_settings
 from prismgate.providers.base import Deployment
+from prismgate.proxy.draining import Drain
 from prismgate.proxy.openapi import openapi_document
 from prismgate.proxy.schemas import (
     EndpointHealth,
@@ -58,6 +59,7 @@ class ProxyState:
         if gateway.stores.keys is not None:
             self.use_key_store(gateway.stores.keys)
         settings = config.general_settings
+        self.drain = Drain(settings.server.shutdown_delay_seconds, settings.server.drain_seconds)
         self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
         self.allow_client_provider_keys = settings.allow_client_provider_keys
         self.allowed_hosts = HostAllowlist(settings.media.allowed_hosts)

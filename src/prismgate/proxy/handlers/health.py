@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from prismgate._version import __version__
-from prismgate.errors import NotFoundError, PrismgateError
+from prismgate.errors import NotFoundError, PrismgateError, ServiceUnavailableError
 from prismgate.gateway import Gateway
 from prismgate.providers import get_provider
 from prismgate.providers.base import Deployment
@@ -35,8 +35,15 @@ async def liveliness(request: Request) -> Response:
 
 
 async def readiness(request: Request) -> Response:
-    """The config is loaded and the gateway can take calls."""
+    """The config is loaded and the gateway can take calls; a 503 once this worker is
+    shutting down (SIGTERM), while it still finishes what it has."""
     state: ProxyState = request.app.state.proxy
+    if state.drain.draining:
+        raise ServiceUnavailableError(
+            "this worker is shutting down (SIGTERM): it finishes its calls in flight and "
+            "takes no new ones; send calls to another instance",
+            code="draining",
+        )
     return json_response(Readiness(version=__version__, models=state.groups))
 
 
