@@ -107,6 +107,10 @@ class GatewayProcess:
         """Send SIGTERM, without waiting."""
         self._process.terminate()
 
+    def signal(self, number: int) -> None:
+        """Send the signal `number` (SIGHUP: reload the config)."""
+        self._process.send_signal(number)
+
     def wait(self, timeout: float) -> int:
         """The exit code, once the process has ended (TimeoutExpired after `timeout`)."""
         return self._process.wait(timeout=timeout)

@@ -35,6 +35,7 @@ from prismgate.types.validation import plain_validation_error
 __all__ = [
     "CONFIG_PATH_VARIABLE",
     "METRICS_FOLDER_VARIABLE",
+    "SUPERVISOR_PID_VARIABLE",
     "CallbackSettings",
     "Config",
     "ConsoleSettings",
@@ -48,6 +49,7 @@ __all__ = [
     "config_path_from_environment",
     "load_config",
     "metrics_folder_from_environment",
+    "restart_only_changes",
     "sorted_params",
     "terminal_hints",
 ]
@@ -55,8 +57,10 @@ __all__ = [
 log = logging.getLogger("prismgate.config")
 
 ENV_REFERENCE = "os.environ/"
-# How `prismgate serve` tells its worker processes which config to load.
+# How `prismgate serve` tells its worker processes which config to load, and, with
+# several workers, the supervisor's pid (a config reload asks it to reload them all).
 CONFIG_PATH_VARIABLE = "PRISMGATE_CONFIG"
+SUPERVISOR_PID_VARIABLE = "PRISMGATE_SUPERVISOR_PID"
 
 
 def config_path_from_environment() -> str | None:
@@ -374,6 +378,32 @@ class Config(_Section, frozen=True):
         # The environment and the keys hold secrets: a repr shows their shape only.
         groups = sorted({entry.model_name for entry in self.model_list})
         return f"Config(model groups={groups}, environ=<{len(self.environ)} variables>)"
+
+
+# What a running gateway cannot take from a reloaded config: it built its stores, server,
+# logs and callbacks from them. Everything else (the model list, routing, retries and
+# timeouts, virtual keys, Portkey configs, environment variables) is reloaded.
+_RESTART_ONLY_LITELLM = (
+    "cache", "cache_params", "require_auth_for_metrics_endpoint", "json_logs", "callbacks",
+    "success_callback", "failure_callback",
+)  # fmt: skip
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The settings `new` changes that take effect only when the gateway restarts."""
+    changed = [
+        f"general_settings.{name}"
+        for name in old.general_settings.__struct_fields__
+        if getattr(old.general_settings, name) != getattr(new.general_settings, name)
+    ]
+    changed += [
+        f"litellm_settings.{name}"
+        for name in _RESTART_ONLY_LITELLM
+        if getattr(old.litellm_settings, name) != getattr(new.litellm_settings, name)
+    ]
+    if old.callback_settings != new.callback_settings:
+        changed.append("callback_settings")
+    return changed
 
 
 def check_api_base(url: str) -> None:

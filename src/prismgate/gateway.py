@@ -11,6 +11,7 @@ when the model makes fewer images per call than asked → the answer normalised
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -111,6 +112,7 @@ class Gateway:
     ) -> None:
         self.config = config if config is not None else load_config()
         self.catalog = catalog if catalog is not None else builtin_catalog()
+        self._direct_models = direct_models
         self.deployments = DeploymentResolver(
             self.config, self.catalog, direct_models=direct_models
         )
@@ -158,6 +160,27 @@ class Gateway:
 
     async def __aenter__(self) -> Self:
         return self
+
+    def reconfigured(self, config: Config) -> Gateway:
+        """A gateway serving `config`'s model list, routing and cache settings and virtual
+        keys, sharing everything else with this one: stores, HTTP pools, observers,
+        budgets, limits, the image pool and the redactor (which learns the new keys).
+
+        Calls already running go on with this gateway, so each call sees one config
+        whole. `config` must differ from this gateway's only where
+        `restart_only_changes` allows. Stored virtual keys are attached again by the
+        caller (the proxy)."""
+        _ = self.guarded_transport  # made once, shared: no generation leaves a pool open
+        new = copy.copy(self)
+        new.config = config
+        new.deployments = DeploymentResolver(
+            config, self.catalog, direct_models=self._direct_models
+        )
+        new.router = Router(new.deployments.candidates, router_policy(config), self.stores.routing)
+        new.response_cache = ResponseCache(self.stores.cache, cache_policy(config))
+        new.plans = PlanRunner(new.router, new.deployments, VirtualKeys(config), self.authority)
+        self._redact.learn(config_secrets(config))
+        return new
 
     @property
     def observers(self) -> tuple[Observer, ...]:

@@ -319,7 +319,12 @@ def test_least_busy_sends_each_call_to_the_idler_deployment(
         futures = []
         for index in range(10):
             futures.append(pool.submit(one, index))
-            time.sleep(0.08)
+            # The next call comes once this one is in flight upstream (a fixed pause
+            # was not always enough on a loaded machine).
+            deadline = time.monotonic() + 10
+            while len(east.requests) + len(west.requests) <= index:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
         served = [future.result() for future in futures]
     # The second of each pair finds the first's deployment busy and takes the other one
     # (a random pick would split all five pairs one time in 32).

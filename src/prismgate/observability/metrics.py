@@ -193,6 +193,10 @@ class GatewayMetrics:
             multiprocess_mode="livemostrecent",
         )
 
+    def learn_groups(self, groups: Iterable[str]) -> None:
+        """Count `groups` (a reloaded config's) under their own names too."""
+        self._groups.learn(groups)
+
     def add(self, record: RequestRecord) -> None:
         """Count one answered request (plain Python, no prometheus-client call)."""
         route = record.route or UNMATCHED

@@ -33,6 +33,12 @@ class Redactor:
         known = {s for s in secrets if s and len(s) >= 6}
         self._known = tuple(sorted(known, key=len, reverse=True))
 
+    def learn(self, secrets: Iterable[str | None]) -> None:
+        """Remove `secrets` too from now on (a reloaded config's keys); it forgets none, as
+        calls and log lines of the config before may still carry them."""
+        known = set(self._known) | {s for s in secrets if s and len(s) >= 6}
+        self._known = tuple(sorted(known, key=len, reverse=True))
+
     def including(self, *secrets: str | None) -> Redactor:
         """A redactor that also removes `secrets` (a caller's own key, say)."""
         extra = [s for s in secrets if s]

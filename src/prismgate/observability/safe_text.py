@@ -39,6 +39,10 @@ class SafeText:
         self._remember = remember
         self._remembered: dict[str, str] = {}
 
+    def learn(self, names: Iterable[str]) -> None:
+        """Let `names` pass unchanged too (a reloaded config's model groups)."""
+        self._known = self._known | frozenset(names)
+
     def is_known(self, text: str) -> bool:
         """Whether `text` is one of the configured names."""
         return text in self._known
@@ -66,6 +70,13 @@ class LabelGuard:
         # for a value it does not hold).
         self.labels = {name: name for name in known}
         self._limit = len(self.labels) + limit
+
+    def learn(self, known: Iterable[str]) -> None:
+        """Take `known` values as they are too, beyond the limit of others."""
+        for name in known:
+            if self.labels.get(name) != name:
+                self.labels[name] = name
+                self._limit += 1
 
     def __call__(self, value: str) -> str:
         label = self.labels.get(value)

@@ -13,8 +13,9 @@ The middleware order, outermost first:
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -31,8 +32,10 @@ from prismgate.observability.call_tracking import CallCollector, TimedTransport
 from prismgate.observability.log_config import redact_handlers
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import Authenticate
+from prismgate.proxy.draining import Drain
 from prismgate.proxy.memory import freeze_startup_heap, tune_allocator
 from prismgate.proxy.middleware import CancelOnDisconnect, RequestContext, internal_error
+from prismgate.proxy.reload import ConfigReload
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
@@ -124,20 +127,21 @@ def create_app(
             recorder.start()  # replays what processes that ended left in the spool
             served.observers = (*served.observers, recorder)
         telemetry.start()
-        if serving:
-            state.drain.install()  # SIGTERM: readiness 503 first, then uvicorn's shutdown
-            freeze_startup_heap()
-        yield
-        state.drain.uninstall()
+        with _worker_signals(state.drain, reload) if serving else contextlib.nullcontext():
+            if serving:
+                freeze_startup_heap()
+            yield
+        # The latest config's gateway: every one since startup shares what is closed here.
+        current: Gateway = app.state.proxy.gateway
         if sql is not None:
-            await served.release_key_store()  # settles budget holds while the store is open
+            await current.release_key_store()  # settles budget holds while the store is open
         if recorder is not None:
             await recorder.aclose()
         if sql is not None:
             for store in sql:
                 await store.aclose()
         if owned:
-            await served.aclose()
+            await current.aclose()
         if http is not None:
             await http.aclose()
         await telemetry.aclose()  # the last lines, after every request and call ended
@@ -153,12 +157,28 @@ def create_app(
     )
     app.state.proxy = state
     telemetry = ProxyTelemetry(config, served, state.authenticator, app.routes)
+    reload = app.state.reload = ConfigReload(
+        app.state, config_path_from_environment() if serving else None, telemetry.reconfigure
+    )
     inner: ASGIApp = CancelOnDisconnect(
         Authenticate(app, state.authenticator, state.sessions), state.drain
     )
     if served.tracing is not None:
         inner = served.tracing.continue_traces(inner)
     return RequestContext(Telemetry(inner, telemetry))
+
+
+@contextlib.contextmanager
+def _worker_signals(drain: Drain, reload: ConfigReload) -> Iterator[None]:
+    """A serving worker's signals: SIGTERM drains it (readiness 503 first, then uvicorn's
+    shutdown), SIGHUP reloads the config file."""
+    drain.install()
+    reload.install()
+    try:
+        yield
+    finally:
+        reload.uninstall()
+        drain.uninstall()
 
 
 def create_app_from_environment() -> ASGIApp:

@@ -34,7 +34,14 @@ from prismgate.proxy.openapi_parts import (
     query_parameter,
     ref,
 )
-from prismgate.proxy.schemas import GroupInfoList, HealthReport, ModelInfoList, ModelList, Readiness
+from prismgate.proxy.schemas import (
+    ConfigReloaded,
+    GroupInfoList,
+    HealthReport,
+    ModelInfoList,
+    ModelList,
+    Readiness,
+)
 from prismgate.types import (
     ErrorBody,
     ImageEditRequest,
@@ -262,6 +269,23 @@ def _listings() -> dict[str, dict[str, Any]]:
                 "Health",
                 "public",
                 answer=json_answer(ref(Readiness), "Ready"),
+                errors=("503",),
+                description="A 503 (`code: draining`) once the worker is shutting down "
+                "(SIGTERM): it finishes its calls in flight and takes no new ones.",
+            )
+        },
+        "/config/reload": {
+            "post": operation(
+                "Reload the config file without a restart (as SIGHUP does)",
+                "Models",
+                "master_key",
+                answer=json_answer(ref(ConfigReloaded), "Reloaded (202: every worker reloads)"),
+                errors=("400", "401", "403"),
+                description="The model list, routing settings, virtual keys and Portkey "
+                "configs change at once for new requests; calls in flight finish on the "
+                "config they started with. A config that does not load, or that changes "
+                "a setting only a restart applies (general_settings, callbacks, the cache "
+                "backend), is refused with a 400 and the running one stays.",
             )
         },
         "/metrics": {
@@ -344,6 +368,7 @@ def openapi_document() -> bytes:
         GroupInfoList,
         HealthReport,
         Readiness,
+        ConfigReloaded,
         ModelStatus,
         *management_structs(),
     )

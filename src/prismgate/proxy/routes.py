@@ -13,6 +13,7 @@ from starlette.routing import Route
 from prismgate.proxy.handlers import (
     admin,
     chat,
+    config,
     docs,
     files,
     health,
@@ -59,6 +60,7 @@ ROUTES = [
     Route("/v1/model/info", models.model_info, methods=["GET"]),
     Route("/model_group/info", models.model_group_info, methods=["GET"]),
     Route("/model/status", model_status.model_status, methods=["GET"]),
+    Route("/config/reload", config.reload_config, methods=["POST"]),
     Route("/health/liveliness", health.liveliness, methods=["GET"]),
     Route("/health/liveness", health.liveliness, methods=["GET"]),
     Route("/health/readiness", health.readiness, methods=["GET"]),

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "ConfigReloaded",
     "GroupInfo",
     "GroupInfoList",
     "HealthReport",
@@ -94,6 +95,14 @@ class HealthReport(msgspec.Struct, kw_only=True):
     unhealthy_endpoints: list[EndpointHealth]
     healthy_count: int
     unhealthy_count: int
+
+
+class ConfigReloaded(msgspec.Struct, kw_only=True):
+    """`POST /config/reload`: the config file was reloaded (`reloaded`), or, with several
+    workers, checked here and being reloaded by every worker (`reloading`)."""
+
+    status: Literal["reloaded", "reloading"]
+    models: list[str]
 
 
 class Readiness(msgspec.Struct, kw_only=True):

@@ -23,6 +23,7 @@ import contextlib
 import enum
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
@@ -37,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
-from prismgate.config import ServerSettings
+from prismgate.config import SUPERVISOR_PID_VARIABLE, ServerSettings
 from prismgate.errors import RequestTimeoutError
 
 __all__ = [
@@ -317,6 +318,8 @@ def run(
     # No route speaks WebSocket; an upgrade would outlive the phases above.
     config = GuardedConfig(app, guard=guard, workers=workers, ws="none", **options)
     if workers > 1:
+        # Workers ask the supervisor to reload them all (POST /config/reload).
+        os.environ[SUPERVISOR_PID_VARIABLE] = str(os.getpid())
         supervisor = _AnnouncingSupervisor(
             config, sockets=[sock], on_ready=on_ready, on_worker_exit=on_worker_exit
         )
@@ -366,6 +369,13 @@ class _AnnouncingSupervisor(Multiprocess):
         self._on_ready = on_ready
         self._on_worker_exit = on_worker_exit
         self.announced = False
+
+    def handle_hup(self) -> None:
+        """SIGHUP: every worker reloads the config file in place (proxy/reload.py), rather
+        than uvicorn's restart of each worker; a worker that refuses it says why."""
+        for process in self.processes:
+            if process.pid is not None and process.process.is_alive():
+                os.kill(process.pid, signal.SIGHUP)
 
     def keep_subprocess_alive(self) -> None:
         before = {process.pid for process in self.processes}

@@ -1,7 +1,9 @@
-"""What every handler shares: the gateway, limits, and answers computed once at startup."""
+"""What every handler shares: the gateway, limits, and answers computed once per config
+(at startup, and again when the config is reloaded)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgspec
@@ -63,9 +65,29 @@ class ProxyState:
         self.max_body_bytes = int(settings.max_request_size_mb * 1024 * 1024)
         self.allow_client_provider_keys = settings.allow_client_provider_keys
         self.allowed_hosts = HostAllowlist(settings.media.allowed_hosts)
-        # Saved Portkey configs are checked once, at startup.
-        self.saved_configs = SavedConfigs(config.portkey_configs)
         self.inline_configs = InlineConfigs()
+        self.openapi_body = openapi_document()
+        # Each deployment's last `/health` result in this worker (by deployment id), with
+        # when it was checked: the console shows it (`GET /model/status`).
+        self.last_health: dict[str, tuple[float, EndpointHealth]] = {}
+        self._serve(config, gateway)
+
+    def reconfigured(self, config: Config, gateway: Gateway) -> ProxyState:
+        """The state for a reloaded `config` served by `gateway` (`Gateway.reconfigured`):
+        keys, sessions, the drain and health results carry over; what the config decides
+        is made again. The app swaps it in whole, so a request sees one config."""
+        new = copy.copy(self)
+        new._serve(config, gateway)
+        if self.authenticator.keys is not None:
+            new.virtual_keys = gateway.use_stored_virtual_keys(self.authenticator.keys, new.sealer)
+        return new
+
+    def _serve(self, config: Config, gateway: Gateway) -> None:
+        """What `config` decides: its gateway, saved Portkey configs (checked here, once),
+        and the model listings, encoded once."""
+        self.config = config
+        self.gateway = gateway
+        self.saved_configs = SavedConfigs(config.portkey_configs)
         redact = Redactor([entry.litellm_params.api_key for entry in config.model_list])
         groups = [(g, gateway.deployments.deployments_of(g)) for g in gateway.deployments.groups]
         encode = msgspec.json.encode
@@ -89,10 +111,6 @@ class ProxyState:
             GroupInfoList(data=[_group_info(name, pairs) for name, pairs in groups])
         )
         self.groups = [name for name, _ in groups]
-        self.openapi_body = openapi_document()
-        # Each deployment's last `/health` result in this worker (by deployment id), with
-        # when it was checked: the console shows it (`GET /model/status`).
-        self.last_health: dict[str, tuple[float, EndpointHealth]] = {}
 
     def use_key_store(self, keys: KeyStore) -> None:
         """Authenticate generated keys from `keys`, serve the management API over it, and

@@ -69,6 +69,25 @@ class RouteNames:
         return None
 
 
+def _names(gateway: Gateway) -> tuple[list[str], set[str]]:
+    """The model groups (aliases too) and the `provider/model` deployments it serves."""
+    deployments = gateway.deployments
+    served_by = {
+        f"{c.deployment.provider}/{c.deployment.model}"
+        for group in deployments.candidates.values()
+        for c in group
+    }
+    return [*deployments.groups, *deployments.aliases], served_by
+
+
+def _cooling_ids(gateway: Gateway) -> dict[str, list[str]]:
+    """The deployment ids of each group that can cool down: groups of one deployment are
+    never cooled down, so only the others are read."""
+    candidates = gateway.deployments.candidates
+    ids = {name: [c.id for c in group] for name, group in candidates.items()}
+    return {name: group for name, group in ids.items() if len(group) > 1}
+
+
 class ProxyTelemetry:
     """The access log and metrics of one app (one per worker)."""
 
@@ -79,24 +98,25 @@ class ProxyTelemetry:
         authenticator: Authenticator,
         routes: Iterable[BaseRoute],
     ) -> None:
-        deployments = gateway.deployments
-        groups = [*deployments.groups, *deployments.aliases]
-        candidates = deployments.candidates
-        served_by = {
-            f"{c.deployment.provider}/{c.deployment.model}"
-            for group in candidates.values()
-            for c in group
-        }
-        safe = SafeText(gateway.redactor, known=[*groups, *served_by])
-        self.metrics = GatewayMetrics(safe, groups=groups, folder=metrics_folder_from_environment())
-        self.access_log = AccessLog(safe)
+        groups, served_by = _names(gateway)
+        self._safe = SafeText(gateway.redactor, known=[*groups, *served_by])
+        self.metrics = GatewayMetrics(
+            self._safe, groups=groups, folder=metrics_folder_from_environment()
+        )
+        self.access_log = AccessLog(self._safe)
         self.routes = RouteNames(routes, extra=[METRICS_PATH])
         self.endpoint = MetricsEndpoint(metrics_access(config), authenticator, self.scrape)
-        # Groups of one deployment are never cooled down: only the others are read.
-        self._cooling_ids = {name: [c.id for c in group] for name, group in candidates.items()}
-        self._cooling_ids = {name: ids for name, ids in self._cooling_ids.items() if len(ids) > 1}
+        self._cooling_ids = _cooling_ids(gateway)
         self._routing = gateway.router.state
         self._pusher: asyncio.Task[None] | None = None
+
+    def reconfigure(self, gateway: Gateway) -> None:
+        """Follow a reloaded config's gateway: its model groups and deployments keep their
+        own names in logs and labels, and its cooldowns are the ones scraped."""
+        groups, served_by = _names(gateway)
+        self._safe.learn([*groups, *served_by])
+        self.metrics.learn_groups(groups)
+        self._cooling_ids = _cooling_ids(gateway)
 
     def start(self) -> None:
         """Start pushing the metrics once a second (the other workers' scrapes read them;
