@@ -235,7 +235,7 @@ def test_defaults() -> None:
     [
         (
             {"general_settings": {"image_store": {"type": "s3"}}},
-            "general_settings.image_store.type: 's3' is not available in this version",
+            "general_settings.image_store: type: s3 needs a bucket",
         ),
         (
             {"litellm_settings": {"cache": True, "cache_params": {"type": "redis-semantic"}}},

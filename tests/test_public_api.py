@@ -17,7 +17,7 @@ PUBLIC = {
     "get_model_info", "image_generation", "load_config", "supports_vision",
     "ImageEditRequest", "ImageVariationRequest", "InputImage", "image_edit", "aimage_edit",
     "image_variation", "aimage_variation", "AnswerTooLargeError", "InsufficientStorageError",
-    "RequestTimeoutError", "UnreadableAnswerError",
+    "RequestTimeoutError", "UnreadableAnswerError", "ImageStoreError",
 }  # fmt: skip
 
 

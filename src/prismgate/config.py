@@ -18,6 +18,7 @@ hold a secret, only its path and type.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
@@ -162,10 +163,23 @@ class MediaSettings(_Section, frozen=True):
 
 
 class ImageStoreSettings(_Section, frozen=True):
-    """Where base64-only answers are kept when a caller asked for URLs."""
+    """Where base64-only answers are kept when a caller asked for URLs: a local folder, or
+    an S3-compatible bucket (`storage/s3_images.py`)."""
 
     type: Literal["local", "s3"] = "local"
     path: str = "./prismgate-images"
+    # type: s3. The bucket, and a folder in it (`images/`); the region and the endpoint of
+    # an S3-compatible store (MinIO, R2, GCS); credentials, else the usual AWS sources.
+    bucket: str | None = None
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    # How answers link to images in the bucket: the gateway's own signed links (the bytes
+    # flow through the gateway), or presigned S3 URLs (they never do).
+    links: Literal["gateway", "presigned"] = "gateway"
     public_base_url: str | None = None
     url_ttl_seconds: int = 3600
     # The disk the store may use (1 GiB): a full store answers `url` requests with a 507
@@ -185,11 +199,69 @@ class ImageStoreSettings(_Section, frozen=True):
             raise ValueError("expiry_margin_seconds must be 0 or more")
         if not self.sweep_interval_seconds > 0:
             raise ValueError("sweep_interval_seconds must be more than 0")
+        if self.type == "s3":
+            _check_s3(self)
+        else:
+            given = [name for name in _S3_ONLY if getattr(self, name) not in (None, "")]
+            if self.links != "gateway":
+                given.append("links")
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} {'is a setting' if len(given) == 1 else 'are settings'}"
+                    " of type: s3, and this store is type: local"
+                )
+
+    def __repr__(self) -> str:
+        # The credentials are secrets: a repr says whether they are set, never what they are.
+        shown = {
+            name: ("<set>" if name in _S3_SECRETS and value else value)
+            for name, value in msgspec.structs.asdict(self).items()
+        }
+        return "ImageStoreSettings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @property
     def max_age_seconds(self) -> int:
         """How long a stored image is kept: until the last link to it has expired."""
         return self.url_ttl_seconds + self.expiry_margin_seconds
+
+
+_S3_ONLY = (
+    "bucket",
+    "prefix",
+    "region",
+    "endpoint_url",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+)
+_S3_SECRETS = frozenset({"access_key_id", "secret_access_key", "session_token"})
+
+
+def _check_s3(settings: ImageStoreSettings) -> None:
+    """A ValueError for S3 settings that cannot work (never showing a credential)."""
+    if not settings.bucket:
+        raise ValueError("type: s3 needs a bucket (general_settings.image_store.bucket)")
+    if settings.endpoint_url is not None:
+        parts = urlsplit(settings.endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "endpoint_url must be an http:// or https:// URL (for example "
+                "http://minio:9000 or https://<account>.r2.cloudflarestorage.com)"
+            )
+        if parts.username or parts.password:
+            raise ValueError(
+                "endpoint_url must not carry credentials (user:password@); put them in "
+                "access_key_id and secret_access_key"
+            )
+    if bool(settings.access_key_id) != bool(settings.secret_access_key):
+        raise ValueError(
+            "access_key_id and secret_access_key go together: set both, or neither (the "
+            "usual AWS sources are used then)"
+        )
+    if settings.session_token and not settings.access_key_id:
+        raise ValueError("session_token goes with access_key_id and secret_access_key")
+    if settings.prefix.startswith("/"):
+        raise ValueError("prefix is a folder in the bucket: it does not start with '/'")
 
 
 class GroupAlias(_Section, frozen=True):
@@ -655,16 +727,24 @@ def _did_you_mean(name: str, groups: Collection[str]) -> str:
 # The backends each store setting has code behind; anything else fails at load time,
 # never at the first request.
 _CACHE_TYPES = ("local", "redis")
+_IMAGE_STORE_TYPES = ("local", "s3")
+S3_EXTRA_MISSING = (
+    "general_settings.image_store.type: s3 needs aiobotocore, which is not installed: "
+    "pip install 'prismgate[s3]'"
+)
 
 
 def _check_backends(config: Config) -> None:
-    """A ConfigError for a store backend this version has no code for."""
+    """A ConfigError for a store backend this version has no code for, or whose library
+    is not installed."""
     store = config.general_settings.image_store
-    if store.type != "local":
+    if store.type not in _IMAGE_STORE_TYPES:
         raise ConfigError(
             f"general_settings.image_store.type: {store.type!r} is not available in this "
-            "version; use 'local' (a folder shared by the instances)"
+            f"version; use {' or '.join(repr(t) for t in _IMAGE_STORE_TYPES)}"
         )
+    if store.type == "s3" and importlib.util.find_spec("aiobotocore") is None:
+        raise ConfigError(S3_EXTRA_MISSING)
     cache_type = config.litellm_settings.cache_params.get("type", "local")
     if cache_type not in _CACHE_TYPES:
         raise ConfigError(

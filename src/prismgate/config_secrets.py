@@ -23,6 +23,8 @@ def config_secrets(config: Config) -> list[str]:
     secret_settings = {name for name, s in provider_settings().items() if s.secret}
     found = [v for k, v in config.environ.items() if _SECRET_NAME.search(k)]
     found.append(config.general_settings.master_key or "")
+    store = config.general_settings.image_store  # an S3 image store's credentials
+    found += [store.secret_access_key or "", store.session_token or ""]
     sources: list[Mapping[str, Any]] = [
         {"api_key": e.litellm_params.api_key, **e.litellm_params.settings}
         for e in config.model_list

@@ -16,7 +16,8 @@
     ├── BudgetExceededError             429 budget_exceeded         (LiteLLM's type and status)
     ├── Timeout                         504 timeout                 (also a builtin TimeoutError)
     ├── ServiceUnavailableError         503 service_unavailable
-    ├── InsufficientStorageError        507 api_error               (code: image_store_full)
+    ├── ImageStoreError                 503 service_unavailable     (code: image_store_unavailable)
+    │   └── InsufficientStorageError    507 api_error               (code: image_store_full)
     ├── APIError                        5xx api_error               (the upstream status kept)
     │   └── UnreadableAnswerError       502 api_error       (code: upstream_answer_unreadable)
     │       └── AnswerTooLargeError     502 api_error       (code: upstream_answer_too_large)
@@ -64,6 +65,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "ContentPolicyViolationError",
+    "ImageStoreError",
     "InsufficientStorageError",
     "LimitReachedError",
     "NotFoundError",
@@ -314,11 +316,21 @@ class ServiceUnavailableError(PrismgateError):
     default_code = "service_unavailable"
 
 
-class InsufficientStorageError(PrismgateError):
-    """The gateway's own image store is full (507): the answer cannot be kept for a link.
-    The gateway's fault, not the provider's: never retried, and no deployment cools down."""
+class ImageStoreError(PrismgateError):
+    """The gateway's own image store cannot keep the answer for a link (503: it cannot
+    be reached, or refused). The gateway's fault, not the provider's: never retried, and
+    no deployment cools down; the caller may ask for `b64_json`."""
+
+    status = 503
+    type = "service_unavailable"
+    default_code = "image_store_unavailable"
+
+
+class InsufficientStorageError(ImageStoreError):
+    """The gateway's own image store is full (507): the answer cannot be kept for a link."""
 
     status = 507
+    type = "api_error"
     default_code = "image_store_full"
 
 

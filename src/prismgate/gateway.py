@@ -135,7 +135,7 @@ class Gateway:
         self.delivery = ImageDelivery(
             public_base_url=self.config.general_settings.image_store.public_base_url,
             store=self.image_store,
-            links=lambda: self.image_links,
+            links=lambda: self.stores.answer_links or self.image_links,
             fetcher=self.fetcher,
         )
         # Observers, webhooks, traces and the console's records of calls.

@@ -34,7 +34,7 @@ import msgspec
 
 from prismgate.config import Config
 from prismgate.config_keys import CALL_TYPES
-from prismgate.errors import InsufficientStorageError
+from prismgate.errors import ImageStoreError
 from prismgate.media import data_url, sniff_image_type
 from prismgate.providers.base import Deployment
 from prismgate.storage import CacheStore, ImageStore
@@ -233,8 +233,8 @@ class CallCache:
                 return  # nothing to keep: never store a partial answer
             try:
                 name = await images.put(data, sniff_image_type(data[:16]) or "image/png")
-            except InsufficientStorageError:
-                return  # a full store: the answer is delivered, only not cached
+            except ImageStoreError:
+                return  # a full store, or one down: the answer is delivered, only not cached
             kept.append(_StoredImage(name, image.url is not None, image.revised_prompt))
         entry = _ImagesEntry(
             created=response.created,

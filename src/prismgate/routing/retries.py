@@ -31,7 +31,7 @@ from prismgate.errors import (
     AnswerTooLargeError,
     APIConnectionError,
     ContentPolicyViolationError,
-    InsufficientStorageError,
+    ImageStoreError,
     PrismgateError,
     RateLimitError,
     Timeout,
@@ -71,8 +71,8 @@ def is_retryable(error: PrismgateError) -> bool:
         return False  # the next answer would be as large, and cost as much to read
     if isinstance(error, RateLimitError | Timeout | APIConnectionError):
         return True
-    if isinstance(error, InsufficientStorageError):
-        return False  # the gateway's own disk: another try would be billed and refused
+    if isinstance(error, ImageStoreError):
+        return False  # the gateway's own store: another try would be billed and refused
     return error.status_code >= 500
 
 

@@ -5,7 +5,7 @@
 | routing state (cooldowns, failures, usage) | `RoutingState` | `memory`, `redis` |
 | callers' rate limits (rpm, tpm, ipm, parallel) | `LimitState` | `memory`, `redis` |
 | response cache | `CacheStore` | `memory`, `redis` |
-| images behind signed links | `ImageStore` | `local_images` |
+| images behind signed links | `ImageStore` | `local_images`, `s3_images` |
 | keys, teams, users, provider keys, budgets | `KeyStore` | `sql` (SQLite, PostgreSQL) |
 | spend log | `SpendLog` | `sql` (SQLite, PostgreSQL) |
 
@@ -40,6 +40,7 @@ from prismgate.storage.records import (
 
 if TYPE_CHECKING:
     from prismgate.config import Config
+    from prismgate.media.links import SignedLinks
 
 __all__ = [
     "LIMIT_WINDOW",
@@ -70,6 +71,7 @@ __all__ = [
     "StoredImage",
     "Stores",
     "Usage",
+    "open_image_store",
     "open_shared",
     "open_shared_state",
     "open_stores",
@@ -609,6 +611,9 @@ class Stores:
     # Callers' rate limits: in this process unless `open_stores` puts them on Redis. (A
     # lambda: the backend is imported at the bottom of this module, after this class.)
     limits: LimitState = field(default_factory=lambda: MemoryLimitState())  # noqa: PLW0108
+    # How answers link to stored images when the image store makes the links itself
+    # (presigned S3 URLs, `image_store.links: presigned`); None: the gateway's signed links.
+    answer_links: SignedLinks | None = None
 
     async def aclose(self) -> None:
         """Close every store."""
@@ -624,10 +629,10 @@ class Stores:
 
 def open_stores(config: Config) -> Stores:
     """The stores `config` names: routing state, cache and limits in this process or on
-    Redis (`router_settings.redis_*`), images in a local folder. The SQL stores are attached by
-    whoever serves (`prismgate.storage.sql`), since they need their schema migrated."""
+    Redis (`router_settings.redis_*`), images in a local folder or an S3 bucket
+    (`general_settings.image_store`). The SQL stores are attached by whoever serves
+    (`prismgate.storage.sql`), since they need their schema migrated."""
     from prismgate.routing.settings import redis_url_of
-    from prismgate.storage.local_images import LocalImageStore
 
     general = config.general_settings
     shared = open_shared(
@@ -636,16 +641,38 @@ def open_stores(config: Config) -> Stores:
         timeout=general.redis_timeout,
         retry_interval=general.redis_retry_interval,
     )
+    images, answer_links = open_image_store(config)
     return Stores(
         routing=shared.routing,
         cache=shared.cache,
-        images=LocalImageStore(
-            general.image_store,
-            keep_seconds=general.console.keep_images_days * 86_400,
-            keep_max_bytes=general.console.keep_images_max_bytes,
-        ),
+        images=images,
         limits=shared.limits,
+        answer_links=answer_links,
     )
+
+
+def open_image_store(config: Config) -> tuple[ImageStore, SignedLinks | None]:
+    """The image store `general_settings.image_store` names, and the links answers get
+    when the store makes them itself (presigned S3 URLs; None: the gateway signs them)."""
+    general = config.general_settings
+    settings = general.image_store
+    keep_seconds = general.console.keep_images_days * 86_400
+    keep_max_bytes = general.console.keep_images_max_bytes
+    if settings.type == "s3":
+        # Imported only for an S3 store: aiobotocore is an extra (`prismgate[s3]`).
+        from prismgate.storage.s3_images import S3ImageStore
+
+        store = S3ImageStore(
+            settings,
+            environ=config.environ,
+            keep_seconds=keep_seconds,
+            keep_max_bytes=keep_max_bytes,
+        )
+        return store, store.presigned_links() if settings.links == "presigned" else None
+    from prismgate.storage.local_images import LocalImageStore
+
+    local = LocalImageStore(settings, keep_seconds=keep_seconds, keep_max_bytes=keep_max_bytes)
+    return local, None
 
 
 # The backends build `Usage` and `LimitLevel` and follow the protocols above, so they
