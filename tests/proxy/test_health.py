@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from tests.emulators import OpenAIEmulator
+from tests.processes import free_port
 from tests.proxy.conftest import RunningProxy, model
 
 
@@ -15,6 +17,35 @@ def test_liveness_and_readiness(serve: Callable[..., RunningProxy]) -> None:
     assert httpx.get(proxy.base_url + "/health/liveliness").json() == "I'm alive!"
     ready = httpx.get(proxy.base_url + "/health/readiness").json()
     assert ready["status"] == "healthy" and ready["models"] == ["otters"]
+    # The embedded SQLite database and the local store answer; no Redis is configured.
+    assert (ready["db"], ready["cache"], ready["image_store"]) == ("connected", None, "connected")
+
+
+def test_readiness_says_which_dependency_does_not_answer(
+    serve: Callable[..., RunningProxy], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proxy = serve({
+        "model_list": [model("otters", "mock/otters")],
+        "router_settings": {"redis_host": "127.0.0.1", "redis_port": free_port()},
+        "general_settings": {"image_store": {"path": str(blocker / "images")}},
+    })  # fmt: skip
+    answer = httpx.get(proxy.base_url + "/health/readiness", timeout=10)
+    # Still ready: every instance shares these, and the gateway serves on without them.
+    assert answer.status_code == 200
+    ready = answer.json()
+    assert ready["status"] == "degraded"
+    assert ready["db"] == "connected"
+    assert ready["cache"].startswith("unreachable (") and "127.0.0.1" not in ready["cache"]
+    assert ready["image_store"] == "unreachable (PermissionError)"
+    # b64_json answers need neither.
+    served = httpx.post(
+        proxy.base_url + "/v1/images/generations",
+        json={"model": "otters", "prompt": "x", "response_format": "b64_json"},
+        timeout=10,
+    )
+    assert served.status_code == 200
 
 
 def test_health_checks_each_deployment_without_generating(

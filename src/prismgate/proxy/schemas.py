@@ -106,8 +106,16 @@ class ConfigReloaded(msgspec.Struct, kw_only=True):
 
 
 class Readiness(msgspec.Struct, kw_only=True):
-    """`GET /health/readiness`: the config is loaded and these model groups are served."""
+    """`GET /health/readiness`: the worker takes calls; what it depends on, each
+    `connected` or why not (`degraded`: one is not, and the gateway serves on without it:
+    keys cached, spend spooled, Redis state in process, `b64_json` answers)."""
 
-    status: Literal["healthy"] = "healthy"
+    status: Literal["healthy", "degraded"] = "healthy"
     version: str
     models: list[str]
+    # The key and spend database; None without one (a gateway without a database).
+    db: str | None = None
+    # Redis for routing state, limits and the response cache; None: this process's own.
+    cache: str | None = None
+    # The image store behind `url` answers.
+    image_store: str

@@ -139,6 +139,11 @@ class RoutingState(Protocol):
         """Add tokens to this minute's count."""
         ...
 
+    async def ping(self) -> None:
+        """Return once the backend answers (readiness); raise when it does not. In this
+        process: at once."""
+        ...
+
     async def aclose(self) -> None:
         """Release the backend's connections."""
         ...
@@ -213,6 +218,10 @@ class ImageStore(Protocol):
 
     def signing_key(self, master_key: str | None) -> bytes:
         """The HMAC key for links, the same for every instance sharing this store."""
+        ...
+
+    async def ping(self) -> None:
+        """Return once the store can be written (readiness); raise when it cannot."""
         ...
 
     async def aclose(self) -> None:
@@ -449,6 +458,10 @@ class KeyStore(Protocol):
 
     async def release_lapsed(self, *, now: float) -> int:
         """Drop holds past their time; how many."""
+        ...
+
+    async def ping(self) -> None:
+        """Return once the database answers (readiness); raise when it does not."""
         ...
 
     async def aclose(self) -> None:

@@ -88,6 +88,11 @@ class RedisBreaker:
             self._answered_locally += 1
             return await fallback()
 
+    async def ping(self) -> None:
+        """Redis answers a PING within the deadline; raises when it does not."""
+        async with asyncio.timeout(self._timeout):
+            await self._client.ping()
+
     async def aclose(self) -> None:
         """Stop a probe under way."""
         probe, self._probe = self._probe, None

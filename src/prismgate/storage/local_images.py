@@ -131,6 +131,10 @@ class LocalImageStore:
         afterwards."""
         return await asyncio.to_thread(self._sweep_locked, True)
 
+    async def ping(self) -> None:
+        """The folder exists and this process may write in it."""
+        await asyncio.to_thread(_writable, self._root)
+
     async def aclose(self) -> None:
         """Stop the sweeper (the images stay: other workers may link to them)."""
         sweeper, self._sweeper = self._sweeper, None
@@ -408,3 +412,11 @@ def _amount(size: int) -> str:
         if scaled < 1024 or unit == "GB":
             break
     return f"{scaled:.1f} {unit}"
+
+
+def _writable(folder: Path) -> None:
+    """Raise unless `folder` is a directory this process may write in (a store that has
+    not stored anything yet may still have to make it: its parent is checked then)."""
+    target = folder if folder.exists() else folder.parent
+    if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write in {target}")

@@ -140,6 +140,9 @@ class MemoryRoutingState:
         self._roll_minute()
         self._tokens[deployment_id] = self._tokens.get(deployment_id, 0) + tokens
 
+    async def ping(self) -> None:
+        """In this process: always reachable."""
+
     async def aclose(self) -> None:
         """Forget everything (nothing to release)."""
         self._cooldowns.clear()

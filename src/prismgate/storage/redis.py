@@ -307,6 +307,11 @@ class RedisRoutingState:
 
         await self._breaker.run(shared, lambda: self._local.add_tokens(deployment_id, tokens))
 
+    async def ping(self) -> None:
+        """Redis answers a PING within the operations' deadline (the breaker is not
+        tripped by it: readiness only looks)."""
+        await self._breaker.ping()
+
     async def aclose(self) -> None:
         """Stop the breaker's probe and close the client."""
         await self._breaker.aclose()

@@ -266,6 +266,10 @@ class S3ImageStore:
         """Links in answers as presigned URLs to this store (`links: presigned`)."""
         return PresignedLinks(self, self._ttl)
 
+    async def ping(self) -> None:
+        """The bucket answers (HEAD bucket); `ImageStoreError` when it does not."""
+        await self._call("reach the bucket", "head_bucket")
+
     async def aclose(self) -> None:
         """Stop the sweeper and close the client (the images stay: other instances may
         link to them)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +22,7 @@ from prismgate.proxy.query import text_query
 from prismgate.proxy.responses import json_response
 from prismgate.proxy.schemas import EndpointHealth, HealthReport, Readiness
 from prismgate.proxy.state import ProxyState
+from prismgate.routing.settings import redis_url_of
 
 __all__ = ["health", "liveliness", "readiness"]
 
@@ -35,8 +37,12 @@ async def liveliness(request: Request) -> Response:
 
 
 async def readiness(request: Request) -> Response:
-    """The config is loaded and the gateway can take calls; a 503 once this worker is
-    shutting down (SIGTERM), while it still finishes what it has."""
+    """The worker takes calls, and says whether its database, Redis and image store
+    answer; a 503 once it is shutting down (SIGTERM), while it finishes what it has.
+
+    A dependency that does not answer makes it `degraded`, not a 503: every instance
+    shares it, and the gateway serves on without it (keys cached, spend spooled, Redis
+    state in process, `b64_json` answers), so taking instances out would help nobody."""
     state: ProxyState = request.app.state.proxy
     if state.drain.draining:
         raise ServiceUnavailableError(
@@ -44,7 +50,42 @@ async def readiness(request: Request) -> Response:
             "takes no new ones; send calls to another instance",
             code="draining",
         )
-    return json_response(Readiness(version=__version__, models=state.groups))
+    gateway = state.gateway
+    keys = state.authenticator.keys
+    uses_redis = redis_url_of(state.config) is not None
+    db, cache, images = await asyncio.gather(
+        _reached(keys.ping) if keys is not None else _nothing(),
+        _reached(gateway.stores.routing.ping) if uses_redis else _nothing(),
+        _reached(gateway.image_store.ping),
+    )
+    ready = Readiness(
+        version=__version__, models=state.groups, db=db, cache=cache, image_store=images or ""
+    )
+    if any(found not in (None, _CONNECTED) for found in (db, cache, images)):
+        ready.status = "degraded"
+    return json_response(ready)
+
+
+_CONNECTED = "connected"
+# How long readiness waits for each dependency (a load balancer's probe waits on it).
+_PING_SECONDS = 2.0
+
+
+async def _reached(ping: Callable[[], Awaitable[None]]) -> str:
+    try:
+        async with asyncio.timeout(_PING_SECONDS):
+            await ping()
+    except TimeoutError:
+        return f"unreachable (no answer within {_PING_SECONDS:g} s)"
+    except PrismgateError as error:
+        return f"unreachable ({error.message})"
+    except Exception as error:  # the driver's own; its message may name hosts: not shown
+        return f"unreachable ({type(error).__name__})"
+    return _CONNECTED
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def health(request: Request) -> Response:

@@ -55,6 +55,11 @@ class SqlKeyStore:
         self._engine = self._hold.engine
         self._reader = reader(self._engine)
 
+    async def ping(self) -> None:
+        """The database answers `SELECT 1`."""
+        async with self._engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
     # Keys
 
     async def create_key(self, key: KeyRecord) -> None:
