@@ -1,8 +1,8 @@
 """A `prismgate serve` worker's graceful shutdown, from SIGTERM.
 
 uvicorn ends a worker on SIGTERM by closing its listener at once, then waiting for the
-connections in flight (up to its `timeout_graceful_shutdown`, our `drain_seconds`), then
-running the app's lifespan shutdown (which flushes the spend queue). A load balancer
+connections in flight (up to its `timeout_graceful_shutdown`), then running the app's
+lifespan shutdown (which flushes the spend queue). A load balancer
 learns nothing until connections are refused. So the worker first marks itself draining,
 and `GET /health/readiness` answers 503 from then on, while it keeps serving for
 `shutdown_delay_seconds`; only then is uvicorn's own SIGTERM handler called. Calls

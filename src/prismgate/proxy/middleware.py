@@ -84,7 +84,8 @@ class CancelOnDisconnect:
     `http.disconnect` and cancels that task; aiohttp then closes the upstream connection.
     Later `receive()` calls of the app (a streaming response listening for the
     disconnect) get the same event. Requests whose body the app never reads (GETs) are
-    not watched: they answer from memory.
+    not watched: they answer from memory. Each request's work is also in `drain`'s
+    in-flight set, so a shutdown's drain deadline can cancel it (answered with a 503).
     """
 
     def __init__(self, app: ASGIApp, drain: Drain) -> None:
