@@ -27,14 +27,16 @@ class RunningProxy:
     guarded httptools protocol) in a background thread, on a port the OS picked."""
 
     def __init__(self, raw_config: dict[str, Any], environ: dict[str, str] | None = None) -> None:
-        # Each proxy gets its own data folder (its embedded database) unless the test names one.
+        # Each proxy gets its own data folder (its embedded database, and its image store)
+        # unless the test names one: nothing is written where the tests run.
         self._data_dir = tempfile.TemporaryDirectory(prefix="prismgate-data-")
-        general = raw_config.get("general_settings") or {}
-        if "data_dir" not in general:
-            raw_config = {
-                **raw_config,
-                "general_settings": {**general, "data_dir": self._data_dir.name},
-            }
+        general = dict(raw_config.get("general_settings") or {})
+        general.setdefault("data_dir", self._data_dir.name)
+        store = dict(general.get("image_store") or {})
+        if store.get("type", "local") == "local":
+            store.setdefault("path", f"{self._data_dir.name}/images")
+            general["image_store"] = store
+        raw_config = {**raw_config, "general_settings": general}
         self.config = load_config(raw_config, environ=environ or {})
         app = create_app(self.config)
         self._socket = socket.socket()
