@@ -21,6 +21,18 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium is missing (apt-get install chromium, as root): the browser tests will fail" >&2
   fi
 fi
+# The fleet tests (tests/fleet) put Debian's nginx in front of three gateways; they start
+# it themselves, in the foreground, from a folder of their own. Without it they fail,
+# saying so. (The package's own service is not used: a policy may start it on port 80.)
+if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx \
+      || echo "nginx could not be installed: the fleet tests will fail" >&2
+    service nginx stop >/dev/null 2>&1 || true
+  else
+    echo "nginx is missing (apt-get install nginx, as root): the fleet tests will fail" >&2
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -245,3 +245,24 @@ def test_a_spool_file_left_half_made_is_removed_once_abandoned(tmp_path: Path) -
     spool.adopt()
     assert not abandoned.exists() and fresh.exists()
     spool.close()
+
+
+async def test_queued_rows_are_written_ahead_and_a_clean_close_removes_the_journal(
+    spend_log: SqlSpendLog, tmp_path: Path
+) -> None:
+    folder = tmp_path / "spool"
+    recorder = SpendRecorder(spend_log, spool_folder=folder, interval=60)  # writes at close
+    recorder.start()
+
+    async def journaled() -> bool:  # what a SIGKILL now would leave for the next start
+        lines = [line for path in folder.glob("journal-*.jsonl") for line in
+                 path.read_bytes().splitlines()]  # fmt: skip
+        return len(lines) == 3
+
+    async with gateway(recorder) as served:
+        await until(lambda: asyncio.sleep(0, bool(list(folder.glob("journal-*.jsonl")))))
+        await call(served, "j1", "j2", "j3")
+        await until(journaled)
+    await recorder.aclose()
+    assert sorted(await stored(spend_log)) == ["j1", "j2", "j3"]
+    assert list(folder.glob("journal-*.jsonl")) == []

@@ -183,10 +183,33 @@ class CallCache:
     async def lookup_images(
         self, images: ImageStore, link: LinkStored
     ) -> Served[ImageResponse] | None:
-        """The cached answer, with fresh links; None on a miss (or a refresh)."""
+        """The cached answer, with fresh links; None on a miss (or a refresh, or an image
+        store that does not answer: the call is then made as if nothing were cached)."""
         entry = await self._entry(_ImagesEntry)
         if entry is None:
             return None
+        try:
+            data = await self._cached_images(entry, images, link)
+        except ImageStoreError:
+            return None
+        if data is None:
+            return None
+        response = ImageResponse(
+            created=entry.created,
+            data=data,
+            usage=entry.usage,
+            background=entry.background,
+            output_format=entry.output_format,
+            quality=entry.quality,
+            size=entry.size,
+        )
+        self.status = "HIT"
+        return Served(response, _hit(entry.meta))
+
+    async def _cached_images(
+        self, entry: _ImagesEntry, images: ImageStore, link: LinkStored
+    ) -> list[ImageObject] | None:
+        """The entry's images with fresh links; None when the store lost one of them."""
         data: list[ImageObject] = []
         for image in entry.images:
             url = None
@@ -206,17 +229,7 @@ class CallCache:
                     revised_prompt=image.revised_prompt,
                 )
             )
-        response = ImageResponse(
-            created=entry.created,
-            data=data,
-            usage=entry.usage,
-            background=entry.background,
-            output_format=entry.output_format,
-            quality=entry.quality,
-            size=entry.size,
-        )
-        self.status = "HIT"
-        return Served(response, _hit(entry.meta))
+        return data
 
     async def store_images(
         self, served: Served[ImageResponse], images: ImageStore, fetch: FetchImage

@@ -10,6 +10,10 @@ written back, oldest first and in batches, once the database answers again; new 
 wait behind them. Without a spool they stay queued, up to `max_queued`. Past either
 bound, rows are dropped with a logged count.
 
+Each queued row is also written ahead to a journal beside the spool (`SpendJournal`, one
+write a row, sealed and removed batch by batch once the rows are in the database or the
+spool), so a process killed with rows in memory leaves them for the next start.
+
 `start()` starts the writer, which first adopts the spool files of processes that ended
 (one crashed, or shut down while the database was down) and replays them. `aclose()`
 writes what is queued; if the database does not answer then, the rows go to the spool
@@ -38,7 +42,7 @@ import msgspec
 
 from prismgate.observability.call_tracking import CURRENT_TRACK
 from prismgate.observers import CallReport
-from prismgate.spool import DEFAULT_MAX_BYTES, SpendSpool
+from prismgate.spool import DEFAULT_MAX_BYTES, SpendJournal, SpendSpool
 from prismgate.storage import SpendLog
 from prismgate.storage.records import SpendRow, nanos
 from prismgate.types import ImageResponse
@@ -86,6 +90,10 @@ class SpendRecorder:
         self._spool = (
             None if spool_folder is None else SpendSpool(spool_folder, max_bytes=spool_max_bytes)
         )
+        # Each queued row written ahead beside the spool, so that a process killed with
+        # rows in memory leaves them for the next start (spool.py, `SpendJournal`).
+        self._journal = None if spool_folder is None else SpendJournal(spool_folder)
+        self._sealed: list[Any] = []  # journal files whose rows are queued or being written
         self._batch = batch
         self._interval = interval
         self._queue: deque[SpendRow] = deque()
@@ -184,6 +192,8 @@ class SpendRecorder:
             if self._dropped in (1, 100, 10_000) or self._dropped % 100_000 == 0:
                 log.error("spend log: the queue is full; %d rows dropped", self._dropped)
             return
+        if self._journal is not None:
+            self._journal.write(row)
         self._queue.append(row)
         if self._writer is None or self._writer.done():
             self.start()
@@ -197,8 +207,11 @@ class SpendRecorder:
         async with self._draining:
             try:
                 await self._replay()
+                await self._prepare_journal()
                 # Rows queued while it writes wait for the next batch: chasing them would
-                # turn a steady flow into a write every few rows.
+                # turn a steady flow into a write every few rows. The journal files hold
+                # exactly the rows pending now (the next rows go to a new file).
+                self._seal_journal()
                 pending = len(self._queue)
                 while pending > 0 and self._queue:
                     rows = [self._queue[i] for i in range(min(self._batch, pending))]
@@ -206,6 +219,7 @@ class SpendRecorder:
                     for _ in rows:
                         self._queue.popleft()
                     pending -= len(rows)
+                await self._forget_journal()
             except Exception:
                 await self._spool_queue()
                 raise
@@ -246,6 +260,12 @@ class SpendRecorder:
         finally:
             if self._spool is not None:
                 await asyncio.to_thread(self._spool.close)
+            if self._journal is not None:
+                # Rows that could go nowhere stay in the journal for the next start.
+                keep = bool(self._queue)
+                await asyncio.to_thread(self._journal.close, keep=keep)
+                if not keep:
+                    await self._forget_journal()
 
     async def _flush_all(self) -> None:
         # Calls that end during the last flush (streams closing) queue rows too.
@@ -278,6 +298,7 @@ class SpendRecorder:
                 log.error(
                     "spend log: the spool folder %s cannot be read (%s)", self._spool.folder, exc
                 )
+        await self._prepare_journal()
         # Adopted rows are written at once; queued ones when a batch fills or `interval`
         # has passed.
         failures = 0 if self._spool is None or not self._spool.waiting else await self._try()
@@ -330,6 +351,8 @@ class SpendRecorder:
         """Move the queue to the spool (rows observed meanwhile stay queued)."""
         if self._spool is None or not self._queue:
             return
+        await self._prepare_journal()
+        self._seal_journal()  # the sealed files hold the rows spooled now, and no other
         rows = list(self._queue)
         try:
             await asyncio.to_thread(self._spool.append, rows)
@@ -343,6 +366,25 @@ class SpendRecorder:
             return
         for _ in rows:
             self._queue.popleft()
+        await self._forget_journal()
+
+    async def _prepare_journal(self) -> None:
+        """Make the journal's next file (in a thread), before `_seal_journal`."""
+        if self._journal is not None:
+            try:
+                await asyncio.to_thread(self._journal.prepare)
+            except OSError as exc:
+                log.error("spend log: no journal file in %s (%s)", self._journal.folder, exc)
+
+    def _seal_journal(self) -> None:
+        if self._journal is not None:
+            self._sealed += self._journal.seal()
+
+    async def _forget_journal(self) -> None:
+        """Remove the sealed journal files: their rows are in the database or the spool."""
+        if self._journal is not None and self._sealed:
+            sealed, self._sealed = self._sealed, []
+            await asyncio.to_thread(self._journal.forget, sealed)
 
     def _note_outage(self, exc: Exception) -> None:
         where = "the spool" if self._spool is not None else "memory"

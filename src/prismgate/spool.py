@@ -12,6 +12,8 @@ again, and the spend log skips request ids it already has.
 
 A starting process `adopt`s the files of processes that ended (their lock is free): it
 takes the lock, so no two processes replay one file, and removes the file once replayed.
+It adopts their journals too (`journal-<pid>-<random>.jsonl`, `SpendJournal`): the rows
+a killed process still held in memory.
 The spool holds at most `max_bytes`; rows past the bound are dropped and counted in the
 log, never silently.
 
@@ -35,12 +37,13 @@ import msgspec
 
 from prismgate.storage.records import SpendRow
 
-__all__ = ["DEFAULT_MAX_BYTES", "SpendSpool", "SpoolBatch"]
+__all__ = ["DEFAULT_MAX_BYTES", "SpendJournal", "SpendSpool", "SpoolBatch"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 << 20  # 256 MiB, hundreds of thousands of rows
-_PATTERN = "spool-*.jsonl"
+# The spool's own files, and the journals of processes (replayed alike once they end).
+_PATTERNS = ("spool-*.jsonl", "journal-*.jsonl")
 _READ_CHUNK = 1 << 20
 
 _encode = msgspec.json.Encoder().encode
@@ -99,7 +102,8 @@ class SpendSpool:
             self.folder.mkdir(parents=True, exist_ok=True)
             held = {file.path for file in self._files}
             adopted: list[_File] = []
-            for path in sorted(self.folder.glob(_PATTERN), key=_modified):
+            found = [path for pattern in _PATTERNS for path in self.folder.glob(pattern)]
+            for path in sorted(found, key=_modified):
                 file = None if path in held else _lock(path)
                 if file is not None:
                     adopted.append(file)
@@ -111,8 +115,9 @@ class SpendSpool:
                     )
             # Older rows first: adopted files go before this process's own.
             self._files[:0] = adopted
-            for making in self.folder.glob(".spool-*.new"):
-                _remove_if_abandoned(making)
+            for pattern in _PATTERNS:
+                for making in self.folder.glob(f".{pattern.removesuffix('.jsonl')}.new"):
+                    _remove_if_abandoned(making)
             self._recount()
             return len(adopted)
 
@@ -203,22 +208,7 @@ class SpendSpool:
                 )
 
     def _create(self) -> _File:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"spool-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-        # Made and locked under another name, then renamed: a starting process never sees
-        # it unlocked (it would take an empty, unlocked file for an ended process's).
-        making = self.folder / f".{name}.new"
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(making, flags, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(making, self.folder / name)
-            _sync_folder(self.folder)  # the file's name survives a power cut too
-        except OSError:
-            os.close(fd)
-            making.unlink(missing_ok=True)
-            raise
-        self._own = _File(self.folder / name, fd, size=0, own=True)
+        self._own = _create_locked(self.folder, "spool")
         self._files.append(self._own)
         return self._own
 
@@ -237,6 +227,91 @@ class SpendSpool:
         file.path.unlink(missing_ok=True)  # before the lock goes: no one replays it again
         os.close(file.fd)
         self._files.remove(file)
+
+
+class SpendJournal:
+    """Each row the recorder queues, written ahead to local disk: a process killed with
+    rows still in memory (SIGKILL, the OOM killer) leaves them in its journal, which the
+    next start adopts and replays like a spool file (same folder, same names and locks;
+    the spend log skips the rows it already has).
+
+    One `os.write` a row, no fsync: the kernel keeps what was written when the process
+    dies (a power cut may lose the last rows; the spool itself is fsync'd). The recorder
+    `seal`s the journal when it writes a batch and `forget`s the sealed files once their
+    rows are in the database or the spool, so the journal holds about one batch.
+
+    `write` runs on the event loop (one small write); `prepare`, `forget` and `close`
+    do file-system work: call them from a worker thread.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder).expanduser()
+        self._current: _File | None = None
+        self._next: _File | None = None
+        self._failed = False
+
+    def prepare(self) -> None:
+        """Make the next file, so that `seal` and the first `write` do no file-system
+        work beyond one write."""
+        if self._next is None:
+            self._next = _create_locked(self.folder, "journal")
+
+    def write(self, row: SpendRow) -> None:
+        """Write `row` ahead (a disk that fails is logged once; the row stays queued)."""
+        file = self._current
+        if file is None:
+            file, self._next = self._next, None
+            self._current = file
+            if file is None:
+                return  # no file made yet (`prepare`): the recorder prepares one soon
+        try:
+            _write_all(file.fd, _encode(row) + b"\n")
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                log.error("spend log: the journal in %s cannot be written (%s)", self.folder, exc)
+
+    def seal(self) -> list[_File]:
+        """End the current file: the rows queued so far are in the files returned."""
+        sealed, self._current = self._current, None
+        return [] if sealed is None else [sealed]
+
+    def forget(self, sealed: Sequence[_File]) -> None:
+        """Remove sealed files: their rows are in the database or the spool."""
+        for file in sealed:
+            file.path.unlink(missing_ok=True)  # before the lock goes: no one replays it
+            os.close(file.fd)
+
+    def close(self, *, keep: bool = False) -> None:
+        """Remove the files left (the recorder wrote or spooled every row), or, with
+        `keep`, leave them for the next start to replay (rows that could go nowhere)."""
+        files = [file for file in (self._current, self._next) if file is not None]
+        self._current = self._next = None
+        if not keep:
+            self.forget(files)
+            return
+        for file in files:
+            os.close(file.fd)  # the lock goes: the next start adopts the file
+
+
+def _create_locked(folder: Path, kind: str) -> _File:
+    """A new, empty file of this process's (`kind`: spool or journal), locked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+    # Made and locked under another name, then renamed: a starting process never sees
+    # it unlocked (it would take an empty, unlocked file for an ended process's).
+    making = folder / f".{name}.new"
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(making, flags, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(making, folder / name)
+        _sync_folder(folder)  # the file's name survives a power cut too
+    except OSError:
+        os.close(fd)
+        making.unlink(missing_ok=True)
+        raise
+    return _File(folder / name, fd, size=0, own=True)
 
 
 def _lock(path: Path) -> _File | None:

@@ -384,6 +384,25 @@ def test_a_store_that_fails_and_comes_back(serve: Callable[..., RunningProxy]) -
         server.stop()
 
 
+def test_a_cached_answer_is_made_again_while_the_store_is_down(
+    serve: Callable[..., RunningProxy],
+) -> None:
+    server = S3Server().start()
+    try:
+        bucket = server.make_bucket("cache-down")
+        config = proxy_config(server, bucket)
+        proxy = serve({**config, "litellm_settings": {"cache": True}})
+        assert generate(proxy, "a heron", "b64_json").status_code == 200
+        assert generate(proxy, "a heron", "b64_json").headers["x-portkey-cache-status"] == "HIT"
+        server.stop()
+        # The cached images are out of reach: a miss, served by the provider again.
+        again = generate(proxy, "a heron", "b64_json")
+        assert again.status_code == 200, again.text
+        assert again.headers["x-portkey-cache-status"] != "HIT"
+    finally:
+        server.stop()
+
+
 # --- 3. The settings: the operator's, checked, never shown --------------------------------
 
 

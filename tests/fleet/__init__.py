@@ -1,0 +1,1 @@
+"""Many instances, one gateway: three `prismgate serve` processes behind nginx."""
