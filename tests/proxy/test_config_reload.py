@@ -99,6 +99,8 @@ def test_sighup_serves_the_new_model_list_without_a_failed_request(
     new = copy.deepcopy(config)
     new["model_list"].append(group(upstream, "beta"))
     new["router_settings"] = {"model_group_alias": {"gamma": "beta"}}
+    new["virtual_keys"] = {"painter-key": {"provider": "openai", "api_key": upstream.api_key,
+                                           "api_base": upstream.base_url + "/v1"}}  # fmt: skip
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         loaders = [pool.submit(load) for _ in range(4)]
         time.sleep(0.3)
@@ -112,6 +114,13 @@ def test_sighup_serves_the_new_model_list_without_a_failed_request(
     assert calls > 10 and failures == []
     assert generate(gateway.base_url, "beta").status_code == 200
     assert generate(gateway.base_url, "gamma").status_code == 200  # routing settings too
+    by_virtual_key = httpx.post(  # and virtual keys
+        gateway.base_url + "/v1/images/generations",
+        headers={**ADMIN, "x-portkey-virtual-key": "painter-key"},
+        json={"model": "dall-e-3", "prompt": "a lighthouse", "response_format": "b64_json"},
+        timeout=30,
+    )
+    assert by_virtual_key.status_code == 200, by_virtual_key.text
     assert "config reloaded" in gateway.log.read_text()
 
 
