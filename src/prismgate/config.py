@@ -18,10 +18,9 @@ hold a secret, only its path and type.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,7 +28,16 @@ from urllib.parse import urlsplit
 import msgspec
 
 from prismgate.catalog import ImageCapabilities, ImagePricing, ModelInfo
-from prismgate.config_keys import ALLOW_UNUSED, check_keys, closest, litellm_only, refusal
+from prismgate.config_checks import (
+    check_aliases,
+    check_backends,
+    check_callback_settings,
+    check_fallbacks,
+    check_metrics_access,
+    check_routing,
+    restart_only_changes,
+)
+from prismgate.config_keys import ALLOW_UNUSED, check_keys, litellm_only, refusal
 from prismgate.errors import ConfigError
 from prismgate.types.validation import plain_validation_error
 
@@ -452,32 +460,6 @@ class Config(_Section, frozen=True):
         return f"Config(model groups={groups}, environ=<{len(self.environ)} variables>)"
 
 
-# What a running gateway cannot take from a reloaded config: it built its stores, server,
-# logs and callbacks from them. Everything else (the model list, routing, retries and
-# timeouts, virtual keys, Portkey configs, environment variables) is reloaded.
-_RESTART_ONLY_LITELLM = (
-    "cache", "cache_params", "require_auth_for_metrics_endpoint", "json_logs", "callbacks",
-    "success_callback", "failure_callback",
-)  # fmt: skip
-
-
-def restart_only_changes(old: Config, new: Config) -> list[str]:
-    """The settings `new` changes that take effect only when the gateway restarts."""
-    changed = [
-        f"general_settings.{name}"
-        for name in old.general_settings.__struct_fields__
-        if getattr(old.general_settings, name) != getattr(new.general_settings, name)
-    ]
-    changed += [
-        f"litellm_settings.{name}"
-        for name in _RESTART_ONLY_LITELLM
-        if getattr(old.litellm_settings, name) != getattr(new.litellm_settings, name)
-    ]
-    if old.callback_settings != new.callback_settings:
-        changed.append("callback_settings")
-    return changed
-
-
 def check_api_base(url: str) -> None:
     """An endpoint must not carry credentials (`user:pass@host`): they would reach logs,
     /model/info and every error that names the URL. Credentials go in `api_key`."""
@@ -525,10 +507,10 @@ def load_config(
     except msgspec.ValidationError as exc:
         where, detail = plain_validation_error(exc)
         raise ConfigError(f"{where or '(top level)'}: {detail}") from None
-    _check_routing(config)
-    _check_backends(config)
-    _check_callbacks(config, snapshot)
-    _check_metrics_access(config)
+    check_routing(config)
+    check_backends(config)
+    check_callback_settings(config, snapshot)
+    check_metrics_access(config)
     model_list = [_priced(entry, f"model_list[{i}]") for i, entry in enumerate(config.model_list)]
     _say_stream_timeouts(model_list)
     return msgspec.structs.replace(
@@ -659,121 +641,6 @@ def _say_stream_timeouts(model_list: list[ModelEntry]) -> None:
                 "prismgate bounds a streamed call by timeout, as any other",
                 index,
             )
-
-
-# LiteLLM's strategies that prismgate does not have: named as such, not "corrected".
-_LITELLM_ONLY_STRATEGIES = frozenset({"cost-based-routing"})
-
-
-def _check_routing(config: Config) -> None:
-    """The routing strategy is one prismgate has, and every alias and fallback names a
-    model group."""
-    from prismgate.routing.strategies import STRATEGIES
-
-    router = config.router_settings
-    strategy = router.routing_strategy
-    if strategy not in STRATEGIES:
-        near = None if strategy in _LITELLM_ONLY_STRATEGIES else closest(strategy, STRATEGIES)
-        hint = f"did you mean {near!r}? " if near else ""
-        raise ConfigError(
-            f"router_settings.routing_strategy: unknown strategy {strategy!r}; "
-            f"{hint}prismgate has {', '.join(STRATEGIES)}"
-        )
-    groups = {entry.model_name for entry in config.model_list}
-    check_aliases(groups, router.model_group_alias)
-    tables: dict[str, Mapping[str, Sequence[str]]] = {
-        f"{kind}[{index}]": entry
-        for kind in ("fallbacks", "content_policy_fallbacks")
-        for index, entry in enumerate(getattr(router, kind))
-    }
-    tables["default_fallbacks"] = {"": router.default_fallbacks}
-    check_fallbacks(groups, tables)
-
-
-def check_aliases(groups: Collection[str], aliases: Mapping[str, str | GroupAlias]) -> None:
-    """A ConfigError naming the first `model_group_alias` whose target is not one of
-    `groups` (the model_list's model names), with the group it most likely meant."""
-    for alias, target in aliases.items():
-        group = target if isinstance(target, str) else target.model
-        if group not in groups:
-            raise ConfigError(
-                f"router_settings.model_group_alias.{alias}: {group!r} is not a model_name "
-                f"in model_list{_did_you_mean(group, groups)}"
-            )
-
-
-def check_fallbacks(
-    groups: Collection[str], tables: Mapping[str, Mapping[str, Sequence[str]]]
-) -> None:
-    """A ConfigError naming the first fallback, source or target, that is not one of
-    `groups`, with the group it most likely meant. `tables` are keyed by where the config
-    holds them (`fallbacks[0]`, `default_fallbacks`); each maps a group to its fallbacks
-    (`""` to `default_fallbacks`, which have no source group)."""
-    for where, table in tables.items():
-        for source, targets in table.items():
-            for name in (source, *targets):
-                if name and name not in groups:
-                    raise ConfigError(
-                        f"router_settings.{where}: {name!r} is not a model_name in "
-                        f"model_list{_did_you_mean(name, groups)}"
-                    )
-
-
-def _did_you_mean(name: str, groups: Collection[str]) -> str:
-    near = closest(name, groups)
-    return f"; did you mean {near!r}?" if near else ""
-
-
-# The backends each store setting has code behind; anything else fails at load time,
-# never at the first request.
-_CACHE_TYPES = ("local", "redis")
-_IMAGE_STORE_TYPES = ("local", "s3")
-S3_EXTRA_MISSING = (
-    "general_settings.image_store.type: s3 needs aiobotocore, which is not installed: "
-    "pip install 'prismgate[s3]'"
-)
-
-
-def _check_backends(config: Config) -> None:
-    """A ConfigError for a store backend this version has no code for, or whose library
-    is not installed."""
-    store = config.general_settings.image_store
-    if store.type not in _IMAGE_STORE_TYPES:
-        raise ConfigError(
-            f"general_settings.image_store.type: {store.type!r} is not available in this "
-            f"version; use {' or '.join(repr(t) for t in _IMAGE_STORE_TYPES)}"
-        )
-    if store.type == "s3" and importlib.util.find_spec("aiobotocore") is None:
-        raise ConfigError(S3_EXTRA_MISSING)
-    cache_type = config.litellm_settings.cache_params.get("type", "local")
-    if cache_type not in _CACHE_TYPES:
-        raise ConfigError(
-            f"litellm_settings.cache_params.type: {cache_type!r} is not supported; use "
-            f"{' or '.join(repr(t) for t in _CACHE_TYPES)}"
-        )
-
-
-def _check_callbacks(config: Config, environ: Mapping[str, str]) -> None:
-    """A ConfigError for a callback prismgate does not have, or one set up wrong."""
-    settings = config.litellm_settings
-    named = settings.callbacks or settings.success_callback or settings.failure_callback
-    if named or config.callback_settings:
-        # Imported only for a config that names callbacks: most do not.
-        from prismgate.observability.callbacks import check_callbacks
-
-        check_callbacks(config, environ)
-
-
-def _check_metrics_access(config: Config) -> None:
-    """LiteLLM's switch for a key on /metrics cannot go with metrics that are open."""
-    if (
-        config.litellm_settings.require_auth_for_metrics_endpoint
-        and config.general_settings.metrics_access == "open"
-    ):
-        raise ConfigError(
-            "litellm_settings.require_auth_for_metrics_endpoint asks for a key on /metrics, "
-            "and general_settings.metrics_access: open opens it; keep one of them"
-        )
 
 
 def _read(source: str | os.PathLike[str] | Mapping[str, Any] | None) -> Any:

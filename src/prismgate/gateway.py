@@ -167,9 +167,8 @@ class Gateway:
         budgets, limits, the image pool and the redactor (which learns the new keys).
 
         Calls already running go on with this gateway, so each call sees one config
-        whole. `config` must differ from this gateway's only where
-        `restart_only_changes` allows. Stored virtual keys are attached again by the
-        caller (the proxy)."""
+        whole. `config` may differ only where `restart_only_changes` allows; the caller
+        (the proxy) attaches the stored virtual keys again."""
         _ = self.guarded_transport  # made once, shared: no generation leaves a pool open
         new = copy.copy(self)
         new.config = config
