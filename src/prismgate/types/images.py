@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Literal
 
 import msgspec
@@ -39,6 +40,10 @@ class InputImage(msgspec.Struct, kw_only=True, frozen=True):
     data: bytes
     media_type: str
     filename: str | None = None
+
+    def data_url(self) -> str:
+        """The image as a `data:<type>;base64,` URL (how several providers take inputs)."""
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode()}"
 
 
 class ImageEditRequest(msgspec.Struct, kw_only=True, omit_defaults=True):

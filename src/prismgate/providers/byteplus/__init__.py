@@ -11,7 +11,6 @@ which ignore it.
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ from prismgate.providers.base import (
 )
 from prismgate.providers.openai.wire import bearer, openai_error
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
-from prismgate.types import ImageObject, ImageResponse, InputImage
+from prismgate.types import ImageObject, ImageResponse
 
 __all__ = ["BYTEPLUS", "SEEDREAM_FIELDS", "byteplus_error"]
 
@@ -119,10 +118,6 @@ def _answer(response: UpstreamResponse) -> ImageResponse:
     return result
 
 
-def _data_url(image: InputImage) -> str:
-    return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
-
-
 async def _send(call: ImageCall[Any], http: Transport, body: dict[str, Any]) -> ImageResponse:
     request = UpstreamRequest(
         method="POST",
@@ -183,7 +178,7 @@ class SeedreamImages:
                 f"{len(request.image)}",
                 param="image",
             )
-        images = [_data_url(image) for image in request.image]
+        images = [image.data_url() for image in request.image]
         body = _body(call)
         body["image"] = images[0] if len(images) == 1 else images
         return await _send(call, http, body)

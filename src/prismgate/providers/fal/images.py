@@ -47,7 +47,7 @@ from prismgate.providers.fal.settings import QUEUE_BASE, SYNC_BASE, FalSettings
 from prismgate.providers.image_rules import parse_size
 from prismgate.providers.jobs import run_job
 from prismgate.transport import Transport, UpstreamRequest, image_answer_bytes
-from prismgate.types import ImageObject, ImageResponse
+from prismgate.types import ImageObject, ImageResponse, InputImage
 
 __all__ = ["EDIT_FIELDS", "FAL_FAMILIES", "IMAGE_FIELDS", "FalImages"]
 
@@ -80,9 +80,9 @@ def _image_size(size: Any, _capabilities: ImageCapabilities | None) -> str | dic
     return {"width": width, "height": height}
 
 
-def _data_uri(image: Any, _capabilities: ImageCapabilities | None) -> str:
+def _data_uri(image: InputImage, _capabilities: ImageCapabilities | None) -> str:
     # fal's image inputs take a URL or a data URI; the bytes go inline, never uploaded.
-    return f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
+    return image.data_url()
 
 
 def _not_sent(_value: Any, _capabilities: ImageCapabilities | None) -> dict[str, Any]:

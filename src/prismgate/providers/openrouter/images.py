@@ -13,7 +13,6 @@ the cost OpenRouter reports is what the call cost.
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -97,8 +96,7 @@ def _answer(
 
 
 def _reference(image: InputImage) -> dict[str, Any]:
-    url = f"data:{image.media_type};base64,{base64.b64encode(image.data).decode()}"
-    return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "image_url", "image_url": {"url": image.data_url()}}
 
 
 def _values(call: ImageCall[Any]) -> dict[str, Any]:

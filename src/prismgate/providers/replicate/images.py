@@ -161,8 +161,7 @@ class ReplicateImages:
             )
         image = request.image[0]
         if len(image.data) <= MAX_INLINE_BYTES:
-            data = base64.b64encode(image.data).decode()
-            inline = {"input_image": f"data:{image.media_type};base64,{data}"}
+            inline = {"input_image": image.data_url()}
             return await self._predict(call, http, {**_input(call), **inline})
         uploaded = await _upload(call, http, image)
         try:
