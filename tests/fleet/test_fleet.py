@@ -233,11 +233,16 @@ def test_each_call_is_exactly_one_spend_row(fresh: Fleet) -> None:
     assert len(rows) == 12
 
 
+BURST = 96
+
+
 def test_throughput_three_instances_behind_nginx_and_one_alone(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Measured, not asserted (a two-core machine does not scale): 400 small calls at
-    concurrency 16, through nginx to three instances and to one instance directly."""
+    """Every call of a burst is served, through nginx to three instances and to one
+    instance directly; the rates are printed, not asserted (a two-core machine does not
+    scale). The note's figures came from 400 calls at concurrency 16 (`BURST` here is kept
+    small: the suite's time is CI's)."""
 
     async def burst(base_url: str, calls: int, concurrency: int) -> tuple[float, list[int]]:
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -261,14 +266,15 @@ def test_throughput_three_instances_behind_nginx_and_one_alone(
         ("3 instances behind nginx", fleet.url),
         ("1 instance", fleet.instances[0]),
     ):
-        elapsed, statuses = asyncio.run(burst(base_url, 400, 16))
-        assert statuses == [200] * 400
-        results[label] = 400 / elapsed
+        elapsed, statuses = asyncio.run(burst(base_url, BURST, 16))
+        assert statuses == [200] * BURST
+        results[label] = BURST / elapsed
     with capsys.disabled():
         print()
         for label, rate in results.items():
             print(
-                f"fleet throughput, 400 mock calls at concurrency 16, {label}: {rate:.0f} calls/s"
+                f"fleet throughput, {BURST} mock calls at concurrency 16, {label}: "
+                f"{rate:.0f} calls/s"
             )
 
 

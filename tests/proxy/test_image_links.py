@@ -61,10 +61,11 @@ def test_altered_links_are_refused(serve: Callable[..., RunningProxy], tmp_path:
 
 
 def test_links_expire(serve: Callable[..., RunningProxy], tmp_path: Path) -> None:
-    proxy = serve(config(tmp_path, url_ttl_seconds=1))
+    # A link's expiry is a whole second: a 1 s lifetime could end at once on a busy machine.
+    proxy = serve(config(tmp_path, url_ttl_seconds=2))
     url = image_url(proxy)
     assert httpx.get(url).status_code == 200
-    time.sleep(2.1)
+    time.sleep(3.1)
     expired = httpx.get(url)
     assert expired.status_code == 403
     assert "expired" in expired.json()["error"]["message"]

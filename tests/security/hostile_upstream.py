@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import socket
+import struct
 import threading
 import zlib
 from collections import Counter
@@ -56,15 +57,25 @@ _CHAT_ANSWER = json.dumps(
 
 
 def make_gzip_bomb(path: Path, inflated: int = BOMB_INFLATED_BYTES) -> Path:
-    """Write `inflated` zero bytes, gzip'd, to `path` (once; about 1 MB for 1 GiB)."""
+    """Write `inflated` zero bytes, gzip'd, to `path` (once; about 1 MB for 1 GiB).
+
+    One MiB of zeros is deflated once, ending in a full flush (which forgets the history,
+    so the piece decodes alone), and repeated: compressing the whole GiB took seconds."""
     if path.exists():
         return path
     block = bytes(1024 * 1024)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    count = inflated // len(block)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw: gzip's framing below
+    piece = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    last = deflate.flush()  # the final, empty block
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
     with path.open("wb") as out:
-        for _ in range(inflated // len(block)):
-            out.write(compressor.compress(block))
-        out.write(compressor.flush())
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff")  # gzip, no name, no time
+        out.write(piece * count)
+        out.write(last)
+        out.write(struct.pack("<II", crc, (count * len(block)) & 0xFFFFFFFF))
     return path
 
 
