@@ -364,7 +364,7 @@ def test_kontext_refuses_a_mask_and_a_second_image(emu: ReplicateEmulator) -> No
     assert caught.value.param == "mask"
     with pytest.raises(prismgate.BadRequestError) as caught:
         edit(emu, [png, png])  # type: ignore[arg-type]
-    assert caught.value.param == "image" and "one image" in caught.value.message
+    assert caught.value.param == "image" and "at most 1 input image;" in caught.value.message
     assert not emu.requests
 
 

@@ -19,13 +19,14 @@ import msgspec
 
 from prismgate.catalog import ImageCapabilities, SizeRules
 from prismgate.errors import BadRequestError, UnsupportedParamsError
-from prismgate.types import ImageRequest, image_params
+from prismgate.types import ImageEditRequest, ImageRequest, image_params
 
 __all__ = [
     "MAX_IMAGES_PER_REQUEST",
     "CheckedImageRequest",
     "accepts",
     "check_image_request",
+    "check_instructed_edit",
     "describe_size_rules",
     "match_aspect_ratio",
     "parse_size",
@@ -274,3 +275,20 @@ def _size_problem(width: int, height: int, rules: SizeRules) -> str | None:
     if rules.max_pixels and pixels > rules.max_pixels:
         return f"it has {pixels:,} pixels"
     return None
+
+
+def check_instructed_edit(request: ImageEditRequest, editor: str, max_images: int) -> None:
+    """A 400 for what a model that edits by instruction cannot take: a mask, or more input
+    images than `max_images` (`editor` names it in the message)."""
+    if request.mask is not None:
+        raise UnsupportedParamsError(
+            f"{editor} edits by instruction and reference images and takes no mask: "
+            "remove the mask and say in the prompt what to change",
+            param="mask",
+        )
+    if len(request.image) > max_images:
+        raise UnsupportedParamsError(
+            f"{editor} takes at most {max_images} input image{'s' if max_images > 1 else ''}; "
+            f"got {len(request.image)}",
+            param="image",
+        )

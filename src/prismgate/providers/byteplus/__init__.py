@@ -35,6 +35,7 @@ from prismgate.providers.base import (
     Provider,
     build_body,
 )
+from prismgate.providers.image_rules import check_instructed_edit
 from prismgate.providers.openai.wire import bearer, openai_error
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
 from prismgate.types import ImageObject, ImageResponse
@@ -165,20 +166,8 @@ class SeedreamImages:
 
     async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
         """One image from the prompt and the input images as references (no mask)."""
-        request = call.request
-        if request.mask is not None:
-            raise UnsupportedParamsError(
-                "byteplus Seedream edits by instruction and reference images and takes no "
-                "mask: remove the mask and say in the prompt what to change",
-                param="mask",
-            )
-        if len(request.image) > MAX_REFERENCE_IMAGES:
-            raise UnsupportedParamsError(
-                f"byteplus Seedream takes at most {MAX_REFERENCE_IMAGES} input images; got "
-                f"{len(request.image)}",
-                param="image",
-            )
-        images = [image.data_url() for image in request.image]
+        check_instructed_edit(call.request, "byteplus Seedream", MAX_REFERENCE_IMAGES)
+        images = [image.data_url() for image in call.request.image]
         body = _body(call)
         body["image"] = images[0] if len(images) == 1 else images
         return await _send(call, http, body)

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from prismgate.errors import UnsupportedParamsError, unreadable_answer
+from prismgate.errors import unreadable_answer
 from prismgate.observability.redaction import Redactor
 from prismgate.providers.base import (
     Field,
@@ -30,6 +30,7 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     build_body,
 )
+from prismgate.providers.image_rules import check_instructed_edit
 from prismgate.providers.openai.wire import in_band_error, openai_error
 from prismgate.providers.openrouter.settings import openrouter_headers
 from prismgate.transport import Transport, UpstreamRequest, UpstreamResponse, image_answer_bytes
@@ -159,19 +160,7 @@ class OpenRouterImages:
 
     async def edit(self, call: ImageEditCall, http: Transport) -> ImageResponse:
         """Images from the prompt and the input images as references (no mask)."""
-        request = call.request
-        if request.mask is not None:
-            raise UnsupportedParamsError(
-                "openrouter edits by instruction and reference images and takes no mask: "
-                "remove the mask and say in the prompt what to change",
-                param="mask",
-            )
-        if len(request.image) > MAX_INPUT_REFERENCES:
-            raise UnsupportedParamsError(
-                f"openrouter takes at most {MAX_INPUT_REFERENCES} input images; got "
-                f"{len(request.image)}",
-                param="image",
-            )
+        check_instructed_edit(call.request, _PROVIDER, MAX_INPUT_REFERENCES)
         body = _body(call)
-        body["input_references"] = [_reference(image) for image in request.image]
+        body["input_references"] = [_reference(image) for image in call.request.image]
         return await _send(call, http, body)

@@ -26,6 +26,7 @@ from prismgate.providers.base import (
     ImageGenerationCall,
     build_body,
 )
+from prismgate.providers.image_rules import check_instructed_edit
 from prismgate.providers.jobs import run_job
 from prismgate.providers.replicate.fields import REPLICATE_FAMILIES, fields_for
 from prismgate.providers.replicate.prediction import (
@@ -149,16 +150,7 @@ class ReplicateImages:
                 "are FLUX.1 Kontext (replicate/black-forest-labs/flux-kontext-pro, -max)",
                 param="model",
             )
-        if request.mask is not None:
-            raise UnsupportedParamsError(
-                "FLUX.1 Kontext edits by instruction and takes no mask: remove the mask and "
-                "say in the prompt what to change",
-                param="mask",
-            )
-        if len(request.image) > 1:
-            raise UnsupportedParamsError(
-                f"FLUX.1 Kontext edits one image; got {len(request.image)}", param="image"
-            )
+        check_instructed_edit(request, "FLUX.1 Kontext", 1)
         image = request.image[0]
         if len(image.data) <= MAX_INLINE_BYTES:
             inline = {"input_image": image.data_url()}
