@@ -157,6 +157,34 @@ async def test_the_sweeper_runs_on_its_own(s3_server: S3Server, bucket: str) -> 
     await images.aclose()
 
 
+async def test_the_sweeper_outlives_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    server = S3Server().start()
+    try:
+        bucket = server.make_bucket("sweep-outage")
+        clock = Clock()
+        images = store(server, bucket, clock=clock, sweep_interval_seconds=0.05)
+        await images.put(image(20), "image/png")
+        with caplog.at_level(logging.WARNING):
+            server.stop()
+            deadline = time.monotonic() + 10
+            while "could not" not in caplog.text:  # a sweep failed: the store did not answer
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        server.start()  # the same port, empty: the bucket and an image again, put there
+        server.make_bucket(bucket)  # by another instance (not through this store, which
+        server.client().put_object(  # would start a sweeper of its own again)
+            Bucket=bucket, Key=f"gateway/{'0' * 64}.png", Body=image(21)
+        )
+        clock.ahead = 61
+        deadline = time.monotonic() + 5
+        while server.keys(bucket, "gateway/") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert server.keys(bucket, "gateway/") == []  # the sweeper went on
+        await images.aclose()
+    finally:
+        server.stop()
+
+
 async def test_several_instances_may_sweep_one_bucket_at_once(
     s3_server: S3Server, bucket: str
 ) -> None:

@@ -309,7 +309,7 @@ class S3ImageStore:
         self, action: str, operation: str, *, missing_ok: bool = False, **params: Any
     ) -> dict[str, Any] | None:
         """One S3 operation on the bucket; None for a missing object when `missing_ok`.
-        Any other failure is an `InsufficientStorageError` that says what could not be
+        Any other failure is an `ImageStoreError` that says what could not be
         done (the details, redacted, are logged once per outage)."""
         client = await self._s3()
         try:
@@ -480,7 +480,7 @@ class S3ImageStore:
     async def _sweep_periodically(self) -> None:
         while True:
             # A store that does not answer was said by `_unavailable`; tried again later.
-            with contextlib.suppress(InsufficientStorageError):
+            with contextlib.suppress(ImageStoreError):
                 if time.monotonic() - self._kept_swept >= _KEPT_SWEEP_SECONDS:
                     await self._sweep_kept()
                 await self._shared_sweep()
