@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,7 +25,7 @@ import pytest
 from prismgate import Gateway, ImageGenerationRequest, load_config
 from prismgate.gateway import CallOptions
 from prismgate.spend import SpendRecorder
-from prismgate.spool import SpendSpool
+from prismgate.spool import SpendJournal, SpendSpool
 from prismgate.storage import SpendQuery
 from prismgate.storage.records import SpendRow
 from prismgate.storage.sql import SqlSpendLog, database_url, open_engine, upgrade
@@ -255,8 +258,9 @@ async def test_queued_rows_are_written_ahead_and_a_clean_close_removes_the_journ
     recorder.start()
 
     async def journaled() -> bool:  # what a SIGKILL now would leave for the next start
+        # A journal is mapped ahead: its rows, then zeros.
         lines = [line for path in folder.glob("journal-*.jsonl") for line in
-                 path.read_bytes().splitlines()]  # fmt: skip
+                 path.read_bytes().rstrip(b"\0").splitlines()]  # fmt: skip
         return len(lines) == 3
 
     async with gateway(recorder) as served:
@@ -266,3 +270,68 @@ async def test_queued_rows_are_written_ahead_and_a_clean_close_removes_the_journ
     await recorder.aclose()
     assert sorted(await stored(spend_log)) == ["j1", "j2", "j3"]
     assert list(folder.glob("journal-*.jsonl")) == []
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from prismgate.spool import SpendJournal
+from prismgate.storage.records import SpendRow
+SpendJournal.MAP_BYTES = 4096  # a small mapping: the rows below make it grow
+journal = SpendJournal(sys.argv[1])
+journal.prepare()
+for index in range(int(sys.argv[2])):
+    row = SpendRow(request_id=f"k{index}", started_at=0.0, ended_at=1.0,
+                   call_type="image_generation", status_code=200)
+    journal.write(row)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_process_leaves_its_journaled_rows_to_the_next_start(tmp_path: Path) -> None:
+    """The journal's rows are in a shared mapping, not written a row at a time: a process
+    killed right after copying them leaves them all, grown past the first mapping, and
+    the zeros after them are not read as rows."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path), "300"], check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    [journal] = tmp_path.glob("journal-*.jsonl")
+    assert journal.stat().st_size > 4096
+    spool = SpendSpool(tmp_path)
+    assert spool.adopt() == 1
+    replayed: list[str] = []
+    while (batch := spool.peek(128)) is not None:
+        replayed += [row.request_id for row in batch.rows]
+        spool.take(batch)
+    assert replayed == [f"k{index}" for index in range(300)]
+    assert list(tmp_path.glob("journal-*.jsonl")) == []
+    spool.close()
+
+
+def test_the_journal_reuses_its_files_and_an_emptied_one_holds_no_rows(tmp_path: Path) -> None:
+    journal = SpendJournal(tmp_path)
+    made: set[Path] = set()
+    for _ in range(6):  # the recorder's cycle: a batch is sealed, written, forgotten
+        journal.prepare()
+        sealed = journal.seal()
+        for row in rows(3):  # queued while the batch is written
+            journal.write(row)
+        made |= set(tmp_path.glob("journal-*.jsonl"))
+        journal.forget(sealed)
+    assert len(made) == 2  # a pair, made once: no file made or removed a batch
+    # Emptied files hold nothing a next start would replay; the journal lives: locked.
+    assert SpendSpool(tmp_path).adopt() == 0
+    journal.write(rows(1, prefix="last")[0])
+    journal.close(keep=True)  # rows that could go nowhere: their file stays, empty ones go
+    spool = SpendSpool(tmp_path)
+    assert spool.adopt() == 1
+    batch = spool.peek(100)
+    # The rows queued since the last batch, then the last one: none of the batches.
+    assert batch is not None and [row.request_id for row in batch.rows] == [
+        "r0",
+        "r1",
+        "r2",
+        "last0",
+    ]
+    assert len(list(tmp_path.glob("journal-*.jsonl"))) == 1
+    spool.close()

@@ -18,7 +18,7 @@ every few thousand, and how often would depend on the machine's load. Before pri
 is imported, `time.time` and `time.monotonic` are replaced by a clock that moves
 `--step` seconds (default 1/3500 s: the bench's c=32 rate) per request sent; the event
 loop is asyncio's own, whose clock is `time.monotonic`. So one run does the same work
-whatever the load, and the spend log writes batches of 200 rows, as it does at c=32.
+whatever the load, and the spend log writes full batches, as it does at c=32.
 (`--loop uvloop` serves on uvloop instead, as `prismgate serve` does, but its timers
 run on the wall clock: counts then move with the machine's speed.)
 
@@ -28,7 +28,9 @@ every POST and is not counted), `--otel unexported` makes them without exporting
 `--telemetry off` builds the app without its access log and metrics (bench only: the
 proxy has no such switch).
 
-Prints one JSON line: the mode, the requests measured, their wall time.
+Prints one JSON line: the mode, the requests measured, their wall time, and the CPU
+they took per request (in all, and by thread: the spend log's SQLite writer and the
+span exporter are threads of their own).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -185,6 +188,7 @@ async def _run(
         profile = cProfile.Profile() if args.profile else None
         started = time.perf_counter()
         cpu = _cpu_seconds()
+        threads = _thread_cpu_seconds()
         if profile is not None:
             profile.enable()
         os.getppid()  # a mark: `--dump-before=os_getppid` starts a new callgrind part here
@@ -196,6 +200,7 @@ async def _run(
             profile.disable()
         seconds = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu
+        threads = _thread_cpu_seconds(since=threads)
         collections = [
             generation["collections"] - before
             for generation, before in zip(gc.get_stats(), collections, strict=True)
@@ -212,6 +217,10 @@ async def _run(
         # by callgrind's instructions): µs per request, for runs outside valgrind.
         "cpu_us_per_request": round(cpu / args.requests * 1e6, 1),
         "gc_collections": collections,  # per generation, while measured
+        # The same, by thread (named by its Python name; threads that ended are not seen).
+        "cpu_us_by_thread": {
+            name: round(seconds / args.requests * 1e6, 1) for name, seconds in threads.items()
+        },
     }
     if args.mode == "keyed" and spend_logs == "on":  # it really was on: one row per call
         rows = await _rows_logged(app, data_dir, args.mode)
@@ -224,21 +233,24 @@ async def _run(
 async def _settle(app: Any, clock: RequestClock, data_dir: str, mode: str, calls: int) -> None:
     """Every call's spend row written: the spend log's interval passes on the request
     clock, then this waits, blocked rather than spinning (so that what it costs does not
-    depend on how long it waits), until the rows are in."""
-    clock.advance(SETTLE_SECONDS)
+    depend on how long it waits), until the rows are in. The clock moves on at each look:
+    a batch that was being written when it last moved is followed by the next one only
+    once its interval has passed on this clock."""
     deadline = time.perf_counter() + SETTLE_TIMEOUT
     loop = asyncio.get_running_loop()
-    if mode == "keyed":  # the file, polled in a thread: the loop just waits
+    if mode == "keyed":  # the file, read in a thread: the loop just waits
         database = Path(data_dir, "prismgate.db")
-        if await loop.run_in_executor(None, _wait_for_rows, database, calls, deadline):
-            return
+        with contextlib.closing(sqlite3.connect(database, check_same_thread=False)) as db:
+            while time.perf_counter() < deadline:
+                clock.advance(SETTLE_SECONDS)
+                if await loop.run_in_executor(None, _holds_rows, db, calls):
+                    return
     else:
-        while await _rows_logged(app, data_dir, mode) < calls:
-            if time.perf_counter() > deadline:
-                break
+        while time.perf_counter() < deadline:
+            clock.advance(SETTLE_SECONDS)
+            if await _rows_logged(app, data_dir, mode) >= calls:
+                return
             await loop.run_in_executor(None, _real_sleep, 0.05)
-        else:
-            return
     raise SystemExit(f"the spend log did not get {calls} rows")
 
 
@@ -247,15 +259,29 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _wait_for_rows(database: Path, calls: int, deadline: float) -> bool:
-    """Whether the SQLite spend log holds `calls` rows before `deadline` (it never
-    deletes any here, so its largest rowid is its count: one cheap look each time)."""
-    with contextlib.closing(sqlite3.connect(database)) as db:
-        while time.perf_counter() < deadline:
-            (rows,) = db.execute("SELECT max(rowid) FROM spend_logs").fetchone()
-            if (rows or 0) >= calls:
-                return True
-            _real_sleep(0.1)
+def _thread_cpu_seconds(since: dict[str, float] | None = None) -> dict[str, float]:
+    """CPU seconds by thread name (Linux: /proc/self/task), less `since`'s."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    seconds: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+            name = names.get(int(task.name), "other")
+            used = (int(fields[11]) + int(fields[12])) / tick
+            seconds[name] = seconds.get(name, 0.0) + used
+    if since is not None:
+        seconds = {name: used - since.get(name, 0.0) for name, used in seconds.items()}
+    return {name: used for name, used in seconds.items() if used > 0}
+
+
+def _holds_rows(db: sqlite3.Connection, calls: int) -> bool:
+    """Whether the SQLite spend log holds `calls` rows; if not, after a tenth of a second
+    (it never deletes any here, so its largest rowid is its count: one cheap look)."""
+    (rows,) = db.execute("SELECT max(rowid) FROM spend_logs").fetchone()
+    if (rows or 0) >= calls:
+        return True
+    _real_sleep(0.1)
     return False
 
 
