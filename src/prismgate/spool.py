@@ -265,7 +265,13 @@ class SpendJournal:
         """Have a file ready, so that `seal` and the first `write` after it do no
         file-system work."""
         if not self._spare:
-            self._spare.append(_Mapped(_create_locked(self.folder, "journal"), self.MAP_BYTES))
+            file = _create_locked(self.folder, "journal")
+            try:
+                self._spare.append(_Mapped(file, self.MAP_BYTES))
+            except BaseException:  # no room for it (a full disk): no file left behind
+                file.path.unlink(missing_ok=True)
+                os.close(file.fd)
+                raise
 
     def write(self, row: SpendRow) -> None:
         """Write `row` ahead (a disk that fails is logged once; the row stays queued)."""
@@ -321,23 +327,27 @@ class _Mapped:
 
     def __init__(self, file: _File, size: int) -> None:
         self.file = file
-        os.ftruncate(file.fd, size)  # zeros: the part a reader ignores
+        # Zeros (the part a reader ignores) on blocks taken now: a full disk fails here,
+        # as an OSError, and not as a SIGBUS when a row is copied into a sparse mapping.
+        os.posix_fallocate(file.fd, 0, size)
         self.map = mmap.mmap(file.fd, size)
         self.used = 0
 
     def append(self, data: bytes) -> None:
         end = self.used + len(data)
         if end > len(self.map):
-            self.map.resize(max(2 * len(self.map), end))  # the file grows with it
+            size = max(2 * len(self.map), end)
+            os.posix_fallocate(self.file.fd, 0, size)  # the blocks first, as above
+            self.map.resize(size)
         self.map[self.used : end] = data
         self.used = end
 
     def empty(self) -> None:
-        """Drop the rows: the file is cut to nothing and zero-filled again (the mapping
-        stays, and sees the zeros)."""
+        """Drop the rows: the file is cut to nothing and its zeros taken again (the
+        mapping stays, and sees them). On an OSError the file must not be written again."""
         size = len(self.map)
         os.ftruncate(self.file.fd, 0)
-        os.ftruncate(self.file.fd, size)
+        os.posix_fallocate(self.file.fd, 0, size)
         self.used = 0
 
     def release(self) -> None:
