@@ -318,6 +318,8 @@ def test_the_journal_reuses_its_files_and_an_emptied_one_holds_no_rows(tmp_path:
             journal.write(row)
         made |= set(tmp_path.glob("journal-*.jsonl"))
         journal.forget(sealed)
+        for file in sealed:  # emptied in place: zeros, nothing a next start would replay
+            assert file.file.path.read_bytes().strip(b"\0") == b""
     assert len(made) == 2  # a pair, made once: no file made or removed a batch
     for path in made:  # on blocks taken: a full disk is an OSError, never a SIGBUS
         assert path.stat().st_blocks * 512 >= SpendJournal.MAP_BYTES

@@ -46,6 +46,7 @@ DEFAULT_MAX_BYTES = 256 << 20  # 256 MiB, hundreds of thousands of rows
 # The spool's own files, and the journals of processes (replayed alike once they end).
 _PATTERNS = ("spool-*.jsonl", "journal-*.jsonl")
 _READ_CHUNK = 1 << 20
+_ZEROS = memoryview(bytes(1 << 16))  # what an emptied journal is written over with
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(SpendRow).decode
@@ -297,12 +298,8 @@ class SpendJournal:
         remove those past `SPARE_FILES`."""
         for file in sealed:
             if len(self._spare) < self.SPARE_FILES:
-                try:
-                    file.empty()
-                except OSError:
-                    file.remove()
-                else:
-                    self._spare.append(file)
+                file.empty()
+                self._spare.append(file)
             else:
                 file.remove()
 
@@ -343,11 +340,15 @@ class _Mapped:
         self.used = end
 
     def empty(self) -> None:
-        """Drop the rows: the file is cut to nothing and its zeros taken again (the
-        mapping stays, and sees them). On an OSError the file must not be written again."""
-        size = len(self.map)
-        os.ftruncate(self.file.fd, 0)
-        os.posix_fallocate(self.file.fd, 0, size)
+        """Drop the rows: zeros written over them in place, from the last row back (a
+        process killed meanwhile leaves rows already written, skipped when replayed, then
+        zeros). Cutting the file instead cost ~1 ms a batch, and a page fault every few
+        rows after it."""
+        end = self.used
+        while end > 0:
+            start = max(0, end - len(_ZEROS))
+            self.map[start:end] = _ZEROS[: end - start]
+            end = start
         self.used = 0
 
     def release(self) -> None:
