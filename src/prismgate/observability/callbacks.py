@@ -28,11 +28,7 @@ never its URL or headers (either may hold a token).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import enum
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -41,11 +37,10 @@ import msgspec
 
 from prismgate.config import CallbackSettings, Config
 from prismgate.errors import ConfigError
+from prismgate.observability.batches import MAX_BACKOFF, BatchPoster
 from prismgate.observers import CallReport
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from prismgate.storage.records import SpendRow
 
 __all__ = [
@@ -69,10 +64,6 @@ ENDPOINT_VARIABLE = "GENERIC_LOGGER_ENDPOINT"
 HEADERS_VARIABLE = "GENERIC_LOGGER_HEADERS"
 _LISTS = ("callbacks", "success_callback", "failure_callback")
 SUCCESS, FAILURE = "llm_api_success", "llm_api_failure"  # LiteLLM's event names
-# A failing endpoint is tried again after the flush interval, doubled each time, up to this.
-MAX_BACKOFF = 60.0
-# Statuses after which the same batch may be accepted later.
-_TRY_AGAIN = frozenset({408, 425, 429})
 
 
 def check_callbacks(config: Config, environ: Mapping[str, str]) -> None:
@@ -214,15 +205,9 @@ def _parse_headers(raw: str) -> dict[str, str]:
     return headers
 
 
-class _Sent(enum.Enum):
-    OK = "ok"
-    LATER = "later"  # no answer, or one that says to try again
-    REFUSED = "refused"  # an answer that says this batch will never be taken
-
-
 class WebhookCallback:
     """An observer that POSTs call records to `endpoint` in batches, off the request
-    path (see the module docstring)."""
+    path (see the module docstring; the batches are batches.py's)."""
 
     def __init__(
         self,
@@ -245,181 +230,57 @@ class WebhookCallback:
         from prismgate.spend import spend_row
 
         self.name = name
-        self._endpoint = endpoint
         ndjson = log_format == "ndjson"
-        self._headers = {
-            "Content-Type": "application/x-ndjson" if ndjson else "application/json",
-            **(headers or {}),
-        }
         self._ndjson = ndjson
         self._successes = SUCCESS in events
         self._failures = FAILURE in events
-        self._batch_size = batch_size
-        self._interval = flush_interval
-        self._max_queued = max_queued
         self._keep_prompts = keep_prompts
-        self._timeout = timeout
-        self._max_backoff = max_backoff
-        self._close_timeout = close_timeout
         self._row = spend_row
         self._view = spend_view
-        self._queue: deque[SpendRow] = deque()
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._sender: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.sent = 0
-        self.dropped = 0
-        self._dropped_in_outage = 0
-        self._outage = False
+        self._batches: BatchPoster[SpendRow] = BatchPoster(
+            f"callback {name}",
+            endpoint,
+            self._encode,
+            headers={
+                "Content-Type": "application/x-ndjson" if ndjson else "application/json",
+                **(headers or {}),
+            },
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queued=max_queued,
+            timeout=timeout,
+            max_backoff=max_backoff,
+            close_timeout=close_timeout,
+            logger=log,
+        )
 
     @property
     def queued(self) -> int:
         """Records waiting to be sent."""
-        return len(self._queue)
+        return self._batches.queued
+
+    @property
+    def sent(self) -> int:
+        """Records the endpoint took."""
+        return self._batches.sent
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped: past the queue, refused, or left at close."""
+        return self._batches.dropped
 
     def observe(self, report: CallReport) -> None:
         """Queue the call's record (never blocks); a full queue drops it, counted."""
         if not (self._successes if report.failure is None else self._failures):
             return
-        if len(self._queue) >= self._max_queued:
-            self._drop(1, "the queue is full")
-            return
-        self._queue.append(self._row(report, keep_prompt=self._keep_prompts))
-        if self._sender is None or self._sender.done():
-            if self._stopping.is_set():
-                return  # closing: aclose() sends what is queued
-            self._sender = asyncio.get_running_loop().create_task(self._send_periodically())
-        if len(self._queue) >= self._batch_size:
-            self._wake.set()
+        self._batches.add(self._row(report, keep_prompt=self._keep_prompts))
 
     async def aclose(self) -> None:
-        """Stop the sender and send what is queued (within `close_timeout`); what cannot
-        be sent is counted as dropped, and logged."""
-        self._stopping.set()
-        self._wake.set()
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            with contextlib.suppress(TimeoutError):
-                # A batch under way is let finish; a backoff wait is cut short.
-                await asyncio.wait_for(asyncio.shield(sender), self._close_timeout)
-            if not sender.done():
-                sender.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sender
-        try:
-            if self._queue:
-                await asyncio.wait_for(self._send_queue(), self._close_timeout)
-        except TimeoutError:
-            pass
-        finally:
-            if self._queue:
-                self._drop(len(self._queue), "the gateway stopped before the endpoint took them")
-                self._queue.clear()
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+        """Send what is queued (within `close_timeout`), then stop."""
+        await self._batches.aclose()
 
-    async def _send_periodically(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            await self._pause(failures)
-            if self._stopping.is_set():
-                return  # aclose() sends what is left
-            if self._queue:
-                failures = 0 if await self._send_queue() else failures + 1
-
-    async def _pause(self, failures: int) -> None:
-        """The flush interval, cut short by a full batch; while the endpoint fails, the
-        backoff, cut short only by aclose()."""
-        if failures:
-            delay = min(self._interval * 2 ** (failures - 1), self._max_backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._interval)
-        self._wake.clear()
-
-    async def _send_queue(self) -> bool:
-        """Send the queue in batches, oldest first; False when the endpoint failed (the
-        batch stays queued)."""
-        while self._queue:
-            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
-            sent = await self._post(batch)
-            if sent is _Sent.LATER:
-                return False
-            for _ in batch:
-                self._queue.popleft()
-            if sent is _Sent.OK:
-                self.sent += len(batch)
-        if self._outage:
-            self._outage = False
-            log.warning(
-                "callback %s: the endpoint takes records again; %d were dropped meanwhile",
-                self.name,
-                self._dropped_in_outage,
-            )
-            self._dropped_in_outage = 0
-        return True
-
-    async def _post(self, batch: Sequence[SpendRow]) -> _Sent:
-        import aiohttp
-
+    def _encode(self, batch: Sequence[SpendRow]) -> bytes:
         views = [self._view(row) for row in batch]
         if self._ndjson:
-            body = b"".join(msgspec.json.encode(view) + b"\n" for view in views)
-        else:
-            body = msgspec.json.encode(views)
-        if self._session is None or self._session.closed:
-            # Its own pool: a slow endpoint never holds connections the providers need.
-            self._session = aiohttp.ClientSession(
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
-            )
-        try:
-            async with self._session.post(
-                self._endpoint, data=body, headers=self._headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._note_outage(type(exc).__name__)
-            return _Sent.LATER
-        if status < 300:
-            return _Sent.OK
-        if status >= 500 or status in _TRY_AGAIN:
-            self._note_outage(f"status {status}")
-            return _Sent.LATER
-        self._drop(len(batch), f"the endpoint refused them with status {status}")
-        return _Sent.REFUSED
-
-    def _note_outage(self, why: str) -> None:
-        if not self._outage:
-            self._outage = True
-            log.warning(
-                "callback %s: the endpoint did not take a batch (%s); records wait (up to "
-                "%d) and are sent again, every %g s at first, then less often",
-                self.name,
-                why,
-                self._max_queued,
-                self._interval,
-            )
-        else:
-            log.debug("callback %s: the endpoint failed again (%s)", self.name, why)
-
-    def _drop(self, count: int, why: str) -> None:
-        before = self.dropped
-        self.dropped += count
-        self._dropped_in_outage += count
-        # Logged on the first drop and on each power of ten after it: never silent,
-        # never a line per call.
-        if before == 0 or len(str(self.dropped)) > len(str(before)) or count > 1:
-            log.error(
-                "callback %s: %d records dropped (%s); %d dropped in all",
-                self.name,
-                count,
-                why,
-                self.dropped,
-            )
+            return b"".join(msgspec.json.encode(view) + b"\n" for view in views)
+        return msgspec.json.encode(views)
