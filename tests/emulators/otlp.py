@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from .server import EmulatorServer, Fault
+from .server import EmulatorServer, Fault, retry_headers
 
 __all__ = ["OtlpReceiver", "ReceivedSpan"]
 
@@ -51,6 +51,7 @@ class OtlpReceiver(EmulatorServer):
     """Collects the spans POSTed to /v1/traces; `fail_next` makes it fail exports."""
 
     name = "otlp"
+    auto_decompress = False  # gzip bodies are checked, and inflated, here
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,7 +91,7 @@ class OtlpReceiver(EmulatorServer):
         return web.Response(body=body, content_type=PROTOBUF)
 
     def _status_fault(self, request: web.Request, fault: Fault) -> web.Response:
-        return web.Response(status=fault.status or 503)
+        return web.Response(status=fault.status or 503, headers=retry_headers(fault.retry_after))
 
 
 def _span(span: Any, resource: dict[str, Any]) -> ReceivedSpan:

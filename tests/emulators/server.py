@@ -65,6 +65,9 @@ class EmulatorServer:
     name = "emulator"
     fault_kinds: tuple[str, ...] = ("status", "delay", "reset", "truncate")
     max_body = 64 * 1024 * 1024
+    # aiohttp inflates a gzip or deflate request body before a handler sees it; an
+    # emulator that checks the encoding itself turns that off.
+    auto_decompress = True
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -92,7 +95,12 @@ class EmulatorServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         loop = asyncio.new_event_loop()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=0.5)
+        runner = web.AppRunner(
+            self._build_app(),
+            access_log=None,
+            shutdown_timeout=0.5,
+            auto_decompress=self.auto_decompress,
+        )
         try:
             loop.run_until_complete(runner.setup())
             loop.run_until_complete(web.SockSite(runner, sock).start())

@@ -3,9 +3,11 @@ continued from the caller and handed to the provider; off, nothing of OpenTeleme
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -13,7 +15,6 @@ from typing import Any
 
 import openai
 import pytest
-import requests
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -36,8 +37,8 @@ from prismgate.gateway import CallOptions
 from prismgate.observability.span_export import (
     OtlpRecordExporter,
     RecordEncoder,
-    SettledSession,
     encode_records,
+    otlp_batches,
 )
 from prismgate.observability.span_records import (
     CLIENT,
@@ -277,21 +278,6 @@ def test_attributes_whose_values_keep_changing_are_encoded_each_time() -> None:
         assert same_messages(encoder.encode(spans, provider.resource), spans, provider)
 
 
-def test_the_otlp_session_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = "http://collector.example:4318/v1/traces"
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/bundle.pem")
-    session = SettledSession()
-    settled = session.merge_environment_settings(url, {}, None, None, None)
-    assert settled == requests.Session().merge_environment_settings(url, {}, None, None, None)
-    assert settled["proxies"] == {"http": "http://proxy.example:3128"}
-    monkeypatch.setenv("HTTP_PROXY", "http://another.example:3128")
-    assert session.merge_environment_settings(url, {}, None, None, None) == settled
-    by_hand = {"http": "http://by-hand.example:3128"}
-    merged = session.merge_environment_settings(url, by_hand, None, None, None)
-    assert merged["proxies"]["http"] == "http://by-hand.example:3128"
-
-
 def test_a_span_our_encoding_leaves_out_is_exported_by_opentelemetrys(otlp: OtlpReceiver) -> None:
     provider = TracerProvider()
     exporter = OtlpRecordExporter(provider, endpoint=otlp.base_url + "/v1/traces")
@@ -459,28 +445,131 @@ def test_a_hostile_traceparent_starts_a_new_trace_and_nothing_of_it_reaches_the_
     assert all("tracestate" not in headers for headers in sent)
 
 
-async def test_a_collector_that_cannot_keep_up_is_said_once_not_once_a_dropped_span(
-    otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The SDK reads its batch settings from the process environment.
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
-    otlp.fail_next("delay", delay=1.0)  # the first export hangs: the queue fills up
-    config = load_config(
+def traced_config(otlp: OtlpReceiver, **environ: str) -> Any:
+    return load_config(
         {"model_list": [model("m", "mock/m")], "litellm_settings": {"callbacks": ["otel"]}},
-        environ={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url},
+        environ={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url, **environ},
+    )
+
+
+async def chat(gateway: Gateway) -> None:
+    await gateway.chat_completion(
+        convert_request(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            ChatCompletionRequest,
+        )
+    )
+
+
+async def test_spans_are_sent_from_the_event_loop_in_batches_with_no_thread(
+    otlp: OtlpReceiver,
+) -> None:
+    config = traced_config(
+        otlp, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="4", OTEL_BSP_SCHEDULE_DELAY="60000"
+    )
+    before = set(threading.enumerate())
+    async with Gateway(config) as gateway:
+        for _ in range(5):
+            await chat(gateway)
+        # Two calls make a batch of 4 spans: sent at once, long before the 60 s delay.
+        await wait_until(lambda: len(otlp.spans) >= 8)
+        started = set(threading.enumerate()) - before
+        assert not [thread for thread in started if "Otel" in thread.name]  # no exporter
+    assert len(otlp.spans) == 10  # the last call's two, sent as the gateway closed
+    assert len({span.trace_id for span in otlp.spans}) == 5
+    [request] = otlp.requests[:1]
+    assert request.headers["content-type"] == "application/x-protobuf"
+
+
+async def test_a_collector_that_fails_gets_the_batch_again_after_its_retry_after(
+    otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    otlp.fail_next("status", status=503, retry_after=0.3)
+    otlp.fail_next("reset")
+    config = traced_config(
+        otlp,
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2",
+        OTEL_BSP_SCHEDULE_DELAY="50",
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20s3cret",
     )
     async with Gateway(config) as gateway:
+        await chat(gateway)
+        began = time.monotonic()
+        await wait_until(lambda: len(otlp.spans) == 2, seconds=10)
+        assert time.monotonic() - began >= 0.3  # the collector's Retry-After, not 50 ms
+    assert [r.headers["authorization"] for r in otlp.requests] == ["Bearer s3cret"] * 3
+    assert "tracing: the endpoint did not take a batch (status 503)" in caplog.text
+    assert "tracing: the endpoint takes spans again; 0 were dropped meanwhile" in caplog.text
+    assert otlp.base_url not in caplog.text and "s3cret" not in caplog.text
+
+
+async def test_a_batch_the_collector_refuses_is_dropped_and_said_once(
+    otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    otlp.fail_next("status", status=400)  # a 4xx other than 429: sending again cannot help
+    config = traced_config(otlp, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2")
+    async with Gateway(config) as gateway:
+        await chat(gateway)
+        await wait_until(lambda: "tracing: 2 spans dropped" in caplog.text)
+        await chat(gateway)
+        await wait_until(lambda: len(otlp.spans) == 2)
+    assert len(otlp.requests) == 2
+
+
+async def test_a_collector_that_cannot_keep_up_is_said_once_not_once_a_dropped_span(
+    otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    otlp.fail_next("delay", delay=1.0)  # the first export hangs: the queue fills up
+    config = traced_config(otlp, OTEL_BSP_MAX_QUEUE_SIZE="2", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="2")
+    async with Gateway(config) as gateway:
         for _ in range(8):
-            await gateway.chat_completion(
-                convert_request(
-                    {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
-                    ChatCompletionRequest,
-                )
-            )
-    full = [r for r in caplog.records if r.getMessage().startswith("Queue full")]
-    assert len(full) == 1
+            await chat(gateway)
+    dropped = [r for r in caplog.records if "(the queue is full)" in r.getMessage()]
+    assert 1 <= len(dropped) <= 2  # the first, and the tenth
     assert 0 < len(otlp.spans) < 16  # what the queue held was exported; the rest dropped
+
+
+async def test_spans_are_compressed_as_the_variables_say(otlp: OtlpReceiver) -> None:
+    config = traced_config(otlp, OTEL_EXPORTER_OTLP_TRACES_COMPRESSION="gzip")
+    async with Gateway(config) as gateway:
+        await chat(gateway)
+    assert [request.headers["content-encoding"] for request in otlp.requests] == ["gzip"]
+    assert [span.name for span in otlp.spans] == ["attempt m@model_list[0]", "chat_completion m"]
+
+
+async def test_closing_gives_up_on_a_collector_that_hangs_and_counts_the_spans_dropped(
+    otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    otlp.fail_next("delay", delay=3.0)
+    provider = TracerProvider()
+    settings = tracing_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url})
+    batches = otlp_batches(settings, provider, None, close_timeout=0.2)
+    tracing = Tracing(provider, owns_provider=True, span_records=True, batches=batches)
+    config = load_config({"model_list": [model("m", "mock/m")]}, environ={})
+    async with Gateway(config, tracing=tracing) as gateway:
+        await chat(gateway)
+    began = time.monotonic()
+    await tracing.aclose()
+    assert time.monotonic() - began < 1.5
+    assert "tracing: 2 spans dropped (the gateway stopped before" in caplog.text
+
+
+async def test_a_span_our_encoding_leaves_out_is_sent_encoded_by_opentelemetry(
+    otlp: OtlpReceiver,
+) -> None:
+    provider = TracerProvider()
+    settings = tracing_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url})
+    batches = otlp_batches(settings, provider, None)
+    batches.add(SpanRecord(Shape("listed", INTERNAL, {}), None, True, {"a": ("b", "c")}))
+    await batches.aclose()
+    assert [span.attributes["a"] for span in otlp.spans] == [["b", "c"]]
+
+
+async def wait_until(done: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
@@ -520,6 +609,18 @@ def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
             {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:s3cret@collector:4318"},
             "OTEL_EXPORTER_OTLP_ENDPOINT: not an http(s) URL without credentials",
         ),
+        ({"OTEL_BSP_SCHEDULE_DELAY": "soon"}, "OTEL_BSP_SCHEDULE_DELAY: 'soon' is not a positive"),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "OTEL_BSP_MAX_QUEUE_SIZE: '0' is not a positive"),
+        (
+            {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"},
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: more than OTEL_BSP_MAX_QUEUE_SIZE",
+        ),
+        ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "-1"}, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: '-1'"),
+        ({"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}, "OTEL_EXPORTER_OTLP_COMPRESSION: 'zstd' is"),
+        (
+            {"OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"},
+            "OTEL_EXPORTER_OTLP_CERTIFICATE: the CA bundle does not load",
+        ),
     ],
 )
 def test_wrong_opentelemetry_settings_are_config_errors(
@@ -555,7 +656,19 @@ def test_opentelemetry_and_litellm_variables_set_the_export() -> None:
         environ={"OTEL_SDK_DISABLED": "true"},
     )
     assert tracing_from_config(traced) is None  # OpenTelemetry's own off switch
-    assert not standard.credential_provider  # the session is prismgate's (SettledSession)
+    assert not standard.credential_provider  # sent by prismgate, from the event loop
+    assert (standard.batch_size, standard.max_queued, standard.flush_interval) == (512, 2048, 5.0)
+    assert (standard.timeout, standard.compression) == (10.0, "none")
+    tuned = tracing_settings(
+        {
+            "OTEL_BSP_SCHEDULE_DELAY": "250",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",  # milliseconds, as OpenTelemetry's spec says
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP",
+        }
+    )
+    assert (tuned.flush_interval, tuned.batch_size, tuned.timeout) == (0.25, 64, 2.5)
+    assert tuned.compression == "gzip"
     provided = {"OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER": "vault"}
     assert tracing_settings(provided).credential_provider  # the provider's session
 

@@ -1,34 +1,40 @@
-"""The config's span exporters: they take tracing.py's span records from the batch
-processor's thread, and encode them there.
+"""The config's span exporters: tracing.py's span records, encoded to OTLP here.
 
 OpenTelemetry's OTLP exporter encodes `ReadableSpan`s through `encode_spans`, which
 builds a protobuf object per span, attribute and value: ~260,000 CPU instructions a span
 (callgrind, SDK 1.45), two spans a proxy call: a fifth of what serving a small answer
-costs, paid in the exporter's thread but under the same GIL. Our spans are a dozen
-scalar attributes, most of them shared by many spans (span_records.py's `Shape` and
-`Shared`); `RecordEncoder` writes their protobuf fields directly, the shared ones once
-(~10,000 instructions a span, ~55,000 when each attribute was encoded per span).
-Everything else stays OpenTelemetry's: `OtlpRecordExporter` is its OTLP/HTTP exporter
-(endpoint, headers, timeout, compression, certificates, retries), sending these bytes
-through `SettledSession` (requests reading the environment once, not per export); the
-batch processor (queue, batches, `OTEL_BSP_*`, shutdown) feeds it.
+costs. Our spans are a dozen scalar attributes, most of them shared by many spans
+(span_records.py's `Shape` and `Shared`); `RecordEncoder` writes their protobuf fields
+directly, the shared ones once (~10,000 instructions a span, ~55,000 when each attribute
+was encoded per span).
 
-A record with an attribute value that is not a str, bool, int or float, and an SDK
-whose exporter is not laid out as 1.39+'s (`_client`), go through OpenTelemetry's own
-encoder, as `ReadableSpan`s. The tests compare both encoders' messages.
+`otlp_batches` sends them from the event loop (batches.py's `BatchPoster`: queue,
+batches, retries, compression, TLS), sized by OpenTelemetry's variables. OpenTelemetry's
+batch processor sends from a thread of its own, under the same GIL: at c=32 the loop
+then waited for that thread at each switch, which cost the loop more than the export's
+own work. OpenTelemetry's exporter is still used where its requests session is wanted (a
+credential provider: `OtlpRecordExporter`) and for the console (`RecordExporter`).
+
+A record with an attribute value that is not a str, bool, int or float goes through
+OpenTelemetry's own encoder, as a `ReadableSpan`; so does every record when an SDK's
+exporter is not laid out as 1.39+'s (`_client`). The tests compare both encoders'
+messages.
 """
 
 from __future__ import annotations
 
+import logging
+import ssl
 import struct
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import requests
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from prismgate._version import __version__
+from prismgate.observability.batches import BatchPoster, compressor
 from prismgate.observability.span_records import ReadableSpans, Remote, Shape, Shared
 
 if TYPE_CHECKING:
@@ -36,13 +42,16 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from prismgate.observability.span_records import SpanRecord
+    from prismgate.observability.tracing import TracingSettings
+
+log = logging.getLogger("prismgate.observability.tracing")
 
 __all__ = [
     "OtlpRecordExporter",
     "RecordEncoder",
     "RecordExporter",
-    "SettledSession",
     "encode_records",
+    "otlp_batches",
 ]
 
 # Span fields (trace.proto), each with its tag: trace_id (1) and span_id (2), bytes, and
@@ -72,6 +81,51 @@ _HEADS = {
 }
 
 
+def otlp_batches(
+    settings: TracingSettings,
+    provider: TracerProvider,
+    tls: ssl.SSLContext | None,
+    *,
+    close_timeout: float = 5.0,
+) -> BatchPoster[SpanRecord]:
+    """Span records sent to the settings' OTLP/HTTP endpoint as protobuf, in batches
+    from the event loop (batches.py): `RecordEncoder`'s encoding, for `provider`'s
+    resource; OpenTelemetry's encoder for a span it leaves out. `tls` (`tls_context`)
+    for an https endpoint; at close, what is left is sent within `close_timeout`. A
+    batch is sent again after a 429 or a 5xx (OTLP's rule: the collector may take it
+    later), after the collector's Retry-After when it gives one."""
+    encoder = RecordEncoder()
+    readable = ReadableSpans(provider)
+
+    def encode(records: Sequence[SpanRecord]) -> bytes:
+        data = encoder.encode(records, provider.resource)
+        if data is None:
+            data = encode_spans([readable.of(record) for record in records])
+            return bytes(data.SerializePartialToString())
+        return data
+
+    return BatchPoster(
+        "tracing",
+        settings.endpoint,
+        encode,
+        headers={
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": f"prismgate/{__version__}",
+            **dict(settings.headers),
+        },
+        what="spans",
+        batch_size=settings.batch_size,
+        flush_interval=settings.flush_interval,
+        max_queued=settings.max_queued,
+        timeout=settings.timeout,
+        retry_statuses=(429,),
+        compress=compressor(settings.compression),
+        ssl_context=tls,
+        close_timeout=close_timeout,
+        logger=log,
+    )
+
+
 class OtlpRecordExporter(OTLPSpanExporter):
     """OpenTelemetry's OTLP/HTTP span exporter, taking span records: the request
     encoded by `encode_records`, for `provider`'s resource."""
@@ -92,28 +146,6 @@ class OtlpRecordExporter(OTLPSpanExporter):
             return super().export([self._readable.of(record) for record in records])
         sent = client.export(data).success
         return SpanExportResult.SUCCESS if sent else SpanExportResult.FAILURE
-
-
-class SettledSession(requests.Session):
-    """requests' session, which reads the environment's proxies and CA bundle for each
-    request it sends (two scans of os.environ: a quarter of what an OTLP export cost),
-    reading them once per URL instead: the way prismgate reads its environment."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._settled: dict[tuple[Any, ...], Any] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        if proxies or self.proxies:  # proxies set by hand: merged as requests does
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        key = (url, stream, verify, cert, self.verify, self.cert, self.trust_env)
-        settled = self._settled.get(key)
-        if settled is None:
-            settled = super().merge_environment_settings(url, {}, stream, verify, cert)
-            self._settled[key] = settled
-        return {**settled, "proxies": dict(settled["proxies"])}
 
 
 class RecordExporter(SpanExporter):

@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import itertools
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 
     from prismgate.call_options import CallOptions
     from prismgate.config import Config
+    from prismgate.observability.batches import BatchPoster
     from prismgate.routing.router import Target
 
 __all__ = [
@@ -84,6 +86,7 @@ DEFAULT_SERVICE_NAME = "prismgate"
 # LiteLLM's OTEL_EXPORTER values → OpenTelemetry's OTEL_TRACES_EXPORTER ones.
 _LITELLM_EXPORTERS = {"otlp_http": "otlp", "console": "console"}
 _EXPORTERS = ("otlp", "console", "none")
+_COMPRESSIONS = ("none", "gzip", "deflate")
 _CREDENTIAL_PROVIDERS = (
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
     "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER",
@@ -97,7 +100,8 @@ _KEPT = 1024
 
 @dataclass(frozen=True, slots=True)
 class TracingSettings:
-    """Where spans go, from OpenTelemetry's variables (LiteLLM's where it has its own)."""
+    """Where spans go and how they are sent, from OpenTelemetry's variables (LiteLLM's
+    where it has its own)."""
 
     enabled: bool = True
     exporter: str = "otlp"  # otlp (OTLP over HTTP, protobuf), console or none
@@ -106,6 +110,15 @@ class TracingSettings:
     service_name: str = DEFAULT_SERVICE_NAME
     # OpenTelemetry's variables name a credential provider: the requests session is its.
     credential_provider: bool = False
+    # The batch span processor's (OTEL_BSP_*), and the OTLP exporter's.
+    batch_size: int = 512
+    max_queued: int = 2048
+    flush_interval: float = 5.0  # seconds
+    timeout: float = 10.0  # seconds, per export
+    compression: str = "none"  # none, gzip or deflate
+    certificate: str | None = None  # a CA bundle, for an https endpoint
+    client_certificate: str | None = None
+    client_key: str | None = None
 
 
 def tracing_settings(environ: Mapping[str, str]) -> TracingSettings:
@@ -114,14 +127,10 @@ def tracing_settings(environ: Mapping[str, str]) -> TracingSettings:
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return TracingSettings(enabled=False)
     exporter = _exporter_name(environ)
-    protocol = (
-        environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if exporter == "otlp" and protocol != "http/protobuf":
+    protocol, variable = _traces_variable(environ, "PROTOCOL")
+    if exporter == "otlp" and (protocol or "http/protobuf") != "http/protobuf":
         raise ConfigError(
-            f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not available; prismgate exports "
+            f"{variable}: {protocol!r} is not available; prismgate exports "
             "OTLP over HTTP as protobuf (http/protobuf), which every OTLP collector accepts"
         )
     endpoint, variable = _endpoint(environ)
@@ -131,13 +140,55 @@ def tracing_settings(environ: Mapping[str, str]) -> TracingSettings:
             f"{variable}: not an http(s) URL without credentials (such as "
             f"{DEFAULT_ENDPOINT}); put an API key in OTEL_EXPORTER_OTLP_HEADERS"
         )
+    compression, variable = _traces_variable(environ, "COMPRESSION")
+    compression = (compression or "none").lower()
+    if compression not in _COMPRESSIONS:
+        raise ConfigError(f"{variable}: {compression!r} is not one of {', '.join(_COMPRESSIONS)}")
+    batch_size = int(_number(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512))
+    max_queued = int(_number(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048))
+    if batch_size > max_queued:
+        raise ConfigError(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE: more than OTEL_BSP_MAX_QUEUE_SIZE, the spans "
+            "that may wait; make it at most as many"
+        )
     return TracingSettings(
         exporter=exporter,
         endpoint=endpoint,
         headers=_headers(environ),
         service_name=environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME,
         credential_provider=any(environ.get(name) for name in _CREDENTIAL_PROVIDERS),
+        batch_size=batch_size,
+        max_queued=max_queued,
+        flush_interval=_number(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
+        timeout=_number(environ, _traces_variable(environ, "TIMEOUT")[1], 10000) / 1000,
+        compression=compression,
+        certificate=_traces_variable(environ, "CERTIFICATE")[0],
+        client_certificate=_traces_variable(environ, "CLIENT_CERTIFICATE")[0],
+        client_key=_traces_variable(environ, "CLIENT_KEY")[0],
     )
+
+
+def _traces_variable(environ: Mapping[str, str], setting: str) -> tuple[str | None, str]:
+    """An OTLP exporter setting: the traces variable's value, else the general one's;
+    with the name of the variable that gave it."""
+    for name in (f"OTEL_EXPORTER_OTLP_TRACES_{setting}", f"OTEL_EXPORTER_OTLP_{setting}"):
+        if value := environ.get(name, "").strip():
+            return value, name
+    return None, f"OTEL_EXPORTER_OTLP_{setting}"
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number a variable holds (milliseconds, or a count), else `default`."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}: {raw!r} is not a positive number")
+    return value
 
 
 def _exporter_name(environ: Mapping[str, str]) -> str:
@@ -201,12 +252,36 @@ def check_tracing(environ: Mapping[str, str]) -> None:
     wanted = ["opentelemetry.sdk"]
     if settings.exporter == "otlp":
         wanted.append("opentelemetry.exporter.otlp.proto.http")
+        tls_context(settings)
     for module in wanted:
         if _missing(module):
             raise ConfigError(
                 "litellm_settings.callbacks: 'otel' needs OpenTelemetry, which is not "
                 "installed; pip install 'prismgate[otel]'"
             )
+
+
+def tls_context(settings: TracingSettings) -> ssl.SSLContext | None:
+    """The TLS context the OTLP certificate variables describe (a CA bundle, a client
+    certificate and its key); None when they name none. A ConfigError names the
+    variable whose file does not load (never its contents)."""
+    if not (settings.certificate or settings.client_certificate):
+        return None
+    try:
+        context = ssl.create_default_context(cafile=settings.certificate)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"OTEL_EXPORTER_OTLP_CERTIFICATE: the CA bundle does not load ({type(exc).__name__})"
+        ) from None
+    if settings.client_certificate:
+        try:
+            context.load_cert_chain(settings.client_certificate, settings.client_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: the client certificate and its key "
+                f"(OTEL_EXPORTER_OTLP_CLIENT_KEY) do not load ({type(exc).__name__})"
+            ) from None
+    return context
 
 
 def _missing(module: str) -> bool:
@@ -223,42 +298,42 @@ def tracing_from_config(config: Config) -> Tracing | None:
     settings = tracing_settings(config.environ)
     if not settings.enabled:
         return None
-    provider, processor = _provider(settings)
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
+    if settings.exporter == "otlp" and not settings.credential_provider:
+        from prismgate.observability.span_export import otlp_batches
+
+        batches = otlp_batches(settings, provider, tls_context(settings))
+        return Tracing(provider, owns_provider=True, span_records=True, batches=batches)
+    processor = _processor(settings, provider)
     return Tracing(provider, owns_provider=True, span_records=True, processor=processor)
 
 
-def _provider(settings: TracingSettings) -> tuple[TracerProvider, SpanProcessor | None]:
-    """A tracer provider exporting in batches from a thread of its own, and its one
-    processor (None: spans are not exported). The sampler, resource attributes and batch
-    sizes are the SDK's, from OpenTelemetry's variables. The processor takes this
-    module's span records (`Tracing(span_records=True)`): they are encoded, or made
-    `ReadableSpan`s, in the batch thread."""
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-    from opentelemetry.sdk.trace import TracerProvider
+def _processor(settings: TracingSettings, provider: TracerProvider) -> SpanProcessor | None:
+    """The provider's one processor (None: spans are not exported), for an exporter of
+    OpenTelemetry's: the console's, or OTLP through a credential provider's requests
+    session. A batch processor, exporting from a thread of its own (sizes from
+    OpenTelemetry's variables), taking this module's span records
+    (`Tracing(span_records=True)`): they are encoded, or made `ReadableSpan`s, there."""
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    from prismgate.observability.span_export import (
-        OtlpRecordExporter,
-        RecordExporter,
-        SettledSession,
-    )
+    from prismgate.observability.span_export import OtlpRecordExporter, RecordExporter
 
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
     exporter: RecordExporter | OtlpRecordExporter | None = None
     if settings.exporter == "otlp":
-        # A session that reads the environment once, unless a credential provider's.
-        session = None if settings.credential_provider else SettledSession()
         exporter = OtlpRecordExporter(
-            provider, endpoint=settings.endpoint, headers=dict(settings.headers), session=session
+            provider, endpoint=settings.endpoint, headers=dict(settings.headers)
         )
     elif settings.exporter == "console":
         exporter = RecordExporter(ConsoleSpanExporter(), provider)
     if exporter is None:
-        return provider, None
+        return None
     processor = BatchSpanProcessor(exporter)
     provider.add_span_processor(processor)
     _quiet_drops(logging.getLogger("opentelemetry.sdk._shared_internal"))
-    return provider, processor
+    return processor
 
 
 class _DropsOncePerMinute(logging.Filter):
@@ -332,7 +407,9 @@ class Tracing:
     at most `close_timeout` seconds. `span_records`: the provider's processors take the
     `SpanRecord`s themselves, and make what they need of them in their own thread (the
     config's provider: a batch processor and span_export.py's exporters); `processor`,
-    the provider's only one when it is known, is handed them directly."""
+    the provider's only one when it is known, is handed them directly. `batches`: the
+    config's OTLP export, from the event loop (span_export.py's `otlp_batches`), is
+    handed them instead of the provider's processors."""
 
     def __init__(
         self,
@@ -342,6 +419,7 @@ class Tracing:
         close_timeout: float = CLOSE_TIMEOUT,
         span_records: bool = False,
         processor: SpanProcessor | None = None,
+        batches: BatchPoster[SpanRecord] | None = None,
     ) -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import sampling
@@ -356,7 +434,10 @@ class Tracing:
         # Its processors take span records as they are (a batch processor only queues
         # them: `SpanRecord.context`), or the SDK's ReadableSpans made of them.
         self._hand_over: Callable[[SpanRecord], None]
-        if span_records:
+        self._batches = batches
+        if batches is not None:
+            self._hand_over = batches.add
+        elif span_records:
             # Straight to the one processor when it is known: a call a span fewer.
             receiver = processors if processor is None else processor
             self._hand_over = cast("Callable[[SpanRecord], None]", receiver.on_end)
@@ -480,6 +561,8 @@ class Tracing:
         `close_timeout`: past it the spans left are dropped, and that is logged."""
         if not self._owns_provider:
             return
+        if self._batches is not None:
+            await self._batches.aclose()  # within its own close timeout, this one's
         # The exporter sends over blocking HTTP, in a thread of its own: a daemon, so that
         # one stuck on a collector that does not answer never holds up the loop's close.
         loop = asyncio.get_running_loop()
