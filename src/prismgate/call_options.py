@@ -55,6 +55,9 @@ class CallOptions:
     # A proxy client, not the code holding the gateway: its parameters pass the
     # caller-authority rule and its timeouts are capped by the operator's.
     remote: bool = False
+    # The proxy caller's W3C trace context (its `traceparent` header): with tracing on,
+    # the caller's span is the call's parent.
+    traceparent: str | None = None
     # Told each time a provider's remote job moves (queued, running, progress): the CLI
     # and the console show it. Called on the event loop; it must not block.
     on_progress: ProgressCallback | None = None

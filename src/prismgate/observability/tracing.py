@@ -5,9 +5,9 @@ Off unless the config names LiteLLM's "otel" callback (`litellm_settings.callbac
 Then `Gateway` builds a `Tracing` from the config at startup (its own tracer provider,
 never OpenTelemetry's global one) and calls it explicitly: `call()` around each call,
 `attempts()` around each try at a deployment, `headers()` for the `traceparent` that each
-upstream request carries (naming its attempt's span). The proxy adds `continue_traces()`,
-which makes a request's `traceparent` header the parent of its call's span; an SDK
-caller's own current span is the parent of the SDK's.
+upstream request carries (naming its attempt's span). A proxy call's parent is the span
+its `traceparent` header names (`CallOptions.traceparent`); an SDK caller's own current
+span is the parent of the SDK's.
 
 Spans carry what a spend-log row says about a call (model, provider, cost, status,
 `x-portkey-trace-id`), never a prompt, an image or a credential; a failure is recorded by
@@ -57,7 +57,6 @@ from prismgate.types import Served
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from prismgate.call_options import CallOptions
     from prismgate.config import Config
@@ -385,8 +384,8 @@ def propagating(tracing: Tracing | None, transport: Transport) -> Transport:
     return transport if tracing is None else with_headers(transport, tracing.headers)
 
 
-# The span current in a task: a call's while it runs, an attempt's inside it, or the
-# caller's (its `traceparent`, continue_traces). Cheaper than OpenTelemetry's context.
+# The span current in a task: a call's while it runs, an attempt's inside it. Cheaper
+# than OpenTelemetry's context.
 _CURRENT: ContextVar[Parent | None] = ContextVar("prismgate_span", default=None)
 
 
@@ -481,7 +480,7 @@ class Tracing:
             attributes["prismgate.key_alias"] = key.key_alias
         if team is not None:
             attributes["prismgate.team_id"] = team.team_id
-        span = self._start(shape, attributes)
+        span = self._start(shape, attributes, options.traceparent)
         token = _CURRENT.set(span)
         try:
             served = await work()
@@ -552,10 +551,6 @@ class Tracing:
             return None
         return Remote(context.trace_id, context.span_id, context.trace_flags.sampled)
 
-    def continue_traces(self, app: ASGIApp) -> ASGIApp:
-        """`app`, with each request's `traceparent` header the parent of its call's span."""
-        return _ContinueTraces(app, self)
-
     async def aclose(self) -> None:
         """Export the spans still held, and stop (a tracer provider this owns), within
         `close_timeout`: past it the spans left are dropped, and that is logged."""
@@ -585,11 +580,15 @@ class Tracing:
                 self._close_timeout,
             )
 
-    def _start(self, shape: Shape, attributes: dict[str, Any]) -> SpanRecord:
-        """A call's span: its parent the current span (this class's: the caller's
-        `traceparent` in the proxy; else an SDK caller's OpenTelemetry span), sampled as
-        the provider's sampler says."""
-        parent = _CURRENT.get()
+    def _start(
+        self, shape: Shape, attributes: dict[str, Any], traceparent: str | None
+    ) -> SpanRecord:
+        """A call's span, sampled as the provider's sampler says: its parent the proxy
+        caller's span (its valid `traceparent`), else the current span (this class's;
+        else an SDK caller's OpenTelemetry span)."""
+        parent = None if traceparent is None else self.parent(traceparent)
+        if parent is None:
+            parent = _CURRENT.get()
         if parent is None and shape.kind == INTERNAL:
             parent = self._sdk_parent()
         if self._sampler is None:  # the SDK's default: the parent's decision, else yes
@@ -654,31 +653,6 @@ class Tracing:
         if span.sampled:
             span.end = time_ns()
             self._hand_over(span)
-
-
-class _ContinueTraces:
-    """Plain-ASGI middleware: a request's valid `traceparent` names the parent of its
-    call's span, so that the call continues the caller's trace."""
-
-    def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
-        self.app = app
-        self._tracing = tracing
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parent = None
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"traceparent":
-                    parent = self._tracing.parent(value.decode("latin-1"))
-                    break
-        if parent is None:
-            await self.app(scope, receive, send)
-            return
-        token = _CURRENT.set(parent)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _CURRENT.reset(token)
 
 
 def _kept(kept: dict[tuple[Any, ...], K], key: tuple[Any, ...], made: K) -> K:

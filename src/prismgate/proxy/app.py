@@ -4,7 +4,6 @@ The middleware order, outermost first:
 
     RequestContext      request id and trace id on every answer; no traceback ever leaves
     Telemetry           an access-log line and the metrics of every request; GET /metrics
-    (continue_traces)   with tracing on: the caller's `traceparent` parents the call's span
     CancelOnDisconnect  a call whose client left is cancelled, upstream request included
     Authenticate        the caller's key → a Principal, on the raw ASGI path
     Starlette           routes → handlers; PrismgateError → OpenAI error body; any other
@@ -163,8 +162,6 @@ def create_app(
     inner: ASGIApp = CancelOnDisconnect(
         Authenticate(app, state.authenticator, state.sessions), state.drain
     )
-    if served.tracing is not None:
-        inner = served.tracing.continue_traces(inner)
     return RequestContext(Telemetry(inner, telemetry))
 
 

@@ -51,6 +51,7 @@ def call_options(request: Request, extra: dict[str, Any], state: ProxyState) -> 
         cache_refresh=portkey.cache_refresh,
         idempotency_key=headers.get("idempotency-key") or None,
         remote=True,
+        traceparent=headers.get("traceparent"),
     )
     provider_options = _provider_option_headers(headers)
     if portkey.provider is None or portkey.config is not None:
