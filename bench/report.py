@@ -7,12 +7,15 @@ from typing import Any
 
 Results = dict[str, Any]
 
-ORDER = ("direct", "prismgate", "prismgate-keys", "prismgate-keys-pg", "litellm", "portkey")
+ORDER = ("direct", "prismgate", "prismgate-keys", "prismgate-keys-pg", "prismgate-traced",
+         "litellm", "portkey")  # fmt: skip
 PEERS = (("litellm", "LiteLLM"), ("portkey", "Portkey"))
 RSS_LIMIT_MB = 250
 # prismgate with keys, budgets and spend logging on, against plain prismgate (issue 12 §6):
 # c=32 throughput within 10 %, added p50 at c=1 within 0.1 ms.
 KEYED = (("prismgate-keys", "SQLite"), ("prismgate-keys-pg", "PostgreSQL"))
+# Plain prismgate with something on, each compared with plain prismgate by round.
+VARIANTS = ("prismgate-keys", "prismgate-keys-pg", "prismgate-traced")
 KEYED_MIN_THROUGHPUT = 0.9
 KEYED_MAX_EXTRA_P50_MS = 0.1
 
@@ -45,15 +48,15 @@ def ratio(results: Results, key: str, peer: str) -> float | None:
     return float(ours["ok_per_s"] / theirs["ok_per_s"])
 
 
-def keyed_vs_plain(results: Results, key: str, keyed: str) -> Results | None:
-    """The keyed target against plain prismgate in workload `key`.
+def vs_plain(results: Results, key: str, variant: str) -> Results | None:
+    """A variant of prismgate (`VARIANTS`) against plain prismgate in workload `key`.
 
     Paired by round (the two run one after the other in each round, so drift and other
-    work on the machine hit both alike): `ratio` is the median over the rounds of keyed
-    req/s over plain req/s, `extra_p50_ms` the median of keyed p50 minus plain p50;
+    work on the machine hit both alike): `ratio` is the median over the rounds of the
+    variant's req/s over plain req/s, `extra_p50_ms` the median of its p50 minus plain's;
     `ratios` and `extra_p50s` per round. `median_ratio` and `median_extra_p50_ms` compare
     the tables' medians instead; `extra_cpu_us` is the CPU per answer's difference."""
-    on, off = _row(results, key, keyed), _row(results, key, "prismgate")
+    on, off = _row(results, key, variant), _row(results, key, "prismgate")
     if not on or not off or not on["requests"] or not off["requests"] or not off["ok_per_s"]:
         return None
     pairs = [(a, b) for a, b in zip(on["runs"], off["runs"], strict=False) if b["ok_per_s"]]
@@ -161,7 +164,7 @@ def _keyed_targets(results: Results) -> list[Results]:
         if keyed not in results["gateways"]:
             continue
         names = ("prismgate", keyed)
-        c32 = keyed_vs_plain(results, "image-small-c32", keyed)
+        c32 = vs_plain(results, "image-small-c32", keyed)
         shown = (
             f"{c32['ratio']:.0%} paired by round "
             f"({', '.join(f'{r:.0%}' for r in c32['ratios'])}); medians "
@@ -174,7 +177,7 @@ def _keyed_targets(results: Results) -> list[Results]:
             f"{KEYED_MIN_THROUGHPUT:.0%} of plain prismgate's (image-small-c32)",
             c32["ratio"] if c32 else None, KEYED_MIN_THROUGHPUT, at_most=False, shown=shown,
         ))  # fmt: skip
-        c1 = keyed_vs_plain(results, "image-small-c1", keyed)
+        c1 = vs_plain(results, "image-small-c1", keyed)
         shown = (
             f"{_ms(c1['extra_p50_ms'], '+')} paired by round "
             f"({', '.join(_ms(d, '+') for d in c1['extra_p50s'])}); medians "
@@ -251,13 +254,13 @@ def _table(results: Results, workload: Results) -> list[str]:
         for peer, label in PEERS
         if (value := ratio(results, workload["key"], peer)) is not None
     ]
-    for keyed, _store in KEYED:
-        compared = keyed_vs_plain(results, workload["key"], keyed) if keyed in labels else None
+    for variant in VARIANTS:
+        compared = vs_plain(results, workload["key"], variant) if variant in labels else None
         if compared is None:
             continue
         cpu = compared["extra_cpu_us"]
         ratios.append(
-            f"{labels[keyed]} / prismgate, paired by round: **{compared['ratio']:.0%}**, "
+            f"{labels[variant]} / prismgate, paired by round: **{compared['ratio']:.0%}**, "
             f"p50 {_ms(compared['extra_p50_ms'], '+')}"
             + (f", CPU per answer {cpu:+,.0f} µs" if cpu is not None else "")
         )

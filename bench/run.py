@@ -2,7 +2,8 @@
 
 prismgate runs twice: plain (the load with the master key, which skips keys, budgets and
 the spend log) and with keys, budgets and spend logging on (`prismgate-keys`: the load
-with a key generated after start; `prismgate-keys-pg`: the same on PostgreSQL).
+with a key generated after start; `prismgate-keys-pg`: the same on PostgreSQL). Asked
+for, `prismgate-traced` is plain prismgate with OpenTelemetry traces exported to nginx.
 
 Started by bench/run.sh (which installs nginx, wrk, LiteLLM and Portkey first).
 See bench/README.md. Everything listens on and talks to 127.0.0.1 only.
@@ -43,6 +44,7 @@ from targets import (
     portkey_version,
     postgres_reset,
     start_nginx,
+    traces_environment,
     write_litellm_config,
     write_prismgate_config,
 )
@@ -53,13 +55,17 @@ WORK = BENCH / ".work"
 PRISMGATE = ROOT / ".venv" / "bin" / "prismgate"
 LITELLM_VENV = BENCH / ".venv-litellm"
 PORTKEY_PACKAGE = BENCH / ".portkey" / "node_modules" / "@portkey-ai" / "gateway"
-GATEWAYS = ("prismgate", "prismgate-keys", "prismgate-keys-pg", "litellm", "portkey")
-# prismgate-keys-pg needs a PostgreSQL server (--postgres-url): only when asked for.
+GATEWAYS = (
+    "prismgate", "prismgate-keys", "prismgate-keys-pg", "prismgate-traced", "litellm", "portkey",
+)  # fmt: skip
+# prismgate-keys-pg needs a PostgreSQL server (--postgres-url), and prismgate-traced is
+# for what traces cost (issue 13): only when asked for.
 DEFAULT_GATEWAYS = ("prismgate", "prismgate-keys", "litellm", "portkey")
 KEYED = {"prismgate-keys": "sqlite", "prismgate-keys-pg": "postgresql"}
 LABELS = {"direct": "direct (nginx)", "prismgate": "prismgate",
           "prismgate-keys": "prismgate + keys (SQLite)",
           "prismgate-keys-pg": "prismgate + keys (PostgreSQL)",
+          "prismgate-traced": "prismgate + traces (OTLP)",
           "litellm": "LiteLLM", "portkey": "Portkey"}  # fmt: skip
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/prismgate_bench"
 
@@ -255,6 +261,7 @@ class Bench:
             "prismgate": self._prismgate_command,
             "prismgate-keys": self._prismgate_command,
             "prismgate-keys-pg": self._prismgate_command,
+            "prismgate-traced": self._prismgate_command,
             "litellm": self._litellm_command,
             "portkey": self._portkey_command,
         }[name](target)
@@ -304,10 +311,12 @@ class Bench:
                 return None
         config = write_prismgate_config(WORK / f"{target.name}.yaml", self.nginx_port,
                                         data_dir=data_dir, database_url=database_url,
-                                        spend_logs=target.name in KEYED)  # fmt: skip
+                                        spend_logs=target.name in KEYED,
+                                        traces=target.name == "prismgate-traced")  # fmt: skip
         argv = [str(PRISMGATE), "serve", "--config", str(config), "--host", LOOPBACK,
                 "--port", str(target.port), "--workers", "1"]  # fmt: skip
-        return argv, clean_env(PYTHONUNBUFFERED="1"), 60.0
+        traces = traces_environment(self.nginx_port) if target.name == "prismgate-traced" else {}
+        return argv, clean_env(PYTHONUNBUFFERED="1", **traces), 60.0
 
     def _litellm_command(self, target: Target) -> Command | None:
         executable = LITELLM_VENV / "bin" / "litellm"

@@ -78,6 +78,9 @@ http {{
         # The slow answer: a 1 s timer inside nginx (echo module), then the same small answer.
         location = /slow/v1/images/generations {{ echo_sleep 1; echo_exec /_canned/slow.json; }}
 
+        # An OTLP collector that takes every batch of spans (prismgate-traced's).
+        location = /v1/traces {{ default_type application/x-protobuf; return 200 ""; }}
+
         location /_canned/ {{
             internal;
             alias {work}/canned/;
@@ -128,19 +131,32 @@ def write_prismgate_config(
     data_dir: Path,
     database_url: str | None = None,
     spend_logs: bool = True,
+    traces: bool = False,
 ) -> Path:
     """prismgate's config. Each prismgate target gets its own `data_dir` (the embedded
     SQLite file and the spend spool), or the PostgreSQL database `database_url`. Plain
     prismgate runs with the spend log off (`spend_logs=False`): the "off" configuration
-    the keyed targets are compared with."""
+    the keyed targets are compared with. `traces`: OpenTelemetry traces on (the `otel`
+    callback; the endpoint is the environment's, `traces_environment`)."""
     general: dict[str, object] = {"master_key": MASTER_KEY, "data_dir": str(data_dir)}
     if not spend_logs:
         general["disable_spend_logs"] = True
     if database_url:
         general["database_url"] = database_url
-    config = {"model_list": _model_list(nginx_port), "general_settings": general}
+    config: dict[str, object] = {
+        "model_list": _model_list(nginx_port),
+        "general_settings": general,
+    }
+    if traces:
+        config["litellm_settings"] = {"callbacks": ["otel"]}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def traces_environment(nginx_port: int) -> dict[str, str]:
+    """prismgate-traced's OpenTelemetry variables: spans exported over OTLP/HTTP to nginx,
+    which takes every batch (`/v1/traces`)."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{nginx_port}"}
 
 
 # The key the "keys on" targets make with the master key after start, and put the load on.
