@@ -164,32 +164,40 @@ class BatchPoster(Generic[T]):
     async def _send_periodically(self) -> None:
         failures = 0
         while not self._stopping.is_set():
-            await self._pause(failures)
+            everything = await self._pause(failures)
             if self._stopping.is_set():
                 return  # aclose() sends what is left
             if self._queue:
-                failures = 0 if await self._send_queue() else failures + 1
+                failures = 0 if await self._send_queue(everything) else failures + 1
 
-    async def _pause(self, failures: int) -> None:
+    async def _pause(self, failures: int) -> bool:
         """The flush interval, cut short by a full batch; while the endpoint fails, the
-        backoff (or what its Retry-After asked for), cut short only by aclose()."""
+        backoff (or what its Retry-After asked for), cut short only by aclose(). True when
+        everything queued is to be sent (the interval passed, or a try again); False when
+        a full batch cut it short: full batches only, the rest waits for more."""
         if failures:
             backoff = min(self._interval * 2 ** (failures - 1), self._max_backoff)
             delay = max(backoff, min(self._retry_after, self._max_backoff))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            return
-        if len(self._queue) < self._batch_size:
-            with contextlib.suppress(TimeoutError):
+            return True
+        try:
+            if len(self._queue) < self._batch_size:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-        self._wake.clear()
+        except TimeoutError:
+            return True
+        finally:
+            self._wake.clear()
+        return False
 
-    async def _send_queue(self) -> bool:
-        """Send the queue in batches, oldest first; False when the endpoint failed (the
+    async def _send_queue(self, everything: bool = True) -> bool:
+        """Send the queue in batches, oldest first: all of it, or (not `everything`) its
+        full batches, so that a busy gateway sends `batch_size` items a POST, not what
+        came in while the last POST was under way. False when the endpoint failed (the
         batch stays queued)."""
-        queue = self._queue
-        while queue:
-            batch = list(itertools.islice(queue, self._batch_size))
+        queue, size = self._queue, self._batch_size
+        while len(queue) >= size or (everything and queue):
+            batch = list(itertools.islice(queue, size))
             sent = await self._post(batch)
             if sent is _Sent.LATER:
                 return False
