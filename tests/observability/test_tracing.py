@@ -481,6 +481,25 @@ async def test_spans_are_sent_from_the_event_loop_in_batches_with_no_thread(
     assert request.headers["content-type"] == "application/x-protobuf"
 
 
+async def test_a_busy_gateway_sends_full_batches_not_what_came_in_during_the_last_post(
+    otlp: OtlpReceiver,
+) -> None:
+    otlp.fail_next("delay", delay=0.05, times=100)  # each POST takes a while
+    config = traced_config(
+        otlp, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="4", OTEL_BSP_SCHEDULE_DELAY="60000"
+    )
+    async with Gateway(config) as gateway:
+        for _ in range(20):  # spans keep coming while POSTs are under way
+            await chat(gateway)
+            await asyncio.sleep(0.03)
+    per_post = [
+        sum(len(scope.spans) for spans in export.resource_spans for scope in spans.scope_spans)
+        for export in (ExportTraceServiceRequest.FromString(r.raw) for r in otlp.requests)
+    ]
+    assert sum(per_post) == 40
+    assert set(per_post[:-1]) == {4}  # a part batch only at close
+
+
 async def test_a_collector_that_fails_gets_the_batch_again_after_its_retry_after(
     otlp: OtlpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
