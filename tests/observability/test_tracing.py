@@ -682,7 +682,7 @@ def test_opentelemetry_and_litellm_variables_set_the_export() -> None:
         {
             "OTEL_BSP_SCHEDULE_DELAY": "250",
             "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",  # milliseconds, as OpenTelemetry's spec says
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5",  # seconds, as OpenTelemetry's Python SDK reads it
             "OTEL_EXPORTER_OTLP_COMPRESSION": "GZIP",
         }
     )

@@ -159,7 +159,9 @@ def tracing_settings(environ: Mapping[str, str]) -> TracingSettings:
         batch_size=batch_size,
         max_queued=max_queued,
         flush_interval=_number(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
-        timeout=_number(environ, _traces_variable(environ, "TIMEOUT")[1], 10000) / 1000,
+        # Seconds, as OpenTelemetry's Python SDK (and so LiteLLM) reads it; the
+        # specification says milliseconds, which would make those users' "10" 10 ms.
+        timeout=_number(environ, _traces_variable(environ, "TIMEOUT")[1], 10),
         compression=compression,
         certificate=_traces_variable(environ, "CERTIFICATE")[0],
         client_certificate=_traces_variable(environ, "CLIENT_CERTIFICATE")[0],
@@ -177,7 +179,7 @@ def _traces_variable(environ: Mapping[str, str], setting: str) -> tuple[str | No
 
 
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number a variable holds (milliseconds, or a count), else `default`."""
+    """A positive number a variable holds (a time, or a count), else `default`."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
