@@ -132,7 +132,13 @@ class BatchPoster(Generic[T]):
         if self._sender is sender:
             self._sender = None  # the next item starts another (the loop that ran it closed)
         if not sender.cancelled() and (failure := sender.exception()) is not None:
-            self._log.error("%s: the sender stopped (%s); a new one starts", self.name, failure)
+            # Its type only: a message may quote the endpoint, which may hold a token.
+            self._log.error(
+                "%s: the sender stopped (%s); the next item starts another",
+                self.name,
+                type(failure).__name__,
+            )
+            self._log.debug("%s: the sender's traceback", self.name, exc_info=failure)
 
     async def aclose(self) -> None:
         """Stop the sender and send what is queued (within `close_timeout`); what cannot
