@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import threading
 from collections import deque
@@ -68,6 +69,8 @@ class EmulatorServer:
     # aiohttp inflates a gzip or deflate request body before a handler sees it; an
     # emulator that checks the encoding itself turns that off.
     auto_decompress = True
+    # Set before start(): the emulator answers over TLS with it (https base URL).
+    tls: ssl.SSLContext | None = None
 
     def __init__(self) -> None:
         self.requests: list[Received] = []
@@ -83,7 +86,8 @@ class EmulatorServer:
     def base_url(self) -> str:
         if self._port is None:
             raise RuntimeError("the emulator is not running; call start() first")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self._port}"
 
     @property
     def running(self) -> bool:
@@ -103,7 +107,7 @@ class EmulatorServer:
         )
         try:
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.SockSite(runner, sock).start())
+            loop.run_until_complete(web.SockSite(runner, sock, ssl_context=self.tls).start())
         except BaseException:
             loop.run_until_complete(runner.cleanup())
             loop.close()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -55,6 +56,7 @@ from prismgate.types.chat import ChatCompletionRequest
 from prismgate.types.validation import convert_request
 from tests.emulators import OpenAIEmulator
 from tests.emulators.otlp import OtlpReceiver
+from tests.emulators.tls import LoopbackCertificates
 from tests.serving import MASTER_KEY, RunningProxy, model
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -554,6 +556,33 @@ async def test_spans_are_compressed_as_the_variables_say(otlp: OtlpReceiver) -> 
         await chat(gateway)
     assert [request.headers["content-encoding"] for request in otlp.requests] == ["gzip"]
     assert [span.name for span in otlp.spans] == ["attempt m@model_list[0]", "chat_completion m"]
+
+
+@pytest.fixture
+def https_otlp(tmp_path: Path) -> Any:
+    """An OTLP receiver over TLS, its certificate signed by a CA of the test's own."""
+    certificates = LoopbackCertificates.make(tmp_path)
+    receiver = OtlpReceiver()
+    receiver.tls = certificates.server_context()
+    with receiver:
+        yield receiver, certificates
+
+
+async def test_an_https_collector_is_trusted_by_the_ca_the_certificate_variable_names(
+    https_otlp: tuple[OtlpReceiver, LoopbackCertificates], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver, certificates = https_otlp
+    # Without the CA, the collector's certificate is refused: nothing is sent.
+    async with Gateway(traced_config(receiver, OTEL_BSP_SCHEDULE_DELAY="50")) as gateway:
+        await chat(gateway)
+        await wait_until(
+            lambda: "did not take a batch (ClientConnectorCertificateError)" in caplog.text
+        )
+    assert receiver.spans == []
+    trusted = traced_config(receiver, OTEL_EXPORTER_OTLP_CERTIFICATE=str(certificates.ca))
+    async with Gateway(trusted) as gateway:
+        await chat(gateway)
+    assert [span.kind for span in receiver.spans] == ["CLIENT", "INTERNAL"]
 
 
 async def test_closing_gives_up_on_a_collector_that_hangs_and_counts_the_spans_dropped(
