@@ -607,7 +607,7 @@ async def test_a_span_our_encoding_leaves_out_is_sent_encoded_by_opentelemetry(
 ) -> None:
     provider = TracerProvider()
     settings = tracing_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.base_url})
-    batches = otlp_batches(settings, provider, None)
+    batches = otlp_batches(settings, provider, None, close_timeout=5.0)
     batches.add(SpanRecord(Shape("listed", INTERNAL, {}), None, True, {"a": ("b", "c")}))
     await batches.aclose()
     assert [span.attributes["a"] for span in otlp.spans] == [["b", "c"]]

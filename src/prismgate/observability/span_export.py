@@ -86,7 +86,7 @@ def otlp_batches(
     provider: TracerProvider,
     tls: ssl.SSLContext | None,
     *,
-    close_timeout: float = 5.0,
+    close_timeout: float,
 ) -> BatchPoster[SpanRecord]:
     """Span records sent to the settings' OTLP/HTTP endpoint as protobuf, in batches
     from the event loop (batches.py): `RecordEncoder`'s encoding, for `provider`'s

@@ -306,7 +306,8 @@ def tracing_from_config(config: Config) -> Tracing | None:
     if settings.exporter == "otlp" and not settings.credential_provider:
         from prismgate.observability.span_export import otlp_batches
 
-        batches = otlp_batches(settings, provider, tls_context(settings))
+        tls = tls_context(settings)
+        batches = otlp_batches(settings, provider, tls, close_timeout=CLOSE_TIMEOUT)
         return Tracing(provider, owns_provider=True, span_records=True, batches=batches)
     processor = _processor(settings, provider)
     return Tracing(provider, owns_provider=True, span_records=True, processor=processor)
