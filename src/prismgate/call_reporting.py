@@ -13,18 +13,23 @@ database, makes no record and starts no thread.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgspec
 
 from prismgate.call_records import CallRecord, Keeper
 from prismgate.observability.callbacks import webhooks_from_config
 from prismgate.observability.redaction import Redactor
-from prismgate.observability.tracing import Tracing, propagating, traced, tracing_from_config
-from prismgate.observers import Observer, observed
+from prismgate.observability.tracing import Tracing, propagating, tracing_from_config
+from prismgate.observers import CallReport, Observer, report_to
+from prismgate.request_ids import new_request_id
 from prismgate.spend import SpendRecorder
 from prismgate.storage import ImageStore
+from prismgate.streaming import RelayedStream
 from prismgate.transport import Transport
 from prismgate.types import Served
 
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["CallReporting"]
 
 A = TypeVar("A")
+
+# The attempt span of a gateway without tracing: nothing, and nothing made per attempt.
+_NO_SPAN = contextlib.nullcontext()
 
 
 class CallReporting:
@@ -90,11 +98,9 @@ class CallReporting:
         """`transport`, noting what it sends for `target` in the call's `record`."""
         return transport if record is None else record.recording(transport, redact, target.label)
 
-    def attempts(
-        self, attempt: Callable[[Target], Awaitable[A]]
-    ) -> Callable[[Target], Awaitable[A]]:
-        """`attempt`, each run in a span of its own (with tracing)."""
-        return attempt if self.tracing is None else self.tracing.attempts(attempt)
+    def attempt_span(self, target: Target) -> AbstractContextManager[None]:
+        """A context manager around one try at `target`: its span (with tracing)."""
+        return _NO_SPAN if self.tracing is None else self.tracing.attempt(target)
 
     async def run(
         self,
@@ -107,11 +113,59 @@ class CallReporting:
         record: CallRecord | None,
     ) -> Served[A]:
         """`work()` as one call: in its span (with tracing), reported once to every
-        observer with the console's `record` of it."""
-        in_span = traced(self.tracing, operation, name, options, work)
-        return await observed(
-            self._observers, operation, name, request, options=options, work=in_span, record=record
-        )
+        observer, served or failed (a call whose caller left included), with the
+        console's `record` of it. A stream's span ends, and it is reported, when it is
+        closed (with the cost of the usage it reported). One coroutine for all of it:
+        each coroutine around the call is resumed at every wait of the call."""
+        observers, tracing = self._observers, self.tracing
+        if not observers and tracing is None:
+            return await work()
+        started = time.time()
+        clock = time.perf_counter()
+
+        def report(served: Served[Any] | None, failure: BaseException | None) -> None:
+            meta = served.meta if served is not None else None
+            value = served.value if served is not None else None
+            if meta is not None and isinstance(value, RelayedStream):
+                meta = msgspec.structs.replace(meta, response_cost=value.cost)
+            report_to(
+                observers,
+                CallReport(
+                    request_id=options.request_id or new_request_id(),
+                    operation=operation,
+                    model=name,
+                    request=request,
+                    principal=options.principal,
+                    started_at=started,
+                    latency=time.perf_counter() - clock,
+                    value=value,
+                    meta=meta,
+                    failure=failure,
+                    trace_id=options.trace_id,
+                    metadata=options.metadata,
+                    record=record,
+                ),
+            )
+
+        opened = None if tracing is None else tracing.open_call(operation, name, options)
+        try:
+            served = await work()
+        except BaseException as exc:
+            if opened is not None:
+                cast("Tracing", tracing).close_call(opened, None, exc)
+            if observers:
+                report(None, exc)
+            raise
+        if opened is not None:
+            cast("Tracing", tracing).close_call(opened, served, None)
+        if not observers:
+            return served
+        if isinstance(served.value, RelayedStream):
+            stream, done = served.value, served
+            stream.at_close(lambda failure: report(done, failure))
+        else:
+            report(served, None)
+        return served
 
     async def aclose(self) -> None:
         """Send what the webhooks and the tracing hold; stop the keeper's threads."""

@@ -318,7 +318,8 @@ class Gateway:
         record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[ImageResponse]:
-            return await self._image_attempt(request, options, target, name, record)
+            with self.reporting.attempt_span(target):
+                return await self._image_attempt(request, options, target, name, record)
 
         async def work() -> Served[ImageResponse]:
             check_input_pixels(request, self.config.general_settings.media.max_image_pixels)
@@ -379,7 +380,6 @@ class Gateway:
         accepted_risk: bool,
     ) -> Served[A]:
         """`attempt` on the targets this call may use, with retries and fallbacks."""
-        attempt = self.reporting.attempts(attempt)
         idempotent = options.idempotency_key is not None or not accepted_risk
         if options.plan is not None:
             context = RunContext(
@@ -522,34 +522,35 @@ class Gateway:
         record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[ChatCompletion]:
-            chat, call, provider = await self._chat_call(request, options, target)
-            cache = self.response_cache.for_call(
-                "chat",
-                choice=target.cache,
-                scope=options.scope,
-                refresh=options.cache_refresh,
-                deployment=call.deployment,
-                request=call.request,
-                extra=call.extra,
-            )
-            if cache is not None and (hit := await cache.lookup_chat()):
-                return Served(hit.value, _for_this_call(hit.meta, options))
-            completion = await chat.complete(call, self._sending(target, record, call.redact))
-            meta = CallMeta(
-                provider=provider.name,
-                model=call.deployment.model,
-                model_group=request.model,
-                api_base=call.credentials.api_base,
-                response_cost=chat_cost(call.deployment.info, completion.usage),
-                dropped_params=call.dropped,
-                trace_id=options.trace_id,
-                metadata=dict(options.metadata) if options.metadata else None,
-                cache_status=cache.status if cache else None,
-            )
-            served = Served(completion, meta)
-            if cache is not None:
-                await cache.store_chat(served)
-            return served
+            with self.reporting.attempt_span(target):
+                chat, call, provider = await self._chat_call(request, options, target)
+                cache = self.response_cache.for_call(
+                    "chat",
+                    choice=target.cache,
+                    scope=options.scope,
+                    refresh=options.cache_refresh,
+                    deployment=call.deployment,
+                    request=call.request,
+                    extra=call.extra,
+                )
+                if cache is not None and (hit := await cache.lookup_chat()):
+                    return Served(hit.value, _for_this_call(hit.meta, options))
+                completion = await chat.complete(call, self._sending(target, record, call.redact))
+                meta = CallMeta(
+                    provider=provider.name,
+                    model=call.deployment.model,
+                    model_group=request.model,
+                    api_base=call.credentials.api_base,
+                    response_cost=chat_cost(call.deployment.info, completion.usage),
+                    dropped_params=call.dropped,
+                    trace_id=options.trace_id,
+                    metadata=dict(options.metadata) if options.metadata else None,
+                    cache_status=cache.status if cache else None,
+                )
+                served = Served(completion, meta)
+                if cache is not None:
+                    await cache.store_chat(served)
+                return served
 
         async def work() -> Served[ChatCompletion]:
             served = await self._serve(
@@ -573,31 +574,32 @@ class Gateway:
         record = self.reporting.record_for(options)
 
         async def attempt(target: Target) -> Served[RelayedStream]:
-            chat, call, provider = await self._chat_call(request, options, target)
-            info = call.deployment.info
-            events = chat.stream(call, self._sending(target, record, call.redact))
-            try:
-                first = await anext(events)
-            except StopAsyncIteration:
-                raise APIError(
-                    f"{call.deployment.provider} ended the stream without an answer"
-                ) from None
-            meta = CallMeta(
-                provider=provider.name,
-                model=call.deployment.model,
-                model_group=request.model,
-                api_base=call.credentials.api_base,
-                dropped_params=call.dropped,
-                trace_id=options.trace_id,
-                metadata=dict(options.metadata) if options.metadata else None,
-            )
-            stream = RelayedStream(
-                first,
-                events,
-                redact=self._call_redactor(options, call.deployment),
-                cost_of=lambda usage: chat_cost(info, usage),
-            )
-            return Served(stream, meta)
+            with self.reporting.attempt_span(target):
+                chat, call, provider = await self._chat_call(request, options, target)
+                info = call.deployment.info
+                events = chat.stream(call, self._sending(target, record, call.redact))
+                try:
+                    first = await anext(events)
+                except StopAsyncIteration:
+                    raise APIError(
+                        f"{call.deployment.provider} ended the stream without an answer"
+                    ) from None
+                meta = CallMeta(
+                    provider=provider.name,
+                    model=call.deployment.model,
+                    model_group=request.model,
+                    api_base=call.credentials.api_base,
+                    dropped_params=call.dropped,
+                    trace_id=options.trace_id,
+                    metadata=dict(options.metadata) if options.metadata else None,
+                )
+                stream = RelayedStream(
+                    first,
+                    events,
+                    redact=self._call_redactor(options, call.deployment),
+                    cost_of=lambda usage: chat_cost(info, usage),
+                )
+                return Served(stream, meta)
 
         async def work() -> Served[RelayedStream]:
             return await self._serve(request.model, request, options, attempt, tokens=_no_tokens)

@@ -9,28 +9,21 @@ of their own. An observer that raises is logged and never fails the call.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from prismgate.errors import PrismgateError
 from prismgate.identity.principal import Principal
-from prismgate.request_ids import new_request_id
-from prismgate.streaming import RelayedStream
-from prismgate.types import Served
 from prismgate.types.meta import CallMeta
 
 if TYPE_CHECKING:
-    from prismgate.call_options import CallOptions
     from prismgate.call_records import CallRecord
 
-__all__ = ["CallReport", "Observer", "observed", "report_to"]
+__all__ = ["CallReport", "Observer", "report_to"]
 
 log = logging.getLogger(__name__)
-
-A = TypeVar("A")
 
 # The status a call whose caller left is recorded with (nginx's "client closed request").
 CLIENT_CLOSED = 499
@@ -92,58 +85,3 @@ def report_to(observers: Sequence[Observer], report: CallReport) -> None:
             observer.observe(report)
         except Exception:
             log.exception("observer %s failed on request %s", observer, report.request_id)
-
-
-async def observed(
-    observers: Sequence[Observer],
-    operation: str,
-    name: str,
-    request: msgspec.Struct,
-    *,
-    options: CallOptions,
-    work: Callable[[], Awaitable[Served[A]]],
-    record: CallRecord | None = None,
-) -> Served[A]:
-    """`work()`, reported once to `observers`, whether it was served or failed (a call
-    whose caller left included), with the console's `record` of it. A stream is reported
-    when it is closed, with the cost of the usage it reported."""
-    if not observers:
-        return await work()
-    started = time.time()
-    clock = time.perf_counter()
-
-    def report(served: Served[Any] | None, failure: BaseException | None) -> None:
-        meta = served.meta if served is not None else None
-        value = served.value if served is not None else None
-        if meta is not None and isinstance(value, RelayedStream):
-            meta = msgspec.structs.replace(meta, response_cost=value.cost)
-        report_to(
-            observers,
-            CallReport(
-                request_id=options.request_id or new_request_id(),
-                operation=operation,
-                model=name,
-                request=request,
-                principal=options.principal,
-                started_at=started,
-                latency=time.perf_counter() - clock,
-                value=value,
-                meta=meta,
-                failure=failure,
-                trace_id=options.trace_id,
-                metadata=options.metadata,
-                record=record,
-            ),
-        )
-
-    try:
-        served = await work()
-    except BaseException as exc:
-        report(None, exc)
-        raise
-    if isinstance(served.value, RelayedStream):
-        stream, done = served.value, served
-        stream.at_close(lambda failure: report(done, failure))
-    else:
-        report(served, None)
-    return served

@@ -87,7 +87,7 @@ class SpanRecord(Parent):
     with: in that order (`all_attributes`), no key in two of them (span_export.py
     writes each as it is; tracing.py's spans keep to it, and a test checks)."""
 
-    __slots__ = ("attributes", "end", "ended", "parent", "shape", "start", "status")
+    __slots__ = ("attributes", "children", "end", "ended", "parent", "shape", "start", "status")
     context = _Sampled()
 
     def __init__(
@@ -105,6 +105,7 @@ class SpanRecord(Parent):
         self.attributes = {} if attributes is None else attributes
         self.ended: Shared | None = None
         self.status: str | None = None  # an error's description; None: unset
+        self.children = 0  # a call's span: its attempts so far
         self.start = time_ns()
         self.end = 0
 

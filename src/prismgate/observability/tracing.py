@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import itertools
 import logging
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from time import time_ns
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -64,11 +63,12 @@ if TYPE_CHECKING:
     from prismgate.routing.router import Target
 
 __all__ = [
+    "AttemptSpan",
+    "OpenCall",
     "Tracing",
     "TracingSettings",
     "check_tracing",
     "propagating",
-    "traced",
     "tracing_from_config",
     "tracing_settings",
 ]
@@ -367,20 +367,6 @@ def _quiet_drops(logger: logging.Logger) -> None:
         logger.addFilter(_DropsOncePerMinute())
 
 
-def traced(
-    tracing: Tracing | None,
-    operation: str,
-    model: str,
-    options: CallOptions,
-    work: Callable[[], Awaitable[Served[A]]],
-) -> Callable[[], Awaitable[Served[A]]]:
-    """`work`, inside the call's span when there is tracing; as it is without (nothing
-    is made per call then)."""
-    if tracing is None:
-        return work
-    return lambda: tracing.call(operation, model, options, work)
-
-
 def propagating(tracing: Tracing | None, transport: Transport) -> Transport:
     """`transport`, each request carrying the trace context of the span current when it
     is sent (its attempt's) when there is tracing; as it is without."""
@@ -390,6 +376,8 @@ def propagating(tracing: Tracing | None, transport: Transport) -> Transport:
 # The span current in a task: a call's while it runs, an attempt's inside it. Cheaper
 # than OpenTelemetry's context.
 _CURRENT: ContextVar[Parent | None] = ContextVar("prismgate_span", default=None)
+# A call's span, and the token that makes its parent current again.
+OpenCall = tuple[SpanRecord, Token[Parent | None]]
 
 
 class Tracing:
@@ -460,17 +448,11 @@ class Tracing:
         self._endings: dict[tuple[Any, ...], Shared] = {}
         self._answered = Shared({"http.response.status_code": 200})
 
-    async def call(
-        self,
-        operation: str,
-        model: str,
-        options: CallOptions,
-        work: Callable[[], Awaitable[Served[A]]],
-    ) -> Served[A]:
-        """`work()` inside the call's span, the parent of its attempts' spans. A stream's
-        span ends when the stream is closed."""
-        remote = options.remote
-        kind = SERVER if remote else INTERNAL
+    def open_call(self, operation: str, model: str, options: CallOptions) -> OpenCall:
+        """The call's span, current (the parent of its attempts' spans) until
+        `close_call`. Opened and closed inline by the call's own coroutine
+        (call_reporting.py): a coroutine of its own would be resumed at every wait."""
+        kind = SERVER if options.remote else INTERNAL
         alike = (operation, model, kind)
         shape = self._shapes.get(alike) or _kept(self._shapes, alike, _call_shape(*alike))
         attributes: dict[str, Any] = {}
@@ -484,51 +466,27 @@ class Tracing:
         if team is not None:
             attributes["prismgate.team_id"] = team.team_id
         span = self._start(shape, attributes, options.traceparent)
-        token = _CURRENT.set(span)
-        try:
-            served = await work()
-        except BaseException as exc:
-            self._end_call(span, None, exc, remote=remote)
-            raise
-        finally:
-            _CURRENT.reset(token)
-        if isinstance(served.value, RelayedStream):
-            done = served
-            served.value.at_close(
-                lambda failure: self._end_call(span, done, failure, remote=remote)
-            )
+        return span, _CURRENT.set(span)
+
+    def close_call(
+        self, opened: OpenCall, served: Served[Any] | None, failure: BaseException | None
+    ) -> None:
+        """The call of `open_call` ended, `served` or with `failure`: its span is no
+        longer current, and ends (a stream's when the stream is closed)."""
+        span, token = opened
+        _CURRENT.reset(token)
+        remote = span.shape.kind == SERVER
+        if failure is None and served is not None and isinstance(served.value, RelayedStream):
+            served.value.at_close(lambda broke: self._end_call(span, served, broke, remote=remote))
         else:
-            self._end_call(span, served, None, remote=remote)
-        return served
+            self._end_call(span, served, failure, remote=remote)
 
-    def attempts(
-        self, attempt: Callable[[Target], Awaitable[A]]
-    ) -> Callable[[Target], Awaitable[A]]:
-        """`attempt`, each run inside a span of its own (numbered from 1), the current
-        span while it runs: its upstream requests carry its trace context."""
-        numbers = itertools.count(1)
-        shapes = self._shapes
-
-        async def traced(target: Target) -> A:
-            deployment = target.deployment
-            key = (next(numbers), target.label, deployment.provider, deployment.model)
-            shape = shapes.get(key) or _kept(shapes, key, _attempt_shape(*key))
-            parent = _CURRENT.get()
-            span = SpanRecord(shape, parent, True if parent is None else parent.sampled)
-            token = _CURRENT.set(span)
-            try:
-                value = await attempt(target)
-            except BaseException as exc:
-                _failed(span, exc, error_status=True)
-                self._end(span)
-                raise
-            finally:
-                _CURRENT.reset(token)
-            span.ended = self._answered
-            self._end(span)
-            return value
-
-        return traced
+    def attempt(self, target: Target) -> AttemptSpan:
+        """A context manager: the span of one try at `target` (numbered from 1 within
+        its call), current while it runs, so that its upstream requests carry its trace
+        context. Entered inside the attempt's own coroutine, for the same reason as
+        `open_call`."""
+        return AttemptSpan(self, target)
 
     def headers(self) -> dict[str, str]:
         """The current span's W3C `traceparent`, for an upstream request; outside the
@@ -656,6 +614,40 @@ class Tracing:
         if span.sampled:
             span.end = time_ns()
             self._hand_over(span)
+
+
+class AttemptSpan:
+    """`Tracing.attempt`'s context manager."""
+
+    __slots__ = ("_span", "_target", "_token", "_tracing")
+
+    def __init__(self, tracing: Tracing, target: Target) -> None:
+        self._tracing = tracing
+        self._target = target
+
+    def __enter__(self) -> None:
+        target = self._target
+        deployment = target.deployment
+        parent = _CURRENT.get()
+        number = 1
+        if isinstance(parent, SpanRecord):  # the call's span: it counts its attempts
+            parent.children += 1
+            number = parent.children
+        key = (number, target.label, deployment.provider, deployment.model)
+        shapes = self._tracing._shapes
+        shape = shapes.get(key) or _kept(shapes, key, _attempt_shape(*key))
+        span = SpanRecord(shape, parent, True if parent is None else parent.sampled)
+        self._span = span
+        self._token = _CURRENT.set(span)
+
+    def __exit__(self, _kind: object, failure: BaseException | None, _trace: object) -> None:
+        span = self._span
+        _CURRENT.reset(self._token)
+        if failure is None:
+            span.ended = self._tracing._answered
+        else:
+            _failed(span, failure, error_status=True)
+        self._tracing._end(span)
 
 
 def _kept(kept: dict[tuple[Any, ...], K], key: tuple[Any, ...], made: K) -> K:
