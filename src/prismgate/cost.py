@@ -111,12 +111,12 @@ def image_price_bound(
     # Unset means the model's default quality (listed first), as the provider bills it.
     quality = getattr(request, "quality", None) or (capabilities.qualities or (None,))[0]
     per_image = 0.0
-    if pricing.per_image:
-        table = pricing.per_image
+    if table := pricing.per_image:
         tier = quality if quality in table else "*" if "*" in table else None
-        for by_size in [table[tier]] if tier else table.values():
-            prices = [by_size[size]] if size in by_size else list(by_size.values())
-            per_image = max([per_image, *prices])
+        # Its size's price, else its dearest size's, in its tier, else in every tier.
+        for by_size in (table[tier],) if tier else table.values():
+            price = by_size[size] if size in by_size else max(by_size.values(), default=0.0)
+            per_image = max(per_image, price)
     if pricing.output_image_per_token is not None:
         tokens = IMAGE_OUTPUT_TOKENS
         if size is not None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from prismgate.types.meta import RateLimitStatus
 
-__all__ = ["rate_limit_headers", "wait_text"]
+__all__ = ["rate_limit_headers", "raw_rate_limit_headers", "wait_text"]
 
 
 def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
@@ -22,6 +22,23 @@ def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
     return headers
 
 
+def raw_rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> list[tuple[bytes, bytes]]:
+    """`rate_limit_headers`, encoded as an ASGI answer carries them (every limited call's
+    answer does: the names are encoded once)."""
+    headers = []
+    for status in statuses:
+        limit, remaining, reset = _RAW_NAMES.get(status.unit) or _raw_names(status.unit)
+        headers.append((limit, b"%d" % status.limit))
+        headers.append((remaining, b"%d" % status.remaining))
+        headers.append((reset, wait_text(status.reset).encode()))
+    return headers
+
+
+def _raw_names(unit: str) -> tuple[bytes, bytes, bytes]:
+    limit, remaining, reset = _names(unit)
+    return limit.encode("latin-1"), remaining.encode("latin-1"), reset.encode("latin-1")
+
+
 def _names(unit: str) -> tuple[str, str, str]:
     return (
         f"x-ratelimit-limit-{unit}",
@@ -32,6 +49,7 @@ def _names(unit: str) -> tuple[str, str, str]:
 
 # Every limited call answers with these: their names are made once.
 _NAMES = {unit: _names(unit) for unit in ("requests", "tokens", "images")}
+_RAW_NAMES = {unit: _raw_names(unit) for unit in _NAMES}
 
 
 def wait_text(seconds: float) -> str:

@@ -34,4 +34,4 @@ async def completions(request: Request) -> Response:
             background=BackgroundTask(stream.aclose),
         )
     served = await state.gateway.chat_completion(chat_request, options)
-    return json_response(served.value, headers=served_headers(served.meta))
+    return json_response(served.value, raw_headers=served_headers(served.meta))

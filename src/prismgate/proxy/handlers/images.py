@@ -58,7 +58,7 @@ async def variations(request: Request) -> Response:
 
 def _answer(served: Served[ImageResponse]) -> Response:
     response = served.value
-    return json_response(response.relayed_body or response, headers=served_headers(served.meta))
+    return json_response(response.relayed_body or response, raw_headers=served_headers(served.meta))
 
 
 # Event streams must reach the client as they are made, not buffered by a proxy between.
