@@ -73,6 +73,8 @@ _PACK_DOUBLE = struct.Struct("<d").pack
 # how many values of one key it keeps.
 _CACHED = 4096
 _VARYING = 256
+# A key, or a text value, this short makes a `KeyValue` whose lengths are one byte each.
+_SHORT = 40
 _TWO_BYTE_HEAD = struct.Struct("BBB").pack
 # The tag and length of each length-delimited field shorter than 128 bytes.
 _HEADS = {
@@ -179,6 +181,9 @@ class RecordEncoder:
         # By (key, type, value): the type keeps 1, 1.0 and True apart (equal as keys).
         self._fields: dict[tuple[str, type, Any], bytes] = {}
         self._values: dict[str, int] = {}  # by key, how many of its values are kept
+        # By key, for keys past `_VARYING` values: the key's encoded field, a `KeyValue`'s
+        # first part.
+        self._varying: dict[str, bytes] = {}
         self._resource: Resource | None = None
         self._around = (b"", b"")  # the encoded resource, and its schema URL
 
@@ -223,7 +228,11 @@ class RecordEncoder:
         # Fields out of their numbers' order, which protobuf allows: ids (1, 2, 4), name
         # (5) and kind (6) with the shape's attributes (9), times (7, 8), the others (9),
         # status (15), flags (16).
-        return _len(0x12, b"".join((ids, shaped, times, own, tail)))
+        body = b"".join((ids, shaped, times, own, tail))
+        size = len(body)
+        if 0x80 <= size < 0x4000:  # most spans: `_len`'s two-byte case, inline
+            return _TWO_BYTE_HEAD(0x12, size & 0x7F | 0x80, size >> 7) + body
+        return _len(0x12, body)
 
     def _keep(self, shared: Shape | Shared) -> bytes:
         """The name and kind fields of a `Shape` and its attributes; a `Shared`'s
@@ -238,10 +247,18 @@ class RecordEncoder:
 
     def _own(self, attributes: Mapping[str, Any]) -> bytes:
         """A span's own attributes, each kept while its key has not had `_VARYING`
-        values."""
-        fields, values = self._fields, self._values
+        values; a short text of a key past that (a request id) is written from its key's
+        encoded head, without a lookup."""
+        fields, values, varying = self._fields, self._values, self._varying
         encoded = []
         for key, value in attributes.items():
+            head = varying.get(key)
+            if head is not None and type(value) is str and (size := len(value)) < _SHORT:
+                data = value.encode()
+                if len(data) == size:  # ASCII: its length in bytes is known
+                    encoded.append(_HEADS[0x4A][len(head) + size + 4] + head)
+                    encoded.append(_HEADS[0x12][size + 2] + _HEADS[0x0A][size] + data)
+                    continue
             field = fields.get((key, type(value), value))
             if field is None:
                 field = _field(0x4A, key, value)
@@ -250,8 +267,11 @@ class RecordEncoder:
                     if len(fields) >= _CACHED:
                         fields.clear()
                         values.clear()
+                        varying.clear()
                     values[key] = kept + 1
                     fields[key, type(value), value] = field
+                elif key not in varying and len(key) < _SHORT:
+                    varying[key] = _len(0x0A, key.encode())
             encoded.append(field)
         return b"".join(encoded)
 

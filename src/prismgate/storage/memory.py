@@ -199,6 +199,39 @@ class MemoryLimitState:
         if now >= self._next_sweep or len(self._full_at) + len(self._slots) > self._sweep_at:
             self._sweep(now)
         full_at = self._full_at
+        # The usual call: per-minute counters only, each with room for it, taken in one
+        # pass; anything else (a parallel slot, a counter without room) in two, below.
+        taken: list[tuple[tuple[Holder, LimitKind], float]] = []
+        levels: list[LimitLevel] = []
+        for check in checks:
+            if check.kind == "parallel":
+                break
+            start = full_at.get(check.counter, now)
+            start = now if start < now else start
+            limit, cost = check.limit, check.cost
+            need = cost or 1
+            if need > limit:
+                break
+            # bucket_wait(start - now, check), inline, as `_take_checked` computes it.
+            if start - now + need * LIMIT_WINDOW / limit - LIMIT_WINDOW > LIMIT_EPSILON:
+                break
+            if cost:
+                start += cost * LIMIT_WINDOW / limit
+                taken.append((check.counter, start))
+            used = start - now
+            left = math.floor((LIMIT_WINDOW - used) * limit / LIMIT_WINDOW + LIMIT_EPSILON)
+            levels.append(LimitLevel(left if left > 0 else 0, used))
+        else:
+            full_at.update(taken)
+            return LimitAnswer(tuple(levels))
+        return self._take_checked(call_id, checks, lease, now)
+
+    def _take_checked(
+        self, call_id: str, checks: Sequence[LimitCheck], lease: float, now: float
+    ) -> LimitAnswer:
+        """`take`, each check's counter read first: the refusal names the check with the
+        longest wait (a parallel slot's when no per-minute check refuses)."""
+        full_at = self._full_at
         # Each counter as it stands: a bucket's full-again time, or the slots in use.
         starts: list[float] = []
         refused_slot: int | None = None

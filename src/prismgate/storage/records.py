@@ -135,8 +135,10 @@ class KeptImage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     size_bytes: int = 0
 
 
-class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One served request, success or failure, as the spend log keeps it."""
+class SpendRow(msgspec.Struct, frozen=True):
+    """One served request, success or failure, as the spend log keeps it. Fields after
+    the first five have defaults; `spend.spend_row` makes every row positionally, in
+    this order (a test checks it against the field names)."""
 
     request_id: str
     started_at: float
