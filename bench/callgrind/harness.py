@@ -22,11 +22,12 @@ whatever the load, and the spend log writes full batches, as it does at c=32.
 (`--loop uvloop` serves on uvloop instead, as `prismgate serve` does, but its timers
 run on the wall clock: counts then move with the machine's speed.)
 
-What telemetry costs (issue 13): `--otel on` adds OpenTelemetry traces (the config's
-"otel" callback, spans exported over OTLP/HTTP to the upstream process, which answers
-every POST and is not counted), `--otel unexported` makes them without exporting, and
-`--telemetry off` builds the app without its access log and metrics (bench only: the
-proxy has no such switch).
+Logging is set up as `prismgate serve` sets it up, the access log on (its lines go to a
+file of the run's data folder). What telemetry costs (issue 13): `--otel on` adds
+OpenTelemetry traces (the config's "otel" callback, spans exported over OTLP/HTTP to the
+upstream process, which answers every POST and is not counted), `--otel unexported`
+makes them without exporting, and `--telemetry off` builds the app without its access
+log and metrics (bench only: the proxy has no such switch).
 
 Prints one JSON line: the mode, the requests measured, their wall time, and the CPU
 they took per request (in all, and by thread: the spend log's SQLite writer and the
@@ -304,6 +305,8 @@ def _app(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str) ->
 
     if args.telemetry == "off":
         _without_telemetry()
+    else:
+        _serve_logging(data_dir)
     environ = {}
     if args.otel == "on":
         environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
@@ -337,6 +340,19 @@ def _config(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str)
     if args.otel != "off":
         config["litellm_settings"] = {"callbacks": ["otel"]}
     return config
+
+
+def _serve_logging(data_dir: str) -> None:
+    """Logging as `prismgate serve` sets it up (its access log on), the access lines
+    written to a file of the run's data folder instead of stdout (the result's line)."""
+    import logging.config
+
+    from prismgate.observability.log_config import serve_logging
+
+    config, _ = serve_logging("info")
+    lines = Path(data_dir, "access.log").open("w", encoding="utf-8")  # noqa: SIM115 (the run's)
+    config["handlers"]["access"]["stream"] = lines
+    logging.config.dictConfig(config)
 
 
 def _without_telemetry() -> None:

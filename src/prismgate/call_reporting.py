@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -147,17 +147,17 @@ class CallReporting:
                 ),
             )
 
-        opened = None if tracing is None else tracing.open_call(operation, name, options)
+        span = None if tracing is None else tracing.open_call(operation, name, options)
         try:
             served = await work()
         except BaseException as exc:
-            if opened is not None:
-                cast("Tracing", tracing).close_call(opened, None, exc)
+            if span is not None:
+                span.close(None, exc)
             if observers:
                 report(None, exc)
             raise
-        if opened is not None:
-            cast("Tracing", tracing).close_call(opened, served, None)
+        if span is not None:
+            span.close(served, None)
         if not observers:
             return served
         if isinstance(served.value, RelayedStream):

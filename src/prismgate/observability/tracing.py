@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttemptSpan",
-    "OpenCall",
+    "CallSpan",
     "Tracing",
     "TracingSettings",
     "check_tracing",
@@ -376,8 +376,6 @@ def propagating(tracing: Tracing | None, transport: Transport) -> Transport:
 # The span current in a task: a call's while it runs, an attempt's inside it. Cheaper
 # than OpenTelemetry's context.
 _CURRENT: ContextVar[Parent | None] = ContextVar("prismgate_span", default=None)
-# A call's span, and the token that makes its parent current again.
-OpenCall = tuple[SpanRecord, Token[Parent | None]]
 
 
 class Tracing:
@@ -448,9 +446,9 @@ class Tracing:
         self._endings: dict[tuple[Any, ...], Shared] = {}
         self._answered = Shared({"http.response.status_code": 200})
 
-    def open_call(self, operation: str, model: str, options: CallOptions) -> OpenCall:
-        """The call's span, current (the parent of its attempts' spans) until
-        `close_call`. Opened and closed inline by the call's own coroutine
+    def open_call(self, operation: str, model: str, options: CallOptions) -> CallSpan:
+        """The call's span, current (the parent of its attempts' spans) until it is
+        closed (`CallSpan.close`). Opened and closed inline by the call's own coroutine
         (call_reporting.py): a coroutine of its own would be resumed at every wait."""
         kind = SERVER if options.remote else INTERNAL
         alike = (operation, model, kind)
@@ -466,20 +464,7 @@ class Tracing:
         if team is not None:
             attributes["prismgate.team_id"] = team.team_id
         span = self._start(shape, attributes, options.traceparent)
-        return span, _CURRENT.set(span)
-
-    def close_call(
-        self, opened: OpenCall, served: Served[Any] | None, failure: BaseException | None
-    ) -> None:
-        """The call of `open_call` ended, `served` or with `failure`: its span is no
-        longer current, and ends (a stream's when the stream is closed)."""
-        span, token = opened
-        _CURRENT.reset(token)
-        remote = span.shape.kind == SERVER
-        if failure is None and served is not None and isinstance(served.value, RelayedStream):
-            served.value.at_close(lambda broke: self._end_call(span, served, broke, remote=remote))
-        else:
-            self._end_call(span, served, failure, remote=remote)
+        return CallSpan(self, span, _CURRENT.set(span))
 
     def attempt(self, target: Target) -> AttemptSpan:
         """A context manager: the span of one try at `target` (numbered from 1 within
@@ -614,6 +599,30 @@ class Tracing:
         if span.sampled:
             span.end = time_ns()
             self._hand_over(span)
+
+
+class CallSpan:
+    """`Tracing.open_call`'s span, open."""
+
+    __slots__ = ("_span", "_token", "_tracing")
+
+    def __init__(self, tracing: Tracing, span: SpanRecord, token: Token[Parent | None]) -> None:
+        self._tracing = tracing
+        self._span = span
+        self._token = token
+
+    def close(self, served: Served[Any] | None, failure: BaseException | None) -> None:
+        """The call ended, `served` or with `failure`: its span is no longer current, and
+        ends (a stream's when the stream is closed)."""
+        span, tracing = self._span, self._tracing
+        _CURRENT.reset(self._token)
+        remote = span.shape.kind == SERVER
+        if failure is None and served is not None and isinstance(served.value, RelayedStream):
+            served.value.at_close(
+                lambda broke: tracing._end_call(span, served, broke, remote=remote)
+            )
+        else:
+            tracing._end_call(span, served, failure, remote=remote)
 
 
 class AttemptSpan:
