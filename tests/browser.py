@@ -82,6 +82,8 @@ class WatchedPage:
         self.problems.append(f"uncaught exception: {error.message}")
 
     def _failed(self, request: Request) -> None:
+        if request.failure == "net::ERR_ABORTED" and request.url.endswith("/favicon.svg"):
+            return  # the browser drops its icon fetch when the page moves on: not the page's
         self.problems.append(f"failed request: {request.method} {request.url} {request.failure}")
 
     def _answered(self, response: Response) -> None:

@@ -3,11 +3,12 @@ caller's W3C trace continued and handed on to the provider.
 
 Off unless the config names LiteLLM's "otel" callback (`litellm_settings.callbacks`).
 Then `Gateway` builds a `Tracing` from the config at startup (its own tracer provider,
-never OpenTelemetry's global one) and calls it explicitly: `call()` around each call,
-`attempts()` around each try at a deployment, `headers()` for the `traceparent` that each
-upstream request carries (naming its attempt's span). A proxy call's parent is the span
-its `traceparent` header names (`CallOptions.traceparent`); an SDK caller's own current
-span is the parent of the SDK's.
+never OpenTelemetry's global one) and calls it explicitly: `open_call()` when a call
+begins (its `CallSpan` closed when it ends), `attempt()` around each try at a deployment,
+`headers()` for the `traceparent` that each upstream request carries (naming its
+attempt's span). A proxy call's parent is the span its `traceparent` header names
+(`CallOptions.traceparent`); an SDK caller's own current span is the parent of the
+SDK's.
 
 Spans carry what a spend-log row says about a call (model, provider, cost, status,
 `x-portkey-trace-id`), never a prompt, an image or a credential; a failure is recorded by
@@ -73,7 +74,6 @@ __all__ = [
     "tracing_settings",
 ]
 
-A = TypeVar("A")
 K = TypeVar("K")
 
 log = logging.getLogger(__name__)
