@@ -57,7 +57,7 @@ from prismgate.providers.chat_rules import drop_or_refuse
 from prismgate.providers.image_rules import accepts, check_image_request
 from prismgate.response_cache import ResponseCache, cache_policy
 from prismgate.routing.deployments import CallerOverrides, DeploymentResolver
-from prismgate.routing.plans import PlanRunner, RunContext, VirtualKeys
+from prismgate.routing.plans import PlanRunner, RunContext, VirtualKeys, with_overrides
 from prismgate.routing.router import Router, Target, router_policy
 from prismgate.routing.shutdowns import refuse_shut_down
 from prismgate.storage import KeyStore, Stores, open_stores
@@ -74,7 +74,6 @@ from prismgate.types import (
     Served,
 )
 from prismgate.types.chat import ChatCompletion, ChatCompletionRequest
-from prismgate.types.validation import convert_request
 
 if TYPE_CHECKING:
     from prismgate.identity.sealing import Sealer
@@ -437,7 +436,7 @@ class Gateway:
     ) -> Served[ImageResponse]:
         """One try on one deployment."""
         deployment, provider, environ = self._resolved(target, options)
-        request, extra_overrides = _with_overrides(request, target.override_params)
+        request, extra_overrides = with_overrides(request, target.override_params)
         info = deployment.info
         capabilities = info.image if info else None
         operation = image_operation(provider, request, info, name)
@@ -612,7 +611,7 @@ class Gateway:
         self, request: ChatCompletionRequest, options: CallOptions, target: Target
     ) -> tuple[ChatCompletions, ChatCall, Provider]:
         deployment, provider, environ = self._resolved(target, options)
-        request, extra_overrides = _with_overrides(request, target.override_params)
+        request, extra_overrides = with_overrides(request, target.override_params)
         if provider.chat is None:
             raise BadRequestError(
                 f"{request.model} cannot chat (its provider {provider.name} has no chat API)",
@@ -760,25 +759,6 @@ class Gateway:
 
 def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-def _with_overrides(request: S, override_params: Mapping[str, Any]) -> tuple[S, dict[str, Any]]:
-    """A Portkey target's `override_params` over the request: OpenAI fields replace the
-    request's own (multipart edits included), the rest are provider parameters. `model`
-    chose the target already."""
-    if not override_params:
-        return request, {}
-    fields = request.__struct_fields__
-    known = {k: v for k, v in override_params.items() if k in fields and k != "model"}
-    extra = {k: v for k, v in override_params.items() if k not in fields}
-    if known:
-        request = convert_request(
-            {**msgspec.structs.asdict(request), **known}, type(request), strict=False
-        )
-    return request, extra
 
 
 def _for_this_call(meta: CallMeta, options: CallOptions) -> CallMeta:

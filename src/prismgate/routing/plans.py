@@ -41,8 +41,17 @@ from prismgate.routing.portkey_config import (
 )
 from prismgate.routing.router import AttemptLog, Outcome, Router, Target
 from prismgate.routing.virtual_keys import VirtualKey, VirtualKeys
+from prismgate.types.validation import convert_request
 
-__all__ = ["Plan", "PlanRunner", "RunContext", "VirtualKeys", "leaves", "virtual_key_leaf"]
+__all__ = [
+    "Plan",
+    "PlanRunner",
+    "RunContext",
+    "VirtualKeys",
+    "leaves",
+    "virtual_key_leaf",
+    "with_overrides",
+]
 
 T = TypeVar("T")
 PARAM = "x-portkey-config"
@@ -310,3 +319,22 @@ def virtual_key_leaf(name: str) -> PlanLeaf:
         cache=None,
         request_timeout=None,
     )
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def with_overrides(request: S, override_params: Mapping[str, Any]) -> tuple[S, dict[str, Any]]:
+    """A Portkey target's `override_params` over the request: OpenAI fields replace the
+    request's own (multipart edits included), the rest are provider parameters. `model`
+    chose the target already."""
+    if not override_params:
+        return request, {}
+    fields = request.__struct_fields__
+    known = {k: v for k, v in override_params.items() if k in fields and k != "model"}
+    extra = {k: v for k, v in override_params.items() if k not in fields}
+    if known:
+        request = convert_request(
+            {**msgspec.structs.asdict(request), **known}, type(request), strict=False
+        )
+    return request, extra
