@@ -13,13 +13,7 @@ __all__ = ["rate_limit_headers", "raw_rate_limit_headers", "wait_text"]
 def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
     """OpenAI's rate-limit headers, `x-ratelimit-{limit,remaining,reset}-<unit>` for each
     limited unit (requests, tokens, and prismgate's images)."""
-    headers = {}
-    for status in statuses:
-        limit, remaining, reset = _NAMES.get(status.unit) or _names(status.unit)
-        headers[limit] = str(status.limit)
-        headers[remaining] = str(status.remaining)
-        headers[reset] = wait_text(status.reset)
-    return headers
+    return {name.decode(): value.decode() for name, value in raw_rate_limit_headers(statuses)}
 
 
 def raw_rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> list[tuple[bytes, bytes]]:
@@ -27,29 +21,23 @@ def raw_rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> list[tuple[by
     answer does: the names are encoded once)."""
     headers = []
     for status in statuses:
-        limit, remaining, reset = _RAW_NAMES.get(status.unit) or _raw_names(status.unit)
+        limit, remaining, reset = _NAMES.get(status.unit) or _names(status.unit)
         headers.append((limit, b"%d" % status.limit))
         headers.append((remaining, b"%d" % status.remaining))
         headers.append((reset, wait_text(status.reset).encode()))
     return headers
 
 
-def _raw_names(unit: str) -> tuple[bytes, bytes, bytes]:
-    limit, remaining, reset = _names(unit)
-    return limit.encode("latin-1"), remaining.encode("latin-1"), reset.encode("latin-1")
-
-
-def _names(unit: str) -> tuple[str, str, str]:
+def _names(unit: str) -> tuple[bytes, bytes, bytes]:
     return (
-        f"x-ratelimit-limit-{unit}",
-        f"x-ratelimit-remaining-{unit}",
-        f"x-ratelimit-reset-{unit}",
+        f"x-ratelimit-limit-{unit}".encode(),
+        f"x-ratelimit-remaining-{unit}".encode(),
+        f"x-ratelimit-reset-{unit}".encode(),
     )
 
 
 # Every limited call answers with these: their names are made once.
 _NAMES = {unit: _names(unit) for unit in ("requests", "tokens", "images")}
-_RAW_NAMES = {unit: _raw_names(unit) for unit in _NAMES}
 
 
 def wait_text(seconds: float) -> str:

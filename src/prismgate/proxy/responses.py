@@ -51,7 +51,7 @@ def served_headers(meta: CallMeta) -> list[tuple[bytes, bytes]]:
     encode each name and value again."""
     headers = [
         (b"x-portkey-provider", meta.provider.encode("latin-1")),
-        (b"x-portkey-cache-status", _CACHE_STATUS.get(meta.cache_status) or _cache_status(meta)),
+        (b"x-portkey-cache-status", (meta.cache_status or "DISABLED").encode("latin-1")),
         (b"x-portkey-retry-attempt-count", b"%d" % meta.retries),
     ]
     if meta.attempts:
@@ -70,10 +70,3 @@ def served_headers(meta: CallMeta) -> list[tuple[bytes, bytes]]:
     if meta.rate_limits:
         headers.extend(raw_rate_limit_headers(meta.rate_limits))
     return headers
-
-
-_CACHE_STATUS = {None: b"DISABLED", "HIT": b"HIT", "MISS": b"MISS", "REFRESH": b"REFRESH"}
-
-
-def _cache_status(meta: CallMeta) -> bytes:
-    return (meta.cache_status or "DISABLED").encode("latin-1")
