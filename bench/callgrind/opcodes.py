@@ -11,8 +11,11 @@ with a trace function that counts, for each function, the bytecode instructions 
 (`f_trace_opcodes`) between the harness's two marks (its `os.getppid()` calls), in every
 thread (the spend log's writer included). Counting is deterministic (the harness's clock
 moves by requests, not by the wall) and about 15x slower than running free, so a few
-hundred requests do. Setups run in turn, each in a process of its own; the first is the
-base the others are compared with. An instruction is not a fixed cost (a call of a C
+hundred requests do. Each setup runs twice (`--requests`, default 200 and 600), and the
+difference of the two counts over the difference of the requests is what one request
+costs: the window's fixed costs (the spend log's last batch, the wait for it) cancel
+out, as in `measure.py`. Setups run in turn, each in a process of its own; the first is
+the base the others are compared with. An instruction is not a fixed cost (a call of a C
 function is one, whatever it does), so use this to find the Python code that grew, and
 callgrind (`measure.py`) or the bench to weigh it.
 """
@@ -41,16 +44,17 @@ def main() -> None:
     """Count each setup, print the base's total and each other setup's difference."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("setups", nargs="+", help="harness.py options, one string a setup")
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--requests", default="200,600", help="the two request counts")
     parser.add_argument("--top", type=int, default=30, help="functions listed per setup")
     args = parser.parse_args()
-    counts = [_count(_options(setup), args.requests) for setup in args.setups]
+    low, high = (int(count) for count in args.requests.split(","))
+    counts = [_slope(_options(setup), low, high) for setup in args.setups]
     base = counts[0]
-    _say(f"{args.setups[0]}: {sum(base.values()) / args.requests:,.0f} instructions/request")
+    _say(f"{args.setups[0]}: {sum(base.values()):,.0f} instructions/request")
     for setup, other in zip(args.setups[1:], counts[1:], strict=True):
-        extra = (sum(other.values()) - sum(base.values())) / args.requests
+        extra = sum(other.values()) - sum(base.values())
         _say(f"\n{setup}: {extra:+,.0f} instructions/request; by function:")
-        changes = {name: (other[name] - base[name]) / args.requests for name in base | other}
+        changes = {name: other.get(name, 0) - base.get(name, 0) for name in base | other}
         for name, change in sorted(changes.items(), key=lambda item: -abs(item[1]))[: args.top]:
             _say(f"  {change:+9.1f}  {name}")
 
@@ -62,6 +66,14 @@ def _say(line: str) -> None:
 def _options(setup: str) -> list[str]:
     mode, *rest = shlex.split(setup)
     return [f"--mode={mode}", *rest]
+
+
+def _slope(setup: list[str], low: int, high: int) -> dict[str, float]:
+    """Instructions per request by function: the difference of two runs over the
+    difference of their counts, so what the window's edges cost (the spend log's last
+    batch, the settling wait) cancels out."""
+    few, many = _count(setup, low), _count(setup, high)
+    return {name: (many[name] - few[name]) / (high - low) for name in few | many}
 
 
 def _count(setup: list[str], requests: int) -> collections.Counter[str]:
