@@ -50,18 +50,15 @@ async def within_budget(
     `BudgetExceededError` before any upstream call that a budget cannot cover."""
     if budgets is None or not principal.holders:  # no key: nothing is held or counted
         return await route(attempt)
-    bounds: dict[int, float | None] = {}  # by id(): the call keeps its deployments alive
-
-    def bound_of(deployment: Deployment) -> float | None:
-        key = id(deployment)
-        if key not in bounds:
-            bounds[key] = deployment_bound(deployment, request)
-        return bounds[key]
-
     hold = budgets.open(principal)
-    if hold is not None and hold.capped:
+    if hold is None:
+        return await route(attempt)
+    if hold.capped:
         try:
-            known = [b for b in map(bound_of, candidates()) if b is not None]
+            # By id(): `found` keeps its deployments alive while the call runs.
+            found = candidates()
+            bounds = {id(deployment): deployment_bound(deployment, request) for deployment in found}
+            known = [bound for bound in bounds.values() if bound is not None]
             first = max(known) if known else None
             if not hold.cover_now(first):  # the store must be asked: the one wait
                 await hold.cover(first)
@@ -73,22 +70,23 @@ async def within_budget(
         async def attempt(target: Target) -> Served[A]:
             # This deployment may cost more than the call's first bound (a fallback, a
             # Portkey target): its own bound is held before it is called.
-            if id(target.deployment) not in bounds:
-                await budgeted.cover(bound_of(target.deployment))
+            deployment = target.deployment
+            if id(deployment) not in bounds:
+                found.append(deployment)
+                bounds[id(deployment)] = bound = deployment_bound(deployment, request)
+                await budgeted.cover(bound)
             return await plain(target)
 
     try:
         served = await route(attempt)
     except BaseException:
-        if hold is not None:
-            hold.pay(0)
+        hold.pay(0)
         raise
-    if hold is not None:
-        if isinstance(served.value, RelayedStream):
-            stream, paying = served.value, hold
-            stream.at_close(lambda _: paying.pay(_stream_cost(stream, paying)))
-        else:
-            hold.pay(nanos(served.meta.response_cost or 0.0))
+    if isinstance(served.value, RelayedStream):
+        stream, paying = served.value, hold
+        stream.at_close(lambda _: paying.pay(_stream_cost(stream, paying)))
+    else:
+        hold.pay(nanos(served.meta.response_cost or 0.0))
     return served
 
 
@@ -98,13 +96,12 @@ def candidates(
     """The deployments a call's model name routes to: its group's, or the one it names
     directly; none when it names nothing servable (the call fails before it costs)."""
     try:
-        group = deployments.deployments_of(deployments.group_of(name))
+        return list(deployments.group_deployments(deployments.group_of(name)))
     except KeyError:
         try:
             return [deployments.resolve(name, overrides)]
         except PrismgateError:
             return []
-    return [deployment for _, deployment in group]
 
 
 def deployment_bound(deployment: Deployment, request: msgspec.Struct) -> float | None:

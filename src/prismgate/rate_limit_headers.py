@@ -19,12 +19,16 @@ def rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> dict[str, str]:
 def raw_rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> list[tuple[bytes, bytes]]:
     """`rate_limit_headers`, encoded as an ASGI answer carries them (every limited call's
     answer does: the names are encoded once)."""
-    headers = []
+    headers: list[tuple[bytes, bytes]] = []
     for status in statuses:
-        limit, remaining, reset = _NAMES.get(status.unit) or _names(status.unit)
-        headers.append((limit, b"%d" % status.limit))
-        headers.append((remaining, b"%d" % status.remaining))
-        headers.append((reset, wait_text(status.reset).encode()))
+        # Most resets are under a second away: written here without `wait_text`.
+        ms = -(-round(status.reset * 1_000_000) // 1000)
+        reset = b"%dms" % ms if 0 < ms < 1000 else wait_text(status.reset).encode()
+        headers += zip(
+            _NAMES.get(status.unit) or _names(status.unit),
+            (b"%d" % status.limit, b"%d" % status.remaining, reset),
+            strict=True,
+        )
     return headers
 
 

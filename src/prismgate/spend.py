@@ -404,9 +404,6 @@ class SpendRecorder:
 def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:
     """The spend log's row for one call."""
     request: Any = report.request
-    meta = report.meta
-    key = report.principal.key
-    team = report.principal.team
     images = 0
     prompt_tokens = completion_tokens = total_tokens = 0
     value = report.value
@@ -419,42 +416,55 @@ def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:
         prompt_tokens = value.usage.prompt_tokens
         completion_tokens = value.usage.completion_tokens
         total_tokens = value.usage.total_tokens
+    meta = report.meta
+    if meta is None:  # failed before a deployment answered
+        model_group = deployment = provider = api_base = cache_status = None
+        spend = 0
+        adjustments: tuple[str, ...] = ()
+    else:
+        model_group, provider, api_base = meta.model_group, meta.provider, meta.api_base
+        deployment = f"{provider}/{meta.model}"
+        cost = meta.response_cost
+        spend = nanos(cost) if cost else 0
+        cache_status, adjustments = meta.cache_status, meta.adjusted
+    token, key_alias, team_id, user_id = report.principal.spend_owner
     prompt = getattr(request, "prompt", None)
     failure = report.failure
     # The time the proxy's request waited on providers (call_tracking.py); an SDK call has
     # no track, and its row says 0.
     track = CURRENT_TRACK.get()
     upstream = track.upstream if track is not None else None
+    started_at, latency = report.started_at, report.latency
     # Positional, in the fields' order: CPython makes a call with more than 15 keyword
     # arguments build a dict of them first (a row of keywords cost ~2.5x as much).
     return SpendRow(
         report.request_id,  # request_id
-        report.started_at,  # started_at
-        report.started_at + report.latency,  # ended_at
+        started_at,  # started_at
+        started_at + latency,  # ended_at
         report.operation,  # call_type
         report.status,  # status_code
-        key.token if key else None,  # token
-        key.key_alias if key else None,  # key_alias
-        team.team_id if team else None,  # team_id
-        key.user_id if key else None,  # user_id
+        token,  # token
+        key_alias,  # key_alias
+        team_id,  # team_id
+        user_id,  # user_id
         getattr(request, "user", None),  # end_user
         report.model,  # model
-        meta.model_group if meta else None,  # model_group
-        f"{meta.provider}/{meta.model}" if meta else None,  # deployment
-        meta.provider if meta else None,  # provider
-        meta.api_base if meta else None,  # api_base
+        model_group,  # model_group
+        deployment,  # deployment
+        provider,  # provider
+        api_base,  # api_base
         images,  # images
         getattr(request, "size", None),  # image_size
         getattr(request, "quality", None),  # image_quality
         prompt_tokens,  # prompt_tokens
         completion_tokens,  # completion_tokens
         total_tokens,  # total_tokens
-        nanos(meta.response_cost or 0.0) if meta else 0,  # spend
-        meta.cache_status if meta else None,  # cache_status
-        report.latency * 1000,  # latency_ms
+        spend,  # spend
+        cache_status,  # cache_status
+        latency * 1000,  # latency_ms
         0.0 if upstream is None else upstream * 1000,  # upstream_ms
         report.attempts,  # attempts
-        meta.adjusted if meta else (),  # adjustments
+        adjustments,  # adjustments
         report.trace_id,  # trace_id
         dict(report.metadata) if report.metadata else {},  # metadata
         prompt[:PROMPT_CHARS] if keep_prompt and isinstance(prompt, str) else None,  # prompt

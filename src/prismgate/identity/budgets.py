@@ -75,18 +75,27 @@ class _Account:
 _Part = tuple[_Lease, Nanos]
 
 
-@dataclass(slots=True, eq=False)
 class Hold:
     """One call's claim on its budgets: `cover` each deployment's price bound before its
     attempt goes upstream, then `pay` once, with what the call cost."""
 
-    _budgets: Budgets
-    _principal: Principal
-    _account: _Account
-    _capped: bool
-    _parts: list[_Part] = field(default_factory=list)
-    _held: Nanos = 0  # the sum of the parts' amounts
-    _paid: bool = False
+    # Made for every keyed call: plain slots, and the usual single part in two of them
+    # (a call covered again, for a dearer fallback, keeps its further parts in a list).
+    __slots__ = ("_account", "_amount", "_budgets", "_capped", "_held", "_lease", "_more",
+                 "_paid", "_principal")  # fmt: skip
+
+    def __init__(
+        self, budgets: Budgets, principal: Principal, account: _Account, capped: bool
+    ) -> None:
+        self._budgets = budgets
+        self._principal = principal
+        self._account = account
+        self._capped = capped
+        self._lease: _Lease | None = None  # the first part: its lease and amount
+        self._amount: Nanos = 0
+        self._more: list[_Part] | None = None  # the parts after it
+        self._held: Nanos = 0  # the sum of the parts' amounts
+        self._paid = False
 
     @property
     def capped(self) -> bool:
@@ -105,21 +114,27 @@ class Hold:
         if self.cover_now(price):
             return
         wanted = self._wanted(price)
-        self._parts.append(await self._budgets._take(self._principal, self._account, wanted))
-        self._held += wanted
+        self._add(await self._budgets._take(self._principal, self._account, wanted))
 
     def cover_now(self, price: float | None) -> bool:
         """`cover(price)` when this process's lease has room for it (the usual case: taken
         in memory, no wait); False, and nothing held, when the store must be asked."""
-        wanted = self._wanted(price)
+        if not self._capped or self._paid:
+            return True
+        # `_wanted(price)`, inline: this runs for every capped call.
+        wanted = max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self._held
         if wanted <= 0:
             return True
         account = self._account
         lease = account.lease
         if lease is None or lease.closed or lease.room < wanted:
             return False
-        self._parts.append(self._budgets._draw(self._principal, account, lease, wanted))
-        self._held += wanted
+        self._budgets._draw(self._principal, account, lease, wanted)
+        if self._lease is None:  # the usual call: its first part
+            self._lease, self._amount = lease, wanted
+            self._held = wanted
+        else:
+            self._add((lease, wanted))
         return True
 
     def _wanted(self, price: float | None) -> Nanos:
@@ -128,6 +143,16 @@ class Hold:
             return 0
         # Never zero: a budget that is spent refuses even a call that costs nothing.
         return max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self._held
+
+    def _add(self, part: _Part) -> None:
+        lease, amount = part
+        if self._lease is None:
+            self._lease, self._amount = lease, amount
+        elif self._more is None:
+            self._more = [(lease, amount)]
+        else:
+            self._more.append((lease, amount))
+        self._held += amount
 
     def pay(self, cost: Nanos) -> None:
         """The call ended and cost `cost` (0 when it failed): return the rest of its hold.
@@ -140,16 +165,30 @@ class Hold:
         if not self._capped:
             account.owed += cost
             return
-        last = len(self._parts) - 1
-        for index, (lease, amount) in enumerate(self._parts):
-            # Each part pays up to its amount; the last one pays what is left, even past it.
-            spent = cost if index == last else min(cost, amount)
-            cost -= spent
-            lease.room += amount - spent
-            lease.spent += spent
+        lease = self._lease
+        if lease is None:
+            return
+        if self._more is None:  # the usual call: one part, which pays it all
+            lease.room += self._amount - cost
+            lease.spent += cost
             lease.calls -= 1
             if lease.closed and lease.calls == 0:
                 self._budgets._settle_soon(account, lease)
+            return
+        parts = [(lease, self._amount), *self._more]
+        last = len(parts) - 1
+        for index, (part_lease, amount) in enumerate(parts):
+            # Each part pays up to its amount; the last one pays what is left, even past it.
+            spent = cost if index == last else min(cost, amount)
+            cost -= spent
+            self._give_back(account, part_lease, amount, spent)
+
+    def _give_back(self, account: _Account, lease: _Lease, amount: Nanos, spent: Nanos) -> None:
+        lease.room += amount - spent
+        lease.spent += spent
+        lease.calls -= 1
+        if lease.closed and lease.calls == 0:
+            self._budgets._settle_soon(account, lease)
 
 
 class Budgets:

@@ -70,6 +70,10 @@ class Principal:
     capped: bool = field(init=False, repr=False, compare=False)
     # Whether every model group is allowed (no list on the key or its team): no matching.
     _any_model: bool = field(init=False, repr=False, compare=False)
+    # Who a spend-log row names: the key's token and alias, its team's and user's ids.
+    spend_owner: tuple[str | None, str | None, str | None, str | None] = field(
+        init=False, repr=False, compare=False
+    )
     _limits: dict[int, LimitSet] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
@@ -89,6 +93,11 @@ class Principal:
         object.__setattr__(self, "holders", tuple(holders))
         object.__setattr__(self, "capped", capped)
         object.__setattr__(self, "_any_model", any_model)
+        key, team = self.key, self.team
+        owner: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
+        if key is not None:
+            owner = (key.token, key.key_alias, team.team_id if team else None, key.user_id)
+        object.__setattr__(self, "spend_owner", owner)
 
     def limits(self, images: int) -> LimitSet:
         """The counters a call asking for `images` takes from: each limit of the key, its

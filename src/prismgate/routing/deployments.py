@@ -86,6 +86,9 @@ class DeploymentResolver:
             groups.setdefault(entry.model_name, []).append((entry, deployment))
             candidates.setdefault(entry.model_name, []).append(_candidate(entry, deployment, index))
         self._groups = {name: tuple(pairs) for name, pairs in groups.items()}
+        self._group_deployments = {
+            name: tuple(deployment for _, deployment in pairs) for name, pairs in groups.items()
+        }
         self.candidates: Mapping[str, tuple[Candidate, ...]] = {
             name: tuple(group) for name, group in candidates.items()
         }
@@ -108,6 +111,10 @@ class DeploymentResolver:
     def deployments_of(self, group: str) -> tuple[tuple[ModelEntry, Deployment], ...]:
         """Each config entry of `group` with the deployment it resolves to."""
         return self._groups[group]
+
+    def group_deployments(self, group: str) -> tuple[Deployment, ...]:
+        """The deployments of `group`, in config order (KeyError: no such group)."""
+        return self._group_deployments[group]
 
     def resolve(self, name: str, overrides: CallerOverrides | None = None) -> Deployment:
         """The deployment for `name` (a group's first: what it is, not where a call goes;

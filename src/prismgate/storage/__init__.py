@@ -20,6 +20,7 @@ are each logged once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -268,11 +269,24 @@ class LimitCheck:
     kind: LimitKind
     limit: int
     cost: int
-    # The counter's name, (holder, kind): made once, as checks are made once per caller.
+    # Worked out once, as checks are made once per caller and images asked for:
+    # the counter's name, (holder, kind);
     counter: tuple[Holder, LimitKind] = field(init=False, repr=False, compare=False)
+    # for a per-minute limit, the seconds of its window the call must find free (its cost,
+    # at least 1; infinite when that is more than the whole limit: it never passes) and
+    # the seconds its cost takes.
+    needed_span: float = field(init=False, repr=False, compare=False)
+    taken_span: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counter", (self.holder, self.kind))
+        need = self.cost or 1
+        fits = need <= self.limit
+        needed = need * LIMIT_WINDOW / self.limit if fits else math.inf
+        object.__setattr__(self, "needed_span", needed)
+        object.__setattr__(
+            self, "taken_span", self.cost * LIMIT_WINDOW / self.limit if fits else 0.0
+        )
 
 
 class LimitLevel(msgspec.Struct, frozen=True, gc=False):

@@ -208,18 +208,14 @@ class MemoryLimitState:
                 break
             start = full_at.get(check.counter, now)
             start = now if start < now else start
-            limit, cost = check.limit, check.cost
-            need = cost or 1
-            if need > limit:
+            # The wait `_take_checked` computes (more than the whole limit: infinite).
+            if start - now + check.needed_span - LIMIT_WINDOW > LIMIT_EPSILON:
                 break
-            # bucket_wait(start - now, check), inline, as `_take_checked` computes it.
-            if start - now + need * LIMIT_WINDOW / limit - LIMIT_WINDOW > LIMIT_EPSILON:
-                break
-            if cost:
-                start += cost * LIMIT_WINDOW / limit
+            if check.cost:
+                start += check.taken_span
                 taken.append((check.counter, start))
             used = start - now
-            left = math.floor((LIMIT_WINDOW - used) * limit / LIMIT_WINDOW + LIMIT_EPSILON)
+            left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
             levels.append(LimitLevel(left if left > 0 else 0, used))
         else:
             full_at.update(taken)
@@ -247,13 +243,11 @@ class MemoryLimitState:
             start = full_at.get(check.counter, now)
             start = now if start < now else start  # max(), without the call
             starts.append(start)
-            # bucket_wait(start - now, check), inline: this runs for every limited call.
-            need = check.cost or 1
-            if need > check.limit:  # more than the whole limit: never passes
+            if check.needed_span == math.inf:  # more than the whole limit: never passes
                 if refused_slot is None:
                     refused_slot = i
                 continue
-            wait = start - now + need * LIMIT_WINDOW / check.limit - LIMIT_WINDOW
+            wait = start - now + check.needed_span - LIMIT_WINDOW
             if wait > LIMIT_EPSILON and wait > retry:  # the longest wait is when all pass
                 refused_rate, retry = i, wait
         if refused_rate is not None:
@@ -268,7 +262,7 @@ class MemoryLimitState:
                 continue
             start = starts[i]
             if check.cost:
-                start += check.cost * LIMIT_WINDOW / check.limit
+                start += check.taken_span
                 full_at[check.counter] = start
             used = start - now
             left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
@@ -310,16 +304,6 @@ class MemoryLimitState:
         self._full_at = {c: full for c, full in self._full_at.items() if full > now}
         self._slots = {c: live for c in list(self._slots) if (live := self._live_slots(c, now))}
         self._sweep_at = max(_SWEEP_START, 2 * (len(self._full_at) + len(self._slots)))
-
-
-def bucket_wait(used: float, check: LimitCheck) -> float | None:
-    """Seconds until a per-minute check fits a bucket of which `used` seconds are taken
-    (<= 0: it fits now); None when it asks for more than its whole limit."""
-    need = max(check.cost, 1)
-    if need > check.limit:
-        return None
-    wait = used + need * LIMIT_WINDOW / check.limit - LIMIT_WINDOW
-    return wait if wait > LIMIT_EPSILON else 0.0
 
 
 def _levels(

@@ -234,20 +234,19 @@ class _RowValues:
         """Append `row`'s values to `flat`."""
         start = len(flat)
         flat.extend(_fields(row))
-        flat.append(self._day_of(row.started_at))
-        for index in self._json:
-            value = flat[start + index]
+        day = self._days.get(int(row.started_at // 86_400))
+        flat.append(day if day is not None else self._new_day(row.started_at))
+        for offset in self._json:
+            index = start + offset
+            value = flat[index]
             # Most rows' lists and dicts are empty: their text needs no encoder.
-            empty = None if value else _EMPTY_JSON.get(type(value))
-            flat[start + index] = empty if empty is not None else _encode(value).decode()
+            flat[index] = _encode(value).decode() if value else _EMPTY_JSON[type(value)]
 
-    def _day_of(self, timestamp: float) -> str:
-        number = int(timestamp // 86_400)
-        day = self._days.get(number)
-        if day is None:
-            if len(self._days) > 8:  # a long-lived log: keep only the days in use
-                self._days.clear()
-            day = self._days[number] = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    def _new_day(self, timestamp: float) -> str:
+        if len(self._days) > 8:  # a long-lived log: keep only the days in use
+            self._days.clear()
+        day = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+        self._days[int(timestamp // 86_400)] = day
         return day
 
 
