@@ -36,7 +36,7 @@ import msgspec
 from prismgate.errors import LimitReachedError, PrismgateError
 from prismgate.identity.principal import LimitSet, Principal
 from prismgate.rate_limit_headers import wait_text
-from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitLevel, LimitState
+from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitState
 from prismgate.streaming import RelayedStream
 from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
 from prismgate.types.meta import RateLimitStatus
@@ -175,7 +175,7 @@ class _LimitedAdmission(Admission):
         self._principal = principal
         self._limits = limits
         self._call_id = call_id
-        self._levels: tuple[LimitLevel, ...] = ()
+        self._levels: tuple[RateLimitStatus, ...] = ()
         self._tokens = 0  # what the call used, once known (when tokens are counted)
         self._handed_to_stream = False
 
@@ -245,17 +245,8 @@ class _LimitedAdmission(Admission):
         checks, levels = self._limits.checks, self._levels
         per_unit = self._limits.per_unit
         if per_unit is not None and not self._tokens:  # one check per unit: nothing to pick
-            return tuple(
-                [
-                    RateLimitStatus(
-                        unit=checks[i].kind,
-                        limit=checks[i].limit,
-                        remaining=levels[i].remaining,
-                        reset=levels[i].reset,
-                    )
-                    for i in per_unit
-                ]
-            )
+            # The stores report each counter as its status: every one of them, usually.
+            return levels if len(per_unit) == len(levels) else tuple([levels[i] for i in per_unit])
         tightest: dict[str, RateLimitStatus] = {}
         for check, level in zip(checks, levels, strict=True):
             if check.kind == "parallel":

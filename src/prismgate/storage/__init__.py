@@ -38,6 +38,7 @@ from prismgate.storage.records import (
     TeamRecord,
     UserRecord,
 )
+from prismgate.types.meta import RateLimitStatus
 
 if TYPE_CHECKING:
     from prismgate.config import Config
@@ -55,7 +56,6 @@ __all__ = [
     "LimitAnswer",
     "LimitCheck",
     "LimitKind",
-    "LimitLevel",
     "LimitState",
     "MemoryCacheStore",
     "MemoryLimitState",
@@ -289,22 +289,14 @@ class LimitCheck:
         )
 
 
-class LimitLevel(msgspec.Struct, frozen=True, gc=False):
-    """Where one counter stands: how much of its limit is left, and in how many seconds
-    all of it is back (0 for parallel slots, which come back when calls end). Made for
-    every limited call: a Struct is made in C, and untracked by the cyclic collector."""
-
-    remaining: int
-    reset: float
-
-
 class LimitAnswer(msgspec.Struct, frozen=True):
     """What a take did: `levels[i]` is where `checks[i]` stands (after the take, or as it
-    was when refused). `refused` is the index of the check that refused the call (None:
-    every counter was taken); `retry_after` the seconds until it would pass (None when
-    unknown: a parallel slot comes back when a call ends)."""
+    was when refused), as the caller's rate-limit headers say it (a parallel slot's
+    `reset` is 0: slots come back when calls end). `refused` is the index of the check
+    that refused the call (None: every counter was taken); `retry_after` the seconds
+    until it would pass (None when unknown: a parallel slot comes back when a call ends)."""
 
-    levels: tuple[LimitLevel, ...]
+    levels: tuple[RateLimitStatus, ...]
     refused: int | None = None
     retry_after: float | None = None
 
@@ -702,7 +694,7 @@ def open_image_store(config: Config) -> tuple[ImageStore, SignedLinks | None]:
     return local, None
 
 
-# The backends build `Usage` and `LimitLevel` and follow the protocols above, so they
+# The backends build `Usage` and follow the protocols above, so they
 # are imported after them.
 from prismgate.storage.memory import (  # noqa: E402
     MemoryCacheStore,

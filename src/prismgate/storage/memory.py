@@ -20,9 +20,9 @@ from prismgate.storage import (
     LimitAnswer,
     LimitCheck,
     LimitKind,
-    LimitLevel,
     Usage,
 )
+from prismgate.types.meta import RateLimitStatus
 
 __all__ = ["MemoryCacheStore", "MemoryLimitState", "MemoryRoutingState"]
 
@@ -202,7 +202,7 @@ class MemoryLimitState:
         # The usual call: per-minute counters only, each with room for it, taken in one
         # pass; anything else (a parallel slot, a counter without room) in two, below.
         taken: list[tuple[tuple[Holder, LimitKind], float]] = []
-        levels: list[LimitLevel] = []
+        levels: list[RateLimitStatus] = []
         for check in checks:
             if check.kind == "parallel":
                 break
@@ -216,7 +216,7 @@ class MemoryLimitState:
                 taken.append((check.counter, start))
             used = start - now
             left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
-            levels.append(LimitLevel(left if left > 0 else 0, used))
+            levels.append(RateLimitStatus(check.kind, check.limit, left if left > 0 else 0, used))
         else:
             full_at.update(taken)
             return LimitAnswer(tuple(levels))
@@ -258,7 +258,8 @@ class MemoryLimitState:
         for i, check in enumerate(checks):
             if check.kind == "parallel":
                 self._slots.setdefault(check.counter, {})[call_id] = now + lease
-                levels.append(LimitLevel(max(check.limit - int(starts[i]) - 1, 0), 0.0))
+                left = max(check.limit - int(starts[i]) - 1, 0)
+                levels.append(RateLimitStatus(check.kind, check.limit, left, 0.0))
                 continue
             start = starts[i]
             if check.cost:
@@ -266,7 +267,7 @@ class MemoryLimitState:
                 full_at[check.counter] = start
             used = start - now
             left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
-            levels.append(LimitLevel(left if left > 0 else 0, used))
+            levels.append(RateLimitStatus(check.kind, check.limit, left if left > 0 else 0, used))
         return LimitAnswer(tuple(levels))
 
     async def renew(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> None:
@@ -308,15 +309,16 @@ class MemoryLimitState:
 
 def _levels(
     checks: Sequence[LimitCheck], starts: Sequence[float], now: float
-) -> tuple[LimitLevel, ...]:
+) -> tuple[RateLimitStatus, ...]:
     levels = []
     for check, start in zip(checks, starts, strict=True):
         if check.kind == "parallel":
-            levels.append(LimitLevel(max(check.limit - int(start), 0), 0.0))
+            left = max(check.limit - int(start), 0)
+            levels.append(RateLimitStatus(check.kind, check.limit, left, 0.0))
             continue
         used = start - now
-        left = (LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW
-        levels.append(LimitLevel(max(math.floor(left + LIMIT_EPSILON), 0), used))
+        left = math.floor((LIMIT_WINDOW - used) * check.limit / LIMIT_WINDOW + LIMIT_EPSILON)
+        levels.append(RateLimitStatus(check.kind, check.limit, max(left, 0), used))
     return tuple(levels)
 
 

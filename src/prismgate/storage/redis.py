@@ -30,7 +30,6 @@ from prismgate.storage import (
     Cooldown,
     LimitAnswer,
     LimitCheck,
-    LimitLevel,
     Usage,
 )
 from prismgate.storage.breaker import DEFAULT_TIMEOUT, RedisBreaker
@@ -41,6 +40,7 @@ from prismgate.storage.memory import (
     MemoryRoutingState,
     check_ttl,
 )
+from prismgate.types.meta import RateLimitStatus
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -556,8 +556,10 @@ class RedisLimitState:
         async def shared() -> LimitAnswer:
             found: list[Any] = await self._take(keys=keys, args=args)
             levels = tuple(
-                LimitLevel(int(found[2 + 2 * i]), int(found[3 + 2 * i]) / 1000)
-                for i in range(len(checks))
+                RateLimitStatus(
+                    check.kind, check.limit, int(found[2 + 2 * i]), int(found[3 + 2 * i]) / 1000
+                )
+                for i, check in enumerate(checks)
             )
             refused, retry = int(found[0]), int(found[1])
             if not refused:
