@@ -463,10 +463,10 @@ def spend_row(report: CallReport, *, keep_prompt: bool = True) -> SpendRow:
         cache_status,  # cache_status
         latency * 1000,  # latency_ms
         0.0 if upstream is None else upstream * 1000,  # upstream_ms
-        report.attempts,  # attempts
-        adjustments,  # adjustments
         report.trace_id,  # trace_id
-        dict(report.metadata) if report.metadata else {},  # metadata
         prompt[:PROMPT_CHARS] if keep_prompt and isinstance(prompt, str) else None,  # prompt
         None if failure is None else getattr(failure, "code", None) or type(failure).__name__,
+        report.attempts,  # attempts
+        adjustments,  # adjustments
+        dict(report.metadata) if report.metadata else {},  # metadata
     )

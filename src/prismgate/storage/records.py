@@ -165,12 +165,14 @@ class SpendRow(msgspec.Struct, frozen=True):
     cache_status: str | None = None
     latency_ms: float = 0.0
     upstream_ms: float = 0.0
-    attempts: tuple[str, ...] = ()
-    adjustments: tuple[str, ...] = ()
     trace_id: str | None = None
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     prompt: str | None = None  # truncated; None when prompts are not kept
     error: str | None = None  # the error's code or type, for failures
+    # The JSON columns, last: the spend log's SQL writer turns the usual empty ones into
+    # text in one step (sql/spend.py).
+    attempts: tuple[str, ...] = ()
+    adjustments: tuple[str, ...] = ()
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # The console's record of the call (call_records.py), when it keeps one.
     kept_images: tuple[KeptImage, ...] = ()
     details: dict[str, Any] | None = None

@@ -68,9 +68,13 @@ class SqlSpendLog:
         self._hold = EngineHold(engine)
         self._engine = self._hold.engine
         self._reader = reader(self._engine)
-        # The INSERT names its columns in the order of a row's fields, then `day`: a row's
-        # values go in as its fields come (`astuple`), without being picked one by one.
-        columns = [*SpendRow.__struct_fields__, "day"]
+        # The INSERT names its columns in the order of a row's fields, `day` before the JSON
+        # ones (last in a row): a row's values go in as its fields come (`astuple`).
+        fields = SpendRow.__struct_fields__
+        plain = len(fields) - len(_JSON_FIELDS)
+        if fields[plain:] != _JSON_FIELDS:
+            raise RuntimeError(f"a spend row's JSON fields are not last: {fields}")
+        columns = [*fields[:plain], "day", *_JSON_FIELDS]
         single = (
             dialect_insert(self._engine, sa.table(spend_logs.name, *map(sa.column, columns)))
             .values({name: sa.bindparam(name) for name in columns})
@@ -79,7 +83,7 @@ class SqlSpendLog:
         )
         if list(single.positiontup or ()) != columns:
             raise RuntimeError(f"the spend log's INSERT binds {single.positiontup}, not {columns}")
-        self._values = _RowValues(columns)
+        self._values = _RowValues(plain)
         self._statements = _MultiRow(single.string, len(columns))
         # SQLite: batches go to a thread of their own in one hand-off (sqlite_writer.py).
         path = sqlite_path(self._engine.url)
@@ -221,26 +225,33 @@ def _console_filters(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
 
 
 class _RowValues:
-    """Rows' column values, as the spend log's INSERT binds them (a row's fields in their
-    order, then `day`), appended to one flat list: the fields in one C call (`astuple`),
-    then the computed `day`, then the JSON columns' text put in their place."""
+    """Rows' column values, as the spend log's INSERT binds them, appended to one flat
+    list: a row's fields but the JSON ones, then the computed `day`, then the JSON
+    fields' text (the usual row's empty ones as constants, in one step)."""
 
-    def __init__(self, columns: Sequence[str]) -> None:
-        json = {column.name for column in spend_logs.columns if isinstance(column.type, sa.JSON)}
-        self._json = [index for index, name in enumerate(columns) if name in json]
+    def __init__(self, plain: int) -> None:
+        self._plain = plain  # the fields before the JSON ones
         self._days: dict[int, str] = {}  # UTC day number -> YYYY-MM-DD; rows come in order
+        self._attempts: dict[tuple[str, ...], str] = {}  # attempts -> text: few, repeated
 
     def extend(self, flat: list[Any], row: SpendRow) -> None:
         """Append `row`'s values to `flat`."""
-        start = len(flat)
-        flat.extend(_fields(row))
+        values = _fields(row)
+        plain = self._plain
+        flat += values[:plain]
         day = self._days.get(int(row.started_at // 86_400))
         flat.append(day if day is not None else self._new_day(row.started_at))
-        for offset in self._json:
-            index = start + offset
-            value = flat[index]
-            # Most rows' lists and dicts are empty: their text needs no encoder.
-            flat[index] = _encode(value).decode() if value else _EMPTY_JSON[type(value)]
+        attempts = values[plain]
+        if values[plain + 1 :] != _EMPTY_REST or type(attempts) is not tuple:
+            flat += [_json_text(value) for value in values[plain:]]
+            return
+        text = self._attempts.get(attempts)
+        if text is None:
+            if len(self._attempts) >= 256:  # deployments and paths are few: a bound anyway
+                self._attempts.clear()
+            text = self._attempts[attempts] = _json_text(attempts)
+        flat.append(text)
+        flat += _EMPTY_REST_TEXT
 
     def _new_day(self, timestamp: float) -> str:
         if len(self._days) > 8:  # a long-lived log: keep only the days in use
@@ -250,9 +261,20 @@ class _RowValues:
         return day
 
 
+# A row's JSON fields, last among its fields, and their usual values after `attempts`:
+# no adjustments, metadata, kept images or details.
+_JSON_FIELDS = ("attempts", "adjustments", "metadata", "kept_images", "details")
+_EMPTY_REST: tuple[Any, ...] = ((), {}, (), None)
+_EMPTY_REST_TEXT = ("[]", "{}", "[]", "null")
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's text (`None` as JSON's null, as SQLAlchemy's JSON type writes it)."""
+    return _encode(value).decode()
+
+
 _encode = msgspec.json.encode
 _fields = msgspec.structs.astuple
-_EMPTY_JSON: dict[type, str] = {tuple: "[]", list: "[]", dict: "{}", type(None): "null"}
 
 
 class _MultiRow:
