@@ -103,18 +103,20 @@ def image_price_bound(
     the dearest price its size and quality allow (every size or tier when it names none,
     or `auto`), plus, for token-priced models, its prompt and input images. None when
     the model has no price."""
-    if capabilities is None or capabilities.pricing is None:
+    if capabilities is None or (pricing := capabilities.pricing) is None:
         return None
-    pricing = capabilities.pricing
-    n = getattr(request, "n", None) or 1
-    size = request.size if request.size and request.size != "auto" else None
-    # Unset means the model's default quality (listed first), as the provider bills it.
-    quality = getattr(request, "quality", None) or (capabilities.qualities or (None,))[0]
+    size = request.size
+    if size == "auto" or not size:
+        size = None
     per_image = 0.0
     if table := pricing.per_image:
-        tier = quality if quality in table else "*" if "*" in table else None
+        # Unset means the model's default quality (listed first), as the provider bills it.
+        quality = getattr(request, "quality", None) or (
+            capabilities.qualities[0] if capabilities.qualities else None
+        )
         # Its size's price, else its dearest size's, in its tier, else in every tier.
-        for by_size in (table[tier],) if tier else table.values():
+        tier = table.get(quality) if quality in table else table.get("*")
+        for by_size in (tier,) if tier is not None else table.values():
             price = by_size[size] if size in by_size else max(by_size.values(), default=0.0)
             per_image = max(per_image, price)
     if pricing.output_image_per_token is not None:
@@ -124,15 +126,15 @@ def image_price_bound(
                 width, height = parse_size(size)
                 tokens = max(tokens, width * height // PIXELS_PER_IMAGE_TOKEN)
         per_image = max(per_image, tokens * pricing.output_image_per_token)
-    prompt = getattr(request, "prompt", None) or ""
-    images = getattr(request, "image", None)
-    inputs = len(images) if isinstance(images, list) else int(images is not None)
+    bound = (request.n or 1) * per_image
     # A token is never shorter than one character, so the prompt's length bounds its tokens.
-    return (
-        n * per_image
-        + len(prompt) * (pricing.input_text_per_token or 0.0)
-        + inputs * INPUT_IMAGE_TOKENS * (pricing.input_image_per_token or 0.0)
-    )
+    if pricing.input_text_per_token:
+        bound += len(getattr(request, "prompt", None) or "") * pricing.input_text_per_token
+    if pricing.input_image_per_token:
+        images = getattr(request, "image", None)
+        inputs = len(images) if isinstance(images, list) else int(images is not None)
+        bound += inputs * INPUT_IMAGE_TOKENS * pricing.input_image_per_token
+    return bound
 
 
 def chat_price_bound(info: ModelInfo | None, request: ChatCompletionRequest) -> float | None:
