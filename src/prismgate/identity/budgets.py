@@ -119,10 +119,7 @@ class Hold:
     def cover_now(self, price: float | None) -> bool:
         """`cover(price)` when this process's lease has room for it (the usual case: taken
         in memory, no wait); False, and nothing held, when the store must be asked."""
-        if not self._capped or self._paid:
-            return True
-        # `_wanted(price)`, inline: this runs for every capped call.
-        wanted = max(1, round((price or 0.0) * NANOS_PER_DOLLAR)) - self._held
+        wanted = self._wanted(price)
         if wanted <= 0:
             return True
         account = self._account
@@ -169,11 +166,7 @@ class Hold:
         if lease is None:
             return
         if self._more is None:  # the usual call: one part, which pays it all
-            lease.room += self._amount - cost
-            lease.spent += cost
-            lease.calls -= 1
-            if lease.closed and lease.calls == 0:
-                self._budgets._settle_soon(account, lease)
+            self._give_back(account, lease, self._amount, cost)
             return
         parts = [(lease, self._amount), *self._more]
         last = len(parts) - 1

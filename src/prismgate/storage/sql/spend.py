@@ -71,10 +71,13 @@ class SqlSpendLog:
         # The INSERT names its columns in the order of a row's fields, `day` before the JSON
         # ones (last in a row): a row's values go in as its fields come (`astuple`).
         fields = SpendRow.__struct_fields__
-        plain = len(fields) - len(_JSON_FIELDS)
-        if fields[plain:] != _JSON_FIELDS:
-            raise RuntimeError(f"a spend row's JSON fields are not last: {fields}")
-        columns = [*fields[:plain], "day", *_JSON_FIELDS]
+        json = tuple(
+            column.name for column in spend_logs.columns if isinstance(column.type, sa.JSON)
+        )
+        plain = len(fields) - len(json)
+        if fields[plain:] != json or json[0] != "attempts":
+            raise RuntimeError(f"a spend row's JSON fields are not last, attempts first: {fields}")
+        columns = [*fields[:plain], "day", *json]
         single = (
             dialect_insert(self._engine, sa.table(spend_logs.name, *map(sa.column, columns)))
             .values({name: sa.bindparam(name) for name in columns})
@@ -261,13 +264,6 @@ class _RowValues:
         return day
 
 
-# A row's JSON fields, last among its fields, and their usual values after `attempts`:
-# no adjustments, metadata, kept images or details.
-_JSON_FIELDS = ("attempts", "adjustments", "metadata", "kept_images", "details")
-_EMPTY_REST: tuple[Any, ...] = ((), {}, (), None)
-_EMPTY_REST_TEXT = ("[]", "{}", "[]", "null")
-
-
 def _json_text(value: Any) -> str:
     """A JSON column's text (`None` as JSON's null, as SQLAlchemy's JSON type writes it)."""
     return _encode(value).decode()
@@ -275,6 +271,10 @@ def _json_text(value: Any) -> str:
 
 _encode = msgspec.json.encode
 _fields = msgspec.structs.astuple
+# A row's usual JSON values after `attempts` (no adjustments, metadata, kept images or
+# details), and their text.
+_EMPTY_REST: tuple[Any, ...] = ((), {}, (), None)
+_EMPTY_REST_TEXT = tuple(_json_text(value) for value in _EMPTY_REST)
 
 
 class _MultiRow:
