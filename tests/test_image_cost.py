@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from prismgate.catalog import builtin_catalog
-from prismgate.cost import image_cost
+from prismgate.catalog import ImageCapabilities, ImagePricing, MegapixelPrice, builtin_catalog
+from prismgate.cost import image_cost, image_price_bound
 from prismgate.types import ImageGenerationRequest, ImageObject, ImageResponse
 
 
@@ -47,3 +47,49 @@ def test_what_the_provider_billed_is_the_cost() -> None:
     response.billed_cost = 0.0123
     assert image_cost(info.image, request, response) == pytest.approx(0.0123)
     assert image_cost(None, request, response) == pytest.approx(0.0123)  # uncatalogued
+
+
+def _priced_by_megapixels() -> list[str]:
+    catalog = builtin_catalog()
+    return [
+        key
+        for key in sorted(catalog.keys())
+        if (info := catalog.lookup(key)) is not None
+        and info.image is not None
+        and info.image.pricing is not None
+        and info.image.pricing.per_megapixel is not None
+    ]
+
+
+@pytest.mark.parametrize("model", _priced_by_megapixels())
+def test_a_price_bound_covers_what_any_size_is_billed(model: str) -> None:
+    """A budget holds the bound before the call and is charged the cost after: the bound
+    is never less, for every size the model lists and for none named."""
+    info = builtin_catalog().lookup(model)
+    assert info is not None and info.image is not None
+    # Free sizes (within rules): some of them, up to the rules' largest (4 MP).
+    sizes = info.image.sizes or ("1024x1024", "1440x1440", "1536x1024", "2048x2048")
+    dearest = 0.0
+    for size in sizes:
+        billed = cost(model, size, images=3)
+        assert billed is not None
+        dearest = max(dearest, billed)
+        request = ImageGenerationRequest(prompt="x", size=size, n=3)
+        assert image_price_bound(info.image, request) >= billed - 1e-12, size
+    unnamed = image_price_bound(info.image, ImageGenerationRequest(prompt="x", n=3))
+    default = cost(model, None, images=3)  # no size named: the model makes its default
+    assert unnamed is not None and default is not None and unnamed >= default - 1e-12
+    if info.image.sizes:  # a fixed list: any of them may come back
+        assert unnamed >= dearest - 1e-12
+
+
+def test_a_model_priced_only_by_megapixels_has_a_bound() -> None:
+    capabilities = ImageCapabilities(
+        sizes=("1024x1024", "2048x2048"),
+        pricing=ImagePricing(per_megapixel=MegapixelPrice(first=0.03, each_further=0.015)),
+    )
+    bound = image_price_bound(capabilities, ImageGenerationRequest(prompt="x", size="1024x1024"))
+    assert bound == pytest.approx(0.03)
+    # No size named: the dearest listed one, 4 MP.
+    unnamed = image_price_bound(capabilities, ImageGenerationRequest(prompt="x", n=2))
+    assert unnamed == pytest.approx(2 * 0.075)

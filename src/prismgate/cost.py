@@ -101,8 +101,8 @@ def image_price_bound(
 ) -> float | None:
     """The most this request can cost on this model, known before the call: `n` images at
     the dearest price its size and quality allow (every size or tier when it names none,
-    or `auto`), plus, for token-priced models, its prompt and input images. None when
-    the model has no price."""
+    or `auto`; by megapixels too, for models priced so), plus, for token-priced models,
+    its prompt and input images. None when the model has no price."""
     if capabilities is None or (pricing := capabilities.pricing) is None:
         return None
     size = request.size
@@ -119,6 +119,16 @@ def image_price_bound(
         for by_size in (tier,) if tier is not None else table.values():
             price = by_size[size] if size in by_size else max(by_size.values(), default=0.0)
             per_image = max(per_image, price)
+    if pricing.per_megapixel is not None:
+        # Priced by its megapixels (what `image_cost` bills when the size is known): its
+        # size's, else the dearest of the sizes the model lists and its default.
+        asked = _dimensions(size)
+        listed = (*(capabilities.sizes or ()), capabilities.default_size)
+        sizes = [asked] if asked else map(_dimensions, listed)
+        for dimensions in sizes:
+            if dimensions is not None:
+                price = _megapixel_price(pricing.per_megapixel, *dimensions)
+                per_image = max(per_image, price)
     if pricing.output_image_per_token is not None:
         tokens = IMAGE_OUTPUT_TOKENS
         if size is not None:
