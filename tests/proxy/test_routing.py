@@ -30,11 +30,12 @@ def deployment(
 
 
 def config(*entries: dict[str, Any], **router: Any) -> dict[str, Any]:
-    return {
-        "model_list": list(entries),
-        "router_settings": router,
-        "general_settings": {"retries": FAST_RETRIES, "redis_prefix": f"t-{uuid.uuid4().hex}:"},
-    }
+    general: dict[str, Any] = {"retries": FAST_RETRIES, "redis_prefix": f"t-{uuid.uuid4().hex}:"}
+    if "redis_url" in router:
+        # Shared state is what these tests check: a Redis call slowed past the default
+        # 0.1 s by a busy test machine would keep it in each gateway instead.
+        general["redis_timeout"] = 2.0
+    return {"model_list": list(entries), "router_settings": router, "general_settings": general}
 
 
 def generate(proxy: RunningProxy, **headers: str) -> httpx.Response:
