@@ -7,17 +7,23 @@ from typing import Any
 
 Results = dict[str, Any]
 
-ORDER = ("direct", "prismgate", "prismgate-keys", "prismgate-keys-pg", "prismgate-traced",
-         "litellm", "portkey")  # fmt: skip
+ORDER = ("direct", "prismgate-quiet", "prismgate", "prismgate-keys", "prismgate-keys-pg",
+         "prismgate-traced", "litellm", "portkey")  # fmt: skip
 PEERS = (("litellm", "LiteLLM"), ("portkey", "Portkey"))
 RSS_LIMIT_MB = 250
 # prismgate with keys, budgets and spend logging on, against plain prismgate (issue 12 §6):
 # c=32 throughput within 10 %, added p50 at c=1 within 0.1 ms.
 KEYED = (("prismgate-keys", "SQLite"), ("prismgate-keys-pg", "PostgreSQL"))
-# Plain prismgate with something on, each compared with plain prismgate by round.
-VARIANTS = ("prismgate-keys", "prismgate-keys-pg", "prismgate-traced")
+# prismgate with something on or off, each compared by round with another build: with
+# plain prismgate, or with plain prismgate built without its access log and metrics.
+VARIANTS = (("prismgate-keys", "prismgate"), ("prismgate-keys-pg", "prismgate"),
+            ("prismgate-traced", "prismgate"), ("prismgate", "prismgate-quiet"),
+            ("prismgate-traced", "prismgate-quiet"))  # fmt: skip
 KEYED_MIN_THROUGHPUT = 0.9
 KEYED_MAX_EXTRA_P50_MS = 0.1
+# The access log, the metrics and the traces, all on, against none of them (issue 13):
+# c=32 throughput within 5 %.
+TELEMETRY_MIN_THROUGHPUT = 0.95
 
 
 def _workload(results: Results, key: str) -> Results | None:
@@ -48,15 +54,16 @@ def ratio(results: Results, key: str, peer: str) -> float | None:
     return float(ours["ok_per_s"] / theirs["ok_per_s"])
 
 
-def vs_plain(results: Results, key: str, variant: str) -> Results | None:
-    """A variant of prismgate (`VARIANTS`) against plain prismgate in workload `key`.
+def vs_plain(results: Results, key: str, variant: str, plain: str = "prismgate") -> Results | None:
+    """A variant of prismgate (`VARIANTS`) against plain prismgate (or `plain`, another
+    build) in workload `key`.
 
     Paired by round (the two run one after the other in each round, so drift and other
     work on the machine hit both alike): `ratio` is the median over the rounds of the
     variant's req/s over plain req/s, `extra_p50_ms` the median of its p50 minus plain's;
     `ratios` and `extra_p50s` per round. `median_ratio` and `median_extra_p50_ms` compare
     the tables' medians instead; `extra_cpu_us` is the CPU per answer's difference."""
-    on, off = _row(results, key, variant), _row(results, key, "prismgate")
+    on, off = _row(results, key, variant), _row(results, key, plain)
     if not on or not off or not on["requests"] or not off["requests"] or not off["ok_per_s"]:
         return None
     pairs = [(a, b) for a, b in zip(on["runs"], off["runs"], strict=False) if b["ok_per_s"]]
@@ -127,6 +134,7 @@ def evaluate_targets(results: Results) -> list[Results]:
         verdicts.append(_verdict(f"Throughput >= {factor}x {label}'s ({key})", value, factor,
                                  at_most=False, shown=shown))  # fmt: skip
     verdicts += _keyed_targets(results)
+    verdicts += _telemetry_targets(results)
     slow, slow_workload = _row(results, "slow-c1000", "prismgate"), _workload(results, "slow-c1000")
     if slow and slow_workload:
         # Every connection has a request in flight all the time: all succeed means no
@@ -194,6 +202,27 @@ def _keyed_targets(results: Results) -> list[Results]:
     return verdicts
 
 
+def _telemetry_targets(results: Results) -> list[Results]:
+    """The access log, metrics and traces on (prismgate-traced) against none of them
+    (prismgate-quiet), when both ran."""
+    names = ("prismgate-quiet", "prismgate-traced")
+    if not all(name in results["gateways"] for name in names):
+        return []
+    c32 = vs_plain(results, "image-small-c32", "prismgate-traced", "prismgate-quiet")
+    shown = (
+        f"{c32['ratio']:.0%} paired by round "
+        f"({', '.join(f'{r:.0%}' for r in c32['ratios'])}); medians "
+        f"{c32['on']['ok_per_s']:,.0f} vs {c32['off']['ok_per_s']:,.0f} req/s "
+        f"({c32['median_ratio']:.0%})"
+        if c32 else _why_not(results, "image-small-c32", names)
+    )  # fmt: skip
+    return [_verdict(
+        f"Access log, metrics and traces on: throughput >= {TELEMETRY_MIN_THROUGHPUT:.0%} "
+        "of prismgate's without them (image-small-c32)",
+        c32["ratio"] if c32 else None, TELEMETRY_MIN_THROUGHPUT, at_most=False, shown=shown,
+    )]  # fmt: skip
+
+
 # ---------------------------------------------------------------- formatting
 
 
@@ -254,13 +283,18 @@ def _table(results: Results, workload: Results) -> list[str]:
         for peer, label in PEERS
         if (value := ratio(results, workload["key"], peer)) is not None
     ]
-    for variant in VARIANTS:
-        compared = vs_plain(results, workload["key"], variant) if variant in labels else None
+    for variant, plain in VARIANTS:
+        compared = (
+            vs_plain(results, workload["key"], variant, plain)
+            if variant in labels and plain in labels
+            else None
+        )
         if compared is None:
             continue
         cpu = compared["extra_cpu_us"]
         ratios.append(
-            f"{labels[variant]} / prismgate, paired by round: **{compared['ratio']:.0%}**, "
+            f"{labels[variant]} / {labels[plain]}, paired by round: "
+            f"**{compared['ratio']:.0%}**, "
             f"p50 {_ms(compared['extra_p50_ms'], '+')}"
             + (f", CPU per answer {cpu:+,.0f} µs" if cpu is not None else "")
         )

@@ -3,7 +3,9 @@
 prismgate runs twice: plain (the load with the master key, which skips keys, budgets and
 the spend log) and with keys, budgets and spend logging on (`prismgate-keys`: the load
 with a key generated after start; `prismgate-keys-pg`: the same on PostgreSQL). Asked
-for, `prismgate-traced` is plain prismgate with OpenTelemetry traces exported to nginx.
+for, `prismgate-traced` is plain prismgate with OpenTelemetry traces exported to nginx,
+and `prismgate-quiet` plain prismgate built without its access log and metrics
+(`without_telemetry.py`, bench only): what the three cost (issue 13).
 
 Started by bench/run.sh (which installs nginx, wrk, LiteLLM and Portkey first).
 See bench/README.md. Everything listens on and talks to 127.0.0.1 only.
@@ -56,13 +58,15 @@ PRISMGATE = ROOT / ".venv" / "bin" / "prismgate"
 LITELLM_VENV = BENCH / ".venv-litellm"
 PORTKEY_PACKAGE = BENCH / ".portkey" / "node_modules" / "@portkey-ai" / "gateway"
 GATEWAYS = (
-    "prismgate", "prismgate-keys", "prismgate-keys-pg", "prismgate-traced", "litellm", "portkey",
+    "prismgate-quiet", "prismgate", "prismgate-keys", "prismgate-keys-pg", "prismgate-traced",
+    "litellm", "portkey",
 )  # fmt: skip
-# prismgate-keys-pg needs a PostgreSQL server (--postgres-url), and prismgate-traced is
-# for what traces cost (issue 13): only when asked for.
+# prismgate-keys-pg needs a PostgreSQL server (--postgres-url); prismgate-quiet and
+# prismgate-traced are for what telemetry costs (issue 13): only when asked for.
 DEFAULT_GATEWAYS = ("prismgate", "prismgate-keys", "litellm", "portkey")
 KEYED = {"prismgate-keys": "sqlite", "prismgate-keys-pg": "postgresql"}
 LABELS = {"direct": "direct (nginx)", "prismgate": "prismgate",
+          "prismgate-quiet": "prismgate, no access log or metrics",
           "prismgate-keys": "prismgate + keys (SQLite)",
           "prismgate-keys-pg": "prismgate + keys (PostgreSQL)",
           "prismgate-traced": "prismgate + traces (OTLP)",
@@ -259,6 +263,7 @@ class Bench:
         target = Target(name, LABELS[name], port=free_port())
         command = {
             "prismgate": self._prismgate_command,
+            "prismgate-quiet": self._prismgate_command,
             "prismgate-keys": self._prismgate_command,
             "prismgate-keys-pg": self._prismgate_command,
             "prismgate-traced": self._prismgate_command,
@@ -315,6 +320,8 @@ class Bench:
                                         traces=target.name == "prismgate-traced")  # fmt: skip
         argv = [str(PRISMGATE), "serve", "--config", str(config), "--host", LOOPBACK,
                 "--port", str(target.port), "--workers", "1"]  # fmt: skip
+        if target.name == "prismgate-quiet":  # the same command, the app built without them
+            argv[:1] = [str(PRISMGATE.parent / "python"), str(BENCH / "without_telemetry.py")]
         traces = traces_environment(self.nginx_port) if target.name == "prismgate-traced" else {}
         return argv, clean_env(PYTHONUNBUFFERED="1", **traces), 60.0
 

@@ -42,6 +42,7 @@ import contextlib
 import cProfile
 import functools
 import gc
+import importlib
 import itertools
 import json
 import operator
@@ -304,7 +305,7 @@ def _app(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str) ->
     from prismgate.proxy import create_app
 
     if args.telemetry == "off":
-        _without_telemetry()
+        _bench_module("without_telemetry").without_telemetry()
     else:
         _serve_logging(data_dir)
     environ = {}
@@ -316,7 +317,7 @@ def _app(args: argparse.Namespace, port: int, data_dir: str, spend_logs: str) ->
         load_config(_config(args, port, data_dir, spend_logs), environ=environ), serving=True
     )
     if args.telemetry == "off":
-        _drop_collector(app)
+        _bench_module("without_telemetry").drop_collector(app)
     return app
 
 
@@ -353,31 +354,6 @@ def _serve_logging(data_dir: str) -> None:
     lines = Path(data_dir, "access.log").open("w", encoding="utf-8")  # noqa: SIM115 (the run's)
     config["handlers"]["access"]["stream"] = lines
     logging.config.dictConfig(config)
-
-
-def _without_telemetry() -> None:
-    """`--telemetry off`: `create_app` builds the app without the access log and the
-    metrics (their middleware, their call observer, the timed transport). Bench only: the
-    proxy has no such switch."""
-    from prismgate.proxy import app
-
-    app.Telemetry = lambda inner, _telemetry: inner  # type: ignore[assignment,misc]
-    app.CallCollector = _Dropped  # type: ignore[assignment,misc]
-    app.TimedTransport = lambda http: http  # type: ignore[assignment,misc]
-
-
-class _Dropped:
-    """In the CallCollector's place, taken out of the observers once the app is made."""
-
-    def observe(self, _report: object) -> None:
-        raise AssertionError("dropped")
-
-
-def _drop_collector(app: Any) -> None:
-    while not hasattr(app, "state"):  # the middleware, down to Starlette
-        app = app.app
-    gateway = app.state.proxy.gateway
-    gateway.observers = tuple(o for o in gateway.observers if not isinstance(o, _Dropped))
 
 
 async def _bench_key(app: Any, wanted: dict[str, Any] | None) -> str:
@@ -485,11 +461,15 @@ def _reset_postgres(url: str) -> None:
 
 
 def _targets() -> Any:
-    """bench/targets.py (bench/ is not a package: found by path)."""
-    sys.path.insert(0, str(BENCH))
-    import targets  # type: ignore[import-not-found]
+    """bench/targets.py."""
+    return _bench_module("targets")
 
-    return targets
+
+def _bench_module(name: str) -> Any:
+    """A module of bench/ (not a package: found by path)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
 
 
 if __name__ == "__main__":
