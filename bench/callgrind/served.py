@@ -79,7 +79,8 @@ def main() -> None:
 
 def _count(target: str, low: int, high: int) -> float:
     """One target's instructions per request."""
-    sys.path.insert(0, str(BENCH))
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
     from targets import write_prismgate_config  # type: ignore[import-not-found]  # by path
 
     with tempfile.TemporaryDirectory(prefix=f"served-{target}-") as work:
@@ -120,15 +121,17 @@ def _count(target: str, low: int, high: int) -> float:
 
 def _window(folder: Path, pid: int, port: int, count: int) -> int:
     """Instructions of `count` requests: instrumentation on, the requests, off, a dump."""
-    for command in (["-i", "on"], None, ["-i", "off"], ["-d"], ["-z"]):
-        if command is None:
-            _client(port, count)
-            time.sleep(1)  # the answers' last work (the access log's write)
-        else:
-            subprocess.run(
-                ["callgrind_control", *command, str(pid)], check=True, capture_output=True
-            )
+    _control(pid, "-i", "on")
+    _client(port, count)
+    time.sleep(1)  # the answers' last work (the access log's write)
+    _control(pid, "-i", "off")
+    _control(pid, "-d")
+    _control(pid, "-z")
     return _last_total(folder, pid)
+
+
+def _control(pid: int, *command: str) -> None:
+    subprocess.run(["callgrind_control", *command, str(pid)], check=True, capture_output=True)
 
 
 def _last_total(folder: Path, pid: int) -> int:
