@@ -172,18 +172,10 @@ def _keyed_targets(results: Results) -> list[Results]:
         if keyed not in results["gateways"]:
             continue
         names = ("prismgate", keyed)
-        c32 = vs_plain(results, "image-small-c32", keyed)
-        shown = (
-            f"{c32['ratio']:.0%} paired by round "
-            f"({', '.join(f'{r:.0%}' for r in c32['ratios'])}); medians "
-            f"{c32['on']['ok_per_s']:,.0f} vs {c32['off']['ok_per_s']:,.0f} req/s "
-            f"({c32['median_ratio']:.0%})"
-            if c32 else _why_not(results, "image-small-c32", names)
-        )  # fmt: skip
-        verdicts.append(_verdict(
+        verdicts.append(_throughput_verdict(
+            results, keyed, "prismgate", KEYED_MIN_THROUGHPUT,
             f"Keys, budgets, spend on ({store}): throughput >= "
             f"{KEYED_MIN_THROUGHPUT:.0%} of plain prismgate's (image-small-c32)",
-            c32["ratio"] if c32 else None, KEYED_MIN_THROUGHPUT, at_most=False, shown=shown,
         ))  # fmt: skip
         c1 = vs_plain(results, "image-small-c1", keyed)
         shown = (
@@ -205,22 +197,28 @@ def _keyed_targets(results: Results) -> list[Results]:
 def _telemetry_targets(results: Results) -> list[Results]:
     """The access log, metrics and traces on (prismgate-traced) against none of them
     (prismgate-quiet), when both ran."""
-    names = ("prismgate-quiet", "prismgate-traced")
-    if not all(name in results["gateways"] for name in names):
+    if not all(name in results["gateways"] for name in ("prismgate-quiet", "prismgate-traced")):
         return []
-    c32 = vs_plain(results, "image-small-c32", "prismgate-traced", "prismgate-quiet")
+    return [_throughput_verdict(
+        results, "prismgate-traced", "prismgate-quiet", TELEMETRY_MIN_THROUGHPUT,
+        f"Access log, metrics and traces on: throughput >= {TELEMETRY_MIN_THROUGHPUT:.0%} "
+        "of prismgate's without them (image-small-c32)",
+    )]  # fmt: skip
+
+
+def _throughput_verdict(
+    results: Results, variant: str, plain: str, least: float, target: str
+) -> Results:
+    """`variant`'s c=32 throughput at least `least` of `plain`'s, paired by round."""
+    c32 = vs_plain(results, "image-small-c32", variant, plain)
     shown = (
         f"{c32['ratio']:.0%} paired by round "
         f"({', '.join(f'{r:.0%}' for r in c32['ratios'])}); medians "
         f"{c32['on']['ok_per_s']:,.0f} vs {c32['off']['ok_per_s']:,.0f} req/s "
         f"({c32['median_ratio']:.0%})"
-        if c32 else _why_not(results, "image-small-c32", names)
+        if c32 else _why_not(results, "image-small-c32", (plain, variant))
     )  # fmt: skip
-    return [_verdict(
-        f"Access log, metrics and traces on: throughput >= {TELEMETRY_MIN_THROUGHPUT:.0%} "
-        "of prismgate's without them (image-small-c32)",
-        c32["ratio"] if c32 else None, TELEMETRY_MIN_THROUGHPUT, at_most=False, shown=shown,
-    )]  # fmt: skip
+    return _verdict(target, c32["ratio"] if c32 else None, least, at_most=False, shown=shown)
 
 
 # ---------------------------------------------------------------- formatting
