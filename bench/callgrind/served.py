@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -81,11 +80,12 @@ def _count(target: str, low: int, high: int) -> float:
     """One target's instructions per request."""
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
-    from targets import write_prismgate_config  # type: ignore[import-not-found]  # by path
+    from procs import free_port  # type: ignore[import-not-found]  # bench/, by path
+    from targets import write_prismgate_config  # type: ignore[import-not-found]
 
     with tempfile.TemporaryDirectory(prefix=f"served-{target}-") as work:
         folder = Path(work)
-        upstream_port, port = _free_port(), _free_port()
+        upstream_port, port = free_port(), free_port()
         upstream = subprocess.Popen([str(PYTHON), str(HERE / "upstream.py"), str(upstream_port)])
         config = write_prismgate_config(
             folder / "prismgate.yaml", upstream_port, data_dir=folder / "data",
@@ -188,12 +188,6 @@ def _wait_ready(port: int, server: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(1)
     raise RuntimeError("the server did not answer within 600 s")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":
