@@ -4,9 +4,10 @@ and the traces cost (issue 13). The proxy has no such switch.
     .venv/bin/python bench/without_telemetry.py serve --config bench/.work/prismgate.yaml ...
 
 runs `prismgate` (the same CLI, the same arguments) with `create_app` making the app
-without the access log and metrics: no `Telemetry` middleware, no `CallCollector`
-observer, no `TimedTransport` around the HTTP client. bench's `prismgate-quiet` is
-served so; `callgrind/harness.py --telemetry off` builds its app so too.
+without the access log and metrics: the outer middleware (`RequestContext`) given no
+telemetry, no `CallCollector` observer, no `TimedTransport` around the HTTP client.
+bench's `prismgate-quiet` is served so; `callgrind/harness.py --telemetry off` builds
+its app so too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def without_telemetry() -> None:
     the app without the access log and metrics, in this process."""
     from prismgate.proxy import app
 
-    app.Telemetry = lambda inner, _telemetry: inner  # type: ignore[assignment,misc]
+    bare = app.RequestContext
+    app.RequestContext = lambda inner, _telemetry: bare(inner)  # type: ignore[assignment,misc]
     app.CallCollector = _Dropped  # type: ignore[assignment,misc]
     app.TimedTransport = lambda http: http  # type: ignore[assignment,misc]
     made_from_environment = app.create_app_from_environment

@@ -2,8 +2,8 @@
 
 The middleware order, outermost first:
 
-    RequestContext      request id and trace id on every answer; no traceback ever leaves
-    Telemetry           an access-log line and the metrics of every request; GET /metrics
+    RequestContext      request id and trace id on every answer; no traceback ever leaves;
+                        an access-log line and the metrics of every request; GET /metrics
     CancelOnDisconnect  a call whose client left is cancelled, upstream request included
     Authenticate        the caller's key → a Principal, on the raw ASGI path
     Starlette           routes → handlers; PrismgateError → OpenAI error body; any other
@@ -38,7 +38,7 @@ from prismgate.proxy.reload import ConfigReload
 from prismgate.proxy.responses import error_response, json_response
 from prismgate.proxy.routes import ROUTES
 from prismgate.proxy.state import ProxyState
-from prismgate.proxy.telemetry import ProxyTelemetry, Telemetry
+from prismgate.proxy.telemetry import ProxyTelemetry
 from prismgate.spend import SpendRecorder
 from prismgate.storage.sql import SqlKeyStore, SqlSpendLog, database_url, open_sql_stores
 from prismgate.transport import HttpTransport
@@ -162,7 +162,7 @@ def create_app(
     inner: ASGIApp = CancelOnDisconnect(
         Authenticate(app, state.authenticator, state.sessions), state.drain
     )
-    return RequestContext(Telemetry(inner, telemetry))
+    return RequestContext(inner, telemetry)
 
 
 @contextlib.contextmanager

@@ -1,18 +1,28 @@
-"""Plain-ASGI middleware: request ids on every answer, no traceback ever leaving, and
-calls cancelled when their caller leaves."""
+"""Plain-ASGI middleware: request ids on every answer, no traceback ever leaving, each
+request logged and counted, and calls cancelled when their caller leaves."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from contextvars import Token
+from time import perf_counter
+from typing import TYPE_CHECKING
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prismgate.errors import PrismgateError, ServiceUnavailableError
+from prismgate.observability.call_tracking import CURRENT_TRACK, RequestTrack
+from prismgate.observers import CLIENT_CLOSED
 from prismgate.proxy.draining import Drain
+from prismgate.proxy.handlers.metrics import METRICS_PATH
 from prismgate.proxy.responses import error_response
 from prismgate.request_ids import new_request_id
+
+if TYPE_CHECKING:
+    from prismgate.proxy.telemetry import ProxyTelemetry
 
 __all__ = ["CancelOnDisconnect", "RequestContext", "internal_error"]
 
@@ -25,20 +35,28 @@ def internal_error(request_id: str | None) -> PrismgateError:
 
 
 class RequestContext:
-    """Gives each request an id (`x-request-id`), echoes the trace id, and turns any
-    unexpected exception into a 500 OpenAI error that names the request id only.
+    """The outermost layer: gives each request an id (`x-request-id`), echoes the trace
+    id, turns any unexpected exception into a 500 OpenAI error that names the request id
+    only, and, given the app's `telemetry`, times the request, opens its track
+    (observability/call_tracking.py) and hands its record to the access log and the
+    metrics when it ends; `GET /metrics` is then answered by `telemetry.endpoint`.
+
+    One layer for all of it: each layer around a request is one more coroutine that every
+    resumption of the request passes through, and one more wrapper of each message sent.
 
     The log gets one line per unexpected exception (its type and the request id); the
     traceback goes to the debug level, so that hostile input cannot flood the log.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, telemetry: ProxyTelemetry | None = None) -> None:
         self.app = app
+        self._telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = perf_counter()
         request_id = new_request_id()  # time-ordered: the spend log's key appends
         trace_id = request_id
         for name, value in scope["headers"]:
@@ -49,17 +67,32 @@ class RequestContext:
             (b"x-request-id", request_id.encode()),
             (b"x-portkey-trace-id", trace_id.encode("latin-1")),
         ]
-        started = False
+        status = 0
 
-        async def send_with_ids(message: Message) -> None:
-            nonlocal started
+        # A plain function handing back `send`'s awaitable: no coroutine of its own for
+        # each message.
+        def send_with_ids(message: Message) -> Awaitable[None]:
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
+            return send(message)
 
+        telemetry = self._telemetry
+        app = self.app
+        track: RequestTrack | None = None
+        token: Token[RequestTrack | None] | None = None
+        scraping = False
+        if telemetry is not None:
+            track = RequestTrack(request_id)
+            token = CURRENT_TRACK.set(track)
+            scraping = scope["path"] == METRICS_PATH
+            if scraping:  # answered by the metrics endpoint; not counted in flight
+                app = telemetry.endpoint
+            else:
+                telemetry.metrics.in_flight += 1
         try:
-            await self.app(scope, receive, send_with_ids)
+            await app(scope, receive, send_with_ids)
         except Exception as exc:
             # Handlers turn PrismgateErrors into answers; anything here is a bug.
             log.error(
@@ -68,12 +101,19 @@ class RequestContext:
                 type(exc).__name__,
             )
             log.debug("traceback of request %s", request_id, exc_info=exc)
-            if started:
-                # The app's own 500 handler answered (or a stream broke after its
-                # start): the server closes the connection; nothing more to say.
-                return
-            error = exc if isinstance(exc, PrismgateError) else internal_error(request_id)
-            await error_response(error)(scope, receive, send_with_ids)
+            # Once the app's own 500 handler answered (or a stream broke after its
+            # start), the server closes the connection: nothing more to say.
+            if not status:
+                error = exc if isinstance(exc, PrismgateError) else internal_error(request_id)
+                await error_response(error)(scope, receive, send_with_ids)
+        finally:
+            if token is not None:
+                CURRENT_TRACK.reset(token)
+            if telemetry is not None and track is not None:
+                if not scraping:
+                    telemetry.metrics.in_flight -= 1
+                # No answer at all: the client left before it (CancelOnDisconnect).
+                telemetry.record(scope, status or CLIENT_CLOSED, started, track)
 
 
 class CancelOnDisconnect:

@@ -1,15 +1,16 @@
-"""The proxy's access log and metrics: one ASGI middleware sees every request.
+"""The proxy's access log and metrics: what one app owns to log and count every request.
 
-`Telemetry` times each request from its arrival to the end of its answer, notes the
-status sent, and opens the request's track (observability/call_tracking.py), which
-collects the report of the gateway call made for it and the time spent upstream. When
-the request ends it makes one `RequestRecord` and hands it to the access log and the
-metrics. Requests that make no call (health, /v1/models, key management, 404s, refused
-keys) get a line and are counted too. It also answers `GET /metrics`, before
+The outermost middleware (proxy/middleware.py's `RequestContext`) times each request from
+its arrival to the end of its answer, notes the status sent, and opens the request's
+track (observability/call_tracking.py), which collects the report of the gateway call
+made for it and the time spent upstream. When the request ends, `ProxyTelemetry.record`
+makes one `RequestRecord` and hands it to the access log and the metrics. Requests that
+make no call (health, /v1/models, key management, 404s, refused keys) get a line and are
+counted too. `GET /metrics` is answered by `ProxyTelemetry.endpoint`, before
 authentication, which that endpoint decides itself (proxy/handlers/metrics.py).
 
-`ProxyTelemetry` is what one app owns for it: the access log, the metrics, the route
-names, and the task that pushes metrics to the other workers' scrapes.
+`ProxyTelemetry` also holds the route names and the task that pushes metrics to the
+other workers' scrapes.
 """
 
 from __future__ import annotations
@@ -18,24 +19,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from time import perf_counter
 
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from prismgate.config import Config, metrics_folder_from_environment
 from prismgate.gateway import Gateway
 from prismgate.identity import Authenticator
 from prismgate.observability.access_log import AccessLog
-from prismgate.observability.call_tracking import CURRENT_TRACK, RequestTrack
+from prismgate.observability.call_tracking import RequestTrack
 from prismgate.observability.metrics import PUSH_INTERVAL, GatewayMetrics
 from prismgate.observability.request_record import request_record
 from prismgate.observability.safe_text import SafeText
-from prismgate.observers import CLIENT_CLOSED
 from prismgate.proxy.handlers.metrics import METRICS_PATH, MetricsEndpoint, metrics_access
 
-__all__ = ["ProxyTelemetry", "RouteNames", "Telemetry"]
+__all__ = ["ProxyTelemetry", "RouteNames"]
 
 log = logging.getLogger("prismgate.proxy")
 
@@ -150,86 +150,39 @@ class ProxyTelemetry:
         return await asyncio.to_thread(self.metrics.exposition)
 
     def record(self, scope: Scope, status: int, started: float, current: RequestTrack) -> None:
-        """Log and count one answered request."""
-        seconds = perf_counter() - started
-        report = current.report
-        principal = scope["state"].get("principal")
-        record = request_record(
-            scope["method"],
-            scope["path"],
-            self.routes(scope),
-            status,
-            time.time(),
-            seconds,
-            current.upstream,
-            current.request_id,
-            _trace_header(scope) if report is None else report.trace_id,
-            None if principal is None else principal.key_alias,
-            report,
-        )
-        self.metrics.add(record)
-        self.access_log.add(record)
+        """Log and count one answered request (`started`: its `perf_counter` at arrival;
+        `current`: its track). Never raises: a failure here is a bug, logged."""
+        try:
+            seconds = perf_counter() - started
+            report = current.report
+            principal = scope["state"].get("principal")
+            record = request_record(
+                scope["method"],
+                scope["path"],
+                self.routes(scope),
+                status,
+                time.time(),
+                seconds,
+                current.upstream,
+                current.request_id,
+                _trace_header(scope) if report is None else report.trace_id,
+                None if principal is None else principal.key_alias,
+                report,
+            )
+            self.metrics.add(record)
+            self.access_log.add(record)
+        except Exception as error:
+            log.error(
+                "telemetry failed on request %s: %s (traceback at debug level)",
+                current.request_id,
+                type(error).__name__,
+            )
+            log.debug("traceback of request %s", current.request_id, exc_info=error)
 
     async def _push_periodically(self) -> None:
         while True:
             await asyncio.sleep(PUSH_INTERVAL)
             self.metrics.push()
-
-
-class Telemetry:
-    """Plain-ASGI middleware: one `RequestRecord` per HTTP request (see the module
-    docstring); `GET /metrics` answered by `telemetry.endpoint`. It goes inside
-    RequestContext, which gives the request its id."""
-
-    def __init__(self, app: ASGIApp, telemetry: ProxyTelemetry) -> None:
-        self.app = app
-        self._telemetry = telemetry
-        self._metrics = telemetry.metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = perf_counter()
-        current = RequestTrack(scope["state"]["request_id"])
-        token = CURRENT_TRACK.set(current)
-        status = 0
-
-        # A plain function handing back `send`'s awaitable: no coroutine of its own for
-        # each message.
-        def send_noting_status(message: Message) -> Awaitable[None]:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            return send(message)
-
-        scraping = scope["path"] == METRICS_PATH
-        app = self._telemetry.endpoint if scraping else self.app
-        metrics = self._metrics
-        if not scraping:  # a scrape does not count itself in flight
-            metrics.in_flight += 1
-        try:
-            await app(scope, receive, send_noting_status)
-        except Exception:
-            status = status or 500  # RequestContext answers it
-            raise
-        except BaseException:
-            status = status or CLIENT_CLOSED
-            raise
-        finally:
-            CURRENT_TRACK.reset(token)
-            if not scraping:
-                metrics.in_flight -= 1
-            try:
-                # No answer at all: the client left before it (CancelOnDisconnect).
-                self._telemetry.record(scope, status or CLIENT_CLOSED, started, current)
-            except Exception as error:  # a bug: logged as RequestContext logs one
-                log.error(
-                    "telemetry failed on request %s: %s (traceback at debug level)",
-                    current.request_id,
-                    type(error).__name__,
-                )
-                log.debug("traceback of request %s", current.request_id, exc_info=error)
 
 
 def _trace_header(scope: Scope) -> str | None:
