@@ -67,15 +67,21 @@ async def within_budget(
             raise
         plain, budgeted = attempt, hold
 
-        async def attempt(target: Target) -> Served[A]:
+        async def covered(target: Target) -> Served[A]:
             # This deployment may cost more than the call's first bound (a fallback, a
             # Portkey target): its own bound is held before it is called.
             deployment = target.deployment
-            if id(deployment) not in bounds:
-                found.append(deployment)
-                bounds[id(deployment)] = bound = deployment_bound(deployment, request)
-                await budgeted.cover(bound)
+            found.append(deployment)
+            bounds[id(deployment)] = bound = deployment_bound(deployment, request)
+            await budgeted.cover(bound)
             return await plain(target)
+
+        def attempt(target: Target) -> Awaitable[Served[A]]:
+            # The usual attempt, at a deployment already covered, is the plain one: no
+            # coroutine of its own for every wait of the upstream call to pass through.
+            if id(target.deployment) in bounds:
+                return plain(target)
+            return covered(target)
 
     try:
         served = await route(attempt)

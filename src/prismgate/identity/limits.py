@@ -36,7 +36,14 @@ import msgspec
 from prismgate.errors import LimitReachedError, PrismgateError
 from prismgate.identity.principal import LimitSet, Principal
 from prismgate.rate_limit_headers import wait_text
-from prismgate.storage import LIMIT_WINDOW, Holder, LimitAnswer, LimitCheck, LimitState
+from prismgate.storage import (
+    LIMIT_WINDOW,
+    Holder,
+    LimitAnswer,
+    LimitCheck,
+    LimitState,
+    MemoryLimitState,
+)
 from prismgate.streaming import RelayedStream
 from prismgate.types import ImageEditRequest, ImageGenerationRequest, ImageVariationRequest, Served
 from prismgate.types.meta import RateLimitStatus
@@ -81,6 +88,8 @@ class Limiter:
     def __init__(self, state: LimitState, *, lease: float = DEFAULT_LEASE) -> None:
         self.state = state
         self.lease = lease
+        # Counters in this process are taken without a coroutine (nothing waits).
+        self.take_now = state.take_now if isinstance(state, MemoryLimitState) else None
         # Call ids: this limiter's random name and a count, unique across instances.
         self._name = uuid.uuid4().hex[:16]
         self._count = itertools.count()
@@ -182,7 +191,10 @@ class _LimitedAdmission(Admission):
     async def __aenter__(self) -> Self:
         limiter, limits = self._limiter, self._limits
         try:
-            answer = await limiter.state.take(self._call_id, limits.checks, lease=limiter.lease)
+            if limiter.take_now is not None:
+                answer = limiter.take_now(self._call_id, limits.checks, lease=limiter.lease)
+            else:
+                answer = await limiter.state.take(self._call_id, limits.checks, lease=limiter.lease)
         except BaseException:
             if limits.parallel:  # cancelled mid-take: free what the take may have held
                 await limiter.settle(self._call_id, limits.parallel, 0)

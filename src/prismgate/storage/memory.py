@@ -195,6 +195,10 @@ class MemoryLimitState:
         self, call_id: str, checks: Sequence[LimitCheck], *, lease: float
     ) -> LimitAnswer:
         """Take every check's cost for call `call_id`, all or none."""
+        return self.take_now(call_id, checks, lease=lease)
+
+    def take_now(self, call_id: str, checks: Sequence[LimitCheck], *, lease: float) -> LimitAnswer:
+        """`take`, without a coroutine: nothing here waits (the limiter calls this one)."""
         now = self._clock()
         if now >= self._next_sweep or len(self._full_at) + len(self._slots) > self._sweep_at:
             self._sweep(now)
