@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import msgspec
 
-from prismgate.accounting import candidates, within_budget
+from prismgate.accounting import FirstBounds, candidates, within_budget
 from prismgate.authority import CallerAuthority
 from prismgate.call_options import CallOptions
 from prismgate.call_records import CallRecord
@@ -147,6 +147,8 @@ class Gateway:
         self.provider_cache = ProviderCache()
         # Calls by generated keys hold their price against the keys' budgets first.
         self.budgets = Budgets(self.stores.keys) if self.stores.keys is not None else None
+        # Image calls' first price bounds, kept by model name and shape (accounting.py).
+        self._first_bounds = FirstBounds()
         # Callers' rpm, tpm, ipm and parallel limits, shared through the limit store.
         self.limiter = Limiter(self.stores.limits)
         self.router = Router(
@@ -361,10 +363,13 @@ class Gateway:
             served = await within_budget(
                 self.budgets,
                 principal,
+                name,
                 request,
                 candidates=lambda: candidates(self.deployments, name, options.overrides),
                 attempt=attempt,
                 route=route,
+                # Overrides may name other deployments: their bounds are not kept.
+                first_bounds=self._first_bounds if options.overrides is None else None,
             )
             return admission.served(served, tokens)
 

@@ -24,10 +24,11 @@ def raw_rate_limit_headers(statuses: Sequence[RateLimitStatus]) -> list[tuple[by
         # Most resets are under a second away: written here without `wait_text`.
         ms = -(-round(status.reset * 1_000_000) // 1000)
         reset = b"%dms" % ms if 0 < ms < 1000 else wait_text(status.reset).encode()
-        headers += zip(
-            _NAMES.get(status.unit) or _names(status.unit),
-            (b"%d" % status.limit, b"%d" % status.remaining, reset),
-            strict=True,
+        limit, remaining, reset_at = _NAMES.get(status.unit) or _names(status.unit)
+        headers += (
+            (limit, b"%d" % status.limit),
+            (remaining, b"%d" % status.remaining),
+            (reset_at, reset),
         )
     return headers
 

@@ -219,6 +219,30 @@ def test_a_stream_pays_the_usage_it_reports_or_else_its_bound(
         assert _spend(proxy.base_url, key, cost + bound) == pytest.approx(cost + bound)
 
 
+def test_each_size_and_quality_holds_its_own_price(
+    serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Path
+) -> None:
+    # A call's price bound is kept by model name, size, quality and n: a dearer call
+    # after cheaper ones of the same model is held at its own price.
+    with fresh_database("sqlite", tmp_path) as url:
+        proxy = serve(_config(openai_emulator, url))
+        key = _make(proxy.base_url, "/key/generate", {"max_budget": 0.15})["key"]
+        client = openai.OpenAI(api_key=key, base_url=proxy.base_url + "/v1", max_retries=0)
+        for _ in range(2):  # $0.04 each: $0.07 left
+            client.images.generate(model="painter", prompt="an otter", size="1024x1024")
+        with pytest.raises(openai.RateLimitError) as refused:  # hd, tall: $0.12
+            client.images.generate(
+                model="painter", prompt="an otter", size="1024x1792", quality="hd"
+            )
+        assert "may cost up to $0.1200" in refused.value.message
+        with pytest.raises(openai.RateLimitError) as refused:  # two at $0.04: $0.08
+            client.images.generate(model="painter", prompt="an otter", size="1024x1024", n=2)
+        assert "may cost up to $0.0800" in refused.value.message
+        client.images.generate(model="painter", prompt="an otter", size="1024x1024")
+        assert len(openai_emulator.requests) == 3
+        assert _spend(proxy.base_url, key, 3 * PRICE) == pytest.approx(3 * PRICE)
+
+
 def test_a_fallback_to_a_dearer_model_holds_its_own_price_first(
     serve: Callable[..., RunningProxy], openai_emulator: OpenAIEmulator, tmp_path: Path
 ) -> None:
