@@ -1,14 +1,22 @@
-"""RequestContext: ids on every answer, and a bug never shows its traceback."""
+"""RequestContext: ids on every answer, a bug never shows its traceback, and every
+request is logged and counted."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
+from prismgate.config import load_config
+from prismgate.gateway import Gateway
+from prismgate.identity import Authenticator
 from prismgate.proxy.middleware import RequestContext
+from prismgate.proxy.routes import ROUTES
+from prismgate.proxy.telemetry import ProxyTelemetry
+from tests.serving import model
 
 
 async def broken_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,3 +65,40 @@ def test_log_records_are_redacted_tracebacks_included(caplog: pytest.LogCaptureF
     assert "request r-1 failed for [REDACTED]" in text
     assert "RuntimeError: connect failed with [REDACTED]" in text
     assert "hunter2" not in text and "sk-abcdefghijkl" not in text
+
+
+async def test_a_bug_and_a_client_that_left_are_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The outer layer keeps the access log and metrics: a request whose app raised is
+    # logged with the 500 it was answered with, one cancelled before any answer with 499.
+    config = load_config({"model_list": [model("art", "mock/dall-e-3")]})
+    gateway = Gateway(config, direct_models=False)
+    telemetry = ProxyTelemetry(config, gateway, Authenticator(None, None), ROUTES)
+
+    async def never_answers(scope: Scope, receive: Receive, send: Send) -> None:
+        raise asyncio.CancelledError  # as a call cancelled when its client left
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await (broken_app if scope["path"] == "/broken" else never_answers)(scope, receive, send)
+
+    caplog.set_level(logging.INFO, logger="prismgate.access")
+    transport = httpx.ASGITransport(app=RequestContext(app, telemetry), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        answer = await client.get("/broken")
+        with pytest.raises(asyncio.CancelledError):
+            await client.get("/left")
+    assert answer.status_code == 500
+    lines = [r.getMessage() for r in caplog.records if r.name == "prismgate.access"]
+    assert len(lines) == 2
+    assert " GET /broken 500 " in lines[0] and answer.headers["x-request-id"] in lines[0]
+    assert " GET /left 499 " in lines[1]
+    telemetry.metrics.push()
+    scraped = telemetry.metrics.exposition().decode()
+    assert (
+        'prismgate_requests_total{model_group="",provider="",route="unmatched",status="500"} 1.0'
+        in scraped
+    )
+    assert 'status="499"} 1.0' in scraped
+    assert "prismgate_requests_in_flight 0.0" in scraped
+    await gateway.aclose()
