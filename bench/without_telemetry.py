@@ -5,9 +5,9 @@ and the traces cost (issue 13). The proxy has no such switch.
 
 runs `prismgate` (the same CLI, the same arguments) with `create_app` making the app
 without the access log and metrics: the outer middleware (`RequestContext`) given no
-telemetry, no `CallCollector` observer, no `TimedTransport` around the HTTP client.
-bench's `prismgate-quiet` is served so; `callgrind/harness.py --telemetry off` builds
-its app so too.
+telemetry (so no request track either: the HTTP client times nothing), no
+`CallCollector` observer. bench's `prismgate-quiet` is served so; `callgrind/harness.py
+--telemetry off` builds its app so too.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ def without_telemetry() -> None:
     bare = app.RequestContext
     app.RequestContext = lambda inner, _telemetry: bare(inner)  # type: ignore[assignment,misc]
     app.CallCollector = _Dropped  # type: ignore[assignment,misc]
-    app.TimedTransport = lambda http: http  # type: ignore[assignment,misc]
     made_from_environment = app.create_app_from_environment
 
     def create_app_from_environment() -> Any:

@@ -5,7 +5,7 @@ import email.utils
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -15,12 +15,13 @@ from aiohttp import web
 from prismgate.errors import APIConnectionError, PermissionDeniedError
 from prismgate.media.addresses import HostAllowlist
 from prismgate.media.dialing import system_resolve
-from prismgate.observability.call_tracking import TimedTransport
 from prismgate.transport import (
+    UPSTREAM_WAIT,
     HttpTransport,
     Transport,
     UpstreamRequest,
     UpstreamResponse,
+    UpstreamWait,
     retry_after_seconds,
     with_headers,
 )
@@ -72,6 +73,7 @@ class Upstream:
 async def upstream() -> AsyncIterator[Upstream]:
     async def answer(request: web.Request) -> web.Response:
         found.hits.append(request.host)
+        await asyncio.sleep(float(request.headers.get("x-delay", 0)))
         return web.json_response({"created": 1, "data": []})
 
     app = web.Application()
@@ -234,7 +236,7 @@ async def test_the_owner_makes_one_guarded_transport_per_allowlist_and_closes_it
         await owner.aclose()
 
 
-async def test_a_timing_wrapper_passes_trace_headers_on_whatever_its_inner_takes() -> None:
+async def test_trace_headers_are_added_to_a_copy_for_a_transport_that_takes_none() -> None:
     seen: list[dict[str, str]] = []
 
     class Plain:  # a transport that knows nothing of added headers
@@ -245,11 +247,33 @@ async def test_a_timing_wrapper_passes_trace_headers_on_whatever_its_inner_takes
         def stream(self, request: UpstreamRequest) -> Any:
             raise NotImplementedError
 
-    timed = TimedTransport(Plain())
     request = UpstreamRequest(method="GET", url="http://upstream.test/", provider="p",
                               headers={"a": "1"})  # fmt: skip
-    await timed.send(request, added_headers={"traceparent": "t1"})
-    traced = with_headers(timed, lambda: {"traceparent": "t2"})
+    traced = with_headers(Plain(), lambda: {"traceparent": "t2"})
     await traced.send(request)
-    assert seen == [{"a": "1", "traceparent": "t1"}, {"a": "1", "traceparent": "t2"}]
+    assert seen == [{"a": "1", "traceparent": "t2"}]
     assert request.headers == {"a": "1"}  # the caller's request is never changed
+
+
+async def test_upstream_requests_add_their_time_to_the_wait_of_their_context(
+    upstream: Upstream,
+) -> None:
+    transport = HttpTransport()
+    try:
+        await transport.send(_request(upstream.url()))  # nothing to add to: nothing happens
+        wait = UpstreamWait()
+        token = UPSTREAM_WAIT.set(wait)
+        try:
+            slow = replace(_request(upstream.url()), headers={"x-delay": "0.2"})
+            started = time.perf_counter()
+            # In parallel (tasks copy the context, so both add to `wait`): counted once.
+            await asyncio.gather(transport.send(slow), transport.send(slow))
+            elapsed = time.perf_counter() - started
+        finally:
+            UPSTREAM_WAIT.reset(token)
+        assert (wait.calls, wait.in_flight) == (2, 0)
+        assert 0.2 <= wait.seconds <= elapsed
+        assert wait.upstream == wait.seconds
+        assert UpstreamWait().upstream is None  # nothing sent
+    finally:
+        await transport.aclose()

@@ -22,9 +22,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
+
+import msgspec
 
 from prismgate.errors import (
     AnswerTooLargeError,
@@ -44,17 +48,17 @@ if TYPE_CHECKING:
 __all__ = [
     "JSON_ANSWER_BYTES",
     "MAX_ERROR_BODY_BYTES",
+    "UPSTREAM_WAIT",
     "HttpTransport",
     "Transport",
     "UpstreamRequest",
     "UpstreamResponse",
     "UpstreamStream",
+    "UpstreamWait",
     "answer_cap",
     "image_answer_bytes",
     "multipart_body",
     "retry_after_seconds",
-    "sender",
-    "streamer",
     "with_headers",
 ]
 
@@ -204,36 +208,6 @@ def with_headers(transport: Transport, headers: Callable[[], Mapping[str, str]])
     return _AddedHeaders(transport, headers)
 
 
-def sender(transport: Transport) -> Callable[..., Coroutine[Any, Any, UpstreamResponse]]:
-    """`transport.send` for a wrapper that is handed `added_headers` (`with_headers`) and
-    passes them on: as it is when `transport` takes them, else one that copies them into
-    the request. Worked out once, when the wrapper is made."""
-    if _takes_added_headers(transport):
-        return cast("_TakesAddedHeaders", transport).send
-
-    async def send(
-        request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
-    ) -> UpstreamResponse:
-        return await transport.send(_headers_added(request, added_headers))
-
-    return send
-
-
-def streamer(
-    transport: Transport,
-) -> Callable[..., AbstractAsyncContextManager[UpstreamStream]]:
-    """`transport.stream`, as `sender` gives `transport.send`."""
-    if _takes_added_headers(transport):
-        return cast("_TakesAddedHeaders", transport).stream
-
-    def stream(
-        request: UpstreamRequest, *, added_headers: Mapping[str, str] | None = None
-    ) -> AbstractAsyncContextManager[UpstreamStream]:
-        return transport.stream(_headers_added(request, added_headers))
-
-    return stream
-
-
 def _takes_added_headers(transport: Transport) -> bool:
     if isinstance(transport, _AiohttpTransport):
         return True
@@ -302,8 +276,37 @@ def _headers_added(request: UpstreamRequest, added: Mapping[str, str] | None) ->
     )
 
 
+class UpstreamWait(msgspec.Struct):
+    """How long something (a proxy request: observability/call_tracking.py) waited on
+    providers: the time during which at least one of its upstream requests was in
+    flight, so that a fan-out's parallel requests count once and a retry's backoff does
+    not count. The transport adds to the one in `UPSTREAM_WAIT` as it sends: a context
+    variable is the one way to reach the request without threading it through every
+    provider, and asyncio copies it into the tasks a request starts."""
+
+    calls: int = 0  # upstream requests sent
+    seconds: float = 0.0
+    in_flight: int = 0  # upstream requests in flight now
+    since: float = 0.0  # when the first of them was sent
+
+    @property
+    def upstream(self) -> float | None:
+        """Seconds spent waiting on providers; None when nothing was sent upstream (a
+        stream still open counts up to now)."""
+        if self.calls == 0:
+            return None
+        if self.in_flight:
+            return self.seconds + perf_counter() - self.since
+        return self.seconds
+
+
+# What the upstream requests sent in this context add their time to (None: nothing).
+UPSTREAM_WAIT: ContextVar[UpstreamWait | None] = ContextVar("prismgate_upstream", default=None)
+
+
 class _AiohttpTransport:
-    """Sending, streaming and reading over aiohttp; subclasses say which pool a URL uses."""
+    """Sending, streaming and reading over aiohttp; subclasses say which pool a URL uses.
+    Each request's time is added to the `UpstreamWait` of its context, if any."""
 
     def __init__(self, *, max_connections: int, max_response_bytes: int) -> None:
         self._max_connections = max_connections
@@ -353,16 +356,29 @@ class _AiohttpTransport:
         # host[:port], never a `user:pass@` part: for the debug log and a refusal.
         host = urlsplit(request.url).netloc.rpartition("@")[2]
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
-        with _translated(request.provider, host, request.timeout):
-            async with session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=request.body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as response:
-                yield response
+        # `UpstreamWait.started` and `ended`, inline: this runs for every upstream request.
+        wait = UPSTREAM_WAIT.get()
+        if wait is not None:
+            if wait.in_flight == 0:
+                wait.since = perf_counter()
+            wait.in_flight += 1
+            wait.calls += 1
+        try:
+            with _translated(request.provider, host, request.timeout):
+                async with session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=request.body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                ) as response:
+                    yield response
+        finally:
+            if wait is not None:
+                wait.in_flight -= 1
+                if wait.in_flight == 0:
+                    wait.seconds += perf_counter() - wait.since
 
 
 class HttpTransport(_AiohttpTransport):

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp
 from prismgate.config import Config, config_path_from_environment, load_config
 from prismgate.errors import NotFoundError, PrismgateError
 from prismgate.gateway import Gateway
-from prismgate.observability.call_tracking import CallCollector, TimedTransport
+from prismgate.observability.call_tracking import CallCollector
 from prismgate.observability.log_config import redact_handlers
 from prismgate.observability.logging import redact_logger
 from prismgate.proxy.auth import Authenticate
@@ -92,12 +92,12 @@ def create_app(
     """
     config = config if config is not None else load_config()
     owned = gateway is None
-    # An owned gateway sends through a pool timed per request (upstream time, for the
-    # access log and the metrics); the app closes that pool after the gateway.
+    # An owned gateway's pool: the app closes it after the gateway. (Every request's
+    # upstream time, for the access log and the metrics, is kept by the transport.)
     http: HttpTransport | None = None
     if gateway is None:
         http = HttpTransport()
-        gateway = Gateway(config, direct_models=False, transport=TimedTransport(http))
+        gateway = Gateway(config, direct_models=False, transport=http)
     served = gateway
     served.observers = (*served.observers, CallCollector())
     state = ProxyState(config, served)

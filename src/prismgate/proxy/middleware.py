@@ -84,7 +84,7 @@ class RequestContext:
         token: Token[RequestTrack | None] | None = None
         scraping = False
         if telemetry is not None:
-            track = RequestTrack(request_id)
+            track = RequestTrack(request_id=request_id)
             token = CURRENT_TRACK.set(track)
             scraping = scope["path"] == METRICS_PATH
             if scraping:  # answered by the metrics endpoint; not counted in flight
