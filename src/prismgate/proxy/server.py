@@ -355,7 +355,7 @@ class _AnnouncingServer(uvicorn.Server):
 
 
 class _AnnouncingSupervisor(Multiprocess):
-    """uvicorn's worker supervisor, calling `on_ready` once the first worker serves, and
+    """uvicorn's worker supervisor, calling `on_ready` once a worker serves, and
     `on_worker_exit(pid)` for each worker it replaces."""
 
     def __init__(
@@ -387,12 +387,16 @@ class _AnnouncingSupervisor(Multiprocess):
 
     def init_processes(self) -> None:
         super().init_processes()
-        first = self.processes[0]
         # Signals only queue while waiting (Multiprocess handles them in its loop).
         # `Process.is_ready` came with uvicorn 0.51 (pyproject.toml's minimum).
-        while not self.signal_queue and first.process.is_alive():
-            if first.is_ready(timeout=1):
+        while True:
+            alive = [process for process in self.processes if process.process.is_alive()]
+            # Any worker: the first one made may be the last to start, while callers are
+            # answered already by another (a SIGTERM then must not read as a failed start).
+            if any(process.is_ready(timeout=0.2) for process in alive):
                 self.announced = True
                 self._on_ready()
                 return
+            if self.signal_queue or not alive:
+                return  # asked to stop, or every worker died, before any served
             time.sleep(0.05)
