@@ -32,7 +32,7 @@ __all__ = ["FirstBounds", "candidates", "deployment_bound", "within_budget"]
 A = TypeVar("A")
 Attempt = Callable[[Target], Awaitable[Served[A]]]
 _IMAGE_REQUESTS = (ImageGenerationRequest, ImageEditRequest, ImageVariationRequest)
-ImageRequestTypes = ImageGenerationRequest | ImageEditRequest | ImageVariationRequest
+_ImageRequest = ImageGenerationRequest | ImageEditRequest | ImageVariationRequest
 
 
 async def within_budget(
@@ -125,29 +125,29 @@ class FirstBounds:
 
     def find(self, name: str, request: msgspec.Struct) -> _Kept | None:
         """What `keep` kept for a call like this one; None when nothing is."""
-        if type(request) not in _IMAGE_REQUESTS:
+        if not isinstance(request, _IMAGE_REQUESTS):
             return None
-        return self._kept.get(_alike(name, request))  # type: ignore[arg-type]
+        return self._kept.get(_alike(name, request))
 
     def keep(
         self, name: str, request: msgspec.Struct, found: Sequence[Deployment], first: float | None
     ) -> None:
         """Keep the first bound `first` of the deployments `found` for calls like this
         one, when none of them prices what differs between such calls."""
-        if type(request) not in _IMAGE_REQUESTS or not all(map(_priced_alike, found)):
+        if not isinstance(request, _IMAGE_REQUESTS) or not all(map(_priced_alike, found)):
             return
         if len(self._kept) >= self._limit:
             self._kept.clear()
         found = tuple(found)
         ids = frozenset(id(deployment) for deployment in found)
-        self._kept[_alike(name, request)] = (found, ids, first)  # type: ignore[arg-type]
+        self._kept[_alike(name, request)] = (found, ids, first)
 
 
 # The deployments (kept alive), their ids, and their first bound.
 _Kept = tuple[Sequence[Deployment], Container[int], float | None]
 
 
-def _alike(name: str, request: ImageRequestTypes) -> tuple[object, ...]:
+def _alike(name: str, request: _ImageRequest) -> tuple[object, ...]:
     return (name, type(request), request.size, getattr(request, "quality", None), request.n)
 
 

@@ -356,7 +356,8 @@ class _AiohttpTransport:
         # host[:port], never a `user:pass@` part: for the debug log and a refusal.
         host = urlsplit(request.url).netloc.rpartition("@")[2]
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=request.connect_timeout)
-        # `UpstreamWait.started` and `ended`, inline: this runs for every upstream request.
+        # The context's wait, counted inline (this runs for every upstream request): from
+        # here until the answer is read, or a stream's block is left.
         wait = UPSTREAM_WAIT.get()
         if wait is not None:
             if wait.in_flight == 0:
