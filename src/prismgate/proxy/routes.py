@@ -1,7 +1,8 @@
 """The proxy's paths: a plain table of (path, handler).
 
-`GET /metrics` is not here: the Telemetry middleware answers it before authentication
-(a scraper on loopback needs no key), and handlers/metrics.py decides who may read it.
+`GET /metrics` is not here: the outer middleware (`RequestContext`) answers it before
+authentication (a scraper on loopback needs no key), and handlers/metrics.py decides who
+may read it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ LiteLLM's `litellm_settings.require_auth_for_metrics_endpoint: true` means `admi
 client's address is the connection's own (`prismgate serve` does not read
 X-Forwarded-For), so a header cannot make a remote scraper look local.
 
-The scrape is answered by the telemetry middleware, outside authentication (a loopback
-scraper needs no key); this module decides access itself, with the same authenticator.
+The scrape is answered by the outer middleware (`RequestContext`, with the app's
+telemetry), outside authentication (a loopback scraper needs no key); this module
+decides access itself, with the same authenticator.
 """
 
 from __future__ import annotations
