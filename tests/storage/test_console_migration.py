@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from prismgate.storage import SpendQuery
 from prismgate.storage.records import KeptImage, SpendRow
 from prismgate.storage.sql import SqlSpendLog, open_engine, upgrade
-from prismgate.storage.sql.migrate import alembic_config, current_revision
+from prismgate.storage.sql.migrate import alembic_config, current_revision, head_revision
 from prismgate.storage.sql.schema import metadata
 from tests.storage.conftest import Databases
 
@@ -61,7 +61,7 @@ async def test_revision_0002_adds_the_console_record(kind: str, databases: Datab
     finally:
         await engine.dispose()
     await upgrade(url)
-    assert await current_revision(url) == "0002"
+    assert await current_revision(url) == head_revision()
 
     log = SqlSpendLog(open_engine(url))
     try:
