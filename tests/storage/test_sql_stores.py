@@ -622,14 +622,19 @@ async def test_spend_rows_are_written_once_and_read_back(sql: Backend) -> None:
 
 
 async def test_a_large_batch_goes_in_whole_once(sql: Backend) -> None:
-    # 263 rows: one statement of ROWS_PER_STATEMENT (256), then 4, 2 and 1; each row's
-    # values must land in its own row, whatever statement carried it.
+    # 519 rows, every other one with metadata: the usual rows (no metadata) go as one
+    # statement of ROWS_PER_STATEMENT (256), then 2 and 1, with their empty JSON columns
+    # as constants; the others as 256 and 4, every column bound. Each row's values must
+    # land in its own row, whatever statement carried it.
     log = sql.spend
-    count = ROWS_PER_STATEMENT + 7
+    count = 2 * ROWS_PER_STATEMENT + 7
     batch = [
-        spend_row(f"r{i:04}", DAY_1 + i, token=f"k{i}", images=i, metadata={"i": i})
+        spend_row(
+            f"r{i:04}", DAY_1 + i, token=f"k{i}", images=i, metadata={"i": i} if i % 2 else {}
+        )
         for i in range(count)
     ]
+
     await log.write(batch)
     await log.write(batch[-10:])  # a replay of the tail adds nothing
     rows = await log.rows(SpendQuery(limit=1000))

@@ -87,7 +87,7 @@ class SqlSpendLog:
         if list(single.positiontup or ()) != columns:
             raise RuntimeError(f"the spend log's INSERT binds {single.positiontup}, not {columns}")
         self._values = _RowValues(plain)
-        self._statements = _MultiRow(single.string, len(columns))
+        self._statements = _MultiRow(single.string, len(columns), _EMPTY_REST_TEXT)
         # SQLite: batches go to a thread of their own in one hand-off (sqlite_writer.py).
         path = sqlite_path(self._engine.url)
         self._writer = None if path is None else SqliteWriter(path)
@@ -107,16 +107,24 @@ class SqlSpendLog:
                 await connection.exec_driver_sql(sql, tuple(values))
 
     def _inserts(self, batch: list[SpendRow]) -> list[Statement]:
-        """The multi-row INSERTs that write `batch`, with their values."""
+        """The multi-row INSERTs that write `batch`, with their values: the usual rows
+        (empty JSON columns after `attempts`) in statements that write those as
+        constants, the others in statements that bind every column."""
+        usual: list[Any] = []
+        other: list[Any] = []
+        extend = self._values.extend
+        for row in batch:
+            extend(usual, other, row)
         statements: list[Statement] = []
-        start = 0
-        while start < len(batch):
-            count = _chunk(len(batch) - start)
-            flat: list[Any] = []
-            for row in batch[start : start + count]:
-                self._values.extend(flat, row)
-            statements.append((self._statements(count), flat))
-            start += count
+        for flat, is_usual in ((usual, True), (other, False)):
+            width = self._statements.width(usual=is_usual)
+            rows = len(flat) // width
+            start = 0
+            while start < rows:
+                count = _chunk(rows - start)
+                values = flat[start * width : (start + count) * width]
+                statements.append((self._statements(count, usual=is_usual), values))
+                start += count
         return statements
 
     async def rows(self, query: SpendQuery) -> list[SpendRow]:
@@ -228,24 +236,29 @@ def _console_filters(query: SpendQuery) -> list[sa.ColumnElement[bool]]:
 
 
 class _RowValues:
-    """Rows' column values, as the spend log's INSERT binds them, appended to one flat
+    """Rows' column values, as the spend log's INSERTs bind them, appended to a flat
     list: a row's fields but the JSON ones, then the computed `day`, then the JSON
-    fields' text (the usual row's empty ones as constants, in one step)."""
+    fields' text. A usual row's empty JSON fields after `attempts` are not bound: its
+    statement writes them as constants (`_MultiRow`), four text values fewer a row for
+    the SQLite writer to copy."""
 
     def __init__(self, plain: int) -> None:
         self._plain = plain  # the fields before the JSON ones
         self._days: dict[int, str] = {}  # UTC day number -> YYYY-MM-DD; rows come in order
         self._attempts: dict[tuple[str, ...], str] = {}  # attempts -> text: few, repeated
 
-    def extend(self, flat: list[Any], row: SpendRow) -> None:
-        """Append `row`'s values to `flat`."""
+    def extend(self, usual: list[Any], other: list[Any], row: SpendRow) -> None:
+        """Append `row`'s values to `usual` (a usual row's: through `attempts`) or to
+        `other` (every column's)."""
         values = _fields(row)
         plain = self._plain
+        attempts = values[plain]
+        is_usual = values[plain + 1 :] == _EMPTY_REST and type(attempts) is tuple
+        flat = usual if is_usual else other
         flat += values[:plain]
         day = self._days.get(int(row.started_at // 86_400))
         flat.append(day if day is not None else self._new_day(row.started_at))
-        attempts = values[plain]
-        if values[plain + 1 :] != _EMPTY_REST or type(attempts) is not tuple:
+        if not is_usual:
             flat += [_json_text(value) for value in values[plain:]]
             return
         text = self._attempts.get(attempts)
@@ -254,7 +267,6 @@ class _RowValues:
                 self._attempts.clear()
             text = self._attempts[attempts] = _json_text(attempts)
         flat.append(text)
-        flat += _EMPTY_REST_TEXT
 
     def _new_day(self, timestamp: float) -> str:
         if len(self._days) > 8:  # a long-lived log: keep only the days in use
@@ -280,32 +292,49 @@ _EMPTY_REST_TEXT = tuple(_json_text(value) for value in _EMPTY_REST)
 class _MultiRow:
     """The single-row INSERT repeated for several rows, made from its compiled text
     (compiling a 256-row INSERT costs SQLAlchemy over 100 ms; this, well under 1 ms).
-    Numbered parameters (PostgreSQL's `$n`) are numbered on; `?` needs nothing."""
+    Numbered parameters (PostgreSQL's `$n`) are numbered on; `?` needs nothing.
 
-    _NUMBERED = re.compile(r"\$(\d+)")
+    A usual row's statement has the text of the usual empty JSON values after `attempts`
+    in place of their last parameters (`constants`)."""
 
-    def __init__(self, single: str, columns: int) -> None:
+    _PARAMETER = re.compile(r"\?|\$\d+")
+
+    def __init__(self, single: str, columns: int, constants: tuple[str, ...]) -> None:
         values = single.index(" VALUES (") + len(" VALUES ")
         conflict = single.rindex(" ON CONFLICT ")
-        self._head, self._row, self._tail = (
-            single[:values],
-            single[values:conflict],
-            single[conflict:],
-        )
+        self._head, row, self._tail = single[:values], single[values:conflict], single[conflict:]
+        self._parts = self._PARAMETER.split(row)  # the text around the row's parameters
+        if len(self._parts) != columns + 1:
+            raise RuntimeError(f"the spend log's INSERT row has not {columns} parameters: {row}")
+        self._numbered = "$" in row
         self._columns = columns
-        self._made: dict[int, str] = {}
+        self._constants = [_sql_text(text) for text in constants]
+        self._made: dict[tuple[int, bool], str] = {}
 
-    def __call__(self, rows: int) -> str:
-        statement = self._made.get(rows)
+    def width(self, *, usual: bool) -> int:
+        """The parameters a row binds in a `usual` row's statement, or in the other one."""
+        return self._columns - len(self._constants) if usual else self._columns
+
+    def __call__(self, rows: int, *, usual: bool) -> str:
+        statement = self._made.get((rows, usual))
         if statement is None:
-            groups = ", ".join(self._numbered(row * self._columns) for row in range(rows))
-            statement = self._made[rows] = f"{self._head}{groups}{self._tail}"
+            width = self.width(usual=usual)
+            groups = ", ".join(self._row(n * width, usual=usual) for n in range(rows))
+            statement = self._made[rows, usual] = f"{self._head}{groups}{self._tail}"
         return statement
 
-    def _numbered(self, offset: int) -> str:
-        if not offset or "$" not in self._row:
-            return self._row
-        return self._NUMBERED.sub(lambda number: f"${int(number[1]) + offset}", self._row)
+    def _row(self, offset: int, *, usual: bool) -> str:
+        """One row's group, its parameters numbered on from `offset`."""
+        width = self.width(usual=usual)
+        marks = [f"${offset + n + 1}" if self._numbered else "?" for n in range(width)]
+        marks += self._constants if usual else ()
+        pairs = zip(self._parts[:-1], marks, strict=True)
+        return "".join(part + mark for part, mark in pairs) + self._parts[-1]
+
+
+def _sql_text(text: str) -> str:
+    """`text` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _chunk(remaining: int) -> int:
