@@ -27,7 +27,7 @@ from prismgate.gateway import CallOptions
 from prismgate.spend import SpendRecorder
 from prismgate.spool import SpendJournal, SpendSpool
 from prismgate.storage import SpendQuery
-from prismgate.storage.records import SpendRow
+from prismgate.storage.records import KeptImage, SpendRow
 from prismgate.storage.sql import SqlSpendLog, database_url, open_engine, upgrade
 from tests.postgres_server import PostgresServer, running_postgres
 
@@ -238,6 +238,77 @@ def line_of(row: SpendRow) -> bytes:
     return msgspec.json.encode(row) + b"\n"
 
 
+def frames(data: bytes) -> list[bytes]:
+    """A journal's frames (each: its length in 4 bytes, little-endian, the row, a newline),
+    up to the zeros after them."""
+    found: list[bytes] = []
+    at = 0
+    while (size := int.from_bytes(data[at : at + 4], "little")) > 0:
+        assert data[at + 4 + size] == ord("\n")
+        found.append(data[at + 4 : at + 4 + size])
+        at += 4 + size + 1
+    return found
+
+
+def replay(folder: Path) -> list[SpendRow]:
+    """What a starting process replays from `folder`."""
+    spool = SpendSpool(folder)
+    spool.adopt()
+    replayed: list[SpendRow] = []
+    while (batch := spool.peek(128)) is not None:
+        replayed += batch.rows
+        spool.take(batch)
+    spool.close()
+    return replayed
+
+
+def test_journal_rows_replay_whole_even_those_messagepack_cannot_hold(tmp_path: Path) -> None:
+    kept = KeptImage(name="a" * 64 + ".png", width=8, height=8, size_bytes=99)
+    written = [
+        *rows(2),
+        SpendRow(
+            "full", 1.5, 2.5, "image_edit", 502, "t" * 64, "alias", "team", "user", "end",
+            images=2, spend=12_345, latency_ms=0.1, attempts=("a", "b"), adjustments=("n",),
+            metadata={"tags": ["x"], "nested": {"f": 1.25, "none": None}},
+            kept_images=(kept,), details={"request": {"prompt": "p"}},
+        ),
+        SpendRow("huge", 3.0, 4.0, "image_generation", 200, metadata={"id": 1 << 70}),
+    ]  # fmt: skip
+    journal = SpendJournal(tmp_path)
+    journal.prepare()
+    for row in written:
+        journal.write(row)
+    journal.close(keep=True)  # rows that could go nowhere: left for the next start
+    [path] = tmp_path.glob("journal-*.msgpack")
+    found = frames(path.read_bytes())
+    assert len(found) == 4
+    assert found[-1].startswith(b"{")  # past 64 bits: JSON
+    assert not any(frame.startswith(b"{") for frame in found[:-1])
+    assert replay(tmp_path) == written
+    assert list(tmp_path.glob("journal-*")) == []
+
+
+def test_a_journal_cut_short_or_of_an_earlier_release_is_replayed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = SpendJournal(tmp_path)
+    journal.prepare()
+    for row in rows(3, "new"):
+        journal.write(row)
+    journal.close(keep=True)
+    [path] = tmp_path.glob("journal-*.msgpack")
+    data = path.read_bytes().rstrip(b"\0")
+    path.write_bytes(data[:-7])  # the last frame cut short by a crash
+    os.utime(path, (time.time() - 60, time.time() - 60))  # the older file: replayed first
+    # An earlier release's journal: lines of JSON.
+    (tmp_path / "journal-1-old.jsonl").write_bytes(b"".join(map(line_of, rows(2, "old"))))
+    with caplog.at_level(logging.WARNING, logger="prismgate"):
+        replayed = [row.request_id for row in replay(tmp_path)]
+    assert replayed == ["new0", "new1", "old0", "old1"]
+    assert "a journal ends in a part row" in caplog.text
+    assert list(tmp_path.glob("journal-*")) == []
+
+
 def test_a_spool_file_left_half_made_is_removed_once_abandoned(tmp_path: Path) -> None:
     abandoned = tmp_path / ".spool-1-dead.jsonl.new"
     abandoned.touch()
@@ -258,24 +329,24 @@ async def test_queued_rows_are_written_ahead_and_a_clean_close_removes_the_journ
     recorder.start()
 
     async def journaled() -> bool:  # what a SIGKILL now would leave for the next start
-        # A journal is mapped ahead: its rows, then zeros.
-        lines = [line for path in folder.glob("journal-*.jsonl") for line in
-                 path.read_bytes().rstrip(b"\0").splitlines()]  # fmt: skip
-        return len(lines) == 3
+        # A journal is mapped ahead: its rows' frames, then zeros.
+        found = [frame for path in folder.glob("journal-*.msgpack") for frame in
+                 frames(path.read_bytes())]  # fmt: skip
+        return len(found) == 3
 
     async with gateway(recorder) as served:
-        await until(lambda: asyncio.sleep(0, bool(list(folder.glob("journal-*.jsonl")))))
+        await until(lambda: asyncio.sleep(0, bool(list(folder.glob("journal-*.msgpack")))))
         await call(served, "j1", "j2", "j3")
         await until(journaled)
     await recorder.aclose()
     assert sorted(await stored(spend_log)) == ["j1", "j2", "j3"]
-    assert list(folder.glob("journal-*.jsonl")) == []
+    assert list(folder.glob("journal-*.msgpack")) == []
 
 
 KILLED_WRITER = """
 import os, signal, sys
 from prismgate.spool import SpendJournal
-from prismgate.storage.records import SpendRow
+from prismgate.storage.records import KeptImage, SpendRow
 SpendJournal.MAP_BYTES = 4096  # a small mapping: the rows below make it grow
 journal = SpendJournal(sys.argv[1])
 journal.prepare()
@@ -295,7 +366,7 @@ def test_a_killed_process_leaves_its_journaled_rows_to_the_next_start(tmp_path: 
         [sys.executable, "-c", KILLED_WRITER, str(tmp_path), "300"], check=False
     )
     assert killed.returncode == -signal.SIGKILL
-    [journal] = tmp_path.glob("journal-*.jsonl")
+    [journal] = tmp_path.glob("journal-*.msgpack")
     assert journal.stat().st_size > 4096
     spool = SpendSpool(tmp_path)
     assert spool.adopt() == 1
@@ -304,7 +375,7 @@ def test_a_killed_process_leaves_its_journaled_rows_to_the_next_start(tmp_path: 
         replayed += [row.request_id for row in batch.rows]
         spool.take(batch)
     assert replayed == [f"k{index}" for index in range(300)]
-    assert list(tmp_path.glob("journal-*.jsonl")) == []
+    assert list(tmp_path.glob("journal-*.msgpack")) == []
     spool.close()
 
 
@@ -316,7 +387,7 @@ def test_the_journal_reuses_its_files_and_an_emptied_one_holds_no_rows(tmp_path:
         sealed = journal.seal()
         for row in rows(3):  # queued while the batch is written
             journal.write(row)
-        made |= set(tmp_path.glob("journal-*.jsonl"))
+        made |= set(tmp_path.glob("journal-*.msgpack"))
         journal.forget(sealed)
         for file in sealed:  # emptied in place: zeros, nothing a next start would replay
             assert file.file.path.read_bytes().strip(b"\0") == b""
@@ -337,5 +408,5 @@ def test_the_journal_reuses_its_files_and_an_emptied_one_holds_no_rows(tmp_path:
         "r2",
         "last0",
     ]
-    assert len(list(tmp_path.glob("journal-*.jsonl"))) == 1
+    assert len(list(tmp_path.glob("journal-*.msgpack"))) == 1
     spool.close()

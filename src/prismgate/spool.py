@@ -12,8 +12,11 @@ again, and the spend log skips request ids it already has.
 
 A starting process `adopt`s the files of processes that ended (their lock is free): it
 takes the lock, so no two processes replay one file, and removes the file once replayed.
-It adopts their journals too (`journal-<pid>-<random>.jsonl`, `SpendJournal`): the rows
-a killed process still held in memory.
+It adopts their journals too (`journal-<pid>-<random>.msgpack`, `SpendJournal`): the rows
+a killed process still held in memory. A journal holds frames, not lines: each row's
+fields as one MessagePack array (JSON for a row MessagePack cannot hold: an integer past
+64 bits in its metadata), after its length (4 bytes, little-endian) and before a newline.
+Journals of earlier releases (`journal-*.jsonl`, lines) are adopted as spool files are.
 The spool holds at most `max_bytes`; rows past the bound are dropped and counted in the
 log, never silently.
 
@@ -43,13 +46,29 @@ __all__ = ["DEFAULT_MAX_BYTES", "SpendJournal", "SpendSpool", "SpoolBatch"]
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 << 20  # 256 MiB, hundreds of thousands of rows
-# The spool's own files, and the journals of processes (replayed alike once they end).
-_PATTERNS = ("spool-*.jsonl", "journal-*.jsonl")
+# The spool's own files, and the journals of processes (replayed alike once they end;
+# `.jsonl`: lines of JSON, `.msgpack`: frames).
+_PATTERNS = ("spool-*.jsonl", "journal-*.msgpack", "journal-*.jsonl")
+_FRAMES = ".msgpack"
 _READ_CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(1 << 16))  # what an emptied journal is written over with
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(SpendRow).decode
+
+
+class _RowFields(SpendRow, frozen=True, array_like=True):
+    """A spend row read from a journal frame: its fields in order (`msgspec.structs.astuple`).
+
+    Frames are positional: a change to `SpendRow` that moves its fields must give
+    journals a new suffix, so that one left by a crash before an upgrade is not misread
+    (fields added last are read as their defaults)."""
+
+
+_fields = msgspec.structs.astuple
+_pack = msgspec.msgpack.Encoder().encode
+_unpack = msgspec.msgpack.Decoder(_RowFields).decode
+_FRAME_HEAD = 4  # bytes of a frame's length
 
 
 @dataclass(slots=True)
@@ -118,7 +137,7 @@ class SpendSpool:
             # Older rows first: adopted files go before this process's own.
             self._files[:0] = adopted
             for pattern in _PATTERNS:
-                for making in self.folder.glob(f".{pattern.removesuffix('.jsonl')}.new"):
+                for making in self.folder.glob(f".{pattern}.new"):
                     _remove_if_abandoned(making)
             self._recount()
             return len(adopted)
@@ -237,7 +256,8 @@ class SpendJournal:
     next start adopts and replays like a spool file (same folder, same names and locks;
     the spend log skips the rows it already has).
 
-    A row is copied into a shared memory map of the journal file: no system call a row
+    A row is copied, as a frame (the module's docstring), into a shared memory map of the
+    journal file: no system call a row
     (a write each cost a system call and a hand-over of the GIL, on the request path).
     The kernel owns the mapped pages, so they outlive a killed process; nothing is
     fsync'd (a power cut may lose the last rows; the spool itself is fsync'd). A file is
@@ -266,7 +286,7 @@ class SpendJournal:
         """Have a file ready, so that `seal` and the first `write` after it do no
         file-system work."""
         if not self._spare:
-            file = _create_locked(self.folder, "journal")
+            file = _create_locked(self.folder, "journal", _FRAMES)
             try:
                 self._spare.append(_Mapped(file, self.MAP_BYTES))
             except BaseException:  # no room for it (a full disk): no file left behind
@@ -282,7 +302,7 @@ class SpendJournal:
                 return  # no file made yet (`prepare`): the recorder prepares one soon
             file = self._current = self._spare.pop()
         try:
-            file.append(_encode(row) + b"\n")
+            file.append(_frame(row))
         except (OSError, ValueError) as exc:  # ValueError: a mapping that cannot grow
             if not self._failed:
                 self._failed = True
@@ -361,10 +381,10 @@ class _Mapped:
         self.release()
 
 
-def _create_locked(folder: Path, kind: str) -> _File:
+def _create_locked(folder: Path, kind: str, suffix: str = ".jsonl") -> _File:
     """A new, empty file of this process's (`kind`: spool or journal), locked."""
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+    name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
     # Made and locked under another name, then renamed: a starting process never sees
     # it unlocked (it would take an empty, unlocked file for an ended process's).
     making = folder / f".{name}.new"
@@ -403,8 +423,20 @@ def _lock(path: Path) -> _File | None:
     return _File(path, fd, size=size)
 
 
+def _frame(row: SpendRow) -> bytes:
+    """`row` as a journal frame. MessagePack, not JSON: half the CPU on the request path
+    (≈ 270 ns against 560 a row), and under half the bytes."""
+    try:
+        payload = _pack(_fields(row))
+    except OverflowError:  # an integer past 64 bits, in the metadata or the details
+        payload = _encode(row)
+    return len(payload).to_bytes(_FRAME_HEAD, "little") + payload + b"\n"
+
+
 def _read(file: _File, limit: int) -> tuple[list[SpendRow], int]:
     """Up to `limit` rows from `file` at its offset, and the offset after them."""
+    if file.path.suffix == _FRAMES:
+        return _read_frames(file, limit)
     rows: list[SpendRow] = []
     offset = file.offset
     chunk = _READ_CHUNK
@@ -436,6 +468,49 @@ def _read(file: _File, limit: int) -> tuple[list[SpendRow], int]:
     if bad:
         log.error("spend log: %d unreadable rows skipped in %s", bad, file.path.name)
     return rows, offset
+
+
+def _read_frames(file: _File, limit: int) -> tuple[list[SpendRow], int]:
+    """`_read`, for a journal of frames."""
+    rows: list[SpendRow] = []
+    offset = file.offset
+    data, at = b"", 0  # bytes read from `offset - at` on
+    bad = 0
+    while len(rows) < limit and offset < file.size:
+        size = _frame_size(data, at)
+        if size is None or at + _FRAME_HEAD + size + 1 > len(data):  # read on from here
+            wanted = max(_READ_CHUNK, _FRAME_HEAD + (size or 0) + 1)
+            data, at = os.pread(file.fd, min(wanted, file.size - offset), offset), 0
+            size = _frame_size(data, at)
+        end = at + _FRAME_HEAD + (size or 0) + 1
+        if size is None or end > len(data) or data[end - 1] != 0x0A:
+            # A frame cut short by a crash (or zeros where it was being emptied).
+            log.warning(
+                "spend log: a journal ends in a part row (%d bytes), skipped: %s",
+                file.size - offset,
+                file.path.name,
+            )
+            offset = file.size
+            break
+        payload = data[at + _FRAME_HEAD : end - 1]
+        try:
+            if payload[:1] == b"{":  # a row MessagePack could not hold
+                rows.append(_decode(payload))
+            else:
+                rows.append(SpendRow(*_fields(_unpack(payload))))
+        except msgspec.DecodeError:
+            bad += 1
+        offset += end - at
+        at = end
+    if bad:
+        log.error("spend log: %d unreadable rows skipped in %s", bad, file.path.name)
+    return rows, offset
+
+
+def _frame_size(data: bytes, at: int) -> int | None:
+    """The length of the frame at `at` in `data`; None when `data` ends before it says."""
+    head = data[at : at + _FRAME_HEAD]
+    return int.from_bytes(head, "little") if len(head) == _FRAME_HEAD else None
 
 
 def _content_size(fd: int, size: int) -> int:
