@@ -634,6 +634,8 @@ async def test_a_large_batch_goes_in_whole_once(sql: Backend) -> None:
         )
         for i in range(count)
     ]
+    # Text that is not NULL, however it looks, stays as it was (SQLite binds NULL as 0).
+    batch[0] = spend_row("r0000", DAY_1, key_alias="0", end_user="", prompt="0.0", error="NULL")
 
     await log.write(batch)
     await log.write(batch[-10:])  # a replay of the tail adds nothing
