@@ -17,7 +17,11 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from redis.asyncio import Redis
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prismgate.storage import (
@@ -37,6 +41,7 @@ from prismgate.storage.sql import (
     open_engine,
     upgrade,
 )
+from prismgate.storage.sql.migrate import alembic_config
 from prismgate.storage.sql.schema import metadata
 
 REDIS_HOST = "127.0.0.1"
@@ -226,3 +231,31 @@ async def sql(migrated: str) -> AsyncIterator[SqlBackend]:
     yield backend
     await backend.keys.aclose()
     await backend.spend.aclose()
+
+
+async def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    """Bring the database at `url` up (or `down`) to schema `revision`."""
+
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    engine = open_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def schema_differences(url: str) -> list[Any]:
+    """How the database at `url` differs from the schema the stores are written against."""
+    engine = open_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()

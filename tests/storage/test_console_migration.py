@@ -7,43 +7,20 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
 from prismgate.storage import SpendQuery
 from prismgate.storage.records import KeptImage, SpendRow
 from prismgate.storage.sql import SqlSpendLog, open_engine, upgrade
-from prismgate.storage.sql.migrate import alembic_config, current_revision, head_revision
-from prismgate.storage.sql.schema import metadata
-from tests.storage.conftest import Databases
+from prismgate.storage.sql.migrate import current_revision, head_revision
+from tests.storage.conftest import Databases, migrate, schema_differences
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-def _to(revision: str, *, down: bool = False) -> object:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
-
-
-async def _migrate(url: str, revision: str, *, down: bool = False) -> None:
-    engine = open_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_to(revision, down=down))  # type: ignore[arg-type]
-    finally:
-        await engine.dispose()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_revision_0002_adds_the_console_record(kind: str, databases: Databases) -> None:
     url = await databases.fresh(kind)
-    await _migrate(url, "0001")
+    await migrate(url, "0001")
     engine = open_engine(url)
     try:
         async with engine.begin() as connection:
@@ -92,17 +69,9 @@ async def test_revision_0002_adds_the_console_record(kind: str, databases: Datab
     finally:
         await log.aclose()
 
-    engine = open_engine(url)
-    try:
-        async with engine.connect() as connection:
-            differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
-            )
-            assert differences == []
-    finally:
-        await engine.dispose()
+    assert await schema_differences(url) == []
 
-    await _migrate(url, "0001", down=True)
+    await migrate(url, "0001", down=True)
     assert await current_revision(url) == "0001"
     engine = open_engine(url)
     try:

@@ -6,38 +6,15 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
 from prismgate.storage import SpendQuery
 from prismgate.storage.records import SpendRow
 from prismgate.storage.sql import SqlSpendLog, open_engine, upgrade
-from prismgate.storage.sql.migrate import alembic_config, current_revision
-from prismgate.storage.sql.schema import metadata
-from tests.storage.conftest import Databases
+from prismgate.storage.sql.migrate import current_revision
+from tests.storage.conftest import Databases, migrate, schema_differences
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 OWNERS = ("token", "team_id", "user_id")
-
-
-def _to(revision: str, *, down: bool = False) -> object:
-    def run(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    return run
-
-
-async def _migrate(url: str, revision: str, *, down: bool = False) -> None:
-    engine = open_engine(url)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_to(revision, down=down))  # type: ignore[arg-type]
-    finally:
-        await engine.dispose()
 
 
 async def _index_definitions(url: str, kind: str) -> dict[str, str]:
@@ -78,7 +55,7 @@ async def test_revision_0003_indexes_only_rows_that_name_an_owner(
     kind: str, databases: Databases
 ) -> None:
     url = await databases.fresh(kind)
-    await _migrate(url, "0002")
+    await migrate(url, "0002")
     whole = await _index_definitions(url, kind)
     assert not any("IS NOT NULL" in definition for definition in whole.values()), whole
     log = SqlSpendLog(open_engine(url))
@@ -107,16 +84,8 @@ async def test_revision_0003_indexes_only_rows_that_name_an_owner(
         assert len(await log.rows(SpendQuery())) == 2
     finally:
         await log.aclose()
-    engine = open_engine(url)
-    try:
-        async with engine.connect() as connection:
-            differences = await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
-            )
-            assert differences == []
-    finally:
-        await engine.dispose()
+    assert await schema_differences(url) == []
 
-    await _migrate(url, "0002", down=True)
+    await migrate(url, "0002", down=True)
     assert await current_revision(url) == "0002"
     assert await _index_definitions(url, kind) == whole
