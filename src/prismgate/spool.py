@@ -508,7 +508,7 @@ def _read_frames(file: _File, limit: int) -> tuple[list[SpendRow], int]:
 
 
 def _frame_size(data: bytes, at: int) -> int | None:
-    """The length of the frame at `at` in `data`; None when `data` ends before it says."""
+    """The length of the frame at `at` in `data`; None when `data` ends within its head."""
     head = data[at : at + _FRAME_HEAD]
     return int.from_bytes(head, "little") if len(head) == _FRAME_HEAD else None
 
