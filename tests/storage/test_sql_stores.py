@@ -622,10 +622,10 @@ async def test_spend_rows_are_written_once_and_read_back(sql: Backend) -> None:
 
 
 async def test_a_large_batch_goes_in_whole_once(sql: Backend) -> None:
-    # 519 rows, every other one with metadata: the usual rows (no metadata) go as one
-    # statement of ROWS_PER_STATEMENT (256), then 2 and 1, with their empty JSON columns
-    # as constants; the others as 256 and 4, every column bound. Each row's values must
-    # land in its own row, whatever statement carried it.
+    # 519 rows, the odd ones with metadata: the 260 usual rows (no metadata) go as one
+    # statement of ROWS_PER_STATEMENT (256) and one of 4, with their empty JSON columns
+    # as constants; the 259 others as 256, 2 and 1, every column bound. Each row's values
+    # must land in its own row, whatever statement carried it.
     log = sql.spend
     count = 2 * ROWS_PER_STATEMENT + 7
     batch = [
@@ -634,9 +634,8 @@ async def test_a_large_batch_goes_in_whole_once(sql: Backend) -> None:
         )
         for i in range(count)
     ]
-    # Text that is not NULL, however it looks, stays as it was (SQLite binds NULL as 0).
+    # Text that looks like 0, nothing or NULL is stored as it is.
     batch[0] = spend_row("r0000", DAY_1, key_alias="0", end_user="", prompt="0.0", error="NULL")
-
     await log.write(batch)
     await log.write(batch[-10:])  # a replay of the tail adds nothing
     rows = await log.rows(SpendQuery(limit=1000))
