@@ -44,7 +44,7 @@ from run import (
     say,
 )
 
-# (base, other, the least ratio the issue allows).
+# The pairs the issues judge, (base, other): the least ratio other / base they allow.
 PAIRS = {
     ("prismgate", "prismgate-keys"): 0.90,  # issue 12 §6
     ("prismgate-quiet", "prismgate-traced"): 0.95,  # issue 13
