@@ -382,6 +382,22 @@ class Bench:
         self.answered[name] = self.answered.get(name, 0) + run.requests - run.non_2xx
         return run
 
+    def entry(self, target: Target, workload: Workload) -> Entry | str:
+        """`target`'s request for `workload`, probed once and written as wrk's script; or
+        why the target cannot take it."""
+        url, headers, model = target.request(
+            self.nginx_port, workload.prefix, workload.route, workload.group
+        )
+        body = self._body(workload, model)
+        problem = probe(url, headers, body, workload)
+        if problem:
+            say(f"{target.label}: n/a ({problem})")
+            return problem
+        self.answered[target.name] = self.answered.get(target.name, 0) + 1
+        script = write_script(WORK / "lua" / f"{workload.key}-{target.name}.lua",
+                              f"{workload.key} via {target.label}", headers, body)  # fmt: skip
+        return Entry(target, url, script)
+
     def measure(self, workload: Workload) -> dict[str, object]:
         seconds = self.args.slow_duration if workload.slow else self.args.duration
         rounds = self.args.slow_rounds if workload.slow else self.args.rounds
@@ -392,19 +408,11 @@ class Bench:
             if not target.available:
                 results[target.name] = {"status": "n/a", "reason": target.reason}
                 continue
-            url, headers, model = target.request(
-                self.nginx_port, workload.prefix, workload.route, workload.group
-            )
-            body = self._body(workload, model)
-            problem = probe(url, headers, body, workload)
-            if problem:
-                say(f"{target.label}: n/a ({problem})")
-                results[target.name] = {"status": "n/a", "reason": problem}
+            entry = self.entry(target, workload)
+            if isinstance(entry, str):
+                results[target.name] = {"status": "n/a", "reason": entry}
                 continue
-            self.answered[target.name] = self.answered.get(target.name, 0) + 1
-            script = write_script(WORK / "lua" / f"{workload.key}-{target.name}.lua",
-                                  f"{workload.key} via {target.label}", headers, body)  # fmt: skip
-            entries.append(Entry(target, url, script))
+            entries.append(entry)
         if self.args.warmup > 0:  # the gateways only: JIT, pools, caches (nginx needs none)
             for entry in (e for e in entries if e.target.name != "direct"):
                 with contextlib.suppress(RuntimeError):  # a failing target shows in its rounds

@@ -29,17 +29,15 @@ import sys
 import threading
 from pathlib import Path
 
-from loadgen import Run, write_script
+from loadgen import Run
 from procs import tree_cpu_seconds
 from run import (
     GATEWAYS,
-    WORK,
     WORKLOADS,
     Bench,
     Entry,
     _cpu_us,
     parse_args,
-    probe,
     raise_fd_limit,
     say,
 )
@@ -97,18 +95,10 @@ def _entries(bench: Bench) -> list[Entry]:
     """Each gateway that started, with its request for the workload (probed once)."""
     entries = []
     for target in bench.targets:
-        if target.name == "direct" or not target.available:
-            continue
-        url, headers, model = target.request(
-            bench.nginx_port, WORKLOAD.prefix, WORKLOAD.route, WORKLOAD.group
-        )
-        body = bench._body(WORKLOAD, model)
-        problem = probe(url, headers, body, WORKLOAD)
-        if problem:
-            say(f"{target.label}: n/a ({problem})")
-            continue
-        script = write_script(WORK / "lua" / f"side-{target.name}.lua", target.name, headers, body)
-        entries.append(Entry(target, url, script))
+        if target.name != "direct" and target.available:
+            entry = bench.entry(target, WORKLOAD)
+            if isinstance(entry, Entry):
+                entries.append(entry)
     return entries
 
 
